@@ -50,7 +50,7 @@ Model mapping
       x ``native_size`` with Lanczos in float (mode ``F``, one channel at a
       time) and resized back to the exact input size afterwards. Models that
       need sides divisible by ``multiple_of`` (latent models: 8, or 64 for a
-      full SD UNet) get the image reflect-padded on the bottom and right and
+      full SD UNet) get the image reflect-padded on the bottom and right (a 1-pixel side is repeated) and
       cropped back exactly. Nothing of the user's image is ever cropped. Any
       image of at least 1 x 1 is handled (a 1 x 1 input gives a 1 x 1 output).
 
@@ -607,8 +607,9 @@ def fit_for_model(
       output back the same way to the exact input size. An image already at
       the native size is passed through untouched (bit-exact).
     * otherwise, sides not divisible by ``multiple_of`` (latent models: 8):
-      reflect-pad at the bottom and right up to the next multiple (edge
-      padding for a side of one pixel); ``restore`` crops the padding off.
+      reflect-pad at the bottom and right up to the next multiple (numpy's
+      ``reflect``, which repeats a side of one pixel and reflects again when
+      the padding is longer than the side); ``restore`` crops it off.
     * otherwise: identity.
 
     Any image of at least 1 x 1 pixel is accepted; nothing is ever cropped
@@ -674,15 +675,14 @@ def _resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
-    """Pad bottom/right; reflect where the side allows it, else edge."""
+    """Pad bottom/right by reflection (numpy repeats a 1-pixel side)."""
     out = x
     for axis, amount in ((0, ph), (1, pw)):
         if amount == 0:
             continue
         widths = [(0, 0)] * 3
         widths[axis] = (0, amount)
-        mode = "reflect" if out.shape[axis] > 1 else "edge"
-        out = np.pad(out, widths, mode=mode)
+        out = np.pad(out, widths, mode="reflect")
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
