@@ -1,0 +1,87 @@
+"""Contact sheets: an input beside its local samples, one row per level (torch-free).
+
+This is the paper's Figure 1 as a single PNG: each row starts with the input
+image, followed by its samples at one noise level, under a text label such as
+``level 0.500  t=500  25 evals`` drawn with Pillow's default font.
+
+Layout (all sizes in pixels): every tile is the input size scaled up by the
+integer factor ``k = max(1, ceil(MIN_TILE / max(w, h)))`` with nearest
+neighbour (so 28x28 digits stay crisp and readable; large images are not
+scaled); tiles are separated by ``PAD``; each row has a label strip of
+``LABEL_H`` above its tiles. See :func:`sheet_size`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+__all__ = ["MIN_TILE", "PAD", "LABEL_H", "BACKGROUND", "tile_scale", "sheet_size", "contact_sheet"]
+
+MIN_TILE = 96  # small images are upscaled (integer factor) to at least this many pixels on the long side
+PAD = 4  # gap between tiles and around the sheet
+LABEL_H = 16  # height of the text strip above each row
+BACKGROUND = (255, 255, 255)
+TEXT = (0, 0, 0)
+
+
+def tile_scale(width: int, height: int) -> int:
+    """Integer upscaling factor for a tile of ``width`` x ``height`` (>= 1)."""
+    return max(1, math.ceil(MIN_TILE / max(width, height, 1)))
+
+
+def sheet_size(width: int, height: int, n_samples: int, n_rows: int) -> tuple[int, int]:
+    """(width, height) of a sheet for inputs of ``width`` x ``height`` pixels,
+    ``n_samples`` samples per row (plus the input) and ``n_rows`` levels."""
+    k = tile_scale(width, height)
+    tw, th = width * k, height * k
+    return PAD + (n_samples + 1) * (tw + PAD), PAD + n_rows * (LABEL_H + th + PAD)
+
+
+def contact_sheet(image, rows: Sequence[tuple[str, Sequence]]):
+    """Draw a contact sheet.
+
+    Args:
+        image: the input as a PIL image (any mode; converted to RGB), size w x h.
+        rows: one ``(label, samples)`` pair per level; ``samples`` are PIL images
+            of the same size as ``image``; every row must hold the same number.
+
+    Returns:
+        An RGB PIL image of size :func:`sheet_size`.
+
+    Raises:
+        ValueError: if rows are empty, uneven, or a sample's size differs from the input's.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not rows:
+        raise ValueError("contact_sheet needs at least one row")
+    n = len(rows[0][1])
+    w, h = image.size
+    for label, samples in rows:
+        if len(samples) != n:
+            raise ValueError("every row of a contact sheet must have the same number of samples")
+        for s in samples:
+            if s.size != (w, h):
+                raise ValueError(f"sample size {s.size} differs from the input size {(w, h)}")
+    k = tile_scale(w, h)
+    tw, th = w * k, h * k
+    sheet = Image.new("RGB", sheet_size(w, h, n, len(rows)), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+
+    def tile(im):
+        im = im.convert("RGB")
+        return im if k == 1 else im.resize((tw, th), Image.Resampling.NEAREST)
+
+    first = tile(image)
+    y = PAD
+    for label, samples in rows:
+        draw.text((PAD, y + 2), label, fill=TEXT, font=font)
+        y += LABEL_H
+        x = PAD
+        for im in [first, *map(tile, samples)]:
+            sheet.paste(im, (x, y))
+            x += tw + PAD
+        y += th + PAD
+    return sheet
