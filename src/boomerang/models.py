@@ -1,0 +1,509 @@
+"""Loading pretrained diffusion models and calling them (Boomerang step 1-4 building blocks).
+
+Two model families are supported, both in diffusers' folder layouts:
+
+* **pixel** -- a denoiser on images: a ``DDPMPipeline``/``DDIMPipeline`` folder
+  (``model_index.json``, ``unet/``, ``scheduler/``) or a bare ``UNet2DModel``
+  folder (``config.json`` + weights) with a ``scheduler_config.json`` beside it
+  or in ``scheduler/``. encode/decode are the identity.
+* **latent** -- Stable Diffusion 1.x / 2.x: ``vae`` (AutoencoderKL),
+  ``text_encoder`` (CLIPTextModel), ``tokenizer`` (CLIPTokenizer), ``unet``
+  (UNet2DConditionModel), ``scheduler``. encode is the VAE posterior mode times
+  the VAE scaling factor (as in the authors' notebook); decode inverts it.
+
+:func:`read_model_info` reads JSON configs only (no torch import) so that the
+CLI can validate sizes and timesteps before anything heavy is loaded.
+
+Weights are read from ``.safetensors`` files only, unless ``allow_pickle=True``:
+``.bin`` / ``.ckpt`` / ``.pt`` files are Python pickles that can run arbitrary
+code when loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ModelInfo", "DiffusionModel", "read_model_info", "load_model", "DTYPES", "make_batch_invariant"]
+
+DTYPES = ("float32", "float16", "bfloat16")
+_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+_WEIGHT_SUFFIXES = (".safetensors",) + _PICKLE_SUFFIXES
+_LATENT_COMPONENTS = ("unet", "vae", "text_encoder")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the CLI needs to know about a model before loading it.
+
+    Attributes:
+        source: the local folder (str) the model is read from.
+        kind: ``'pixel'`` (denoiser on images) or ``'latent'`` (Stable Diffusion).
+        num_train_timesteps: T of the model's training schedule.
+        image_channels: channels of the images the model takes (1 or 3).
+        native_size: pixel models: the only side length (square images) the
+            UNet was trained on; latent models: ``None`` (any size that is a
+            multiple of ``size_multiple``).
+        size_multiple: latent models: the VAE downsampling factor (8 for SD);
+            pixel models: the UNet's total downsampling factor (informational).
+        takes_prompt: True for text-conditioned (latent SD) models.
+    """
+
+    source: str
+    kind: str
+    num_train_timesteps: int
+    image_channels: int
+    native_size: int | None
+    size_multiple: int
+    takes_prompt: bool
+
+
+# ----------------------------------------------------------------------------- resolving a model argument
+
+
+def _bundled_model_path() -> pathlib.Path:
+    try:
+        from boomerang import assets
+    except ImportError as exc:  # the bundled-model module is another issue
+        raise ValueError(
+            "no --model given and the bundled default model is not available in this installation "
+            f"({exc}); pass --model PATH_TO_A_DIFFUSERS_FOLDER"
+        ) from None
+    try:
+        return pathlib.Path(assets.default_model_path())
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise ValueError(f"no --model given and the bundled default model is missing: {exc}; pass --model PATH") from None
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return (
+        len(parts) == 2
+        and all(p and not p.startswith(".") for p in parts)
+        and not text.startswith(("/", "~", "."))
+        and os.sep not in text.replace("/", "")
+    )
+
+
+def _hub_hint(repo_id: str) -> str:
+    return (
+        f"on a machine with internet access run\n"
+        f"    python -c \"from huggingface_hub import snapshot_download; "
+        f"print(snapshot_download('{repo_id}', allow_patterns=['*.json', '*.txt', '*.safetensors']))\"\n"
+        f"(or `huggingface-cli download {repo_id} --local-dir DIR`), copy the folder here and pass it with --model DIR"
+    )
+
+
+def _resolve(model: str | os.PathLike | None, *, json_only: bool) -> pathlib.Path:
+    """A local folder for ``model``: the bundled model, a local folder, or a hub id from the HF cache/hub."""
+    if model is None:
+        path = _bundled_model_path()
+        if not path.is_dir():
+            raise ValueError(f"the bundled default model folder {path} does not exist; pass --model PATH")
+        return path
+    path = pathlib.Path(os.path.expanduser(str(model)))
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(
+                f"--model {model}: expected a diffusers model folder (with model_index.json, or a UNet config.json), "
+                "got a file; single-file checkpoints are not supported: convert them to a diffusers folder first"
+            )
+        return path
+    text = str(model)
+    if not _looks_like_hub_id(text):
+        raise ValueError(f"--model {model}: no such folder; pass a local diffusers model folder (or a hub id owner/name)")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.txt"] if json_only else ["*.json", "*.txt", "*.safetensors", "*.bin", "*.ckpt"]
+        local = snapshot_download(text, allow_patterns=patterns, local_files_only=offline)
+    except Exception as exc:  # noqa: BLE001 -- any hub/network failure gets the same actionable message
+        why = "the hub is not reachable (HF_HUB_OFFLINE is set)" if offline else f"it could not be downloaded ({type(exc).__name__})"
+        raise ValueError(f"--model {text} is not a local folder and {why}; {_hub_hint(text)}") from None
+    return pathlib.Path(local)
+
+
+def _read_json(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read model config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"model config {path} is not a JSON object")
+    return data
+
+
+def _layout(root: pathlib.Path) -> dict[str, Any]:
+    """Find the layout of a model folder: kind and the paths of its component configs."""
+    index = root / "model_index.json"
+    if index.is_file():
+        entries = _read_json(index)
+        if "unet" in entries and "vae" in entries and "text_encoder" in entries and "tokenizer" in entries:
+            return {"kind": "latent", "unet": root / "unet", "scheduler": root / "scheduler",
+                    "vae": root / "vae", "text_encoder": root / "text_encoder", "tokenizer": root / "tokenizer"}
+        if "unet" in entries and "scheduler" in entries and "vae" not in entries:
+            return {"kind": "pixel", "unet": root / "unet", "scheduler": root / "scheduler"}
+        raise ValueError(
+            f"{root}: model_index.json describes a {entries.get('_class_name', 'unknown')} pipeline; supported are "
+            "pixel-space UNet pipelines (DDPMPipeline/DDIMPipeline layout) and Stable Diffusion 1.x/2.x"
+        )
+    config = root / "config.json"
+    if config.is_file() and _read_json(config).get("_class_name") == "UNet2DModel":
+        for sched in (root / "scheduler_config.json", root / "scheduler" / "scheduler_config.json"):
+            if sched.is_file():
+                return {"kind": "pixel", "unet": root, "scheduler": sched.parent}
+        raise ValueError(f"{root}: a UNet2DModel folder needs a scheduler_config.json beside config.json (or in scheduler/)")
+    raise ValueError(
+        f"{root}: not a supported diffusers model folder: expected model_index.json (DDPM or Stable Diffusion "
+        "layout) or a UNet2DModel config.json with a scheduler_config.json"
+    )
+
+
+def _component_config(folder: pathlib.Path, name: str = "config.json") -> dict[str, Any]:
+    path = folder / name
+    if not path.is_file():
+        raise ValueError(f"{folder}: missing {name}; the model folder is incomplete")
+    return _read_json(path)
+
+
+def _side(value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise ValueError(f"non-square UNet sample_size {value} is not supported")
+        value = value[0]
+    return int(value)
+
+
+def _info_from_layout(root: pathlib.Path, layout: dict[str, Any]) -> ModelInfo:
+    unet = _component_config(layout["unet"])
+    sched = _component_config(layout["scheduler"], "scheduler_config.json")
+    T = int(sched.get("num_train_timesteps", 1000))
+    if layout["kind"] == "pixel":
+        n_down = len(unet.get("block_out_channels", (64,)))
+        return ModelInfo(str(root), "pixel", T, int(unet.get("in_channels", 3)), _side(unet.get("sample_size")),
+                         2 ** (n_down - 1), False)
+    vae = _component_config(layout["vae"])
+    factor = 2 ** (len(vae.get("block_out_channels", (1, 1, 1, 1))) - 1)
+    return ModelInfo(str(root), "latent", T, int(vae.get("in_channels", 3)), None, factor, True)
+
+
+def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
+    """Describe a model from its JSON configs only (no torch import, no weights read).
+
+    Args:
+        model: a local diffusers folder, a hub id (``owner/name``, resolved from
+            the local Hugging Face cache when offline), or ``None`` for the
+            bundled default model.
+
+    Raises:
+        ValueError: missing folder, unknown layout, unreadable config, or a hub
+            id that is not available (the message says how to download it).
+    """
+    root = _resolve(model, json_only=True)
+    return _info_from_layout(root, _layout(root))
+
+
+# ----------------------------------------------------------------------------- batch invariance
+
+
+def _batch_invariant_linear_forward(self, x):
+    """nn.Linear.forward, made row-by-row reproducible for 2-D inputs.
+
+    ``F.linear`` on a 2-D input [B, C] dispatches to gemv for B = 1 and to gemm
+    for B > 1 on the CPU; the two sum in different orders, so a row's result
+    changed with the batch size (~1e-6). A batched matmul [B, 1, C] x [B, C, O]
+    computes every row with the same kernel whatever B. Inputs with 3 or more
+    dimensions ([B, L, C], attention and CLIP) were measured row-invariant and
+    keep the ordinary path.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if x.dim() != 2:
+        return F.linear(x, self.weight, self.bias)
+    batch = x.shape[0]
+    out = torch.bmm(x.unsqueeze(1), self.weight.t().unsqueeze(0).expand(batch, -1, -1)).squeeze(1)
+    return out if self.bias is None else out + self.bias
+
+
+def make_batch_invariant(module) -> int:
+    """Replace ``forward`` of every ``nn.Linear`` inside ``module`` (per instance) by
+    :func:`_batch_invariant_linear_forward`. torch itself is not patched.
+
+    Used on the UNet, whose timestep-embedding MLPs and ``time_emb_proj`` layers
+    take 2-D [B, C] inputs. Returns the number of layers patched.
+    """
+    import types
+
+    import torch
+
+    count = 0
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Linear) and not getattr(sub, "_boomerang_batch_invariant", False):
+            sub.forward = types.MethodType(_batch_invariant_linear_forward, sub)
+            sub._boomerang_batch_invariant = True
+            count += 1
+    return count
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _check_weights(folder: pathlib.Path, allow_pickle: bool) -> None:
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)] if folder.is_dir() else []
+    if any(p.name.endswith(".safetensors") for p in files):
+        return
+    pickles = [p for p in files if p.name.endswith(_PICKLE_SUFFIXES)]
+    if not pickles:
+        raise ValueError(f"{folder}: no weight files (*.safetensors) found; the model folder is incomplete")
+    if not allow_pickle:
+        raise ValueError(
+            f"{pickles[0]} is a pickle file, which can run arbitrary code when loaded, and the folder has no "
+            ".safetensors weights. If you trust its source, pass --allow-pickle (allow_pickle=True); or convert it "
+            "once with: python -c \"import diffusers; m = diffusers.AutoModel.from_pretrained(DIR); "
+            "m.save_pretrained(DIR, safe_serialization=True)\" (use the component's class, e.g. UNet2DModel)"
+        )
+
+
+def weights_sha256(paths: list[pathlib.Path], root: pathlib.Path) -> str:
+    """SHA-256 over the weight files: for each file in sorted relative-path order,
+    its relative path and its bytes. Identifies exactly the weights loaded."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.relative_to(root).as_posix()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _weight_files(folder: pathlib.Path, allow_pickle: bool) -> list[pathlib.Path]:
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)]
+    safe = [p for p in files if p.name.endswith(".safetensors")]
+    return safe if safe or not allow_pickle else files
+
+
+class DiffusionModel:
+    """A loaded model: diffusers components plus the calls Boomerang needs.
+
+    Fields of :class:`ModelInfo`, plus ``weights_sha256`` (str), ``scheduler_config``
+    (dict), ``device`` (torch.device), ``dtype`` (str), and the components
+    ``unet``, ``vae``, ``text_encoder``, ``tokenizer`` (None for pixel models).
+    Images are float tensors [B, C, H, W] in [-1, 1]; latents are [B, 4, H/f, W/f]
+    (f = size_multiple) in the UNet's scaled latent space.
+    """
+
+    def __init__(self, info: ModelInfo, *, unet, scheduler_config, device, dtype: str, weights_sha256: str,
+                 vae=None, text_encoder=None, tokenizer=None):
+        self.info = info
+        self.unet = unet
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.scheduler_config = dict(scheduler_config)
+        self.device = device
+        self.dtype = dtype
+        self.weights_sha256 = weights_sha256
+        self.unet_calls = 0  # incremented per denoiser call (tests, reports)
+
+    # ModelInfo fields
+    source = property(lambda self: self.info.source)
+    kind = property(lambda self: self.info.kind)
+    num_train_timesteps = property(lambda self: self.info.num_train_timesteps)
+    image_channels = property(lambda self: self.info.image_channels)
+    native_size = property(lambda self: self.info.native_size)
+    size_multiple = property(lambda self: self.info.size_multiple)
+    takes_prompt = property(lambda self: self.info.takes_prompt)
+
+    @property
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    # --- encode / decode (paper: x0 in the model's space and back)
+
+    def encode(self, x, *, generators=None):
+        """Images [B, C, H, W] in [-1, 1] -> the model's space (float32, on ``device``).
+
+        Pixel models: identity. Latent models: the VAE posterior **mode** times
+        ``scaling_factor`` (the authors' notebook); with ``generators`` (one per
+        item) a posterior **sample** drawn from each item's generator instead
+        (diffusers' img2img pipeline), item by item.
+        """
+        import torch
+
+        x = x.to(self.device, torch.float32)
+        if self.kind == "pixel":
+            return x
+        vae_dtype = self.vae.dtype
+        with torch.no_grad():
+            if generators is None:
+                z = self.vae.encode(x.to(vae_dtype)).latent_dist.mode()
+            else:
+                if len(generators) != x.shape[0]:
+                    raise ValueError(f"need one generator per image: {len(generators)} generators for {x.shape[0]} images")
+                z = torch.cat([self.vae.encode(x[i : i + 1].to(vae_dtype)).latent_dist.sample(generator=g)
+                               for i, g in enumerate(generators)])
+        return (z * self.vae.config.scaling_factor).to(torch.float32)
+
+    def decode(self, z):
+        """The model's space -> images [B, C, H, W] float32 on the CPU (not clamped).
+
+        Latent models decode with the VAE in float32 (it is kept in float32 at
+        load time: float16 VAEs overflow to NaN). Raises ValueError if the
+        result is not finite, instead of returning NaN/black images.
+        """
+        import torch
+
+        if self.kind == "pixel":
+            out = z.to(torch.float32)
+        else:
+            with torch.no_grad():
+                out = self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+            out = out.to(torch.float32)
+        if not torch.isfinite(out).all():
+            raise ValueError(
+                f"the model produced non-finite values (NaN/inf) with dtype {self.dtype}; "
+                "rerun with --dtype float32 (or bfloat16)"
+            )
+        return out.cpu()
+
+    # --- prompts (classifier-free guidance)
+
+    def encode_prompt(self, prompt: str = "", negative_prompt: str = "", guidance_scale: float = 1.0):
+        """CLIP embeddings of a prompt, and of the negative prompt when guidance is used.
+
+        Returns ``(cond, uncond)``: tensors [1, L, D] in the UNet's dtype, ``uncond``
+        is None when ``guidance_scale <= 1`` (no unconditional pass). Pixel
+        models return ``(None, None)``. Tokenised like diffusers' pipelines:
+        padding to ``model_max_length``, truncation.
+        """
+        import torch
+
+        if self.kind == "pixel":
+            return None, None
+
+        def embed(text: str):
+            ids = self.tokenizer(text, padding="max_length", max_length=self.tokenizer.model_max_length,
+                                 truncation=True, return_tensors="pt").input_ids.to(self.device)
+            mask = None
+            if getattr(self.text_encoder.config, "use_attention_mask", False):
+                mask = torch.ones_like(ids)
+            with torch.no_grad():
+                return self.text_encoder(ids, attention_mask=mask)[0].to(self.torch_dtype)
+
+        cond = embed(prompt or "")
+        uncond = embed(negative_prompt or "") if guidance_scale > 1 else None
+        return cond, uncond
+
+    # --- the denoiser
+
+    def predict(self, x_in, t, *, cond=None, uncond=None, guidance_scale: float = 1.0):
+        """The UNet's output (eps, v or x0, as its scheduler config says) for a batch.
+
+        Args:
+            x_in: [B, C, h, w] model input (after ``scheduler.scale_model_input``).
+            t: the training timestep (int or 0-d tensor), the same for the batch.
+            cond, uncond: prompt embeddings [1, L, D] from :meth:`encode_prompt`.
+            guidance_scale: classifier-free guidance w; with ``uncond`` the UNet
+                runs once on [uncond; cond] (2B items) and returns
+                ``u + w (c - u)``; ``w <= 1`` or no ``uncond``: one conditional pass.
+
+        Returns: float32 tensor shaped like ``x_in``.
+        """
+        import torch
+
+        self.unet_calls += 1
+        batch = x_in.shape[0]
+        x = x_in.to(self.device, self.torch_dtype)
+        with torch.no_grad():
+            if self.kind == "pixel":
+                return self.unet(x, t).sample.to(torch.float32)
+            if uncond is not None and guidance_scale > 1:
+                emb = torch.cat([uncond.expand(batch, -1, -1), cond.expand(batch, -1, -1)])
+                out = self.unet(torch.cat([x, x]), t, encoder_hidden_states=emb).sample.to(torch.float32)
+                out_uncond, out_cond = out.chunk(2)
+                return out_uncond + guidance_scale * (out_cond - out_uncond)
+            return self.unet(x, t, encoder_hidden_states=cond.expand(batch, -1, -1)).sample.to(torch.float32)
+
+
+def _parse_device(device: str):
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device must be cpu or cuda (or cuda:N), got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", dtype: str = "float32",
+               allow_pickle: bool = False) -> DiffusionModel:
+    """Load a pixel-space or Stable Diffusion model with diffusers' ``from_pretrained``.
+
+    Args:
+        model: local diffusers folder, hub id, or ``None`` (the bundled model,
+            ``boomerang.assets.default_model_path()``).
+        device: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+        dtype: ``'float32'``, ``'float16'`` or ``'bfloat16'`` for the UNet and
+            text encoder; the VAE always runs in float32 (fp16 VAEs give NaN).
+        allow_pickle: also accept ``.bin``/``.ckpt``/``.pt`` weights (pickles
+            that can run code); by default only ``.safetensors`` are read.
+
+    The UNet's 2-D ``nn.Linear`` layers are made batch invariant
+    (:func:`make_batch_invariant`), so a sample does not depend on the batch.
+
+    Raises:
+        ValueError: bad device/dtype, missing or unsupported folder, pickle
+            weights without ``allow_pickle``, hub id not available offline.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    dev = _parse_device(device)
+    root = _resolve(model, json_only=False)
+    layout = _layout(root)
+    info = _info_from_layout(root, layout)
+    components = ("unet",) if info.kind == "pixel" else _LATENT_COMPONENTS
+    for name in components:
+        _check_weights(layout[name], allow_pickle)
+
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
+
+    torch_dtype = getattr(torch, dtype)
+    safe = True if not allow_pickle else None
+    files: list[pathlib.Path] = []
+    for name in components:
+        files += _weight_files(layout[name], allow_pickle)
+    sched_config = _component_config(layout["scheduler"], "scheduler_config.json")
+    try:
+        if info.kind == "pixel":
+            unet = UNet2DModel.from_pretrained(layout["unet"], use_safetensors=safe, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
+            extra = {}
+        else:
+            from transformers import CLIPTextModel, CLIPTokenizer
+
+            unet = UNet2DConditionModel.from_pretrained(layout["unet"], use_safetensors=safe, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
+            vae = AutoencoderKL.from_pretrained(layout["vae"], use_safetensors=safe, low_cpu_mem_usage=False, torch_dtype=torch.float32)
+            text_encoder = CLIPTextModel.from_pretrained(layout["text_encoder"], use_safetensors=safe, dtype=torch_dtype)
+            tokenizer = CLIPTokenizer.from_pretrained(layout["tokenizer"])
+            extra = {"vae": vae.to(dev).eval(), "text_encoder": text_encoder.to(dev).eval(), "tokenizer": tokenizer}
+    except (OSError, EnvironmentError) as exc:
+        raise ValueError(f"cannot load the model from {root}: {exc}") from None
+    unet = unet.to(dev).eval()
+    make_batch_invariant(unet)
+    return DiffusionModel(info, unet=unet, scheduler_config=sched_config, device=dev, dtype=dtype,
+                          weights_sha256=weights_sha256(files, root), **extra)

@@ -1,0 +1,55 @@
+"""Per-sample random generators (torch-free except :func:`item_generator`).
+
+Every sample draws all of its randomness (the forward noise eps, the VAE
+posterior sample of the img2img schedule, the fresh noise of ancestral
+steps) from its own generator, seeded from ``(seed, image_index,
+sample_index)``. A sample therefore never depends on the batch size, on the
+order of the batch, on how many other samples are drawn, or on the worker
+that computes it (the EDM convention: one generator per seed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+__all__ = ["item_seed", "item_generator"]
+
+
+def _check_index(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def item_seed(seed: int, image_index: int, sample_index: int) -> int:
+    """The seed of one sample: a hash of the triple into [0, 2**63).
+
+    ``sha256(b"boomerang:{seed}:{image_index}:{sample_index}")``, first 8 bytes,
+    big-endian, top bit cleared. Distinct triples give unrelated seeds.
+
+    Args:
+        seed: the user's seed, any integer >= 0.
+        image_index: index of the input image in the job, >= 0.
+        sample_index: index of the sample of that image (and level), >= 0.
+
+    Raises:
+        ValueError: if any argument is not an integer >= 0.
+    """
+    seed = _check_index(seed, "seed")
+    image_index = _check_index(image_index, "image_index")
+    sample_index = _check_index(sample_index, "sample_index")
+    digest = hashlib.sha256(f"boomerang:{seed}:{image_index}:{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+def item_generator(seed: int, image_index: int, sample_index: int):
+    """A CPU ``torch.Generator`` seeded with :func:`item_seed` of the triple.
+
+    Noise is always drawn on the CPU in float32 and then moved to the
+    device, so the same triple gives the same noise on every device.
+    """
+    import torch
+
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(item_seed(seed, image_index, sample_index))
+    return generator
