@@ -77,6 +77,14 @@ def _as_tuple(value) -> tuple:
     return (value,)
 
 
+def _flat_levels(value) -> list[float]:
+    """Levels from a float, a comma-separated string or a sequence of either (checked)."""
+    out: list[float] = []
+    for item in _as_tuple(value):
+        out.extend(_levels.parse_levels(item) if isinstance(item, str) else [_levels.check_level(item)])
+    return out
+
+
 @dataclass(frozen=True)
 class SampleSettings:
     """Every setting of a Boomerang sampling job, with its default (the one place
@@ -96,18 +104,21 @@ class SampleSettings:
             ``seeds.item_seed(seed, i, j)``.
         steps: step budget of a full chain (denoiser evaluations at level 1),
             >= 1; a start at level L uses about L x steps (at least 1).
-        scheduler: a name from ``boomerang.core.SCHEDULER_NAMES``
-            (``ddpm`` is the paper's stochastic ancestral sampler).
+        scheduler: a name from ``boomerang.schedulers.SCHEDULER_NAMES``:
+            ``ddpm`` (the paper's stochastic ancestral sampler), ``ddim``,
+            ``euler``, ``dpmsolver++``, ``pndm`` (pndm only with the
+            ``img2img`` / ``reference`` schedules or ``from_noise``).
         schedule: ``exact`` (the native Boomerang grid), ``img2img``
             (diffusers' strength semantics) or ``reference`` (the authors' notebook).
-        from_noise: start from pure noise (ordinary global sampling) instead of
-            the noised input.
+        from_noise: start from pure noise (ordinary global sampling on the
+            scheduler's own grid of ``steps`` steps) instead of the noised
+            input; the level is then 1 and the input only sets the size.
         eta: DDIM eta (>= 0; 0 is deterministic); ignored by other schedulers.
         model: hub id or local folder; ``None`` = the bundled model.
         prompt, negative_prompt: text conditioning (latent/text models only;
             a model without a text encoder rejects a non-empty prompt).
         guidance_scale: classifier-free guidance (text models only).
-        device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: one of :data:`DTYPES`.
         batch_size: samples per core call (>= 1), ``None`` = :func:`auto_batch_size`.
         background: colour that transparent pixels are composited over: a
@@ -142,7 +153,14 @@ class SampleSettings:
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         if self.level is not None and self.timestep is not None:
             raise ValueError("give either --level or --timestep, not both")
-        if self.timestep is not None:
+        if self.from_noise:
+            # Global sampling from pure noise: the input only gives the size.
+            if self.timestep is not None:
+                raise ValueError("--from-noise samples from pure noise; it takes no --timestep")
+            if self.level is not None and any(lv != 1.0 for lv in _flat_levels(self.level)):
+                raise ValueError("--from-noise samples from pure noise; it takes no --level (or --level 1)")
+            put("level", (1.0,))
+        elif self.timestep is not None:
             ts = []
             for item in _as_tuple(self.timestep):
                 parts = item.split(",") if isinstance(item, str) else [item]
@@ -155,10 +173,7 @@ class SampleSettings:
                 raise ValueError(f"--timestep lists a value twice: {ts}")
             put("timestep", tuple(ts))
         else:
-            raw = _as_tuple(DEFAULT_LEVEL if self.level is None else self.level)
-            lv = []
-            for item in raw:
-                lv.extend(_levels.parse_levels(item) if isinstance(item, str) else [_levels.check_level(item)])
+            lv = _flat_levels(DEFAULT_LEVEL if self.level is None else self.level)
             if not lv:
                 raise ValueError("--level needs at least one value in [0, 1]")
             names = [f"{v:.3f}" for v in lv]
@@ -192,8 +207,8 @@ class SampleSettings:
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         dev = str(self.device)
-        if not (dev in ("cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise ValueError(f"--device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if not (dev in ("cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
         self.background_rgb  # validates the colour
         if self.model is not None:
             put("model", str(self.model))
@@ -274,7 +289,7 @@ class Sample:
         image_index, sample_index: i and j; ``seed`` = ``seeds.item_seed(settings.seed, i, j)``.
         level: the requested level (t / (T-1) when a timestep was requested).
         timestep: the training timestep where noise was added (``None``: identity, level 0).
-        alpha_bar: the model scheduler's ``alphas_cumprod[timestep]`` (``None`` at level 0).
+        alpha_bar: the scheduler's ``alphas_cumprod[timestep]`` (1.0 at level 0, ``None`` with ``from_noise``).
         num_denoiser_evals: denoiser evaluations for this sample (0 at level 0).
         scheduler_name, scheduler_config: the scheduler used and its config.
         schedule: ``exact``, ``img2img``, ``reference`` (or what the core reports).
@@ -306,14 +321,20 @@ class Sample:
         return Image.fromarray(q[..., 0] if q.shape[-1] == 1 else q)
 
     def distance(self) -> dict:
-        """MSE / PSNR / SSIM between the 8-bit sample and the input (at model
-        channels, input size), see :mod:`boomerang.metrics`."""
+        """MSE / PSNR / SSIM between the sample and its input, both as 8-bit
+        values (what the PNG holds; the input at the model's channel count and
+        its own size, quantised the same way), see :mod:`boomerang.metrics`.
+
+        Returns:
+            ``{"mse": float, "psnr": float | None, "ssim": float | None}``.
+        """
         import numpy as np
 
         from boomerang.metrics import image_distance
 
         q = np.rint(np.clip(self.pixels, 0.0, 1.0) * 255).astype(np.uint8)
-        return image_distance(q, np.clip(self.reference, 0.0, 1.0))
+        r = np.rint(np.clip(self.reference, 0.0, 1.0) * 255).astype(np.uint8)
+        return image_distance(q, r)
 
 
 def _model_fields(model_or_info) -> dict:
@@ -370,10 +391,15 @@ def prepare(images, settings: SampleSettings | None = None, *, model=None, **ove
             f"the model {info.source} takes no text prompt; drop --prompt/--negative-prompt "
             "(or use a text-conditioned model such as Stable Diffusion)"
         )
-    from boomerang.core import SCHEDULER_NAMES
+    from boomerang.schedulers import CUSTOM_GRID_SCHEDULERS, SCHEDULER_NAMES
 
     if settings.scheduler not in SCHEDULER_NAMES:
         raise ValueError(f"--scheduler must be one of {', '.join(SCHEDULER_NAMES)}, got {settings.scheduler!r}")
+    if settings.schedule == "exact" and not settings.from_noise and settings.scheduler not in CUSTOM_GRID_SCHEDULERS:
+        raise ValueError(
+            f"--scheduler {settings.scheduler} cannot follow the exact Boomerang grid; use one of "
+            f"{', '.join(CUSTOM_GRID_SCHEDULERS)}, or --schedule img2img / reference"
+        )
 
     inputs = []
     for i, (src, loaded) in enumerate(zip(images, loaded_images)):
@@ -392,7 +418,7 @@ def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "
     Args:
         model: hub id or local folder (a pixel-space DDPM layout or a Stable
             Diffusion 1.x/2.x layout); ``None`` = the bundled model.
-        device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: ``float32``, ``float16`` or ``bfloat16``.
         allow_pickle: also accept pickle weights (only for files you trust).
 
@@ -401,29 +427,12 @@ def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "
 
     Raises:
         ValueError: missing folder, unknown layout, hub id not available offline,
-            pickle weights without ``allow_pickle``, an unavailable device.
+            pickle weights without ``allow_pickle``, CUDA requested but not available.
     """
     s = SampleSettings(model=model, device=device, dtype=dtype, allow_pickle=allow_pickle)  # validates
-    _check_device(s.device)
     from boomerang.models import load_model
 
     return load_model(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
-
-
-def _check_device(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-        idx = int(device.split(":")[1]) if ":" in device else 0
-        if idx >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif device == "mps":
-        import torch
-
-        if not torch.backends.mps.is_available():
-            raise ValueError("--device mps: MPS is not available on this machine; use --device cpu")
 
 
 def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
@@ -460,7 +469,7 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
     model = job.model
     channels = int(model.image_channels)
     batch = s.batch_size or auto_batch_size(job.num_items, s.device)
-    sched_config = dict(getattr(model, "scheduler_config", {}) or {})
+    identity_config = None
 
     # Group items by the shape the model sees (pixel models: all the same).
     groups: dict[tuple, list[tuple[_Input, int]]] = {}
@@ -471,16 +480,26 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = tqdm(total=job.num_items * len(job.starts), unit="sample", disable=not show, file=sys.stderr,
                desc="boomerang")
+
+    def step_progress(done: int, total: int) -> None:  # denoiser evaluations within the current batch
+        bar.set_postfix_str(f"step {done}/{total}")
+
     try:
         for level, t in job.starts:
             if t is None and model.kind == "pixel" and not s.from_noise:
+                # Level 0: the input itself (core would return x0 unchanged too, but
+                # after the resize to the model's size and back; this is bit-exact).
+                if identity_config is None:
+                    from boomerang.schedulers import make_scheduler
+
+                    identity_config = dict(make_scheduler(s.scheduler, model.scheduler_config).config)
                 for inp in job.inputs:
                     for j in range(s.num_samples):
                         yield Sample(
                             pixels=inp.reference, image_index=inp.index, sample_index=j,
                             seed=seeds.item_seed(s.seed, inp.index, j), level=level, timestep=None,
-                            alpha_bar=None, num_denoiser_evals=0, scheduler_name=s.scheduler,
-                            scheduler_config=sched_config, schedule=s.schedule, input_name=inp.name,
+                            alpha_bar=1.0, num_denoiser_evals=0, scheduler_name=s.scheduler,
+                            scheduler_config=identity_config, schedule=s.schedule, input_name=inp.name,
                             input_path=inp.path, reference=inp.reference,
                         )
                     bar.update(s.num_samples)
@@ -496,7 +515,8 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
                     out = core.boomerang_sample(
                         model, x0, generators=gens, schedule=s.schedule, from_noise=s.from_noise,
                         scheduler=s.scheduler, steps=s.steps, eta=s.eta, prompt=s.prompt,
-                        negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale, **kw,
+                        negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale,
+                        progress=step_progress if show else None, **kw,
                     )
                     samples = ((out.samples.detach().float().cpu().clamp(-1, 1) + 1.0) / 2.0).numpy()
                     if not np.all(np.isfinite(samples)):

@@ -74,7 +74,7 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", default=D("steps"),
                    help="step budget of a full chain; a start at level L takes about L*steps denoiser evaluations (default %(default)s)")
     p.add_argument("--scheduler", default=D("scheduler"),
-                   help="ddpm (stochastic, the paper's sampler), ddim, euler, dpmsolver++, ... (default %(default)s)")
+                   help="ddpm (stochastic, the paper's sampler), ddim, euler, dpmsolver++ or pndm (default %(default)s)")
     p.add_argument("--schedule", default=D("schedule"), choices=SCHEDULES,
                    help="exact: native Boomerang grid; img2img: diffusers strength semantics; "
                         "reference: the authors' notebook (default %(default)s)")
@@ -87,7 +87,7 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--guidance-scale", default=D("guidance_scale"),
                    help="classifier-free guidance scale (text models only; default %(default)s)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="output folder (default %(default)s)")
-    p.add_argument("--device", default=D("device"), help="cpu, cuda, cuda:N or mps (default %(default)s)")
+    p.add_argument("--device", default=D("device"), help="cpu, cuda or cuda:N (default %(default)s)")
     p.add_argument("--dtype", default=D("dtype"), choices=DTYPES, help="(default %(default)s)")
     p.add_argument("--batch-size", default=D("batch_size"), metavar="N",
                    help=f"samples per model call (default: min(images x samples, {AUTO_BATCH_MAX})); never changes a sample")
@@ -269,9 +269,10 @@ def _run_sample(args: argparse.Namespace) -> int:
             "steps": settings.steps,
             "model": info["source"],
             "weights_sha256": info["weights_sha256"],
-            "prompt": settings.prompt,
-            "negative_prompt": settings.negative_prompt,
-            "guidance_scale": settings.guidance_scale,
+            # Text conditioning only exists for text models; null otherwise.
+            "prompt": settings.prompt if info["takes_prompt"] else None,
+            "negative_prompt": settings.negative_prompt if info["takes_prompt"] else None,
+            "guidance_scale": settings.guidance_scale if info["takes_prompt"] else None,
             "dtype": settings.dtype,
             "device": settings.device,
             "boomerang_version": __version__,
@@ -292,7 +293,8 @@ def _run_sample(args: argparse.Namespace) -> int:
             recs = sorted(by_row.get((inp.index, k), []), key=lambda r: r["sample_index"])
             t = recs[0]["timestep"] if recs else _t
             evals = recs[0]["num_denoiser_evals"] if recs else 0
-            label = f"level {level:.3f}  t={'-' if t is None else t}  {evals} evals"
+            label = (f"level {level:.3f}  identity (no noise)" if t is None
+                     else f"level {level:.3f}  t={t}  {evals} evals")
             rows.append((label, [_open(out / r["file"]) for r in recs]))
         sheet = contact_sheet(_to_pil(inp.reference), rows)
         rel = f"{dirs[inp.index]}/{SHEET_NAME}"
