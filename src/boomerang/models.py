@@ -28,7 +28,7 @@ import pathlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ModelInfo", "DiffusionModel", "read_model_info", "load_model", "DTYPES", "make_batch_invariant"]
+__all__ = ["ModelInfo", "DiffusionModel", "read_model_info", "load_model", "DTYPES"]
 
 DTYPES = ("float32", "float16", "bfloat16")
 _PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
@@ -212,46 +212,26 @@ def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
 
 
 # ----------------------------------------------------------------------------- batch invariance
+#
+# On the CPU, PyTorch picks kernels by batch size: F.linear on [B, C] is gemv for
+# B = 1 and gemm for B > 1, and oneDNN convolutions choose their blocking by batch
+# size, so one image's result changed by ~1e-7..1e-6 with the batch it was in
+# (measured on this project's machine: nn.Linear on 2-D inputs, and Conv2d inside
+# the tiny UNet). Patching single layer types is fragile (it depends on kernel
+# heuristics per shape), so a batch-invariant model runs its networks *item by
+# item*: the UNet on each item (with its own uncond/cond pair under guidance) and
+# the VAE on each image. Each item then goes through exactly the computation of a
+# batch of one, whatever the batch size or order. This is the default on the CPU,
+# where batching buys little; on CUDA the default is batched (fast), and samples
+# can differ across batch sizes by float rounding (set ``batch_invariant = True``
+# to trade speed for bit-exactness).
 
 
-def _batch_invariant_linear_forward(self, x):
-    """nn.Linear.forward, made row-by-row reproducible for 2-D inputs.
-
-    ``F.linear`` on a 2-D input [B, C] dispatches to gemv for B = 1 and to gemm
-    for B > 1 on the CPU; the two sum in different orders, so a row's result
-    changed with the batch size (~1e-6). A batched matmul [B, 1, C] x [B, C, O]
-    computes every row with the same kernel whatever B. Inputs with 3 or more
-    dimensions ([B, L, C], attention and CLIP) were measured row-invariant and
-    keep the ordinary path.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    if x.dim() != 2:
-        return F.linear(x, self.weight, self.bias)
-    batch = x.shape[0]
-    out = torch.bmm(x.unsqueeze(1), self.weight.t().unsqueeze(0).expand(batch, -1, -1)).squeeze(1)
-    return out if self.bias is None else out + self.bias
-
-
-def make_batch_invariant(module) -> int:
-    """Replace ``forward`` of every ``nn.Linear`` inside ``module`` (per instance) by
-    :func:`_batch_invariant_linear_forward`. torch itself is not patched.
-
-    Used on the UNet, whose timestep-embedding MLPs and ``time_emb_proj`` layers
-    take 2-D [B, C] inputs. Returns the number of layers patched.
-    """
-    import types
-
+def _per_item(fn, x, *args, **kwargs):
+    """fn applied to each item of x as a fresh batch of one, results concatenated."""
     import torch
 
-    count = 0
-    for sub in module.modules():
-        if isinstance(sub, torch.nn.Linear) and not getattr(sub, "_boomerang_batch_invariant", False):
-            sub.forward = types.MethodType(_batch_invariant_linear_forward, sub)
-            sub._boomerang_batch_invariant = True
-            count += 1
-    return count
+    return torch.cat([fn(x[i : i + 1].clone(), *args, **kwargs) for i in range(x.shape[0])])
 
 
 # ----------------------------------------------------------------------------- loading
@@ -313,6 +293,8 @@ class DiffusionModel:
         self.dtype = dtype
         self.weights_sha256 = weights_sha256
         self.unet_calls = 0  # incremented per denoiser call (tests, reports)
+        # Run the networks item by item so a sample never depends on its batch (see above).
+        self.batch_invariant = getattr(device, "type", str(device)) == "cpu"
 
     # ModelInfo fields
     source = property(lambda self: self.info.source)
@@ -347,7 +329,10 @@ class DiffusionModel:
         vae_dtype = self.vae.dtype
         with torch.no_grad():
             if generators is None:
-                z = self.vae.encode(x.to(vae_dtype)).latent_dist.mode()
+                if self.batch_invariant:
+                    z = _per_item(lambda xi: self.vae.encode(xi.to(vae_dtype)).latent_dist.mode(), x)
+                else:
+                    z = self.vae.encode(x.to(vae_dtype)).latent_dist.mode()
             else:
                 if len(generators) != x.shape[0]:
                     raise ValueError(f"need one generator per image: {len(generators)} generators for {x.shape[0]} images")
@@ -367,8 +352,12 @@ class DiffusionModel:
         if self.kind == "pixel":
             out = z.to(torch.float32)
         else:
+            z = z.to(self.vae.dtype) / self.vae.config.scaling_factor
             with torch.no_grad():
-                out = self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+                if self.batch_invariant:
+                    out = _per_item(lambda zi: self.vae.decode(zi).sample, z)
+                else:
+                    out = self.vae.decode(z).sample
             out = out.to(torch.float32)
         if not torch.isfinite(out).all():
             raise ValueError(
@@ -420,11 +409,16 @@ class DiffusionModel:
 
         Returns: float32 tensor shaped like ``x_in``.
         """
+        self.unet_calls += 1
+        x = x_in.to(self.device, self.torch_dtype)
+        if self.batch_invariant and x.shape[0] > 1:
+            return _per_item(self._predict, x, t, cond, uncond, guidance_scale)
+        return self._predict(x, t, cond, uncond, guidance_scale)
+
+    def _predict(self, x, t, cond, uncond, guidance_scale):
         import torch
 
-        self.unet_calls += 1
-        batch = x_in.shape[0]
-        x = x_in.to(self.device, self.torch_dtype)
+        batch = x.shape[0]
         with torch.no_grad():
             if self.kind == "pixel":
                 return self.unet(x, t).sample.to(torch.float32)
@@ -463,8 +457,8 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
         allow_pickle: also accept ``.bin``/``.ckpt``/``.pt`` weights (pickles
             that can run code); by default only ``.safetensors`` are read.
 
-    The UNet's 2-D ``nn.Linear`` layers are made batch invariant
-    (:func:`make_batch_invariant`), so a sample does not depend on the batch.
+    On the CPU the model is batch invariant (``model.batch_invariant``): its
+    networks run item by item, so a sample does not depend on the batch.
 
     Raises:
         ValueError: bad device/dtype, missing or unsupported folder, pickle
@@ -504,6 +498,5 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
     except (OSError, EnvironmentError) as exc:
         raise ValueError(f"cannot load the model from {root}: {exc}") from None
     unet = unet.to(dev).eval()
-    make_batch_invariant(unet)
     return DiffusionModel(info, unet=unet, scheduler_config=sched_config, device=dev, dtype=dtype,
                           weights_sha256=weights_sha256(files, root), **extra)
