@@ -10,6 +10,24 @@ _LAZY = {
     "sample": "boomerang.api",
     "load": "boomerang.api",
     "SampleSettings": "boomerang.api",
+    # algorithm core (boomerang.core / models / seeds; torch loads on first use)
+    "boomerang_sample": "boomerang.core",
+    "BoomerangOutput": "boomerang.core",
+    "SCHEDULER_NAMES": "boomerang.core",
+    "SCHEDULES": "boomerang.core",
+    "load_model": "boomerang.models",
+    "read_model_info": "boomerang.models",
+    "item_seed": "boomerang.seeds",
+    "item_generator": "boomerang.seeds",
+    # the noise-level contract (torch-free)
+    "check_level": "boomerang.levels",
+    "parse_levels": "boomerang.levels",
+    "level_to_timestep": "boomerang.levels",
+    "timestep_to_level": "boomerang.levels",
+    "num_denoiser_evals": "boomerang.levels",
+    "reverse_timesteps": "boomerang.levels",
+    "NoisePlan": "boomerang.levels",
+    "plan_exact": "boomerang.levels",
 }
 
 __all__ = ["__version__", *_LAZY]
