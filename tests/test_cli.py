@@ -400,3 +400,35 @@ def test_bundled_model_default(tmp_path, capsys):
                  "--out", str(out), "--no-progress"]) == 0
     meta = json.loads((out / "metadata.json").read_text())
     assert len(meta["samples"]) == 4
+
+
+# --------------------------------------------------------------------------- schedulers, schedules, edge levels
+
+
+@pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "euler", "dpmsolver++"])
+def test_every_scheduler_tiny_and_full_levels(scheduler, tmp_path, digit, tiny_pixel_dir):
+    """Level 0.005 on a 15-step budget still takes one step; level 1 starts at T-1."""
+    out = tmp_path / "out"
+    assert main(["sample", str(digit), "--model", str(tiny_pixel_dir), "--scheduler", scheduler, "--eta", "0.5",
+                 "--level", "0.005,1", "--steps", "15", "--num-samples", "1", "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    low, high = meta["samples"]
+    assert (low["timestep"], low["num_denoiser_evals"]) == (5, 1)
+    assert (high["timestep"], high["num_denoiser_evals"]) == (999, 15)
+    assert {r["scheduler"] for r in meta["samples"]} == {scheduler}
+    for rec in meta["samples"]:
+        assert Image.open(out / rec["file"]).size == Image.open(digit).size
+
+
+def test_compatibility_schedules(tmp_path, digit, tiny_pixel_dir):
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler.from_pretrained(Path(tiny_pixel_dir) / "scheduler")
+    sched.set_timesteps(4)
+    for schedule, expected_t in [("img2img", int(sched.timesteps[4 - 2])), ("reference", 500)]:
+        out = tmp_path / schedule
+        assert main(["sample", str(digit), "--model", str(tiny_pixel_dir), "--schedule", schedule, "--level", "0.5",
+                     "--num-samples", "1", "--out", str(out), *FAST]) == 0
+        (rec,) = json.loads((out / "metadata.json").read_text())["samples"]
+        assert (rec["schedule"], rec["timestep"]) == (schedule, expected_t)
+        assert rec["alpha_bar"] == pytest.approx(float(sched.alphas_cumprod[expected_t]), rel=1e-6)
