@@ -193,6 +193,16 @@ def test_unreadable_image_among_several_fails_fast(tmp_path, digit, tiny_pixel_d
     assert rc == 2 and "b.jpg" in err and not out.exists()
 
 
+def test_unavailable_cuda_is_exit_2(tmp_path, digit, tiny_pixel_dir, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "out"
+    rc, err = _run(["sample", digit, "--model", tiny_pixel_dir, "--device", "cuda", "--out", out], capsys)
+    assert rc == 2 and "CUDA" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_debug_shows_the_traceback(tmp_path, digit, tiny_pixel_dir):
     with pytest.raises(ValueError):
         main(["sample", str(digit), "--model", str(tiny_pixel_dir), "--level", "2", "--debug",
