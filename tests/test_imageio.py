@@ -50,6 +50,11 @@ def odd_png(tmp_path: Path) -> Path:
     return p
 
 
+def no_metadata(kinds: list[bytes]) -> bool:
+    """Only image data: IHDR first, IEND last, IDAT (one or more) between."""
+    return kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and set(kinds[1:-1]) == {b"IDAT"}
+
+
 def png_chunks(data: bytes) -> list[bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, kinds = 8, []
