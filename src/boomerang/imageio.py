@@ -333,7 +333,7 @@ def _check_pixel_count(size: tuple[int, int], name: str, max_pixels: int | None)
     if max_pixels is not None and w * h > max_pixels:
         raise ImageInputError(
             f"{name}: the image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}. "
-            "Shrink it first, or raise the limit (max_pixels / --max-pixels)."
+            "Shrink it first, or raise the limit (read_image(max_pixels=...))."
         )
 
 
