@@ -186,7 +186,10 @@ def boomerang_sample(
               VAE posterior mode. Unlike ``exact``, the first denoised timestep is
               the largest grid entry <= t_ref, generally *below* t_ref (the model
               is told less noise than x_t has). If no grid entry is <= t_ref, the
-              identity (VAE round trip) is returned, with zero evaluations.
+              identity (VAE round trip) is returned, with zero evaluations. One
+              deviation from the notebook: when the kept part of a pndm (PLMS) grid
+              starts with PLMS's repeated warm-up timestep, the first copy is
+              skipped (otherwise PLMS would treat x as one grid step noisier).
         from_noise: ordinary global sampling: x_T ~ N(0, I) (times the
             scheduler's init_noise_sigma) on the scheduler's own grid
             set_timesteps(steps); x0 only gives the shape. Equals diffusers'
@@ -253,6 +256,10 @@ def boomerang_sample(
             t_ref = timestep if timestep is not None else min(int(T * lvl), T - 1)
             kept = [i for i, t in enumerate(sched.timesteps) if int(t) <= t_ref]
             begin = kept[0] if kept and lvl > 0 else len(sched.timesteps)
+            if len(kept) >= 2 and int(sched.timesteps[kept[0]]) == int(sched.timesteps[kept[1]]):
+                # PLMS (pndm) repeats its second timestep for its warm-up; entering at the first
+                # copy would make the second call treat x as one step noisier. Enter at the second.
+                begin = kept[1]
             t_noise = t_ref
         timesteps = sched.timesteps[begin:]
         if len(timesteps) == 0:

@@ -15,8 +15,8 @@ Names (``SCHEDULER_NAMES``):
 * ``dpmsolver++`` -- :class:`diffusers.DPMSolverMultistepScheduler` with
   ``algorithm_type='dpmsolver++'`` (deterministic, second order multistep;
   the first step after entering the chain and the last step are first order).
-* ``pndm`` -- :class:`diffusers.PNDMScheduler` (Stable Diffusion's reference
-  scheduler). It cannot follow a custom grid, so it is only available for the
+* ``pndm`` -- :class:`diffusers.PNDMScheduler` with ``skip_prk_steps=True``
+  (PLMS: Stable Diffusion's reference scheduler). It cannot follow a custom grid, so it is only available for the
   schedules that use the scheduler's own grid (``img2img``, ``reference``,
   ``from_noise``).
 
@@ -143,7 +143,8 @@ def make_scheduler(name: str, config: dict[str, Any]):
     ``final_sigmas_type='zero'`` and ``lower_order_final=True`` (the last step
     lands on x0 with a first-order update) and no Karras/Lu/exponential/beta
     sigmas (they cannot follow a custom grid); ``euler`` gets
-    ``final_sigmas_type='zero'`` and no Karras sigmas.
+    ``final_sigmas_type='zero'`` and no Karras sigmas; ``pndm`` gets
+    ``skip_prk_steps=True`` (PLMS, Stable Diffusion's setting).
 
     Raises:
         ValueError: for an unknown name.
@@ -163,6 +164,10 @@ def make_scheduler(name: str, config: dict[str, Any]):
             use_beta_sigmas=False,
             use_flow_sigmas=False,
         )
+    elif name == "pndm":
+        # PLMS, as Stable Diffusion and the authors' notebook use it; PNDM's Runge-Kutta warm-up
+        # (skip_prk_steps=False, the DDPM default) crashes in diffusers for fewer than 4 steps.
+        overrides = dict(skip_prk_steps=True)
     elif name == "euler":
         overrides = dict(final_sigmas_type="zero", use_karras_sigmas=False, use_exponential_sigmas=False,
                          use_beta_sigmas=False)
