@@ -315,3 +315,61 @@ def test_bad_input_is_a_value_error(tiny_pixel_model):
     with pytest.raises(ValueError, match="channels"):
         boomerang_sample(m, image(1, 3), generators=gens([0]), level=0.3)
     assert SCHEDULES == ("exact", "img2img", "reference")
+
+
+def test_x0_outside_minus1_1_is_rejected(tiny_pixel_model):
+    for bad in (image(1) * 127.5 + 127.5, torch.full((1, 1, 8, 8), float("nan"))):
+        with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+            boomerang_sample(tiny_pixel_model, bad, generators=gens([0]), level=0.3)
+
+
+def test_float16_and_bfloat16_sd_give_finite_float32_samples(tiny_sd_dir):
+    from boomerang.models import load_model
+
+    for dtype in ("float16", "bfloat16"):
+        m = load_model(tiny_sd_dir, dtype=dtype)
+        assert m.vae.dtype == torch.float32  # the VAE always decodes in float32
+        out = boomerang_sample(m, image(1, 3, 16, 16), generators=gens([0]), level=0.5, steps=4, prompt="cat")
+        assert out.samples.dtype == torch.float32 and torch.isfinite(out.samples).all()
+
+
+# ----------------------------------------------------------------------------- the DDIM grid adapter
+
+
+def _ddim(clip=False):
+    from boomerang.schedulers import make_scheduler
+
+    return make_scheduler("ddim", dict(num_train_timesteps=1000, beta_schedule="linear", clip_sample=clip,
+                                       set_alpha_to_one=True))
+
+
+def test_grid_ddim_on_its_native_grid_is_diffusers_ddim():
+    from diffusers import DDIMScheduler
+
+    ours, ref = _ddim(clip=True), DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
+    ours.set_timesteps(10), ref.set_timesteps(10)
+    x, e = torch.randn(2, 1, 4, 4, generator=gens([1])[0]), torch.randn(2, 1, 4, 4, generator=gens([2])[0])
+    for t in ref.timesteps:
+        a = ours.step(e, t, x, eta=1.0, generator=gens([3, 4])).prev_sample
+        b = ref.step(e, t, x, eta=1.0, generator=gens([3, 4])).prev_sample
+        assert torch.equal(a, b)
+
+
+def test_grid_ddim_steps_to_the_next_entry_of_an_uneven_grid():
+    from boomerang.schedulers import set_grid
+
+    sched = _ddim()
+    grid = [999, 899, 500, 3]
+    set_grid(sched, grid)
+    assert [int(t) for t in sched.timesteps] == grid
+    x, e = torch.randn(1, 1, 4, 4, generator=gens([1])[0]), torch.randn(1, 1, 4, 4, generator=gens([2])[0])
+    ab = sched.alphas_cumprod
+    for t, prev in zip(grid, grid[1:] + [-1]):
+        a_t = ab[t]
+        a_p = ab[prev] if prev >= 0 else torch.tensor(1.0)  # set_alpha_to_one: the last step lands on x0
+        x0_hat = (x - (1 - a_t).sqrt() * e) / a_t.sqrt()
+        expected = a_p.sqrt() * x0_hat + (1 - a_p).sqrt() * e
+        torch.testing.assert_close(sched.step(e, t, x).prev_sample, expected, atol=1e-5, rtol=1e-5)
+        assert sched.num_inference_steps == len(grid) and type(sched.num_inference_steps) is int
+    with pytest.raises(ValueError):
+        set_grid(sched, [5, 5, 1])

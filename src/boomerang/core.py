@@ -104,6 +104,11 @@ def _check_inputs(model, x0, generators, schedule, scheduler, steps, eta, guidan
         raise ValueError(f"guidance_scale must be a finite number (7.5 is usual; <= 1 disables guidance), got {guidance_scale}")
     if not isinstance(x0, torch.Tensor) or x0.dim() != 4 or not x0.is_floating_point():
         raise ValueError(f"x0 must be a float tensor [B, C, H, W] in [-1, 1], got {getattr(x0, 'shape', type(x0))}")
+    if not torch.isfinite(x0).all() or x0.min() < -1.001 or x0.max() > 1.001:
+        raise ValueError(
+            f"x0 must hold finite values in [-1, 1] (got min {float(x0.min()):.4g}, max {float(x0.max()):.4g}); "
+            "map 8-bit images with x / 127.5 - 1 (16-bit: x / 32767.5 - 1)"
+        )
     if x0.shape[1] != model.image_channels:
         raise ValueError(f"x0 has {x0.shape[1]} channels but the model takes {model.image_channels}")
     if isinstance(generators, torch.Generator):

@@ -144,6 +144,11 @@ def _layout(root: pathlib.Path) -> dict[str, Any]:
     index = root / "model_index.json"
     if index.is_file():
         entries = _read_json(index)
+        if "text_encoder_2" in entries or "transformer" in entries:
+            raise ValueError(
+                f"{root}: {entries.get('_class_name', 'this pipeline')} (SDXL, SD3 or a transformer model) is not "
+                "supported; use a Stable Diffusion 1.x/2.x folder or a pixel-space UNet2DModel pipeline"
+            )
         if "unet" in entries and "vae" in entries and "text_encoder" in entries and "tokenizer" in entries:
             return {"kind": "latent", "unet": root / "unet", "scheduler": root / "scheduler",
                     "vae": root / "vae", "text_encoder": root / "text_encoder", "tokenizer": root / "tokenizer"}
@@ -267,6 +272,9 @@ def weights_sha256(paths: list[pathlib.Path], root: pathlib.Path) -> str:
 
 def _weight_files(folder: pathlib.Path, allow_pickle: bool) -> list[pathlib.Path]:
     files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)]
+    # from_pretrained without `variant` reads the plain files, not e.g. *.fp16.safetensors
+    plain = [p for p in files if not any(f".{v}." in p.name for v in ("fp16", "bf16", "fp32", "non_ema", "ema"))]
+    files = plain or files
     safe = [p for p in files if p.name.endswith(".safetensors")]
     return safe if safe or not allow_pickle else files
 
@@ -404,8 +412,10 @@ class DiffusionModel:
             t: the training timestep (int or 0-d tensor), the same for the batch.
             cond, uncond: prompt embeddings [1, L, D] from :meth:`encode_prompt`.
             guidance_scale: classifier-free guidance w; with ``uncond`` the UNet
-                runs once on [uncond; cond] (2B items) and returns
+                runs on [uncond; cond] batched together and returns
                 ``u + w (c - u)``; ``w <= 1`` or no ``uncond``: one conditional pass.
+                A batch-invariant model (the CPU default) runs each item's
+                [uncond_i; cond_i] pair separately; otherwise the whole 2B batch at once.
 
         Returns: float32 tensor shaped like ``x_in``.
         """
