@@ -373,3 +373,25 @@ def test_grid_ddim_steps_to_the_next_entry_of_an_uneven_grid():
         assert sched.num_inference_steps == len(grid) and type(sched.num_inference_steps) is int
     with pytest.raises(ValueError):
         set_grid(sched, [5, 5, 1])
+
+
+@pytest.mark.parametrize("scheduler,level_steps", [
+    ("dpmsolver++", [(0.02, 50), (0.3, 2), (0.5, 31), (1.0, 1), (1.0, 15)]),
+    ("euler", [(0.02, 50), (0.3, 2), (0.5, 31), (1.0, 1), (1.0, 15)]),
+    ("ddim", [(0.01, 50), (0.02, 2), (0.02, 31)]),  # small levels: DDPM's clip_sample stays inactive
+])
+def test_deterministic_solvers_land_exactly_on_x0_hat(tiny_pixel_zero_eps_dir, scheduler, level_steps):
+    """With eps == 0 every x0 estimate is x_t / sqrt(alpha_bar_t), and a deterministic solver
+    that enters the chain at t and ends at sigma = 0 (alpha_bar = 1) must return exactly
+    x0 + sqrt((1 - alpha_bar_t) / alpha_bar_t) eps, with eps the item's first draw. A solver that
+    entered mid-way with stale multistep state, or stopped short of x0, would scale it differently."""
+    from boomerang.models import load_model
+
+    model = load_model(tiny_pixel_zero_eps_dir)
+    x = image(2, seed=4) * 0.5
+    for level, steps in level_steps:
+        out = boomerang_sample(model, x, generators=gens([10, 11]), level=level, steps=steps, scheduler=scheduler)
+        eps = torch.cat([torch.randn((1, 1, 8, 8), generator=g) for g in gens([10, 11])])
+        ab = out.alpha_bar
+        expected = (x + ((1 - ab) / ab) ** 0.5 * eps).clamp(-1, 1)
+        torch.testing.assert_close(out.samples, expected, atol=2e-5, rtol=2e-5)
