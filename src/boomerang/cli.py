@@ -227,8 +227,10 @@ def _run_sample(args: argparse.Namespace) -> int:
     job.model = api.load(settings.model, device=settings.device, dtype=settings.dtype,
                          allow_pickle=settings.allow_pickle)
     model = job.model
+    source = str(getattr(model, "source", settings.model))
     info = {
-        "source": str(getattr(model, "source", settings.model)),
+        # A local folder is recorded as an absolute path; a hub id as given.
+        "source": str(Path(source).resolve()) if Path(source).is_dir() else source,
         "kind": model.kind,
         "num_train_timesteps": int(model.num_train_timesteps),
         "image_channels": int(model.image_channels),
