@@ -224,6 +224,11 @@ def boomerang_sample(
     generators, steps, eta, guidance_scale = _check_inputs(
         model, x0, generators, schedule, scheduler, steps, eta, guidance_scale
     )
+    if model.kind == "pixel" and model.unet.config.out_channels != model.unet.config.in_channels and scheduler != "ddpm":
+        raise ValueError(
+            "this model also predicts the variance (learned variance, twice the output channels); "
+            "only --scheduler ddpm can use it"
+        )
     T = model.num_train_timesteps
     device = model.device
     batch = x0.shape[0]
