@@ -265,11 +265,14 @@ def boomerang_sample(
         else:  # reference
             t_ref = timestep if timestep is not None else min(int(T * lvl), T - 1)
             kept = [i for i, t in enumerate(sched.timesteps) if int(t) <= t_ref]
-            begin = kept[0] if kept and lvl > 0 else len(sched.timesteps)
-            if len(kept) >= 2 and int(sched.timesteps[kept[0]]) == int(sched.timesteps[kept[1]]):
+            if not kept or lvl == 0:
+                begin = len(sched.timesteps)  # nothing to denoise: the identity
+            elif len(kept) >= 2 and int(sched.timesteps[kept[0]]) == int(sched.timesteps[kept[1]]):
                 # PLMS (pndm) repeats its second timestep for its warm-up; entering at the first
                 # copy would make the second call treat x as one step noisier. Enter at the second.
                 begin = kept[1]
+            else:
+                begin = kept[0]
             t_noise = t_ref
         timesteps = sched.timesteps[begin:]
         if len(timesteps) == 0:
