@@ -98,7 +98,7 @@ def _hub_hint(repo_id: str) -> str:
     )
 
 
-def _resolve(model: str | os.PathLike | None, *, json_only: bool) -> pathlib.Path:
+def _resolve(model: str | os.PathLike | None, *, json_only: bool, allow_pickle: bool = False) -> pathlib.Path:
     """A local folder for ``model``: the bundled model, a local folder, or a hub id from the HF cache/hub."""
     if model is None:
         path = _bundled_model_path()
@@ -120,8 +120,15 @@ def _resolve(model: str | os.PathLike | None, *, json_only: bool) -> pathlib.Pat
     try:
         from huggingface_hub import snapshot_download
 
-        patterns = ["*.json", "*.txt"] if json_only else ["*.json", "*.txt", "*.safetensors", "*.bin", "*.ckpt"]
-        local = snapshot_download(text, allow_patterns=patterns, local_files_only=offline)
+        # Only what load_model reads: configs, and the plain weight files of the components
+        # (not root-level single-file checkpoints, precision variants or the safety checker).
+        patterns = ["*.json", "*.txt"]
+        if not json_only:
+            patterns += ["*/*.safetensors", "diffusion_pytorch_model.safetensors"]
+            if allow_pickle:
+                patterns += ["*/*.bin", "diffusion_pytorch_model.bin"]
+        ignore = ["*.fp16.*", "*.bf16.*", "*non_ema*", "*.ema.*", "safety_checker/*"]
+        local = snapshot_download(text, allow_patterns=patterns, ignore_patterns=ignore, local_files_only=offline)
     except Exception as exc:  # noqa: BLE001 -- any hub/network failure gets the same actionable message
         why = "the hub is not reachable (HF_HUB_OFFLINE is set)" if offline else f"it could not be downloaded ({type(exc).__name__})"
         raise ValueError(f"--model {text} is not a local folder and {why}; {_hub_hint(text)}") from None
@@ -477,7 +484,7 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
     if dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     dev = _parse_device(device)
-    root = _resolve(model, json_only=False)
+    root = _resolve(model, json_only=False, allow_pickle=allow_pickle)
     layout = _layout(root)
     info = _info_from_layout(root, layout)
     components = ("unet",) if info.kind == "pixel" else _LATENT_COMPONENTS
