@@ -67,7 +67,7 @@ def test_help_answers_without_importing_torch():
     assert res.returncode == 0, res.stderr
     for flag in ("--level", "--timestep", "--num-samples", "--seed", "--steps", "--scheduler", "--schedule",
                  "--from-noise", "--eta", "--model", "--prompt", "--negative-prompt", "--guidance-scale", "--out",
-                 "--device", "--dtype", "--batch-size", "--background", "--allow-pickle", "--debug"):
+                 "--device", "--dtype", "--batch-size", "--threads", "--background", "--allow-pickle", "--debug"):
         assert flag in res.stdout
 
 
@@ -112,6 +112,7 @@ BAD = {
     "pndm on the exact grid": (["--scheduler", "pndm"], "pndm"),
     "from-noise with a level": (["--from-noise", "--level", "0.5"], "from-noise"),
     "background unknown": (["--background", "nocolour"], "background"),
+    "threads 0": (["--threads", "0"], "threads"),
 }
 
 

@@ -91,6 +91,8 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=D("dtype"), choices=DTYPES, help="(default %(default)s)")
     p.add_argument("--batch-size", default=D("batch_size"), metavar="N",
                    help=f"samples per model call (default: min(images x samples, {AUTO_BATCH_MAX})); never changes a sample")
+    p.add_argument("--threads", default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice); 1 is much faster on a busy machine")
     p.add_argument("--background", default=D("background"),
                    help="colour that transparent pixels are composited over (default %(default)s)")
     p.add_argument("--allow-pickle", action="store_true",
@@ -223,7 +225,17 @@ def _run_sample(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise _UserError(f"--out {args.out} exists and is not a folder")
 
+    threads = None
+    if args.threads is not None:
+        from boomerang.levels import check_positive_int
+
+        threads = check_positive_int(args.threads, "--threads")
+
     # 2. The model. Nothing has been written yet.
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     job.model = api.load(settings.model, device=settings.device, dtype=settings.dtype,
                          allow_pickle=settings.allow_pickle)
     model = job.model
@@ -307,7 +319,8 @@ def _run_sample(args: argparse.Namespace) -> int:
     meta = {
         "boomerang_version": __version__,
         "command": ["boomerang", *getattr(args, "_argv", [])],
-        "settings": {**settings.to_dict(), "batch_size_resolved": batch_size, "out": str(args.out)},
+        "settings": {**settings.to_dict(), "batch_size_resolved": batch_size, "threads": threads,
+                     "out": str(args.out)},
         "model": info,
         "inputs": [
             {
