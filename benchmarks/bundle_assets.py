@@ -161,9 +161,11 @@ network for every measurement in boomerang that would otherwise need weights fro
 
 `mnist5k`, the same fixed split as the bundled diffusion model (`split.json`, split seed
 {m['split_seed']}): trained on the {m['n_train']} training digits only, model selection (best epoch) on the
-{m['n_val']} val digits; the {m['n_test']} test digits were used once, for the figure below.
+{m['n_val']} val digits; the {m['n_test']} test digits are used only for evaluation (the figure below).
 Augmentation: random shifts of up to 2 pixels; no flips. Plain cross-entropy (label smoothing
-{m.get('label_smoothing', 0.0)}), so softmax confidences are not artificially capped.
+{m.get('label_smoothing', 0.0)}), so softmax confidences are not artificially capped. (A first run
+with label smoothing 0.05 reached the same test accuracy, 98.8%, but capped confidences near 0.955;
+it was replaced for that reason, which makes the "confidence >= 0.9" figures meaningful.)
 
 ## Training
 
