@@ -19,7 +19,8 @@ SD_SCHEDULER = dict(
 )
 
 
-def make_tiny_pixel_model(path, *, size: int = 8, channels: int = 1, eps_scale: float = 1.0, seed: int = 0):
+def make_tiny_pixel_model(path, *, size: int = 8, channels: int = 1, eps_scale: float = 1.0, seed: int = 0,
+                          attention: bool = False):
     """Write a tiny DDPMPipeline folder to ``path`` and return the path.
 
     Args:
@@ -35,8 +36,10 @@ def make_tiny_pixel_model(path, *, size: int = 8, channels: int = 1, eps_scale: 
     torch.manual_seed(seed)  # test-only weight init
     unet = UNet2DModel(
         sample_size=size, in_channels=channels, out_channels=channels, layers_per_block=1,
-        block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D" if attention else "DownBlock2D"),
+        up_block_types=("AttnUpBlock2D" if attention else "UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        attention_head_dim=8 if attention else None,
     )
     with torch.no_grad():
         unet.conv_out.weight.mul_(eps_scale)

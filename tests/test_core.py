@@ -395,3 +395,67 @@ def test_deterministic_solvers_land_exactly_on_x0_hat(tiny_pixel_zero_eps_dir, s
         ab = out.alpha_bar
         expected = (x + ((1 - ab) / ab) ** 0.5 * eps).clamp(-1, 1)
         torch.testing.assert_close(out.samples, expected, atol=2e-5, rtol=2e-5)
+
+
+# Every split of 16 items into batches of 1, 2, 3, 5, 8 gives the samples of the batch of 16,
+# bit for bit, and a reversed batch gives them reversed (float32, CPU; see boomerang.models).
+INVARIANCE_SIZES = (1, 2, 3, 5, 8)
+
+
+@pytest.fixture(scope="module")
+def tiny_pixel_attn_model(tmp_path_factory):
+    from _tiny import make_tiny_pixel_model
+
+    from boomerang.models import load_model
+
+    return load_model(make_tiny_pixel_model(tmp_path_factory.mktemp("models") / "tiny_pixel_attn", attention=True))
+
+
+def _split_runs(model, x, kw, sizes=INVARIANCE_SIZES):
+    n = x.shape[0]
+    full = boomerang_sample(model, x, generators=gens(range(n)), **kw).samples
+    for b in sizes:
+        parts = [boomerang_sample(model, x[i:i + b], generators=gens(range(i, min(i + b, n))), **kw).samples
+                 for i in range(0, n, b)]
+        assert torch.equal(torch.cat(parts), full), f"batch size {b} changed a sample"
+    rev = list(range(n - 1, -1, -1))
+    assert torch.equal(boomerang_sample(model, x[rev], generators=gens(rev), **kw).samples, full[rev])
+    return full
+
+
+@pytest.mark.parametrize("strategy", ["kernels", "per_item"])
+def test_batch_invariance_sizes_pixel_attention(tiny_pixel_attn_model, strategy, monkeypatch):
+    monkeypatch.setattr(tiny_pixel_attn_model, "invariant_strategy", strategy)
+    _split_runs(tiny_pixel_attn_model, image(16, seed=3), dict(level=0.7, steps=6, scheduler="ddpm"))
+
+
+def test_batch_invariance_sizes_sd(tiny_sd_model):
+    kw = dict(level=0.6, steps=4, scheduler="ddim", prompt="cat", negative_prompt="person", guidance_scale=7.5)
+    _split_runs(tiny_sd_model, image(16, 3, 16, 16, seed=4), kw)
+    kw = dict(kw, schedule="img2img", scheduler="ddpm")  # VAE posterior samples, ancestral noise
+    _split_runs(tiny_sd_model, image(16, 3, 16, 16, seed=5), kw, sizes=(1, 5))
+
+
+def test_batch_invariance_can_be_turned_off(tiny_pixel_attn_model, monkeypatch):
+    """batch_invariant=False runs oneDNN kernels on the whole batch: results agree to rounding."""
+    kw = dict(level=0.7, steps=6, scheduler="ddpm")
+    x = image(16, seed=3)
+    invariant = boomerang_sample(tiny_pixel_attn_model, x, generators=gens(range(16)), **kw).samples
+    monkeypatch.setattr(tiny_pixel_attn_model, "batch_invariant", False)
+    plain = boomerang_sample(tiny_pixel_attn_model, x, generators=gens(range(16)), **kw).samples
+    torch.testing.assert_close(plain, invariant, atol=1e-4, rtol=0)
+
+
+def test_invariant_kernels_leave_modules_unchanged(tiny_pixel_attn_model):
+    import torch.nn as nn
+
+    m = tiny_pixel_attn_model
+    boomerang_sample(m, image(2), generators=gens(range(2)), level=0.3, steps=2)
+    assert torch._C._get_mkldnn_enabled() and torch._C._get_nnpack_enabled()
+    assert not any("forward" in mod.__dict__ for mod in m.unet.modules() if isinstance(mod, (nn.Linear, nn.Conv2d)))
+
+
+def test_unknown_invariant_strategy_is_rejected(tiny_pixel_attn_model, monkeypatch):
+    monkeypatch.setattr(tiny_pixel_attn_model, "invariant_strategy", "magic")
+    with pytest.raises(ValueError, match="invariant_strategy"):
+        boomerang_sample(tiny_pixel_attn_model, image(2), generators=gens(range(2)), level=0.3, steps=2)

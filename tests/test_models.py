@@ -128,8 +128,10 @@ def test_nonfinite_decode_raises(tiny_sd_model, tiny_pixel_model):
         tiny_pixel_model.decode(torch.full((1, 1, 8, 8), float("inf")))
 
 
-def test_classifier_free_guidance(tiny_sd_model):
+@pytest.mark.parametrize("strategy,expected", [("kernels", [4, 2, 2]), ("per_item", [2, 2, 1, 1, 1, 1])])
+def test_classifier_free_guidance(tiny_sd_model, strategy, expected, monkeypatch):
     m = tiny_sd_model
+    monkeypatch.setattr(m, "invariant_strategy", strategy)
     cond, uncond = m.encode_prompt("cat", "person", 7.5)
     assert cond.shape == uncond.shape == (1, 16, 16)
     assert m.encode_prompt("cat", "", 1.0)[1] is None  # no unconditional pass
@@ -142,8 +144,8 @@ def test_classifier_free_guidance(tiny_sd_model):
         u = m.predict(x, 500, cond=uncond)
     finally:
         hook.remove()
-    # item by item on the CPU: each guided call runs [uncond_i; cond_i] together
-    assert batches == [2, 2, 1, 1, 1, 1]
+    # batched: one UNet call on [uncond; cond] (2B); item by item: [uncond_i; cond_i] per item
+    assert batches == expected
     torch.testing.assert_close(guided, u + 7.5 * (c - u), atol=1e-5, rtol=1e-5)
 
 

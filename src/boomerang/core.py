@@ -19,9 +19,10 @@ t / (T-1) sets how near.
 Randomness. Every item has its own ``torch.Generator``; eps is drawn per item
 on the CPU in float32 and then moved to the device, and ancestral noise is
 drawn by diffusers from the list of per-item generators, so a sample depends
-only on its generator, never on the batch size, order or device. The UNet is
-run item by item on the CPU (``model.batch_invariant``, see :mod:`boomerang.models`),
-so float32 samples on the CPU are bit-identical whatever the batch.
+only on its generator, never on the batch size, order or device. On the CPU
+the networks run batched with batch-invariant kernels (``model.batch_invariant``,
+see :mod:`boomerang.models`), so float32 samples on the CPU are bit-identical
+whatever the batch.
 
 Stochastic vs deterministic reverse processes. ``ddpm`` (and ``ddim`` with
 eta > 0) add fresh Gaussian noise at every reverse step: this is the

@@ -225,18 +225,48 @@ def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
 
 # ----------------------------------------------------------------------------- batch invariance
 #
-# On the CPU, PyTorch picks kernels by batch size: F.linear on [B, C] is gemv for
-# B = 1 and gemm for B > 1, and oneDNN convolutions choose their blocking by batch
-# size, so one image's result changed by ~1e-7..1e-6 with the batch it was in
-# (measured on this project's machine: nn.Linear on 2-D inputs, and Conv2d inside
-# the tiny UNet). Patching single layer types is fragile (it depends on kernel
-# heuristics per shape), so a batch-invariant model runs its networks *item by
-# item*: the UNet on each item (with its own uncond/cond pair under guidance) and
-# the VAE on each image. Each item then goes through exactly the computation of a
-# batch of one, whatever the batch size or order. This is the default on the CPU,
-# where batching buys little; on CUDA the default is batched (fast), and samples
-# can differ across batch sizes by float rounding (set ``batch_invariant = True``
-# to trade speed for bit-exactness).
+# The project promises that, in float32 on the CPU, a sample depends only on its
+# own generator: the same seed gives bit-identical pixels whatever the batch size
+# and order. PyTorch's fastest CPU kernels break this, because they choose an
+# algorithm (and so a float summation order) by batch size. Measured on this
+# project's machine with torch 2.13 (benchmarks/batch_invariance.py, which also
+# finds the first module whose output changes):
+#
+# * ``nn.Linear`` on a 2-D input [B, C] (the timestep embedding and every ResNet's
+#   ``time_emb_proj``): MKL gemv for B = 1, gemm for B > 1.
+# * oneDNN (mkldnn) convolutions pick their blocking by batch size; NNPACK takes
+#   over convolutions from batch 16 on.
+# * Convolution and GroupNorm on *channels-last strided* inputs (what diffusers'
+#   attention blocks return after their transpose/reshape): the native kernels
+#   fold the batch into one gemm or split the reduction by batch size.
+#
+# Everything else these UNets and VAEs use was found invariant: the native
+# ("slow") convolution on contiguous input (it loops over the batch and runs the
+# same im2col + gemm per item), GroupNorm on contiguous input (one reduction per
+# (item, group)), ``nn.Linear`` on 3-D inputs [B, L, C], scaled-dot-product
+# attention (per (item, head)), SiLU, interpolation, and element-wise arithmetic.
+#
+# So a batch-invariant model does not run item by item (which makes batching
+# pointless and costs throughput, see BENCHMARKS.md) but batched, inside
+# :func:`invariant_kernels`: oneDNN and NNPACK off, 2-D Linear as a batched
+# matrix product (``torch.bmm`` of [B, 1, C] by the weight expanded to [B, C, D]:
+# each item is its own 1 x C by C x D product), and Conv2d / GroupNorm inputs
+# made contiguous. The patches are installed on the modules' instances only for
+# the duration of one call (the modules are unchanged outside it; a diffusers
+# pipeline sharing them is unaffected). The backend switches are process-global
+# while a call runs: do not run other CPU models in other threads meanwhile.
+#
+# ``model.batch_invariant = False`` turns this off (oneDNN kernels, plain
+# batching: faster at some shapes, samples differ in the last bits across batch
+# sizes). On CUDA the default is off; set ``batch_invariant = True`` there and
+# the networks run item by item (``invariant_strategy = 'per_item'``; cuDNN
+# offers no batch-invariant switch). ``invariant_strategy = 'per_item'`` is also
+# available on the CPU as the fallback if a future torch makes a kernel variant
+# again; tests/test_core.py checks bit-exactness at batch sizes 1, 2, 3, 5, 7, 8, 16
+# and in reversed order, for a pixel UNet with attention and a Stable Diffusion
+# model (UNet with cross attention, VAE, guidance).
+
+INVARIANT_STRATEGIES = ("kernels", "per_item")
 
 
 def _per_item(fn, x, *args, **kwargs):
@@ -244,6 +274,79 @@ def _per_item(fn, x, *args, **kwargs):
     import torch
 
     return torch.cat([fn(x[i : i + 1].clone(), *args, **kwargs) for i in range(x.shape[0])])
+
+
+def _linear_rows(self, x):
+    """nn.Linear whose rows never depend on the batch: 2-D inputs go through bmm."""
+    import torch
+    import torch.nn.functional as F
+
+    if x.dim() != 2:
+        return F.linear(x, self.weight, self.bias)
+    y = torch.bmm(x.unsqueeze(1), self.weight.t().unsqueeze(0).expand(x.shape[0], -1, -1)).squeeze(1)
+    return y if self.bias is None else y + self.bias
+
+
+def _conv_contiguous(self, x):
+    return self._conv_forward(x.contiguous(), self.weight, self.bias)
+
+
+def _group_norm_contiguous(self, x):
+    import torch.nn.functional as F
+
+    return F.group_norm(x.contiguous(), self.num_groups, self.weight, self.bias, self.eps)
+
+
+def _patchable(modules) -> list[tuple[Any, Any]]:
+    """(module, replacement forward) for every Linear / Conv2d / GroupNorm in ``modules``."""
+    import torch.nn as nn
+
+    out = []
+    for root in modules:
+        for m in root.modules():
+            if type(m) is nn.Linear:
+                out.append((m, _linear_rows))
+            elif type(m) is nn.Conv2d and m.padding_mode == "zeros":
+                out.append((m, _conv_contiguous))
+            elif type(m) is nn.GroupNorm:
+                out.append((m, _group_norm_contiguous))
+    return out
+
+
+class invariant_kernels:
+    """Context manager: run ``modules`` with batch-invariant CPU kernels (see above).
+
+    Args:
+        patches: from :func:`_patchable` (cached by :class:`DiffusionModel`).
+
+    Within the block, oneDNN and NNPACK are disabled process-wide and each
+    listed module's ``forward`` is replaced on the instance; both are restored
+    on exit, also after an exception. Not thread-safe (global backend flags).
+    """
+
+    def __init__(self, patches):
+        self.patches = patches
+        self._saved = None
+
+    def __enter__(self):
+        import torch
+
+        # torch._C switches directly: torch.backends.mkldnn.flags() also resets TF32 and warns on every call.
+        self._saved = (torch._C._get_mkldnn_enabled(), torch._C._get_nnpack_enabled())
+        torch._C._set_mkldnn_enabled(False)
+        torch._C._set_nnpack_enabled(False)
+        for m, fwd in self.patches:
+            m.__dict__["forward"] = fwd.__get__(m)
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        for m, _ in self.patches:
+            m.__dict__.pop("forward", None)
+        torch._C._set_mkldnn_enabled(self._saved[0])
+        torch._C._set_nnpack_enabled(self._saved[1])
+        return False
 
 
 # ----------------------------------------------------------------------------- loading
@@ -308,8 +411,36 @@ class DiffusionModel:
         self.dtype = dtype
         self.weights_sha256 = weights_sha256
         self.unet_calls = 0  # incremented per denoiser call (tests, reports)
-        # Run the networks item by item so a sample never depends on its batch (see above).
-        self.batch_invariant = getattr(device, "type", str(device)) == "cpu"
+        # A sample never depends on its batch (see "batch invariance" above): on the CPU by
+        # default, batched with invariant kernels; elsewhere only when asked, item by item.
+        on_cpu = getattr(device, "type", str(device)) == "cpu"
+        self.batch_invariant = on_cpu
+        self.invariant_strategy = "kernels" if on_cpu else "per_item"
+        self._patches: dict[str, list] = {}
+
+    def _invariant(self, component: str):
+        """The context to run ``component`` ('unet' or 'vae') in: invariant kernels or nothing."""
+        import contextlib
+
+        if not self._kernels_mode():
+            return contextlib.nullcontext()
+        if component not in self._patches:
+            self._patches[component] = _patchable([getattr(self, component)])
+        return invariant_kernels(self._patches[component])
+
+    def _strategy(self) -> str | None:
+        """None (not invariant), 'kernels' or 'per_item'. Raises ValueError for an unknown strategy."""
+        if not self.batch_invariant:
+            return None
+        if self.invariant_strategy not in INVARIANT_STRATEGIES:
+            raise ValueError(f"invariant_strategy must be one of {INVARIANT_STRATEGIES}, got {self.invariant_strategy!r}")
+        return self.invariant_strategy
+
+    def _kernels_mode(self) -> bool:
+        return self._strategy() == "kernels"
+
+    def _per_item_mode(self) -> bool:
+        return self._strategy() == "per_item"
 
     # ModelInfo fields
     source = property(lambda self: self.info.source)
@@ -334,7 +465,10 @@ class DiffusionModel:
         Pixel models: identity. Latent models: the VAE posterior **mode** times
         ``scaling_factor`` (the authors' notebook); with ``generators`` (one per
         item) a posterior **sample** drawn from each item's generator instead
-        (diffusers' img2img pipeline), item by item.
+        (diffusers' img2img pipeline: mean_i + std_i * randn(generator_i)).
+
+        Raises:
+            ValueError: ``generators`` given with a length other than B.
         """
         import torch
 
@@ -342,17 +476,29 @@ class DiffusionModel:
         if self.kind == "pixel":
             return x
         vae_dtype = self.vae.dtype
-        with torch.no_grad():
+        with torch.no_grad(), self._invariant("vae"):
             if generators is None:
-                if self.batch_invariant:
+                if self._per_item_mode():
                     z = _per_item(lambda xi: self.vae.encode(xi.to(vae_dtype)).latent_dist.mode(), x)
                 else:
                     z = self.vae.encode(x.to(vae_dtype)).latent_dist.mode()
             else:
                 if len(generators) != x.shape[0]:
                     raise ValueError(f"need one generator per image: {len(generators)} generators for {x.shape[0]} images")
-                z = torch.cat([self.vae.encode(x[i : i + 1].to(vae_dtype)).latent_dist.sample(generator=g)
-                               for i, g in enumerate(generators)])
+                # diffusers' img2img pipeline encodes item by item and draws each posterior sample
+                # mean_i + std_i * randn(generator_i); the draw is the same after one batched encode.
+                from diffusers.utils.torch_utils import randn_tensor
+
+                if self._per_item_mode():
+                    dists = [self.vae.encode(x[i : i + 1].to(vae_dtype)).latent_dist for i in range(x.shape[0])]
+                    means = torch.cat([d.mean for d in dists])
+                    stds = torch.cat([d.std for d in dists])
+                else:
+                    dist = self.vae.encode(x.to(vae_dtype)).latent_dist
+                    means, stds = dist.mean, dist.std
+                noise = torch.cat([randn_tensor((1, *means.shape[1:]), generator=g, device=means.device, dtype=means.dtype)
+                                   for g in generators])
+                z = means + stds * noise
         return (z * self.vae.config.scaling_factor).to(torch.float32)
 
     def decode(self, z):
@@ -368,8 +514,8 @@ class DiffusionModel:
             out = z.to(torch.float32)
         else:
             z = z.to(self.vae.dtype) / self.vae.config.scaling_factor
-            with torch.no_grad():
-                if self.batch_invariant:
+            with torch.no_grad(), self._invariant("vae"):
+                if self._per_item_mode():
                     out = _per_item(lambda zi: self.vae.decode(zi).sample, z)
                 else:
                     out = self.vae.decode(z).sample
@@ -421,16 +567,18 @@ class DiffusionModel:
             guidance_scale: classifier-free guidance w; with ``uncond`` the UNet
                 runs on [uncond; cond] batched together and returns
                 ``u + w (c - u)``; ``w <= 1`` or no ``uncond``: one conditional pass.
-                A batch-invariant model (the CPU default) runs each item's
-                [uncond_i; cond_i] pair separately; otherwise the whole 2B batch at once.
+                The UNet sees the whole 2B batch at once; with
+                ``invariant_strategy='per_item'`` each item's [uncond_i; cond_i] pair
+                separately.
 
         Returns: float32 tensor shaped like ``x_in``.
         """
         self.unet_calls += 1
         x = x_in.to(self.device, self.torch_dtype)
-        if self.batch_invariant and x.shape[0] > 1:
+        if self._per_item_mode() and x.shape[0] > 1:
             return _per_item(self._predict, x, t, cond, uncond, guidance_scale)
-        return self._predict(x, t, cond, uncond, guidance_scale)
+        with self._invariant("unet"):
+            return self._predict(x, t, cond, uncond, guidance_scale)
 
     def _predict(self, x, t, cond, uncond, guidance_scale):
         import torch
@@ -475,7 +623,9 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
             that can run code); by default only ``.safetensors`` are read.
 
     On the CPU the model is batch invariant (``model.batch_invariant``): its
-    networks run item by item, so a sample does not depend on the batch.
+    networks run batched with batch-invariant kernels, so a float32 sample
+    does not depend on the batch size or order (see "batch invariance" in
+    this module; ``model.batch_invariant = False`` turns it off).
 
     Raises:
         ValueError: bad device/dtype, missing or unsupported folder, pickle
