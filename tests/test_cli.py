@@ -254,14 +254,14 @@ def test_metadata_fields(run_pixel, tiny_pixel_dir):
     sched = DDPMScheduler.from_pretrained(sched_dir if sched_dir.is_dir() else tiny_pixel_dir)
     assert meta["settings"]["level"] == [0.0, 0.3, 1.0] and meta["settings"]["seed"] == 5
     assert meta["model"]["weights_sha256"] and len(meta["model"]["weights_sha256"]) == 64
-    assert meta["model"]["source"] == str(Path(tiny_pixel_dir).resolve())
+    assert meta["model"]["source"] == meta["model"]["id"] == str(Path(tiny_pixel_dir).resolve())
     for rec in meta["samples"]:
         for key in ("seed", "level", "timestep", "alpha_bar", "scheduler", "scheduler_config", "schedule",
                     "num_denoiser_evals", "model", "weights_sha256", "prompt", "negative_prompt", "guidance_scale",
                     "dtype", "device", "boomerang_version", "input", "mse", "psnr", "ssim"):
             assert key in rec, key
         assert rec["seed"] == item_seed(5, rec["image_index"], rec["sample_index"])
-        assert rec["model"] == meta["model"]["source"] and rec["weights_sha256"] == meta["model"]["weights_sha256"]
+        assert rec["model"] == meta["model"]["id"] and rec["weights_sha256"] == meta["model"]["weights_sha256"]
         assert rec["prompt"] is None and rec["guidance_scale"] is None  # a pixel model takes no text
         assert rec["input"] == str(inputs[rec["image_index"]])
         assert rec["boomerang_version"] == __version__ and rec["dtype"] == "float32" and rec["device"] == "cpu"

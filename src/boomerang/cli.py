@@ -240,9 +240,13 @@ def _run_sample(args: argparse.Namespace) -> int:
                          allow_pickle=settings.allow_pickle)
     model = job.model
     source = str(getattr(model, "source", settings.model))
+    source = str(Path(source).resolve()) if Path(source).is_dir() else source
+    hub_id = settings.model if settings.model and not Path(settings.model).expanduser().exists() else None
     info = {
-        # A local folder is recorded as an absolute path; a hub id as given.
-        "source": str(Path(source).resolve()) if Path(source).is_dir() else source,
+        # "id": what names the model: the hub id as given, else the local folder as an absolute path;
+        # "source": the folder the weights were read from (for a hub id, the local cache snapshot).
+        "id": hub_id or source,
+        "source": source,
         "kind": model.kind,
         "num_train_timesteps": int(model.num_train_timesteps),
         "image_channels": int(model.image_channels),
@@ -281,7 +285,7 @@ def _run_sample(args: argparse.Namespace) -> int:
             "from_noise": settings.from_noise,
             "eta": settings.eta,
             "steps": settings.steps,
-            "model": info["source"],
+            "model": info["id"],
             "weights_sha256": info["weights_sha256"],
             # Text conditioning only exists for text models; null otherwise.
             "prompt": settings.prompt if info["takes_prompt"] else None,
