@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from boomerang import levels as _levels
 
@@ -72,7 +72,7 @@ def _as_tuple(value) -> tuple:
         return ()
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, Sequence):
+    if hasattr(value, "__iter__"):  # lists, tuples, numpy arrays
         return tuple(value)
     return (value,)
 
