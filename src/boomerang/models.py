@@ -229,42 +229,52 @@ def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
 # own generator: the same seed gives bit-identical pixels whatever the batch size
 # and order. PyTorch's fastest CPU kernels break this, because they choose an
 # algorithm (and so a float summation order) by batch size. Measured on this
-# project's machine with torch 2.13 (benchmarks/batch_invariance.py, which also
-# finds the first module whose output changes):
+# project's machine with torch 2.13 (benchmarks/batch_invariance.py prints it;
+# the first module whose output changed is named):
 #
 # * ``nn.Linear`` on a 2-D input [B, C] (the timestep embedding and every ResNet's
 #   ``time_emb_proj``): MKL gemv for B = 1, gemm for B > 1.
-# * oneDNN (mkldnn) convolutions pick their blocking by batch size; NNPACK takes
-#   over convolutions from batch 16 on.
-# * Convolution and GroupNorm on *channels-last strided* inputs (what diffusers'
-#   attention blocks return after their transpose/reshape): the native kernels
-#   fold the batch into one gemm or split the reduction by batch size.
+# * Convolutions: oneDNN picks its blocking by batch size, NNPACK takes over from
+#   batch 16 on, and the native kernels fold the batch into one gemm for the
+#   channels-last strided tensors that diffusers' attention blocks return.
+# * GroupNorm on such channels-last strided inputs splits its reduction by batch size.
 #
-# Everything else these UNets and VAEs use was found invariant: the native
-# ("slow") convolution on contiguous input (it loops over the batch and runs the
-# same im2col + gemm per item), GroupNorm on contiguous input (one reduction per
-# (item, group)), ``nn.Linear`` on 3-D inputs [B, L, C], scaled-dot-product
-# attention (per (item, head)), SiLU, interpolation, and element-wise arithmetic.
+# What the networks do instead, when ``batch_invariant`` (the CPU default,
+# ``invariant_strategy = 'kernels'``), inside :class:`invariant_kernels`:
 #
-# So a batch-invariant model does not run item by item (which makes batching
-# pointless and costs throughput, see BENCHMARKS.md) but batched, inside
-# :func:`invariant_kernels`: oneDNN and NNPACK off, 2-D Linear as a batched
-# matrix product (``torch.bmm`` of [B, 1, C] by the weight expanded to [B, C, D]:
-# each item is its own 1 x C by C x D product), and Conv2d / GroupNorm inputs
-# made contiguous. The patches are installed on the modules' instances only for
-# the duration of one call (the modules are unchanged outside it; a diffusers
-# pipeline sharing them is unaffected). The backend switches are process-global
-# while a call runs: do not run other CPU models in other threads meanwhile.
+# * the UNet runs batched, but every ``nn.Conv2d`` runs on each item as a batch
+#   of one (contiguous), so whatever kernel torch picks, it picks the same one
+#   for every item whatever the batch: invariant by construction. Convolutions
+#   are most of the work and oneDNN is fast at batch one, so little is lost;
+# * every ``nn.Linear`` is a batched matrix product over the leading (batch)
+#   dimension: ``torch.bmm`` of [B, L, C] by the weight expanded to [B, C, D]
+#   (2-D inputs as L = 1), each item its own L x C by C x D product;
+# * ``nn.GroupNorm`` inputs are made contiguous (the native kernel then reduces
+#   each (item, group) on its own);
+# * everything else these UNets use was measured invariant as it is:
+#   scaled-dot-product attention (per item and head), SiLU, interpolation,
+#   element-wise arithmetic;
+# * the VAE (latent models) runs item by item: at 256x256 and up its batched
+#   activations no longer fit in cache, and item by item was the fastest way
+#   measured, invariant or not.
 #
-# ``model.batch_invariant = False`` turns this off (oneDNN kernels, plain
-# batching: faster at some shapes, samples differ in the last bits across batch
-# sizes). On CUDA the default is off; set ``batch_invariant = True`` there and
-# the networks run item by item (``invariant_strategy = 'per_item'``; cuDNN
-# offers no batch-invariant switch). ``invariant_strategy = 'per_item'`` is also
-# available on the CPU as the fallback if a future torch makes a kernel variant
-# again; tests/test_core.py checks bit-exactness at batch sizes 1, 2, 3, 5, 7, 8, 16
-# and in reversed order, for a pixel UNet with attention and a Stable Diffusion
-# model (UNet with cross attention, VAE, guidance).
+# Measured alternatives (BENCHMARKS.md, batch 16, bundled architecture): running
+# the whole UNet item by item (the earlier design) gave ~1.5x lower throughput
+# than this; disabling oneDNN/NNPACK globally so that the native convolution
+# loops over the batch was also invariant but slower still at batch 64 and 3-5x
+# slower for the VAE; plain batching (not invariant) is ~1.4x faster than this
+# for the small pixel UNet and about equal for the Stable-Diffusion-shaped one.
+#
+# The patches live on the modules' instances only for the duration of one call
+# (a diffusers pipeline sharing the modules is unaffected); no global switch is
+# touched. ``model.batch_invariant = False`` turns this off (default kernels, plain
+# batching; samples then differ in the last bits across batch sizes).
+# ``invariant_strategy = 'per_item'`` runs every network item by item (the
+# fallback, and what ``batch_invariant = True`` means on CUDA, where the default
+# is off: cuDNN offers no batch-invariant switch). tests/test_core.py checks
+# bit-exactness at batch sizes 1, 2, 3, 5, 7, 8, 16 and in reversed order for a
+# pixel UNet with attention and a Stable Diffusion model (cross attention, VAE,
+# guidance, img2img posterior samples).
 
 INVARIANT_STRATEGIES = ("kernels", "per_item")
 
@@ -277,18 +287,28 @@ def _per_item(fn, x, *args, **kwargs):
 
 
 def _linear_rows(self, x):
-    """nn.Linear whose rows never depend on the batch: 2-D inputs go through bmm."""
+    """nn.Linear as bmm over the leading dimension: no item's result depends on the others.
+
+    x: [B, ..., C_in] -> [B, ..., C_out].
+    """
     import torch
-    import torch.nn.functional as F
 
-    if x.dim() != 2:
-        return F.linear(x, self.weight, self.bias)
-    y = torch.bmm(x.unsqueeze(1), self.weight.t().unsqueeze(0).expand(x.shape[0], -1, -1)).squeeze(1)
-    return y if self.bias is None else y + self.bias
+    lead = x.shape[:-1]
+    x3 = x.reshape(x.shape[0], -1, x.shape[-1]) if x.dim() != 2 else x.unsqueeze(1)
+    w = self.weight.t().unsqueeze(0).expand(x3.shape[0], -1, -1)
+    y = torch.bmm(x3, w)
+    if self.bias is not None:
+        y = y + self.bias
+    return y.reshape(*lead, y.shape[-1])
 
 
-def _conv_contiguous(self, x):
-    return self._conv_forward(x.contiguous(), self.weight, self.bias)
+def _conv_items(self, x):
+    """nn.Conv2d on each item as a contiguous batch of one. x: [B, C, H, W]."""
+    import torch
+
+    if x.dim() != 4 or x.shape[0] == 1:
+        return self._conv_forward(x.contiguous(), self.weight, self.bias)
+    return torch.cat([self._conv_forward(x[i : i + 1].contiguous(), self.weight, self.bias) for i in range(x.shape[0])])
 
 
 def _group_norm_contiguous(self, x):
@@ -298,7 +318,11 @@ def _group_norm_contiguous(self, x):
 
 
 def _patchable(modules) -> list[tuple[Any, Any]]:
-    """(module, replacement forward) for every Linear / Conv2d / GroupNorm in ``modules``."""
+    """(module, replacement forward) for every Linear / Conv2d / GroupNorm in ``modules``.
+
+    Only the exact torch classes are patched (subclasses such as LoRA layers keep
+    their own forward; the invariance tests would catch one that is variant).
+    """
     import torch.nn as nn
 
     out = []
@@ -307,45 +331,35 @@ def _patchable(modules) -> list[tuple[Any, Any]]:
             if type(m) is nn.Linear:
                 out.append((m, _linear_rows))
             elif type(m) is nn.Conv2d and m.padding_mode == "zeros":
-                out.append((m, _conv_contiguous))
+                out.append((m, _conv_items))
             elif type(m) is nn.GroupNorm:
                 out.append((m, _group_norm_contiguous))
     return out
 
 
 class invariant_kernels:
-    """Context manager: run ``modules`` with batch-invariant CPU kernels (see above).
+    """Context manager: run the patched modules with batch-invariant forwards (see above).
 
     Args:
-        patches: from :func:`_patchable` (cached by :class:`DiffusionModel`).
+        patches: ``(module, forward)`` pairs from :func:`_patchable` (cached by
+            :class:`DiffusionModel`).
 
-    Within the block, oneDNN and NNPACK are disabled process-wide and each
-    listed module's ``forward`` is replaced on the instance; both are restored
-    on exit, also after an exception. Not thread-safe (global backend flags).
+    Each module's ``forward`` is replaced on the instance inside the block and
+    restored on exit, also after an exception. Not re-entrant for the same
+    modules from two threads at once.
     """
 
     def __init__(self, patches):
         self.patches = patches
-        self._saved = None
 
     def __enter__(self):
-        import torch
-
-        # torch._C switches directly: torch.backends.mkldnn.flags() also resets TF32 and warns on every call.
-        self._saved = (torch._C._get_mkldnn_enabled(), torch._C._get_nnpack_enabled())
-        torch._C._set_mkldnn_enabled(False)
-        torch._C._set_nnpack_enabled(False)
         for m, fwd in self.patches:
             m.__dict__["forward"] = fwd.__get__(m)
         return self
 
     def __exit__(self, *exc):
-        import torch
-
         for m, _ in self.patches:
             m.__dict__.pop("forward", None)
-        torch._C._set_mkldnn_enabled(self._saved[0])
-        torch._C._set_nnpack_enabled(self._saved[1])
         return False
 
 
@@ -419,7 +433,7 @@ class DiffusionModel:
         self._patches: dict[str, list] = {}
 
     def _invariant(self, component: str):
-        """The context to run ``component`` ('unet' or 'vae') in: invariant kernels or nothing."""
+        """The context to run ``component`` (e.g. 'unet') in: invariant kernels or nothing."""
         import contextlib
 
         if not self._kernels_mode():
@@ -441,6 +455,10 @@ class DiffusionModel:
 
     def _per_item_mode(self) -> bool:
         return self._strategy() == "per_item"
+
+    def _vae_per_item(self) -> bool:
+        """The VAE runs item by item whenever the model is batch invariant (see above)."""
+        return self._strategy() is not None
 
     # ModelInfo fields
     source = property(lambda self: self.info.source)
@@ -476,9 +494,9 @@ class DiffusionModel:
         if self.kind == "pixel":
             return x
         vae_dtype = self.vae.dtype
-        with torch.no_grad(), self._invariant("vae"):
+        with torch.no_grad():
             if generators is None:
-                if self._per_item_mode():
+                if self._vae_per_item():
                     z = _per_item(lambda xi: self.vae.encode(xi.to(vae_dtype)).latent_dist.mode(), x)
                 else:
                     z = self.vae.encode(x.to(vae_dtype)).latent_dist.mode()
@@ -489,7 +507,7 @@ class DiffusionModel:
                 # mean_i + std_i * randn(generator_i); the draw is the same after one batched encode.
                 from diffusers.utils.torch_utils import randn_tensor
 
-                if self._per_item_mode():
+                if self._vae_per_item():
                     dists = [self.vae.encode(x[i : i + 1].to(vae_dtype)).latent_dist for i in range(x.shape[0])]
                     means = torch.cat([d.mean for d in dists])
                     stds = torch.cat([d.std for d in dists])
@@ -514,8 +532,8 @@ class DiffusionModel:
             out = z.to(torch.float32)
         else:
             z = z.to(self.vae.dtype) / self.vae.config.scaling_factor
-            with torch.no_grad(), self._invariant("vae"):
-                if self._per_item_mode():
+            with torch.no_grad():
+                if self._vae_per_item():
                     out = _per_item(lambda zi: self.vae.decode(zi).sample, z)
                 else:
                     out = self.vae.decode(z).sample

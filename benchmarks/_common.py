@@ -1,0 +1,136 @@
+"""Shared helpers of the benchmark scripts (not part of the library).
+
+* :func:`bundled_or_standin` -- the bundled model folder if it exists, else an
+  identically configured ``UNet2DModel`` (``boomerang.train`` defaults: 1x28x28,
+  block_out_channels (32, 64, 64), attention at the 14x14 level and in the
+  middle block) with random weights: the same cost per call as the real one.
+* :func:`make_small_sd` -- a Stable-Diffusion-shaped folder with random weights,
+  bigger than the test-tiny one so that ratios mean something: 256x256 RGB
+  images, VAE factor 8 (32x32x4 latents), a cross-attention UNet and a 77-token
+  CLIP text encoder.
+* :func:`median`, :func:`timeit`, :func:`save_json`, :func:`machine`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CACHE = ROOT / "benchmarks" / ".cache"  # generated stand-in models (git-ignored)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(ROOT / "tests"))  # tests/_tiny.py (tokenizer files)
+
+
+def machine() -> dict:
+    """CPU model, core count, torch version and threads: the context of every figure."""
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "loadavg_at_start": load,
+            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def save_json(name: str, data: dict) -> pathlib.Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def timeit(fn, repeat: int = 3):
+    """Median wall time of ``fn()`` over ``repeat`` calls (seconds)."""
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return median(ts)
+
+
+def bundled_or_standin(model: str | None = None) -> tuple[str, str]:
+    """(folder, description): ``model`` if given; else the bundled model if present;
+    else a random-weight stand-in of the same architecture (written once to .cache)."""
+    if model:
+        return str(model), f"--model {model}"
+    from boomerang import assets
+
+    try:
+        path = assets.default_model_path()
+        if (path / "model_index.json").is_file() or (path / "config.json").is_file():
+            return str(path), "bundled ddpm-mnist5k"
+    except FileNotFoundError:
+        pass
+    out = CACHE / "standin-ddpm-mnist5k"
+    if not (out / "model_index.json").is_file():
+        import torch
+        from diffusers import DDPMPipeline
+
+        from boomerang.train import TrainConfig, build_scheduler, build_unet
+
+        torch.manual_seed(0)
+        cfg = TrainConfig()
+        unet = build_unet(cfg, 28, 1)
+        DDPMPipeline(unet=unet, scheduler=build_scheduler(cfg)).save_pretrained(out, safe_serialization=True)
+    return str(out), "random-weight stand-in with the bundled model's architecture (bundled model not present)"
+
+
+def make_small_sd(path: pathlib.Path | None = None) -> str:
+    """A small SD-1.x-shaped folder (random weights); returns its path. 256x256 -> 32x32x4 latents."""
+    path = pathlib.Path(path or CACHE / "small-sd")
+    if (path / "model_index.json").is_file():
+        return str(path)
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from _tiny import SD_SCHEDULER, _write_tokenizer_files
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64, 64),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=8, norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, block_out_channels=(16, 32, 64, 64), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4, norm_num_groups=8, sample_size=256,
+    )
+    vocab_file, merges_file = _write_tokenizer_files(path.parent / (path.name + "_tokenizer_src"))
+    tokenizer = CLIPTokenizer(vocab=str(vocab_file), merges=str(merges_file), model_max_length=77)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        hidden_size=64, intermediate_size=128, num_attention_heads=4, num_hidden_layers=2,
+        vocab_size=len(tokenizer), max_position_embeddings=77, projection_dim=64,
+    ))
+    StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=PNDMScheduler.from_config(SD_SCHEDULER), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(path, safe_serialization=True)
+    return str(path)
