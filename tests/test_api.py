@@ -140,3 +140,17 @@ def test_timestep_out_of_range_for_the_model(tiny_pixel_dir):
     T = read_model_info(tiny_pixel_dir).num_train_timesteps
     with pytest.raises(ValueError, match=r"\[0, %d\]" % (T - 1)):
         boomerang.sample(_img(), model=tiny_pixel_dir, timestep=T)
+
+
+def test_auto_batch_size_is_memory_aware(tiny_pixel_model):
+    from boomerang.api import AUTO_BATCH_MAX_CUDA, estimate_item_bytes
+
+    per = estimate_item_bytes(tiny_pixel_model, (1, 8, 8))
+    assert per > 0
+    # plenty of memory: the cap; little: what fits in half of it; none: still 1
+    assert auto_batch_size(100, "cpu", tiny_pixel_model, (1, 8, 8), available_bytes=10**12) == 16
+    assert auto_batch_size(100, "cuda", tiny_pixel_model, (1, 8, 8), available_bytes=10**12) == AUTO_BATCH_MAX_CUDA
+    assert auto_batch_size(100, "cpu", tiny_pixel_model, (1, 8, 8), available_bytes=6 * per) == 3
+    assert auto_batch_size(100, "cpu", tiny_pixel_model, (1, 8, 8), available_bytes=0) == 1
+    # bigger images need more memory per item
+    assert estimate_item_bytes(tiny_pixel_model, (1, 16, 16)) > per

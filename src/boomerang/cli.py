@@ -90,7 +90,8 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=D("device"), help="cpu, cuda or cuda:N (default %(default)s)")
     p.add_argument("--dtype", default=D("dtype"), choices=DTYPES, help="(default %(default)s)")
     p.add_argument("--batch-size", default=D("batch_size"), metavar="N",
-                   help=f"samples per model call (default: min(images x samples, {AUTO_BATCH_MAX})); never changes a sample")
+                   help=f"samples per model call (default: automatic, at most {AUTO_BATCH_MAX} on the CPU and what fits "
+                        "in half the free memory); never changes a sample")
     p.add_argument("--threads", default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice); 1 is much faster on a busy machine")
     p.add_argument("--background", default=D("background"),
@@ -255,7 +256,7 @@ def _run_sample(args: argparse.Namespace) -> int:
         "takes_prompt": bool(getattr(model, "takes_prompt", False)),
         "weights_sha256": getattr(model, "weights_sha256", None),
     }
-    batch_size = settings.batch_size or api.auto_batch_size(job.num_items, settings.device)
+    batch_size = api.resolve_batch_size(job)
 
     # 3. Sample and write, one PNG at a time (folders are created on the first write).
     records = []
