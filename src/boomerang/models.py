@@ -571,6 +571,9 @@ class DiffusionModel:
 
         cond = embed(prompt or "")
         uncond = embed(negative_prompt or "") if guidance_scale > 1 else None
+        if len(cache) >= 8:
+            cache.clear()
+        cache[key] = (cond, uncond)
         return cond, uncond
 
     # --- the denoiser
