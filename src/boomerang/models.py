@@ -553,12 +553,19 @@ class DiffusionModel:
         Returns ``(cond, uncond)``: tensors [1, L, D] in the UNet's dtype, ``uncond``
         is None when ``guidance_scale <= 1`` (no unconditional pass). Pixel
         models return ``(None, None)``. Tokenised like diffusers' pipelines:
-        padding to ``model_max_length``, truncation.
+        padding to ``model_max_length``, truncation. Results are cached per
+        (prompt, negative prompt, guidance on/off), so that a job run in many
+        batches encodes its prompt once (the cached tensors are returned: do
+        not modify them in place).
         """
         import torch
 
         if self.kind == "pixel":
             return None, None
+        key = (prompt or "", negative_prompt or "", guidance_scale > 1)
+        cache = self.__dict__.setdefault("_prompt_cache", {})
+        if key in cache:
+            return cache[key]
 
         def embed(text: str):
             ids = self.tokenizer(text, padding="max_length", max_length=self.tokenizer.model_max_length,
