@@ -154,3 +154,25 @@ def test_auto_batch_size_is_memory_aware(tiny_pixel_model):
     assert auto_batch_size(100, "cpu", tiny_pixel_model, (1, 8, 8), available_bytes=0) == 1
     # bigger images need more memory per item
     assert estimate_item_bytes(tiny_pixel_model, (1, 16, 16)) > per
+
+
+def test_streaming_prepare_keeps_no_pixels_and_gives_the_same_samples(tmp_path, tiny_pixel_model):
+    from PIL import Image
+
+    from boomerang.api import prepare, run
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"in{i}.png")
+        Image.fromarray((rng.random((20, 12, 3)) * 255).astype(np.uint8)).save(files[-1])
+    kw = dict(level=0.4, steps=3, num_samples=3, batch_size=2, seed=1)
+    streamed = prepare(files, model=tiny_pixel_model, stream=True, **kw)
+    assert all(inp.reference is None and inp.loaded.pixels.strides == (0, 0, 0) for inp in streamed.inputs)
+    assert [inp.fitted.pixels.shape for inp in streamed.inputs] == [(8, 8, 1)] * 3
+    a = list(run(streamed))
+    assert all(inp.reference is None for inp in streamed.inputs)  # released again after their batches
+    b = list(run(prepare(files, model=tiny_pixel_model, **kw)))
+    assert [(s.image_index, s.sample_index) for s in a] == [(s.image_index, s.sample_index) for s in b]
+    for sa, sb in zip(a, b):
+        assert np.array_equal(sa.pixels, sb.pixels) and np.array_equal(sa.reference, sb.reference)

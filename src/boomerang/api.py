@@ -336,10 +336,43 @@ class _Input:
     loaded: Any  # imageio.LoadedImage
     reference: Any = None  # float32 (H, W, C) in [0, 1], model channels, input size
     fitted: Any = None  # imageio.FittedImage
+    fit_args: Any = None  # (background_rgb, channels, native_size, multiple): set for inputs that may be released
 
     @property
     def path(self) -> Path | None:
         return self.loaded.path
+
+    def release(self) -> None:
+        """Drop the decoded pixels of a file input to bound memory (streaming); shapes,
+        sizes and metadata stay, and :meth:`ensure` reads the file again. No-op for
+        in-memory inputs and inputs already released."""
+        if self.path is None or self.fit_args is None or self.reference is None:
+            return
+        import dataclasses
+
+        import numpy as np
+
+        def hollow(a):  # same shape and dtype, no memory
+            return np.broadcast_to(np.zeros((), dtype=a.dtype), a.shape)
+
+        self.loaded = dataclasses.replace(self.loaded, pixels=hollow(self.loaded.pixels))
+        self.fitted = dataclasses.replace(self.fitted, pixels=hollow(self.fitted.pixels))
+        self.reference = None
+
+    def ensure(self) -> None:
+        """Decode and fit the input again if :meth:`release` dropped it.
+
+        Raises:
+            boomerang.imageio.ImageInputError: the file changed and cannot be read any more.
+        """
+        if self.reference is not None:
+            return
+        from boomerang import imageio
+
+        background, channels, native, multiple = self.fit_args
+        self.loaded = imageio.read_image(self.source, background=background)
+        self.reference = imageio.to_model_channels(self.loaded.pixels, channels)
+        self.fitted = imageio.fit_for_model(self.reference, native_size=native, multiple_of=multiple)
 
     @property
     def name(self) -> str:
@@ -433,7 +466,7 @@ def _model_fields(model_or_info) -> dict:
     return {k: getattr(model_or_info, k, None) for k in keys}
 
 
-def prepare(images, settings: SampleSettings | None = None, *, model=None, **overrides) -> Job:
+def prepare(images, settings: SampleSettings | None = None, *, model=None, stream: bool = False, **overrides) -> Job:
     """Check everything that can be checked without loading a model.
 
     Steps: validate the settings; read and decode every input (so a bad file
@@ -447,6 +480,10 @@ def prepare(images, settings: SampleSettings | None = None, *, model=None, **ove
             ``imageio.read_image``). Folders are not expanded here (the CLI does it).
         settings: a :class:`SampleSettings`; ``overrides`` replace its fields.
         model: an already loaded model (from :func:`load`), else ``settings.model`` is used.
+        stream: keep at most a few decoded file inputs in memory at a time (the
+            CLI's mode): every file is read and checked here, then its pixels are
+            dropped and read again when its batch runs (:func:`run`), so memory does
+            not grow with the number of inputs. In-memory inputs are always kept.
 
     Returns:
         A :class:`Job`.
@@ -465,7 +502,16 @@ def prepare(images, settings: SampleSettings | None = None, *, model=None, **ove
     if not images:
         raise ValueError("no input images given")
     # Inputs first: a bad file is named even when the model is also missing.
-    loaded_images = [imageio.read_image(src, background=settings.background_rgb) for src in images]
+    loaded_images = []
+    for src in images:
+        loaded = imageio.read_image(src, background=settings.background_rgb)
+        if stream and loaded.path is not None:  # checked; keep sizes and metadata only
+            import dataclasses
+
+            import numpy as np
+
+            loaded = dataclasses.replace(loaded, pixels=np.broadcast_to(np.zeros((), np.float32), loaded.pixels.shape))
+        loaded_images.append(loaded)
     if model is not None:
         info = model
     else:
@@ -493,11 +539,18 @@ def prepare(images, settings: SampleSettings | None = None, *, model=None, **ove
         )
 
     inputs = []
+    native = getattr(info, "native_size", None)
+    # Pixel models with a native size get exactly that square; others pad to a multiple.
+    multiple = 1 if native else int(getattr(info, "size_multiple", 1) or 1)
+    fit_args = (settings.background_rgb, int(info.image_channels), native, multiple)
     for i, (src, loaded) in enumerate(zip(images, loaded_images)):
+        if stream and loaded.path is not None:
+            inp = _Input(i, src, loaded, fit_args=fit_args)
+            inp.ensure()  # fit once for shapes, then drop the pixels again
+            inp.release()
+            inputs.append(inp)
+            continue
         ref = imageio.to_model_channels(loaded.pixels, int(info.image_channels))
-        native = getattr(info, "native_size", None)
-        # Pixel models with a native size get exactly that square; others pad to a multiple.
-        multiple = 1 if native else int(getattr(info, "size_multiple", 1) or 1)
         fitted = imageio.fit_for_model(ref, native_size=native, multiple_of=multiple)
         inputs.append(_Input(i, src, loaded, ref, fitted))
     return Job(settings, info, starts, inputs, model=model)
@@ -585,19 +638,24 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
 
                     identity_config = dict(make_scheduler(s.scheduler, model.scheduler_config).config)
                 for inp in job.inputs:
+                    inp.ensure()
+                    reference = inp.reference
+                    inp.release()
                     for j in range(s.num_samples):
                         yield Sample(
-                            pixels=inp.reference, image_index=inp.index, sample_index=j,
+                            pixels=reference, image_index=inp.index, sample_index=j,
                             seed=seeds.item_seed(s.seed, inp.index, j), level=level, timestep=None,
                             alpha_bar=1.0, num_denoiser_evals=0, scheduler_name=s.scheduler,
                             scheduler_config=identity_config, schedule=s.schedule, input_name=inp.name,
-                            input_path=inp.path, reference=inp.reference,
+                            input_path=inp.path, reference=reference,
                         )
                     bar.update(s.num_samples)
                 continue
             for items in groups.values():
                 for start in range(0, len(items), batch):
                     chunk = items[start:start + batch]
+                    for it, _ in chunk:
+                        it.ensure()  # streaming: decoded again if released
                     x0 = torch.from_numpy(
                         np.stack([it.fitted.pixels.transpose(2, 0, 1) for it, _ in chunk]).astype(np.float32)
                     ) * 2.0 - 1.0  # [B, C, h, w] in [-1, 1]
@@ -628,6 +686,10 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
                             input_name=inp.name, input_path=inp.path, reference=inp.reference,
                         )
                     bar.update(len(chunk))
+                    upcoming = {id(it) for it, _ in items[start + batch:start + 2 * batch]}
+                    for it, _ in chunk:
+                        if id(it) not in upcoming:
+                            it.release()  # no-op unless prepared with stream=True
     finally:
         bar.close()
 

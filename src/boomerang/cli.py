@@ -220,7 +220,7 @@ def _run_sample(args: argparse.Namespace) -> int:
     files = imageio.list_image_files(args.images)
     if not files:
         raise _UserError(f"no image files found in {' '.join(args.images)} (looked for {', '.join(imageio.IMAGE_SUFFIXES)})")
-    job = api.prepare(files, settings)
+    job = api.prepare(files, settings, stream=True)  # inputs decoded again per batch: memory stays flat
     rels, dirs = _output_names(job)
     out = imageio.check_output_dir(args.out, args.images, rels)
     if out.exists() and not out.is_dir():
@@ -315,7 +315,9 @@ def _run_sample(args: argparse.Namespace) -> int:
             label = (f"level {level:.3f}  identity (no noise)" if t is None
                      else f"level {level:.3f}  t={t}  {evals} evals")
             rows.append((label, [_open(out / r["file"]) for r in recs]))
+        inp.ensure()
         sheet = contact_sheet(_to_pil(inp.reference), rows)
+        inp.release()
         rel = f"{dirs[inp.index]}/{SHEET_NAME}"
         imageio.save_image(_np01(sheet), out / rel, grayscale=False)
         sheets[inp.index] = rel
