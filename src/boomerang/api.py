@@ -355,7 +355,6 @@ class _Input:
         def hollow(a):  # same shape and dtype, no memory
             return np.broadcast_to(np.zeros((), dtype=a.dtype), a.shape)
 
-        self.loaded = dataclasses.replace(self.loaded, pixels=hollow(self.loaded.pixels))
         self.fitted = dataclasses.replace(self.fitted, pixels=hollow(self.fitted.pixels))
         self.reference = None
 
@@ -369,10 +368,16 @@ class _Input:
             return
         from boomerang import imageio
 
+        import dataclasses
+
+        import numpy as np
+
         background, channels, native, multiple = self.fit_args
-        self.loaded = imageio.read_image(self.source, background=background)
-        self.reference = imageio.to_model_channels(self.loaded.pixels, channels)
+        loaded = imageio.read_image(self.source, background=background)
+        self.reference = imageio.to_model_channels(loaded.pixels, channels)
         self.fitted = imageio.fit_for_model(self.reference, native_size=native, multiple_of=multiple)
+        # the RGB decode is not needed once the reference exists: keep its metadata only
+        self.loaded = dataclasses.replace(loaded, pixels=np.broadcast_to(np.zeros((), np.float32), loaded.pixels.shape))
 
     @property
     def name(self) -> str:
