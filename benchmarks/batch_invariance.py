@@ -38,7 +38,6 @@ def set_mode(model, mode):
 
 def _native_patches(module):
     import torch.nn as nn
-    import torch.nn.functional as F
 
     from boomerang.models import _group_norm_contiguous, _linear_rows
 
@@ -53,7 +52,6 @@ def _native_patches(module):
             out.append((m, conv))
         elif type(m) is nn.GroupNorm:
             out.append((m, _group_norm_contiguous))
-    del F
     return out
 
 
