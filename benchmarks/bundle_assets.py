@@ -86,6 +86,15 @@ def quality_section(q: dict) -> str:
 def model_card(info: dict, split: dict, q: dict | None) -> str:
     cfg = info["config"]
     mins = info["wall_time_s"] / 60
+    stop_note = ""
+    if info.get("stopped") == "signal":
+        stop_note = (f". The run was stopped cleanly with SIGTERM (checkpoint + EMA export) at step {info['step']} "
+                     "to leave time for the benchmark. The learning rate is constant after warmup, so the "
+                     "step budget does not change the trajectory: `boomerang train --max-steps "
+                     f"{info['step']} --threads {cfg.get('threads') or 1}` should retrace the same run on the same "
+                     "machine and thread count (resume exactness is tested on a tiny model). An earlier attempt "
+                     "with 2 torch threads was aborted after 127 steps (8 min): it slowed to 3-8 s/step while "
+                     "other jobs shared the two cores; this run started again from scratch with 1 thread")
     text = f"""# ddpm-mnist5k: the bundled default model of boomerang
 
 A small pixel-space DDPM (diffusers `UNet2DModel` + `DDPMScheduler`, EMA weights,
@@ -116,7 +125,7 @@ Exact command (run from the repository root):
 {info['command']}
 ```
 
-- steps: **{info['step']}** optimizer steps, batch {cfg['batch_size']} (stopped by: {info['stopped']})
+- steps: **{info['step']}** optimizer steps, batch {cfg['batch_size']} (stopped by: {info['stopped']}){stop_note}
 - wall time: **{info['wall_time_s']:.0f} s ({mins:.1f} min)**
 - hardware: {info['hardware']}; the machine's two cores were shared with other jobs during the run,
   so the step rate varied
