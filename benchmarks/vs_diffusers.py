@@ -5,7 +5,9 @@ batch 16, one prompt with classifier-free guidance 7.5, the same scheduler
 class and config, the same ``strength``, steps and per-item generators:
 boomerang's ``schedule='img2img'`` reproduces the pipeline's timesteps, noise
 placement and VAE posterior sample, so both make the same network evaluations.
-Runs are interleaved; the figure is our throughput / theirs (target >= 1).
+Runs are interleaved in alternating order; the figure is our throughput / theirs
+from the least-disturbed (fastest) run of each (target >= 1), the ratio of
+medians beside it.
 boomerang is timed with its defaults (batch-invariant kernels on the CPU) and
 also with ``batch_invariant=False`` (the pipeline's own kernels). Outputs are compared
 (max |difference| in [0, 1] pixel units). In float16/bfloat16 the pipeline's VAE
@@ -80,18 +82,22 @@ def run_all(*, device="cpu", dtype="float32", repeat=3, batch=16, scheduler="ddi
     diff_plain = float((mine_plain - ref).abs().max())
     fns = {"diffusers": theirs, "boomerang": ours, "boomerang_plain_kernels": lambda: ours(False)}
     runs = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
+    for r in range(repeat):
+        for k in (list(fns) if r % 2 == 0 else list(reversed(fns))):  # alternate the order
             t0 = time.perf_counter()
-            fn()
+            fns[k]()
             runs[k].append(time.perf_counter() - t0)
     med = {k: median(v) for k, v in runs.items()}
-    ratio = med["diffusers"] / med["boomerang"]
-    ratio_plain = med["diffusers"] / med["boomerang_plain_kernels"]
+    best = {k: min(v) for k, v in runs.items()}
+    # Other load on a shared machine only adds time: the headline compares the least-disturbed runs.
+    ratio = best["diffusers"] / best["boomerang"]
+    ratio_plain = best["diffusers"] / best["boomerang_plain_kernels"]
+    ratio_med = med["diffusers"] / med["boomerang"]
     res = {"machine": machine(), "device": device, "dtype": dtype, "batch": batch, "scheduler": scheduler,
            "strength": strength, "steps": steps, "guidance_scale": w, "denoiser_evals": evals, "seconds": runs,
-           "median_s": med, "images_per_s": {k: batch / v for k, v in med.items()},
+           "median_s": med, "min_s": best, "images_per_s": {k: batch / v for k, v in best.items()},
            "throughput_ratio_ours_over_theirs": ratio, "throughput_ratio_plain_kernels": ratio_plain,
+           "throughput_ratio_of_medians": ratio_med,
            "max_abs_diff_01": diff, "max_abs_diff_01_plain_kernels": diff_plain,
            "target": "throughput ratio >= 1", "met": ratio >= 1.0}
     if device.startswith("cuda"):
@@ -99,9 +105,9 @@ def run_all(*, device="cpu", dtype="float32", repeat=3, batch=16, scheduler="ddi
     print(f"small SD img2img {device} {dtype} batch {batch} {scheduler} strength {strength} steps {steps} "
           f"({evals} evals, guidance {w})")
     for k in fns:
-        print(f"  {k:24s} {med[k]:7.3f} s  {batch / med[k]:6.2f} img/s")
-    print(f"  throughput ours/theirs: {ratio:.3f} (batch-invariant kernels), {ratio_plain:.3f} (plain kernels)"
-          f"  -> target >= 1 {'met' if res['met'] else 'NOT met'}")
+        print(f"  {k:24s} best {best[k]:7.3f} s  {batch / best[k]:6.2f} img/s   (median {med[k]:7.3f} s)")
+    print(f"  throughput ours/theirs (best runs): {ratio:.3f} (default kernels), {ratio_plain:.3f} (plain kernels); "
+          f"of medians: {ratio_med:.3f}  -> target >= 1 {'met' if res['met'] else 'NOT met'}")
     print(f"  outputs agree: max |ours - theirs| = {diff:.2e} (invariant kernels), {diff_plain:.2e} (plain) in [0, 1] units")
     return res
 
@@ -111,7 +117,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--scheduler", default="ddim")
     args = ap.parse_args(argv)
