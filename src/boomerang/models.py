@@ -259,10 +259,10 @@ def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
 #   measured, invariant or not.
 #
 # Measured alternatives (BENCHMARKS.md, batch 16, bundled architecture): running
-# the whole UNet item by item (the earlier design) gave ~1.5x lower throughput
+# the whole UNet item by item (the earlier design) gave 1.3-1.5x lower throughput at batch 4-64
 # than this; disabling oneDNN/NNPACK globally so that the native convolution
 # loops over the batch was also invariant but slower still at batch 64 and 3-5x
-# slower for the VAE; plain batching (not invariant) is ~1.4x faster than this
+# slower for the VAE; plain batching (not invariant) is ~1.3x faster than this
 # for the small pixel UNet and about equal for the Stable-Diffusion-shaped one.
 #
 # The patches live on the modules' instances only for the duration of one call
