@@ -258,9 +258,9 @@ def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
 #   activations no longer fit in cache, and item by item was the fastest way
 #   measured, invariant or not.
 #
-# Measured alternatives (BENCHMARKS.md, batch 16, bundled architecture): running
-# the whole UNet item by item (the earlier design) gave 1.3-1.5x lower throughput at batch 4-64
-# than this; disabling oneDNN/NNPACK globally so that the native convolution
+# Measured alternatives (BENCHMARKS.md, bundled architecture): running the whole
+# UNet item by item (the earlier design) gave 1.3-1.5x lower throughput than this
+# at batch 4-64; disabling oneDNN/NNPACK globally so that the native convolution
 # loops over the batch was also invariant but slower still at batch 64 and 3-5x
 # slower for the VAE; plain batching (not invariant) is ~1.3x faster than this
 # for the small pixel UNet and about equal for the Stable-Diffusion-shaped one.
