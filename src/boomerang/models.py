@@ -261,7 +261,7 @@ def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
 # Measured alternatives (BENCHMARKS.md, bundled architecture): running the whole
 # UNet item by item (the earlier design) gave 1.3-1.5x lower throughput than this
 # at batch 4-64; disabling oneDNN/NNPACK globally so that the native convolution
-# loops over the batch was also invariant but slower still at batch 64 and 3-5x
+# loops over the batch was also invariant but slower still at batch 64 and about 3-5x
 # slower for the VAE; plain batching (not invariant) is ~1.3x faster than this
 # for the small pixel UNet and about equal for the Stable-Diffusion-shaped one.
 #
