@@ -161,26 +161,6 @@ def _sample_name(job, k: int, folder: str, j: int) -> str:
     return f"{folder}/level{level:.3f}_s{j:03d}.png"
 
 
-def _atomic_write_text(path, text: str) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _settings_from_args(args):
     from boomerang.api import SampleSettings
 
@@ -342,7 +322,9 @@ def _run_sample(args: argparse.Namespace) -> int:
         "samples": records,
     }
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out / METADATA_NAME, json.dumps(meta, indent=2, allow_nan=False) + "\n")
+    from boomerang.imageio import atomic_write_bytes
+
+    atomic_write_bytes(out / METADATA_NAME, (json.dumps(meta, indent=2, allow_nan=False) + "\n").encode())
     print(f"wrote {len(records)} samples, {len(sheets)} contact sheet(s) and {METADATA_NAME} to {Path(args.out)}",
           file=sys.stderr)
     return 0

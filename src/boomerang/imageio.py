@@ -751,7 +751,7 @@ def save_image(
         data = _encode_with_pillow(Image.fromarray(np.ascontiguousarray(q)))
     else:
         data = _encode_png16_rgb(q)
-    _atomic_write(Path(path), data)
+    atomic_write_bytes(path, data)
 
 
 def _encode_with_pillow(img: Image.Image) -> bytes:
@@ -775,7 +775,17 @@ def _encode_png16_rgb(q: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same
+    folder, fsync, then ``os.replace``. On any error the temporary file is
+    removed and ``path`` is left as it was, so an interrupted run never leaves a
+    truncated file. Used for every file the project writes (images, metadata,
+    training checkpoints).
+
+    Raises:
+        OSError: if the folder does not exist or is not writable.
+    """
+    path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:

@@ -217,17 +217,10 @@ def resolve_device(name: str):
 # --------------------------------------------------------------------------- checkpoint I/O
 
 
-def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_write_text(path: pathlib.Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode())
+    from boomerang.imageio import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode())
 
 
 def save_checkpoint(path, model, ema, optimizer, step: int, noise_gen, extra: dict) -> None:
@@ -257,7 +250,9 @@ def save_checkpoint(path, model, ema, optimizer, step: int, noise_gen, extra: di
         "format": "boomerang-train-checkpoint/1",
     }
     data = save(tensors, metadata={"boomerang": json.dumps(meta)})
-    _atomic_write_bytes(pathlib.Path(path), data)
+    from boomerang.imageio import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def load_checkpoint(path, model, ema, optimizer, noise_gen) -> dict:
