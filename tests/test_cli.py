@@ -136,6 +136,14 @@ def test_timestep_range_comes_from_the_model(tmp_path, digit, tiny_pixel_dir, no
     assert rc == 2 and f"[0, {T - 1}]" in err and not out.exists()
 
 
+def test_negative_timestep_message_names_no_internal_bound(tmp_path, digit, tiny_pixel_dir, no_model_load, capsys):
+    # It used to read "must be in [0, 4611686018427387903] (the model has T=4611686018427387904 ...)".
+    out = tmp_path / "out"
+    rc, err = _run(["sample", digit, "--model", tiny_pixel_dir, "--out", out, "--timestep=-1"], capsys)
+    assert rc == 2 and "got -1" in err and not out.exists()
+    assert str(2**62) not in err and str(2**62 - 1) not in err and "T=" not in err
+
+
 def test_level_and_timestep_together_is_a_usage_error(tmp_path, digit, tiny_pixel_dir, capsys):
     out = tmp_path / "out"
     rc, err = _run(["sample", digit, "--model", tiny_pixel_dir, "--out", out, "--level", "0.3", "--timestep", "3"],

@@ -257,7 +257,7 @@ class SampleSettings:
                 parts = item.split(",") if isinstance(item, str) else [item]
                 for p in parts:
                     # Range [0, T-1] is checked against the model in prepare(); here only "integer >= 0".
-                    ts.append(_levels.check_timestep(p.strip() if isinstance(p, str) else p, 2**62))
+                    ts.append(_levels.check_timestep(p.strip() if isinstance(p, str) else p, None))
             if not ts:
                 raise ValueError("--timestep needs at least one integer")
             if len(set(ts)) != len(ts):

@@ -99,12 +99,13 @@ def parse_levels(text: str) -> list[float]:
     return [check_level(p) for p in parts]
 
 
-def check_timestep(timestep: int | str, num_train_timesteps: int) -> int:
+def check_timestep(timestep: int | str, num_train_timesteps: int | None) -> int:
     """Validate an integer training timestep.
 
     Args:
         timestep: an integer in [0, T-1] (int or command-line string).
-        num_train_timesteps: T, the length of the model's training chain.
+        num_train_timesteps: T, the length of the model's training chain; ``None``
+            when the model is not known yet (then only "integer >= 0" is checked).
 
     Returns:
         The timestep as an int.
@@ -112,13 +113,18 @@ def check_timestep(timestep: int | str, num_train_timesteps: int) -> int:
     Raises:
         ValueError: if it is not an integer or lies outside [0, T-1].
     """
+    allowed = "an integer >= 0" if num_train_timesteps is None else f"an integer in [0, {num_train_timesteps - 1}]"
     try:
         as_float = float(timestep)
     except (TypeError, ValueError):
         as_float = math.nan
     if not math.isfinite(as_float) or as_float != int(as_float):
-        raise ValueError(f"--timestep must be an integer in [0, {num_train_timesteps - 1}], got {timestep!r}")
+        raise ValueError(f"--timestep must be {allowed}, got {timestep!r}")
     value = int(as_float)
+    if num_train_timesteps is None:
+        if value < 0:
+            raise ValueError(f"--timestep must be {allowed} (a training timestep), got {value}; or use --level in [0, 1]")
+        return value
     if not 0 <= value <= num_train_timesteps - 1:
         raise ValueError(
             f"--timestep must be in [0, {num_train_timesteps - 1}] (the model has T={num_train_timesteps} "
