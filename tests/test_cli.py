@@ -202,6 +202,21 @@ def test_unreadable_image_among_several_fails_fast(tmp_path, digit, tiny_pixel_d
     assert rc == 2 and "b.jpg" in err and not out.exists()
 
 
+def test_unreadable_image_in_a_folder_is_named_by_its_path(tmp_path, tiny_pixel_dir, no_model_load, capsys):
+    # Two sub-folders hold a file of the same name; the error must say which one is bad.
+    folder = tmp_path / "imgs"
+    for sub in ("x", "y"):
+        (folder / sub).mkdir(parents=True)
+    _gray_png(folder / "x" / "b.png")
+    for bad in ("truncated.jpg", "empty.png", "not_an_image.png"):
+        target = folder / "y" / "b.png"
+        shutil.copy(CASES / bad, target)
+        out = tmp_path / "out"
+        rc, err = _run(["sample", folder, "--model", tiny_pixel_dir, "--out", out], capsys)
+        assert rc == 2 and str(target) in err and len(err.strip().splitlines()) == 1, (bad, err)
+        assert not out.exists()
+
+
 def test_unavailable_cuda_is_exit_2(tmp_path, digit, tiny_pixel_dir, capsys):
     import torch
 

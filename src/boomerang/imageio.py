@@ -233,8 +233,9 @@ def _read_file(path: Path, bg: np.ndarray, max_pixels: int | None) -> LoadedImag
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot be read ({exc.strerror or exc}). Check its permissions.") from None
     if size == 0:
-        raise ImageInputError(f"{name}: the file is empty (0 bytes). Replace it with a valid image file.")
-    with _pillow_errors(name, path):
+        raise ImageInputError(f"{path}: the file is empty (0 bytes). Replace it with a valid image file.")
+    # Errors name the path as given (a folder input may hold several files of one name).
+    with _pillow_errors(str(path), path):
         try:
             # The context manager closes the file handle in every case.
             with Image.open(path) as img:
