@@ -198,6 +198,34 @@ def test_image_folder_with_class_subfolders(tmp_path):
     assert summary["step"] == 2
 
 
+def test_image_folder_skips_unreadable_files_and_reports_them(tmp_path):
+    # Case files: truncated / empty / not-an-image in a dataset job are skipped, listed, and the job goes on.
+    import shutil
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    good = (tmp_path / "imgs" / "0.png").read_bytes()
+    (tmp_path / "imgs" / "empty.png").write_bytes(b"")
+    (tmp_path / "imgs" / "not_an_image.png").write_text("this is not an image\n")
+    (tmp_path / "imgs" / "truncated.png").write_bytes(good[: len(good) // 2])
+    cases = pathlib.Path("/work/shared/cases/images/truncated.jpg")
+    if cases.exists():
+        shutil.copy(cases, tmp_path / "imgs" / "truncated.jpg")
+    ds = load_dataset(str(tmp_path / "imgs"))
+    assert ds.images.shape == (12, 1, 8, 8)
+    skipped = sorted(pathlib.Path(f).name for f, _ in ds.skipped)
+    expected = ["empty.png", "not_an_image.png", "truncated.png"] + (["truncated.jpg"] if cases.exists() else [])
+    assert skipped == sorted(expected)
+    summary = train(tiny_cfg(tmp_path / "run", data=str(tmp_path / "imgs"), batch_size=4, max_steps=2))
+    assert summary["step"] == 2 and sorted(pathlib.Path(f).name for f in summary["skipped"]) == sorted(expected)
+    info = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert sorted(pathlib.Path(d["file"]).name for d in info["skipped"]) == sorted(expected)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--attention", "0"], "--attention"),
     (["--norm-groups", "3"], "--norm-groups"),

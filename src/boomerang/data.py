@@ -37,12 +37,15 @@ class Dataset:
         labels: ``int64`` array ``[N]``; ``-1`` for unlabelled images.
         class_names: names of the classes, index = label.
         name: the dataset name or folder it came from.
+        skipped: ``(file, reason)`` for every file of a folder that could not be
+            read (empty, truncated, not an image); they are left out.
     """
 
     images: np.ndarray
     labels: np.ndarray
     class_names: list[str] = field(default_factory=list)
     name: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -136,14 +139,26 @@ def _load_folder(folder: pathlib.Path, image_size: int | None, channels: int | N
         )
 
     pil = []
-    for p, _ in files:
-        with Image.open(p) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                scale = 65535.0 if arr.max() > 255 else 255.0
-                im = Image.fromarray(np.clip(arr / scale * 255.0, 0, 255).astype(np.uint8))
-            pil.append(im.copy())
+    kept: list[tuple[pathlib.Path, int]] = []
+    skipped: list[tuple[str, str]] = []
+    for p, lbl in files:
+        try:
+            with Image.open(p) as im:
+                im.load()  # decode fully now: a truncated file fails here, not later
+                im = ImageOps.exif_transpose(im)
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    arr = np.asarray(im, dtype=np.float64)
+                    scale = 65535.0 if arr.max() > 255 else 255.0
+                    im = Image.fromarray(np.clip(arr / scale * 255.0, 0, 255).astype(np.uint8))
+                pil.append(im.copy())
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            reason = "empty file (0 bytes)" if p.stat().st_size == 0 else f"{type(e).__name__}: {e}"
+            skipped.append((str(p), reason))
+            continue
+        kept.append((p, lbl))
+    if not kept:
+        raise ValueError(f"no readable images in {str(folder)!r}; unreadable: {[f for f, _ in skipped]}")
+    files = kept
     if channels is None:
         channels = 1 if all(im.mode in ("L", "1", "LA", "P") and _is_gray(im) for im in pil) else 3
     arrays = []
@@ -168,7 +183,7 @@ def _load_folder(folder: pathlib.Path, image_size: int | None, channels: int | N
     if h != w:
         raise ValueError(f"images must be square, got {h}x{w}; pass --image-size to resize them")
     labels = np.array([lbl for _, lbl in files], dtype=np.int64)
-    return Dataset(np.stack(arrays), labels, class_names, str(folder))
+    return Dataset(np.stack(arrays), labels, class_names, str(folder), skipped)
 
 
 def _is_gray(im) -> bool:

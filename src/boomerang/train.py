@@ -333,6 +333,8 @@ def train(cfg: TrainConfig) -> dict:
         torch.set_num_threads(cfg.threads)
 
     ds = load_dataset(cfg.data, image_size=cfg.image_size)
+    for f, why in ds.skipped:
+        print(f"boomerang train: warning: skipped unreadable image {f} ({why})", file=sys.stderr)
     split = make_split(ds.labels, seed=cfg.split_seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction)
     train_idx = np.asarray(split["train"])
     if len(train_idx) < cfg.batch_size:
@@ -424,6 +426,7 @@ def train(cfg: TrainConfig) -> dict:
                          "python": platform.python_version()},
             "command": "boomerang train " + " ".join(_cli_args(cfg)),
             "stopped": stopped,
+            "skipped": [{"file": f, "reason": why} for f, why in ds.skipped],
         }
         _atomic_write_text(out / CONFIG_NAME, json.dumps(info, indent=1))
         return info
@@ -478,7 +481,7 @@ def train(cfg: TrainConfig) -> dict:
         for s, h in old_handlers.items():
             signal.signal(s, h)
     return {"step": step, "wall_time_s": info["wall_time_s"], "last_loss": last_loss,
-            "output": str(out), "stopped": stopped}
+            "output": str(out), "stopped": stopped, "skipped": [f for f, _ in ds.skipped]}
 
 
 # --------------------------------------------------------------------------- CLI
