@@ -151,6 +151,14 @@ def test_level_and_timestep_together_is_a_usage_error(tmp_path, digit, tiny_pixe
     assert rc == 2 and "not allowed with" in err and not out.exists()
 
 
+@pytest.mark.parametrize("argv", [["--dtype", "int8"], ["--level", "0.3", "--timestep", "3"], ["--no-such-flag"]])
+def test_usage_errors_are_one_line(argv, tmp_path, digit, tiny_pixel_dir, capsys):
+    out = tmp_path / "out"
+    rc, err = _run(["sample", digit, "--model", tiny_pixel_dir, "--out", out, *argv], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("boomerang: error: ") and not out.exists()
+
+
 def test_missing_input_file(tmp_path, tiny_pixel_dir, no_model_load, capsys):
     out = tmp_path / "out"
     rc, err = _run(["sample", tmp_path / "nope.png", "--model", tiny_pixel_dir, "--out", out], capsys)

@@ -24,13 +24,22 @@ METADATA_NAME = "metadata.json"
 SHEET_NAME = "contact_sheet.png"
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse parser whose usage errors are one line (``boomerang: error: ...``,
+    exit status 2) instead of the usage text followed by the error; subparsers
+    inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"boomerang: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered (imports no torch)."""
     from boomerang import __version__
     from boomerang.classifier import add_train_classifier_parser
     from boomerang.train import add_train_parser
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="boomerang",
         description="Boomerang: local sampling on image manifolds with pretrained diffusion models.",
     )
