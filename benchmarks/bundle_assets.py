@@ -87,14 +87,18 @@ def model_card(info: dict, split: dict, q: dict | None) -> str:
     cfg = info["config"]
     mins = info["wall_time_s"] / 60
     stop_note = ""
-    if info.get("stopped") == "signal":
-        stop_note = (f". The run was stopped cleanly with SIGTERM (checkpoint + EMA export) at step {info['step']} "
+    if info.get("stopped") in ("signal", "max_minutes") and info["step"] < cfg["max_steps"]:
+        how = "SIGTERM" if info["stopped"] == "signal" else "its --max-minutes limit"
+        stop_note = (f". The run was stopped cleanly by {how} (checkpoint + EMA export) at step {info['step']} "
                      "to leave time for the benchmark. The learning rate is constant after warmup, so the "
                      "step budget does not change the trajectory: `boomerang train --max-steps "
                      f"{info['step']} --threads {cfg.get('threads') or 1}` should retrace the same run on the same "
-                     "machine and thread count (resume exactness is tested on a tiny model). An earlier attempt "
-                     "with 2 torch threads was aborted after 127 steps (8 min): it slowed to 3-8 s/step while "
-                     "other jobs shared the two cores; this run started again from scratch with 1 thread")
+                     "machine and thread count (resume exactness is tested on a tiny model)")
+    if cfg.get("resume"):
+        stop_note += (". History: a first invocation (`boomerang train --max-steps 8000 --max-minutes 85 --threads 1`) "
+                      "was stopped by SIGTERM at step 3015 (69.6 min); the command above resumed it from its "
+                      "checkpoint; the wall time is the sum of both. An earlier attempt with 2 torch threads was "
+                      "aborted after 127 steps: it slowed to 3-8 s/step while other jobs shared the two cores")
     text = f"""# ddpm-mnist5k: the bundled default model of boomerang
 
 A small pixel-space DDPM (diffusers `UNet2DModel` + `DDPMScheduler`, EMA weights,
