@@ -212,7 +212,7 @@ def test_image_folder_skips_unreadable_files_and_reports_them(tmp_path):
     (tmp_path / "imgs" / "empty.png").write_bytes(b"")
     (tmp_path / "imgs" / "not_an_image.png").write_text("this is not an image\n")
     (tmp_path / "imgs" / "truncated.png").write_bytes(good[: len(good) // 2])
-    cases = pathlib.Path("/work/shared/cases/images/truncated.jpg")
+    cases = pathlib.Path(__file__).parent / "data" / "cases" / "truncated.jpg"
     if cases.exists():
         shutil.copy(cases, tmp_path / "imgs" / "truncated.jpg")
     ds = load_dataset(str(tmp_path / "imgs"))
@@ -224,6 +224,26 @@ def test_image_folder_skips_unreadable_files_and_reports_them(tmp_path):
     assert summary["step"] == 2 and sorted(pathlib.Path(f).name for f in summary["skipped"]) == sorted(expected)
     info = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert sorted(pathlib.Path(d["file"]).name for d in info["skipped"]) == sorted(expected)
+
+
+def test_image_folder_reads_through_the_shared_image_layer(tmp_path):
+    # A dark 16-bit image is scaled by 65535 (not brightened by /255), and hidden
+    # colour under transparent pixels never reaches the data (alpha over white).
+    import shutil
+
+    from PIL import Image
+
+    cases = pathlib.Path(__file__).parent / "data" / "cases"
+    (tmp_path / "imgs").mkdir()
+    dark = np.full((8, 8), 200, dtype=np.uint16)  # 200 / 65535: nearly black
+    Image.fromarray(dark).save(tmp_path / "imgs" / "dark16.png")
+    shutil.copy(cases / "rgba_hidden_red.png", tmp_path / "imgs" / "rgba.png")
+    ds = load_dataset(str(tmp_path / "imgs"), image_size=8)
+    by_name = dict(zip(["dark16.png", "rgba.png"], ds.images))
+    assert ds.images.shape == (2, 3, 8, 8)
+    assert by_name["dark16.png"].max() <= 1  # /255 would give 200
+    rgba = by_name["rgba.png"].astype(int)
+    assert (rgba[0] - rgba[1]).max() <= 1 and (rgba[0] - rgba[2]).max() <= 1  # no red cast anywhere
 
 
 @pytest.mark.parametrize("args, message", [

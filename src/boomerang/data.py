@@ -114,8 +114,6 @@ def _list_images(folder: pathlib.Path) -> list[pathlib.Path]:
 
 
 def _load_folder(folder: pathlib.Path, image_size: int | None, channels: int | None) -> Dataset:
-    from PIL import Image, ImageOps
-
     if not folder.is_dir():
         raise ValueError(
             f"{str(folder)!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
@@ -138,41 +136,32 @@ def _load_folder(folder: pathlib.Path, image_size: int | None, channels: int | N
             f"{str(folder)!r} mixes loose images with class sub-folders; move the loose images into a sub-folder"
         )
 
-    pil = []
+    # One image layer for the whole project (boomerang.imageio): EXIF orientation,
+    # alpha over white, 16-bit scaled by 65535, CMYK and palette handled alike.
+    from boomerang.imageio import ImageInputError, fit_for_model, read_image, to_model_channels
+
+    loaded = []
     kept: list[tuple[pathlib.Path, int]] = []
     skipped: list[tuple[str, str]] = []
     for p, lbl in files:
         try:
-            with Image.open(p) as im:
-                im.load()  # decode fully now: a truncated file fails here, not later
-                im = ImageOps.exif_transpose(im)
-                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    arr = np.asarray(im, dtype=np.float64)
-                    scale = 65535.0 if arr.max() > 255 else 255.0
-                    im = Image.fromarray(np.clip(arr / scale * 255.0, 0, 255).astype(np.uint8))
-                pil.append(im.copy())
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            reason = "empty file (0 bytes)" if p.stat().st_size == 0 else f"{type(e).__name__}: {e}"
-            skipped.append((str(p), reason))
+            loaded.append(read_image(p))
+        except ImageInputError as e:
+            skipped.append((str(p), str(e)))
             continue
         kept.append((p, lbl))
     if not kept:
         raise ValueError(f"no readable images in {str(folder)!r}; unreadable: {[f for f, _ in skipped]}")
     files = kept
     if channels is None:
-        channels = 1 if all(im.mode in ("L", "1", "LA", "P") and _is_gray(im) for im in pil) else 3
+        channels = 1 if all(img.is_grayscale for img in loaded) else 3
     arrays = []
-    for (p, _), im in zip(files, pil):
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(bg, im)
-        im = im.convert("L" if channels == 1 else "RGB")
-        if image_size is not None and im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.BICUBIC)
-        a = np.asarray(im, dtype=np.uint8)
-        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        arrays.append(a)
+    for img in loaded:
+        pix = to_model_channels(img.pixels, channels)  # (H, W, C) float32 in [0, 1]
+        if image_size is not None and pix.shape[:2] != (image_size, image_size):
+            pix = fit_for_model(pix, native_size=image_size).pixels
+        a = np.clip(np.rint(pix * 255.0), 0, 255).astype(np.uint8)
+        arrays.append(a.transpose(2, 0, 1))
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise ValueError(
@@ -184,13 +173,6 @@ def _load_folder(folder: pathlib.Path, image_size: int | None, channels: int | N
         raise ValueError(f"images must be square, got {h}x{w}; pass --image-size to resize them")
     labels = np.array([lbl for _, lbl in files], dtype=np.int64)
     return Dataset(np.stack(arrays), labels, class_names, str(folder), skipped)
-
-
-def _is_gray(im) -> bool:
-    if im.mode in ("L", "1", "LA"):
-        return True
-    rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
-    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
 def make_split(
