@@ -99,6 +99,9 @@ def model_card(info: dict, split: dict, q: dict | None) -> str:
                       "was stopped by SIGTERM at step 3015 (69.6 min); the command above resumed it from its "
                       "checkpoint; the wall time is the sum of both. An earlier attempt with 2 torch threads was "
                       "aborted after 127 steps: it slowed to 3-8 s/step while other jobs shared the two cores")
+    command = info["command"]
+    if cfg.get("resume") and "--resume" not in command:
+        command += " --resume"
     text = f"""# ddpm-mnist5k: the bundled default model of boomerang
 
 A small pixel-space DDPM (diffusers `UNet2DModel` + `DDPMScheduler`, EMA weights,
@@ -126,7 +129,7 @@ in `examples/digits/`. No augmentation (no flips: digits are not mirror-symmetri
 Exact command (run from the repository root):
 
 ```
-{info['command']}
+{command}
 ```
 
 - steps: **{info['step']}** optimizer steps, batch {cfg['batch_size']} (stopped by: {info['stopped']}){stop_note}
