@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from PIL import Image
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from _png import png_chunks  # noqa: E402
 from _tiny import make_tiny_pixel_model  # noqa: E402
 
 from boomerang.cli import main  # noqa: E402
@@ -84,17 +84,6 @@ def no_metadata(kinds: list[bytes]) -> bool:
     return kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and set(kinds[1:-1]) == {b"IDAT"}
 
 
-def png_chunks(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, kinds = 8, []
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kinds.append(data[pos + 4 : pos + 8])
-        pos += 12 + length
-    return kinds
-
-
 def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
     rc = main(["sample", *args])
     return rc, capsys.readouterr().err
@@ -115,7 +104,7 @@ def check_outputs(out: Path, expected: dict[str, tuple[int, int]] = GOOD) -> dic
             with Image.open(f) as im:
                 assert im.size == size, (f, im.size, size)
                 assert 0x0112 not in im.getexif()
-            assert no_metadata(png_chunks(f)), (f, png_chunks(f))
+            assert no_metadata(png_chunks(f.read_bytes())), (f, png_chunks(f.read_bytes()))
     sizes = {Path(i["file"]).name: tuple(i["size"]) for i in meta["inputs"]}
     assert sizes == expected
     return meta

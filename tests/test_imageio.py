@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _png import png_chunks  # tests/ is on sys.path (conftest.py)
 from boomerang import imageio
 from boomerang.imageio import (
     FittedImage,
@@ -53,16 +54,6 @@ def odd_png(tmp_path: Path) -> Path:
 def no_metadata(kinds: list[bytes]) -> bool:
     """Only image data: IHDR first, IEND last, IDAT (one or more) between."""
     return kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and set(kinds[1:-1]) == {b"IDAT"}
-
-
-def png_chunks(data: bytes) -> list[bytes]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, kinds = 8, []
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kinds.append(data[pos + 4 : pos + 8])
-        pos += 12 + length
-    return kinds
 
 
 # --------------------------------------------------------------------------
