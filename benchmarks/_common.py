@@ -134,3 +134,19 @@ def make_small_sd(path: pathlib.Path | None = None) -> str:
         requires_safety_checker=False,
     ).save_pretrained(path, safe_serialization=True)
     return str(path)
+
+
+def bench_parser(doc: str, *, repeat: int, model: bool = True):
+    """The flags every timing benchmark shares: --model (default: the bundled
+    model or its stand-in), --device, --dtype, --threads (default 1) and
+    --repeat. Scripts add their own flags to the returned parser."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if model:
+        ap.add_argument("--model", default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=repeat)
+    return ap

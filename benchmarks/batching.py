@@ -15,10 +15,9 @@ Writes benchmarks/results/batching[_<device>_<dtype>].json.
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from _common import bundled_or_standin, machine, median, save_json
+from _common import bench_parser, bundled_or_standin, machine, median, save_json
 
 
 def _sync(device):
@@ -72,12 +71,7 @@ def run_all(*, model=None, device="cpu", dtype="float32", repeat=3, n=64, batche
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap = bench_parser(__doc__, repeat=3)
     args = ap.parse_args(argv)
     import torch
 

@@ -25,10 +25,9 @@ Target: ratio <= 1.05. Writes benchmarks/results/overhead[_<device>_<dtype>].jso
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from _common import bundled_or_standin, machine, make_small_sd, median, save_json
+from _common import bench_parser, bundled_or_standin, machine, make_small_sd, median, save_json
 
 
 def _sync(device):
@@ -149,12 +148,7 @@ def run_all(*, model=None, device="cpu", dtype="float32", repeat=9, batch=16, sd
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=9)
+    ap = bench_parser(__doc__, repeat=9)
     ap.add_argument("--sd-repeat", type=int, default=4)
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args(argv)

@@ -20,11 +20,10 @@ Writes benchmarks/results/vs_diffusers[_<device>_<dtype>].json.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 
-from _common import machine, make_small_sd, median, save_json
+from _common import bench_parser, machine, make_small_sd, median, save_json
 
 
 def _sync(device):
@@ -113,11 +112,7 @@ def run_all(*, device="cpu", dtype="float32", repeat=3, batch=16, scheduler="ddi
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = bench_parser(__doc__, repeat=5, model=False)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--scheduler", default="ddim")
     args = ap.parse_args(argv)
