@@ -66,6 +66,9 @@ def test_saves_diffusers_layout_that_ddpm_pipeline_loads(tmp_path):
     pipe = DDPMPipeline.from_pretrained(out, use_safetensors=True)
     assert isinstance(pipe.scheduler, DDPMScheduler)
     assert pipe.scheduler.config.prediction_type == "epsilon" and pipe.scheduler.config.clip_sample
+    # Default schedule: cosine (Nichol & Dhariwal 2021), so level 0.4 (t = 400) keeps most of a small image.
+    assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+    assert 0.6 < float(pipe.scheduler.alphas_cumprod[400]) < 0.7 and float(pipe.scheduler.alphas_cumprod[999]) < 1e-3
     assert pipe.unet.config.sample_size == 8 and pipe.unet.config.in_channels == 1
     img = pipe(batch_size=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
                output_type="np").images
