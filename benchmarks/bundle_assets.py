@@ -71,11 +71,15 @@ def quality_section(q: dict) -> str:
         f"({q['boomerang_sampler']}); variety over {q['counts']['variety_samples_per_input']} samples of "
         f"{q['counts']['variety_inputs']} inputs:",
         "",
-        "| level | class retention | confident >= 0.9 | mean SSIM to input | mean pairwise RMSE |",
-        "|---|---|---|---|---|",
+        "| level | t | alpha_bar_t | class retention [95% CI] | confident >= 0.9 | mean SSIM to input "
+        "| mean pairwise RMSE |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in q["boomerang"]:
-        lines.append(f"| {r['level']:.1f} | {_pct(r['retention'])} | {_pct(r['confident_share'])} | "
+        ci = r.get("retention_ci95")
+        ci_txt = f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""
+        lines.append(f"| {r['level']:.1f} | {r.get('timestep', '')} | {r.get('alpha_bar', '')} | "
+                     f"{_pct(r['retention'])}{ci_txt} | {_pct(r['confident_share'])} | "
                      f"{r['ssim_to_input_mean']:.3f} | {r['pairwise_rmse_mean']:.3f} |")
     lines += ["", "Targets: retention >= 97% at 0.2, >= 90% at 0.4, near chance (10%) at 1.0; SSIM decreasing; "
               "variety increasing.", "", "Checks (true = met):", ""]
@@ -83,7 +87,35 @@ def quality_section(q: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_card(info: dict, split: dict, q: dict | None) -> str:
+SCHEDULE_WORDS = {
+    "squaredcos_cap_v2": "cosine schedule (diffusers `squaredcos_cap_v2`, Nichol & Dhariwal 2021, eq. 17; "
+                         "betas capped at 0.999)",
+    "linear": "linear betas 1e-4..0.02 (Ho et al. 2020)",
+    "scaled_linear": "scaled-linear betas (square-root scale) 1e-4..0.02",
+}
+
+
+def schedule_words(name: str) -> str:
+    return SCHEDULE_WORDS.get(name, f"{name} betas")
+
+
+def level_table(cfg: dict) -> str:
+    """What a Boomerang level means for this model: t and alpha_bar (from the saved schedule)."""
+    from boomerang.levels import level_to_timestep
+    from diffusers import DDPMScheduler
+
+    T = int(cfg["num_train_timesteps"])
+    sch = DDPMScheduler(num_train_timesteps=T, beta_start=1e-4, beta_end=0.02, beta_schedule=cfg["beta_schedule"])
+    levels = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+    ts = [level_to_timestep(lv, T) for lv in levels]
+    head = "| level | " + " | ".join(f"{lv:.1f}" for lv in levels) + " |"
+    rows = ["| t | " + " | ".join(str(t) for t in ts) + " |",
+            "| alpha_bar_t | " + " | ".join(f"{float(sch.alphas_cumprod[t]):.3f}" for t in ts) + " |"]
+    return ("What a level means for this model (x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps):\n\n"
+            + "\n".join([head, "|---|" + "---|" * len(levels)] + rows))
+
+
+def model_card(info: dict, split: dict, q: dict | None, history: str = "") -> str:
     cfg = info["config"]
     mins = info["wall_time_s"] / 60
     stop_note = ""
@@ -92,13 +124,10 @@ def model_card(info: dict, split: dict, q: dict | None) -> str:
         stop_note = (f". The run was stopped cleanly by {how} (checkpoint + EMA export) at step {info['step']} "
                      "to leave time for the benchmark. The learning rate is constant after warmup, so the "
                      "step budget does not change the trajectory: `boomerang train --max-steps "
-                     f"{info['step']} --threads {cfg.get('threads') or 1}` should retrace the same run on the same "
+                     f"{info['step']} --beta-schedule {cfg['beta_schedule']} --threads {cfg.get('threads') or 1}` should retrace the same run on the same "
                      "machine and thread count (resume exactness is tested on a tiny model)")
-    if cfg.get("resume"):
-        stop_note += (". History: a first invocation (`boomerang train --max-steps 8000 --max-minutes 85 --threads 1`) "
-                      "was stopped by SIGTERM at step 3015 (69.6 min); the command above resumed it from its "
-                      "checkpoint; the wall time is the sum of both. An earlier attempt with 2 torch threads was "
-                      "aborted after 127 steps: it slowed to 3-8 s/step while other jobs shared the two cores")
+    if history:
+        stop_note += ". " + history.rstrip(".")
     command = info["command"]
     if cfg.get("resume") and "--resume" not in command:
         command += " --resume"
@@ -112,8 +141,10 @@ boomerang command uses when `--model` is omitted. Load it with
 - **Images**: 1 x 28 x 28 grayscale, pixel values in [-1, 1] (white digit on black, MNIST convention).
 - **Architecture**: UNet2DModel, block_out_channels {cfg['channels']}, self-attention per level {cfg['attention']},
   layers_per_block {cfg['layers_per_block']}, GroupNorm groups {cfg['norm_groups']}; {info['n_params']:,} parameters.
-- **Schedule**: {cfg['num_train_timesteps']} training timesteps, {cfg['beta_schedule']} betas 1e-4..0.02,
+- **Schedule**: {cfg['num_train_timesteps']} training timesteps, {schedule_words(cfg['beta_schedule'])},
   epsilon prediction, clip_sample=True (see `scheduler/scheduler_config.json`).
+
+{level_table(cfg)}
 
 ## Data and split
 
@@ -134,8 +165,7 @@ Exact command (run from the repository root):
 
 - steps: **{info['step']}** optimizer steps, batch {cfg['batch_size']} (stopped by: {info['stopped']}){stop_note}
 - wall time: **{info['wall_time_s']:.0f} s ({mins:.1f} min)**
-- hardware: {info['hardware']}; the machine's two cores were shared with other jobs during the run,
-  so the step rate varied
+- hardware: {info['hardware']}
 - seed: {cfg['seed']} (initialisation, batch order, noise and timesteps; the global torch RNG is not used)
 - optimiser: AdamW, lr {cfg['lr']} (linear warmup over {cfg['warmup_steps']} steps, then constant),
   weight decay {cfg['weight_decay']}, gradient clipping {cfg['grad_clip']}
@@ -208,6 +238,8 @@ def main(argv=None) -> int:
     p.add_argument("--classifier", default=str(ROOT / "runs" / "classifier-mnist5k"))
     p.add_argument("--quality", default=None, help="model_quality.json to quote in the card")
     p.add_argument("--cards-only", action="store_true", help="only rewrite the README.md cards")
+    p.add_argument("--history", default="", help="how the run was made, if not by one plain invocation "
+                                                  "(interruptions, resumes); quoted in the card")
     a = p.parse_args(argv)
     mdst, cdst = ASSETS / "ddpm-mnist5k", ASSETS / "classifier-mnist5k"
     if not a.cards_only:
@@ -216,7 +248,7 @@ def main(argv=None) -> int:
     info = json.loads((mdst / "train_config.json").read_text())
     split = json.loads((mdst / "split.json").read_text())
     q = json.loads(pathlib.Path(a.quality).read_text()) if a.quality else None
-    (mdst / "README.md").write_text(model_card(info, split, q))
+    (mdst / "README.md").write_text(model_card(info, split, q, a.history))
     (cdst / "README.md").write_text(classifier_card(json.loads((cdst / "metrics.json").read_text())))
     size = sum(f.stat().st_size for f in mdst.rglob("*") if f.is_file())
     print(f"bundled {mdst} ({size / 1e6:.1f} MB) and {cdst}", file=sys.stderr)

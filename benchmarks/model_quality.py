@@ -55,7 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--classifier", default=None, help="classifier folder (default: the bundled one)")
     p.add_argument("--quick", action="store_true", help="smaller counts (200 global, 50 inputs, 5 variety inputs)")
     p.add_argument("--n-global", type=int, default=1000)
-    p.add_argument("--n-inputs", type=int, default=100, help="test digits for retention/SSIM (class-balanced)")
+    p.add_argument("--n-inputs", type=int, default=500,
+                   help="test digits for retention/SSIM (class-balanced; 500 = the whole test split)")
     p.add_argument("--n-variety-inputs", type=int, default=10)
     p.add_argument("--variety-samples", type=int, default=8)
     p.add_argument("--global-steps", type=int, default=25)
@@ -76,6 +77,17 @@ def parse_args(argv=None):
     if a.variety_samples < 2:
         p.error("--variety-samples must be >= 2")
     return a
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a binomial share k/n (as [low, high])."""
+    if n == 0:
+        return [0.0, 1.0]
+    ph = k / n
+    den = 1 + z * z / n
+    mid = (ph + z * z / (2 * n)) / den
+    half = z * np.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
+    return [round(float(mid - half), 4), round(float(mid + half), 4)]
 
 
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
@@ -120,12 +132,17 @@ def main(argv=None) -> int:
     from boomerang.core import boomerang_sample
     from boomerang.data import load_dataset, load_split
     from boomerang.models import load_model
+    from boomerang.levels import level_to_timestep
     from boomerang.seeds import item_generator
 
     t_start = time.monotonic()
     timings: dict[str, float] = {}
     model_dir = pathlib.Path(args.model) if args.model else default_model_path()
     model = load_model(str(model_dir))
+    from diffusers import DDPMScheduler
+
+    T = int(model.info.num_train_timesteps)
+    alpha_bar = DDPMScheduler.from_config(model.scheduler_config).alphas_cumprod.numpy()
     model.batch_invariant = False  # batched UNet calls: faster; per-item generators keep samples seed-defined
     clf = load_classifier(args.classifier)
     ds = load_dataset("mnist5k")
@@ -233,7 +250,10 @@ def main(argv=None) -> int:
             pair.append(d[np.triu_indices(k, 1)].mean())
         per_level.append({
             "level": level,
+            "timestep": int(level_to_timestep(level, T)),
+            "alpha_bar": round(float(alpha_bar[level_to_timestep(level, T)]), 4),
             "retention": float((pred == labels[chosen]).mean()),
+            "retention_ci95": wilson_interval(int((pred == labels[chosen]).sum()), len(chosen)),
             "confident_share": float((conf >= 0.9).mean()),
             "ssim_to_input_mean": float(ssim.mean()),
             "pairwise_rmse_mean": float(np.mean(pair)),
@@ -299,7 +319,10 @@ def plot(result: dict, global_samples: np.ndarray, rows: np.ndarray, inputs: np.
     lv = [r["level"] for r in result["boomerang"]]
     fig = plt.figure(figsize=(13, 8.5))
     ax1 = fig.add_subplot(2, 3, 1)
-    ax1.plot(lv, [r["retention"] for r in result["boomerang"]], "o-", label="class retention")
+    ret = np.array([r["retention"] for r in result["boomerang"]])
+    ci = np.array([r.get("retention_ci95", [r["retention"]] * 2) for r in result["boomerang"]])
+    ax1.errorbar(lv, ret, yerr=[ret - ci[:, 0], ci[:, 1] - ret], fmt="o-", capsize=3,
+                 label="class retention (95% CI)")
     ax1.plot(lv, [r["ssim_to_input_mean"] for r in result["boomerang"]], "s-", label="mean SSIM to input")
     ax1.axhline(0.1, color="gray", ls=":", label="chance (0.1)")
     ax1.plot([0.2, 0.4], [0.97, 0.90], "rv", label="targets (>=)")
