@@ -13,7 +13,10 @@ Measures, with the bundled reference classifier as the only feature network
   class-balanced subset of the *test* split at levels 0.1 .. 1.0: class
   retention (classifier's label of the sample == the input's true label),
   mean SSIM to the input, and the mean pairwise RMSE (pixels in [0, 1])
-  between --variety-samples samples of the same input;
+  between --variety-samples samples of the same input; retention comes with a
+  95% Wilson interval, SSIM and variety with standard errors, and the
+  monotonicity checks are reported both strictly (on the sample means) and
+  within noise (no reversal larger than 2 standard errors of the difference);
 * Frechet distance in the classifier's 128-d feature space between the test
   split and the global samples, with the same distance between the test
   split and the held-out *val* split (real vs real) as the floor.
@@ -57,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--n-global", type=int, default=1000)
     p.add_argument("--n-inputs", type=int, default=500,
                    help="test digits for retention/SSIM (class-balanced; 500 = the whole test split)")
-    p.add_argument("--n-variety-inputs", type=int, default=10)
+    p.add_argument("--n-variety-inputs", type=int, default=20)
     p.add_argument("--variety-samples", type=int, default=8)
     p.add_argument("--global-steps", type=int, default=25)
     p.add_argument("--steps", type=int, default=50, help="Boomerang step budget of a full chain")
@@ -256,7 +259,9 @@ def main(argv=None) -> int:
             "retention_ci95": wilson_interval(int((pred == labels[chosen]).sum()), len(chosen)),
             "confident_share": float((conf >= 0.9).mean()),
             "ssim_to_input_mean": float(ssim.mean()),
+            "ssim_to_input_se": float(ssim.std(ddof=1) / np.sqrt(len(ssim))) if len(ssim) > 1 else 0.0,
             "pairwise_rmse_mean": float(np.mean(pair)),
+            "pairwise_rmse_se": float(np.std(pair, ddof=1) / np.sqrt(len(pair))) if len(pair) > 1 else 0.0,
             "wall_s": round(time.monotonic() - tl, 1),
         })
         example_rows.append(s01[[np.flatnonzero(labels[chosen] == c)[0] for c in (0, 2, 4, 7, 9)]])
@@ -273,6 +278,12 @@ def main(argv=None) -> int:
         "retention@1.0_near_chance(<=0.2)": by[1.0]["retention"] <= 0.2,
         "ssim_decreasing": all(a["ssim_to_input_mean"] >= b["ssim_to_input_mean"] for a, b in zip(per_level, per_level[1:])),
         "variety_increasing": all(a["pairwise_rmse_mean"] <= b["pairwise_rmse_mean"] for a, b in zip(per_level, per_level[1:])),
+        "ssim_decreasing_within_2se": all(
+            b["ssim_to_input_mean"] - a["ssim_to_input_mean"] <= 2 * np.hypot(a["ssim_to_input_se"], b["ssim_to_input_se"])
+            for a, b in zip(per_level, per_level[1:])),
+        "variety_increasing_within_2se": all(
+            a["pairwise_rmse_mean"] - b["pairwise_rmse_mean"] <= 2 * np.hypot(a["pairwise_rmse_se"], b["pairwise_rmse_se"])
+            for a, b in zip(per_level, per_level[1:])),
         "frechet_global_within_3x_floor": fd_500 <= 3 * fd_floor,
     }
     timings["total_s"] = time.monotonic() - t_start
