@@ -301,3 +301,21 @@ def test_load_checkpoint_rejects_other_safetensors(tmp_path):
     m = build_unet(cfg, 8, 1)
     with pytest.raises(ValueError, match="not a boomerang training checkpoint"):
         load_checkpoint(p, m, m, torch.optim.AdamW(m.parameters()), torch.Generator())
+
+
+def test_attention_default_follows_the_number_of_levels(tmp_path):
+    import json as _json
+
+    from boomerang.cli import main
+
+    assert TrainConfig(channels=[8, 16, 16, 16]).attention == [0, 1, 0, 0]
+    assert TrainConfig(channels=[8]).attention == [0]
+    assert TrainConfig().attention == [0, 1, 0]
+    out = tmp_path / "o"
+    args = ["train", "--data", "digits", "--channels", "4,8", "--norm-groups", "4", "--batch-size", "8",
+            "--max-steps", "1", "--threads", "1", "--no-progress", "--output", str(out)]
+    assert main(args) == 0
+    unet = _json.loads((out / "unet" / "config.json").read_text())
+    assert unet["down_block_types"] == ["DownBlock2D", "AttnDownBlock2D"]
+    # An explicit list of the wrong length is still refused.
+    assert main([*args[:-2], "--attention", "0,1,0", "--output", str(tmp_path / "p")]) == 2

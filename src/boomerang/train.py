@@ -59,7 +59,10 @@ class TrainConfig:
         channels: UNet ``block_out_channels``; one entry per resolution level.
             Each halving needs the side to be divisible (28 -> 14 -> 7).
         layers_per_block: ResNet layers per level.
-        attention: 1 = self-attention at that level (same length as channels).
+        attention: 1 = self-attention at that level (same length as channels);
+            ``None`` (default) = attention at the second level only (the
+            first downsampled one, 14x14 for 28x28 digits), or none for a
+            single level: ``[0, 1, 0]`` for three levels.
         norm_groups: GroupNorm groups; must divide every entry of channels.
         batch_size: images per step.
         max_steps: optimizer steps in total (across resumes).
@@ -93,7 +96,7 @@ class TrainConfig:
     image_size: int | None = None
     channels: list[int] = field(default_factory=lambda: [32, 64, 64])
     layers_per_block: int = 1
-    attention: list[int] = field(default_factory=lambda: [0, 1, 0])
+    attention: list[int] | None = None
     norm_groups: int = 8
     batch_size: int = 64
     max_steps: int = 6000
@@ -114,6 +117,10 @@ class TrainConfig:
     threads: int | None = None
     resume: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.attention is None:
+            self.attention = [int(i == 1) for i in range(len(self.channels or []))]
 
     def validate(self) -> None:
         """Raise ValueError (saying how to fix it) for inconsistent settings."""
@@ -526,7 +533,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="folders only: resize images to this side")
     p.add_argument("--channels", type=_int_list, default=d.channels, help="UNet channels per level (default 32,64,64)")
-    p.add_argument("--attention", type=_int_list, default=d.attention, help="0/1 self-attention per level (default 0,1,0)")
+    p.add_argument("--attention", type=_int_list, default=None,
+                   help="0/1 self-attention per level (default: at the second level only, e.g. 0,1,0)")
     p.add_argument("--layers-per-block", type=int, default=d.layers_per_block)
     p.add_argument("--norm-groups", type=int, default=d.norm_groups)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
