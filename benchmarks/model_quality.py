@@ -24,7 +24,7 @@ Measures, with the bundled reference classifier as the only feature network
 Writes ``benchmarks/results/model_quality.json`` (all figures, counts,
 settings, targets and wall times) and ``docs/model_quality.png``.
 
-    python benchmarks/model_quality.py            # full run (~75k UNet calls; 21 min on the shared 2-core CPU, --threads 2)
+    python benchmarks/model_quality.py            # full run (18 min on the 2-core CPU, --threads 2)
     python benchmarks/model_quality.py --quick    # smaller counts, recorded in the JSON
 """
 
