@@ -83,8 +83,8 @@ class TrainConfig:
             evenly over how much of a small image survives (alpha_bar at
             t = 400 of 1000 is 0.65). ``"linear"`` (betas 1e-4..0.02, Ho et
             al. 2020) leaves alpha_bar(400) = 0.19 and almost nothing of a
-            28x28 digit above t = 600; ``"scaled_linear"`` is Stable
-            Diffusion's (betas 0.0001..0.02 on the square-root scale here).
+            28x28 digit above t = 600; ``"scaled_linear"`` interpolates the
+            square roots of 1e-4 and 0.02 (the shape of Stable Diffusion's).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"auto"``.
         threads: torch CPU threads (``None`` = torch's default). On a small
             shared CPU, 1 thread degrades far less than 2 when another process
