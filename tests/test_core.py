@@ -3,6 +3,8 @@ against diffusers' pipelines, the parameter grid of shared/cases, and batch inva
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -459,3 +461,34 @@ def test_unknown_invariant_strategy_is_rejected(tiny_pixel_attn_model, monkeypat
     monkeypatch.setattr(tiny_pixel_attn_model, "invariant_strategy", "magic")
     with pytest.raises(ValueError, match="invariant_strategy"):
         boomerang_sample(tiny_pixel_attn_model, image(2), generators=gens(range(2)), level=0.3, steps=2)
+
+
+def test_unclipped_schedulers_refuse_a_start_at_huge_sigma(tiny_pixel_dir):
+    import json
+
+    from boomerang.assets import default_model_path
+    from boomerang.core import check_start_sigma
+
+    cosine = json.loads((default_model_path() / "scheduler" / "scheduler_config.json").read_text())
+    assert cosine["beta_schedule"] == "squaredcos_cap_v2"
+    for name in ("euler", "dpmsolver++"):
+        with pytest.raises(ValueError, match=r"t=999.*use --scheduler ddpm or ddim, or a level <= 0\.999 \(t <= 998\)"):
+            check_start_sigma(name, cosine, 999)
+        check_start_sigma(name, cosine, 998)  # sigma ~ 645: accepted
+    for name in ("ddpm", "ddim"):  # they clip x0: accepted at any t
+        check_start_sigma(name, cosine, 999)
+    linear = json.loads((tiny_pixel_dir / "scheduler" / "scheduler_config.json").read_text())
+    check_start_sigma("euler", linear, 999)  # linear betas: sigma_999 ~ 157
+    check_start_sigma("euler", cosine, None)  # identity
+
+
+def test_cli_refuses_euler_at_level_1_on_the_cosine_model_before_writing(tmp_path, capsys):
+    from boomerang.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["sample", str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits" / "7.png"),
+               "--level", "0.5,1.0", "--scheduler", "euler", "--num-samples", "1", "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot start at t=999" in err
+    assert not out.exists()

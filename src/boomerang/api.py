@@ -616,6 +616,9 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
     if job.model is None:
         job.model = load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
     model = job.model
+    if s.schedule == "exact" and not s.from_noise:  # refuse before the first sample is made, not half-way
+        for _, t in job.starts:
+            core.check_start_sigma(s.scheduler, model.scheduler_config, t)
     channels = int(model.image_channels)
     batch = resolve_batch_size(job)
     identity_config = None

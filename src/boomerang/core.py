@@ -135,6 +135,43 @@ def _alpha_bar(sched, t: int) -> float:
     return float(sched.alphas_cumprod[int(t)])
 
 
+#: Schedulers that turn the denoiser's eps into x0 without clipping, x0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar):
+#: any error in eps is multiplied by sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) at the first step.
+UNCLIPPED_X0_SCHEDULERS: tuple[str, ...] = ("euler", "dpmsolver++")
+#: Largest start sigma_t accepted for those schedulers. Stable Diffusion's t = 999 is 14.6; the cosine
+#: schedule's t = 999 is about 2e4, where euler returned noise for every test digit.
+MAX_START_SIGMA = 1000.0
+
+
+def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | None) -> None:
+    """Refuse a start where an unclipped scheduler's first x0 estimate would be noise.
+
+    Args:
+        scheduler: a name from ``SCHEDULER_NAMES``.
+        scheduler_config: the model's scheduler config (its ``alphas_cumprod`` is used).
+        timestep: the noise timestep t of the plan, or ``None`` (identity: nothing to check).
+
+    Raises:
+        ValueError: ``scheduler`` is ``euler`` or ``dpmsolver++`` and sigma_t =
+            sqrt((1 - alpha_bar_t) / alpha_bar_t) > ``MAX_START_SIGMA`` (e.g. t = 999 of a
+            cosine schedule, alpha_bar = 2.4e-9); the message names the schedulers and the
+            largest level that work.
+    """
+    if timestep is None or scheduler not in UNCLIPPED_X0_SCHEDULERS:
+        return
+    ab = make_scheduler("ddpm", scheduler_config).alphas_cumprod.double()
+    sigma = ((1 - ab) / ab).sqrt()
+    if float(sigma[int(timestep)]) <= MAX_START_SIGMA:
+        return
+    ok = int((sigma <= MAX_START_SIGMA).nonzero().max())
+    T = len(ab)
+    raise ValueError(
+        f"--scheduler {scheduler} cannot start at t={int(timestep)} of this model: alpha_bar_t = {float(ab[int(timestep)]):.2g} "
+        f"(sigma_t = {float(sigma[int(timestep)]):.3g} > {MAX_START_SIGMA:g}) turns its first x0 estimate into noise; "
+        f"use --scheduler ddpm or ddim, or a level <= {ok / (T - 1):.3f} (t <= {ok})"
+    )
+
+
 def _sigma_space(sched) -> bool:
     """True for schedulers whose samples are x_t / sqrt(alpha_bar_t) (Euler: init_noise_sigma > 1)."""
     from diffusers import EulerDiscreteScheduler
@@ -251,6 +288,7 @@ def boomerang_sample(
         plan = levels.plan_exact(level=level, timestep=timestep, steps=steps, num_train_timesteps=T)
         if plan.timestep is None:
             return _identity(model, x0, plan, scheduler, sched)
+        check_start_sigma(scheduler, model.scheduler_config, plan.timestep)
         set_grid(sched, list(plan.timesteps), device=device)
         timesteps = sched.timesteps
         assert int(timesteps[0]) == plan.timestep
