@@ -253,7 +253,9 @@ def boomerang_sample(
     Raises:
         ValueError: bad level/timestep/steps/eta, unknown schedule or scheduler,
             pndm with the exact schedule, x0 of the wrong shape, wrong number of
-            generators, or a non-finite model output (e.g. float16 overflow).
+            generators, a non-finite model output (e.g. float16 overflow), or
+            euler / dpmsolver++ starting at sigma_t > ``MAX_START_SIGMA``
+            (see :func:`check_start_sigma`).
 
     Deterministic solvers (ddim eta=0, euler, dpmsolver++, pndm) get their
     variety only from the forward noise eps; ddpm and ddim with eta>0 add fresh
