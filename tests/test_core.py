@@ -472,7 +472,7 @@ def test_unclipped_schedulers_refuse_a_start_at_huge_sigma(tiny_pixel_dir):
     cosine = json.loads((default_model_path() / "scheduler" / "scheduler_config.json").read_text())
     assert cosine["beta_schedule"] == "squaredcos_cap_v2"
     for name in ("euler", "dpmsolver++"):
-        with pytest.raises(ValueError, match=r"t=999.*use --scheduler ddpm or ddim, or a level <= 0\.999 \(t <= 998\)"):
+        with pytest.raises(ValueError, match=r"t=999.*use --scheduler ddpm or ddim, or a level <= 0\.998 \(t <= 998\)"):
             check_start_sigma(name, cosine, 999)
         check_start_sigma(name, cosine, 998)  # sigma ~ 645: accepted
     for name in ("ddpm", "ddim"):  # they clip x0: accepted at any t
@@ -492,3 +492,17 @@ def test_cli_refuses_euler_at_level_1_on_the_cosine_model_before_writing(tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot start at t=999" in err
     assert not out.exists()
+
+
+def test_reference_schedule_also_refuses_euler_noised_at_t_999(tmp_path, capsys):
+    from boomerang.cli import main
+
+    out = tmp_path / "out"
+    digit = str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits" / "7.png")
+    rc = main(["sample", digit, "--level", "0.3,1.0", "--scheduler", "euler", "--schedule", "reference",
+               "--num-samples", "1", "--out", str(out)])
+    assert rc == 2 and "cannot start at t=999" in capsys.readouterr().err
+    assert not out.exists()
+    # img2img starts on the scheduler's own grid (t = 980 here): accepted.
+    assert main(["sample", digit, "--level", "1.0", "--scheduler", "euler", "--schedule", "img2img", "--steps", "2",
+                 "--num-samples", "1", "--out", str(tmp_path / "ok")]) == 0

@@ -616,8 +616,11 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
     if job.model is None:
         job.model = load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
     model = job.model
-    if s.schedule == "exact" and not s.from_noise:  # refuse before the first sample is made, not half-way
-        for _, t in job.starts:
+    if s.schedule in ("exact", "reference") and not s.from_noise:  # refuse before the first sample, not half-way
+        T = int(model.num_train_timesteps)
+        for level, t in job.starts:  # the noise timestep: core's plan (img2img starts on the scheduler's own grid)
+            if t is not None and s.schedule == "reference" and s.timestep is None:
+                t = min(int(T * level), T - 1)
             core.check_start_sigma(s.scheduler, model.scheduler_config, t)
     channels = int(model.image_channels)
     batch = resolve_batch_size(job)

@@ -34,6 +34,7 @@ levels their samples differ less from each other than ddpm's.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -168,7 +169,7 @@ def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | No
     raise ValueError(
         f"--scheduler {scheduler} cannot start at t={int(timestep)} of this model: alpha_bar_t = {float(ab[int(timestep)]):.2g} "
         f"(sigma_t = {float(sigma[int(timestep)]):.3g} > {MAX_START_SIGMA:g}) turns its first x0 estimate into noise; "
-        f"use --scheduler ddpm or ddim, or a level <= {ok / (T - 1):.3f} (t <= {ok})"
+        f"use --scheduler ddpm or ddim, or a level <= {math.floor(1000 * ok / T) / 1000:.3f} (t <= {ok})"
     )
 
 
@@ -255,7 +256,7 @@ def boomerang_sample(
             pndm with the exact schedule, x0 of the wrong shape, wrong number of
             generators, a non-finite model output (e.g. float16 overflow), or
             euler / dpmsolver++ starting at sigma_t > ``MAX_START_SIGMA``
-            (see :func:`check_start_sigma`).
+            at the noise timestep (see :func:`check_start_sigma`).
 
     Deterministic solvers (ddim eta=0, euler, dpmsolver++, pndm) get their
     variety only from the forward noise eps; ddpm and ddim with eta>0 add fresh
@@ -290,7 +291,6 @@ def boomerang_sample(
         plan = levels.plan_exact(level=level, timestep=timestep, steps=steps, num_train_timesteps=T)
         if plan.timestep is None:
             return _identity(model, x0, plan, scheduler, sched)
-        check_start_sigma(scheduler, model.scheduler_config, plan.timestep)
         set_grid(sched, list(plan.timesteps), device=device)
         timesteps = sched.timesteps
         assert int(timesteps[0]) == plan.timestep
@@ -324,6 +324,8 @@ def boomerang_sample(
         if t_noise is None:
             t_noise = int(timesteps[0])
         plan = NoisePlan(lvl, int(t_noise), tuple(int(t) for t in timesteps), T, schedule)
+    if not from_noise:
+        check_start_sigma(scheduler, model.scheduler_config, plan.timestep)  # x_t is made at plan.timestep
 
     # 2. Encode x0 into the model's space (img2img: VAE posterior sample per item).
     if from_noise:
