@@ -619,8 +619,8 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
     if s.schedule in ("exact", "reference") and not s.from_noise:  # refuse before the first sample, not half-way
         T = int(model.num_train_timesteps)
         for level, t in job.starts:  # the noise timestep: core's plan (img2img starts on the scheduler's own grid)
-            if t is not None and s.schedule == "reference" and s.timestep is None:
-                t = min(int(T * level), T - 1)
+            if t is not None and s.schedule == "reference":
+                t = core.reference_timestep(level, t if s.timestep is not None else None, T)
             core.check_start_sigma(s.scheduler, model.scheduler_config, t)
     channels = int(model.image_channels)
     batch = resolve_batch_size(job)

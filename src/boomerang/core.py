@@ -136,6 +136,13 @@ def _alpha_bar(sched, t: int) -> float:
     return float(sched.alphas_cumprod[int(t)])
 
 
+def reference_timestep(level: float, timestep: int | None, num_train_timesteps: int) -> int:
+    """The noise timestep of the ``reference`` schedule: ``timestep`` if given, else
+    t_ref = min(int(T * level), T - 1) (the VP rule of diffusers' DDIM noise-comparative pipeline)."""
+    T = int(num_train_timesteps)
+    return int(timestep) if timestep is not None else min(int(T * level), T - 1)
+
+
 #: Schedulers that turn the denoiser's eps into x0 without clipping, x0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar):
 #: any error in eps is multiplied by sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) at the first step.
 UNCLIPPED_X0_SCHEDULERS: tuple[str, ...] = ("euler", "dpmsolver++")
@@ -304,7 +311,7 @@ def boomerang_sample(
             begin = t_start * order
             t_noise = None  # the first kept timestep, below
         else:  # reference
-            t_ref = timestep if timestep is not None else min(int(T * lvl), T - 1)
+            t_ref = reference_timestep(lvl, timestep, T)
             kept = [i for i, t in enumerate(sched.timesteps) if int(t) <= t_ref]
             if not kept or lvl == 0:
                 begin = len(sched.timesteps)  # nothing to denoise: the identity
