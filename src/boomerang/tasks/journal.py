@@ -125,7 +125,7 @@ class JobFolder:
 
     def append(self, entry: dict) -> None:
         """Append one finished block, durably (write, flush, fsync)."""
-        line = (json.dumps(entry, sort_keys=True, allow_nan=False) + "\n").encode()
+        line = (json.dumps(entry, allow_nan=False) + "\n").encode()  # key order kept: records are rewritten from it
         fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
