@@ -158,11 +158,6 @@ def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-
-class _UserError(Exception):
-    """A problem with the user's input: exit status 2."""
-
-
 def _error(message: str, status: int) -> int:
     print(f"boomerang: error: {message}", file=sys.stderr)
     return status
@@ -201,7 +196,7 @@ def run_task_command(args: argparse.Namespace) -> int:
         return run_task(args.task, args)
     except KeyboardInterrupt:
         return _error("interrupted", 130)
-    except (_UserError, ValueError) as exc:  # SettingError and ImageInputError are ValueErrors
+    except ValueError as exc:  # SettingError and ImageInputError are ValueErrors
         if args.debug:
             raise
         return _error(user_message(exc), 2)

@@ -431,7 +431,7 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
     try:
         for (level, _t), plan in zip(job.starts, job.plans):
             if core.returns_input_pixels(model, plan):  # level 0: the input itself, bit-exact
-                config = _identity_config(plan, model)
+                config = identity_scheduler_config(plan, model)
                 for inp in job.inputs:
                     inp.ensure()
                     for j in range(s.num_samples):
@@ -463,7 +463,9 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
         bar.close()
 
 
-def _identity_config(plan, model) -> dict:
+def identity_scheduler_config(plan, model) -> dict:
+    """The scheduler config recorded for an identity plan (no scheduler ran): the plan's
+    scheduler built from the model's config."""
     from boomerang.schedulers import make_scheduler
 
     return dict(make_scheduler(plan.scheduler, model.scheduler_config).config)

@@ -129,7 +129,7 @@ def add_dataset_arguments(p: argparse.ArgumentParser, *, default_out: str | None
     p.add_argument("--layout", default="auto", choices=LAYOUTS,
                    help="input layout: auto (default), folder, classes (first folder = label) or imagefolder")
     p.add_argument("--engine", default="local", choices=ENGINES,
-                   help="local (default): this process; ray: Ray Data actors (pip install 'boomerang[ray]'; "
+                   help="local (default): this process; ray: Ray Data actors (pip install -e \".[ray]\"; "
                         "RAY_ADDRESS attaches to a cluster)")
     p.add_argument("--workers", default=None, metavar="N",
                    help="--engine ray: number of model actors (default: 1 per GPU on CUDA, else 1)")

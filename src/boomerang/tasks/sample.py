@@ -112,9 +112,9 @@ class SampleTask(Task):
         s = ctx.settings
         model = ctx.extra.get("model_info") or ctx.extra.setdefault("model_info", _model_info(ctx))
         if output is None:  # the identity of a pixel model: no model call
-            from boomerang.jobs import _identity_config
+            from boomerang.jobs import identity_scheduler_config
 
-            timestep, alpha_bar, evals, name, config = None, 1.0, 0, s.scheduler, _identity_config(plan, ctx.model)
+            timestep, alpha_bar, evals, name, config = None, 1.0, 0, s.scheduler, identity_scheduler_config(plan, ctx.model)
             schedule = plan.schedule
         else:
             timestep, alpha_bar, evals = output.plan.timestep, output.alpha_bar, int(output.num_denoiser_evals)
