@@ -407,12 +407,20 @@ def job_definition(ctx: Context) -> dict:
         "task": ctx.task.name,
         "settings": s,
         "options": ctx.options,
-        "model": {"id": model_description(ctx)["id"], "weights_sha256": getattr(ctx.model, "weights_sha256", None)},
+        # The weights and the noise schedule define the outputs; where they were read from does not.
+        "model": {"weights_sha256": getattr(ctx.model, "weights_sha256", None),
+                  "scheduler_config_sha256": _sha256_json(getattr(ctx.model, "scheduler_config", {}))},
         "input": {"folder": str(Path(ctx.layout.root).resolve()), "layout": ctx.layout.kind,
                   "items": len(ctx.items), "digest": ctx.layout.digest()},
         "block_size": ctx.block_size,
         "boomerang_version": __version__,
     }
+
+
+def _sha256_json(obj) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _remove_outputs(ctx: Context) -> None:
