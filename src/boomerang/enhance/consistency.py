@@ -6,12 +6,19 @@ sample with those of the reference noised to the same step:
 
     x_{t-1} <- x_{t-1} - phi(x_{t-1}) + phi(y_{t-1}),   y_{t-1} ~ q(y_{t-1} | y)
 
-Here phi(x) = U(D(x)) with D the box average over scale x scale blocks down to
-the *input's* resolution and U nearest-neighbour upsampling back
-(:mod:`boomerang.enhance.resample`), and the low-resolution reference is the
-input itself, so the step is
+Here D is the box average over scale x scale blocks down to the *input's*
+resolution (:mod:`boomerang.enhance.resample`), and the low-resolution
+reference is the input itself, so the step is
 
     x <- x + U(r_{t-1} - D(x)),   r_{t-1} = sqrt(alpha_bar_{t-1}) r + sqrt(1 - alpha_bar_{t-1}) D(eps')
+
+where U lifts a low-resolution difference to a *smooth* full-resolution one
+with D(U(d)) = d: bicubic upsampling refined by ``smooth_iterations`` bicubic
+corrections, then a last nearest-neighbour correction of what remains (exact
+for integer scales, since D of a nearest-neighbour upsampling is the
+identity). Nearest-neighbour alone would satisfy D(U(d)) = d too, but leaves
+visible scale x scale blocks: on the 8x benchmark sheet the mean gradient
+across block borders was 1.45x that inside blocks.
 
 with eps' ~ N(0, I) drawn at full resolution from the image's own generator
 (D(eps') has exactly the statistics of D of x_{t-1}'s noise). For an integer
@@ -43,14 +50,36 @@ class Consistency:
             (pixel models: the input image in [-1, 1] at its own resolution).
         iterations: repetitions of the replacement per step (1 is exact for
             integer scale factors; 3 by default for fractional ones).
+        smooth_iterations: bicubic refinements of the lift U (0: nearest-neighbour only).
+        bounds: the value range of the output (pixel models: [-1, 1]; None for latents).
+            The smooth lift can overshoot it next to saturated pixels, so after the
+            last step ``final_projections`` rounds of alternating projections (clamp
+            to the bounds, then the orthogonal projection x + nearest_up(r - D(x))
+            onto {D(x) = r}) bring x into both sets (POCS; both are convex and meet).
     """
 
     reference: object  # torch.Tensor [B, C, h, w]
     iterations: int = 1
+    smooth_iterations: int = 3
+    bounds: tuple[float, float] | None = (-1.0, 1.0)
+    final_projections: int = 20
 
     @property
     def low_size(self) -> tuple[int, int]:
         return tuple(self.reference.shape[-2:])
+
+    def lift(self, delta, size):
+        """U(delta): a smooth [B, C, *size] u with area_down(u) == delta (exact for integer ratios)."""
+        import torch.nn.functional as F
+
+        u = None
+        for _ in range(max(0, int(self.smooth_iterations))):
+            rest = delta if u is None else delta - area_down(u, self.low_size)
+            step = F.interpolate(rest, size=size, mode="bicubic", align_corners=False)
+            u = step if u is None else u + step
+        rest = delta if u is None else delta - area_down(u, self.low_size)
+        step = nearest_up(rest, size)
+        return step if u is None else u + step
 
     def error(self, x) -> float:
         """Mean |D(x) - reference| (model units)."""
@@ -84,5 +113,10 @@ class Consistency:
         else:
             target = ref
         for _ in range(max(1, int(self.iterations))):
-            x = x + nearest_up(target - area_down(x, self.low_size), size)
+            x = x + self.lift(target - area_down(x, self.low_size), size)
+        if alpha_bar >= 1.0 and self.bounds is not None:
+            lo, hi = self.bounds
+            for _ in range(int(self.final_projections)):
+                x = x.clamp(lo, hi)
+                x = x + nearest_up(target - area_down(x, self.low_size), size)
         return x

@@ -101,7 +101,7 @@ def enhance_images(
     tile_size: int | None = None,
     tile_overlap: int | None = None,
     tile_batch: int = 8,
-    weighting: str = "uniform",
+    weighting: str = "feather",
     consistency: bool = False,
     colour_fix: bool = False,
     upsampler: str = "bicubic",
@@ -109,6 +109,7 @@ def enhance_images(
     negative_prompt: str = "",
     guidance_scale: float = 7.5,
     progress: Callable[[int, int], None] | None = None,
+    plan: levels.NoisePlan | None = None,
 ) -> list[Enhanced]:
     """Enhance a batch of same-size images by ``scale`` (one generator each).
 
@@ -127,12 +128,17 @@ def enhance_images(
         tile_size, tile_overlap: window side and overlap in image pixels (see
             :func:`window_settings`).
         tile_batch: windows per model call.
-        weighting: window blending, ``'uniform'`` (MultiDiffusion) or ``'feather'``.
+        weighting: window blending, ``'feather'`` (default: weights falling off linearly
+            inside the overlap) or ``'uniform'`` (MultiDiffusion's plain mean). On the 8x
+            benchmark sheet the seam score was 1.07 feathered vs 1.17 uniform.
         consistency: ILVR towards the input (box-downsampling the output gives the input back).
         colour_fix: match the output's low-frequency colour to the upsampled input.
         upsampler: ``'bicubic'`` (default) or ``'lanczos'``.
         prompt, negative_prompt, guidance_scale: latent (text) models only.
         progress: ``progress(done, total)`` after each reverse step.
+        plan: an exact-schedule :class:`boomerang.levels.NoisePlan` planned
+            elsewhere (e.g. by the dataset runner); default
+            ``levels.plan_exact(level=level, steps=steps, ...)``. Its level must equal ``level``.
 
     Returns:
         one :class:`Enhanced` per image, in order.
@@ -161,7 +167,10 @@ def enhance_images(
         raise ValueError("images must all have the same size; enhance images of different sizes in separate calls")
     tile, overlap = window_settings(model, args.tile_size, args.tile_overlap)
     ho, wo = output_size(h, w, args.scale)
-    plan = levels.plan_exact(level=args.level, steps=steps, num_train_timesteps=model.num_train_timesteps)
+    if plan is None:
+        plan = levels.plan_exact(level=args.level, steps=steps, num_train_timesteps=model.num_train_timesteps)
+    elif plan.schedule != "exact" or abs(plan.level - args.level) > 1e-12:
+        raise ValueError(f"plan must be an exact-schedule plan for level {args.level}, got {plan}")
 
     # 1. Naive upsampling to the exact output size.
     up = [upsample(im, ho, wo, args.upsampler) for im in images]

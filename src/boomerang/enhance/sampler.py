@@ -158,7 +158,8 @@ def tiled_boomerang(
     ilvr = None
     if consistency_low is not None:
         ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
-        ilvr = Consistency(ref.to(z0.device, torch.float32), iterations=consistency_iterations)
+        ilvr = Consistency(ref.to(z0.device, torch.float32), iterations=consistency_iterations,
+                           bounds=(-1.0, 1.0) if model.kind == "pixel" else None)
 
     # 4. Partial reverse process; each model call sees windows, each step the whole image.
     layout = make_layout(z0.shape[-2], z0.shape[-1], tile, overlap)
