@@ -29,6 +29,7 @@ import numpy as np
 from boomerang import levels
 from boomerang.enhance.resample import resize_float, upsample
 from boomerang.enhance.settings import check_enhance_args, output_size
+from boomerang.errors import SettingError
 from boomerang.imageio import fit_for_model, to_model_channels
 
 __all__ = ["Enhanced", "enhance_images", "enhance_image", "LATENT_TILE_SIZE", "window_settings"]
@@ -73,7 +74,7 @@ def window_settings(model, tile_size: int | None, tile_overlap: int | None) -> t
         if n is None:
             raise ValueError("this pixel model has no native size; it cannot be run in windows")
         if tile_size is not None and int(tile_size) != n:
-            raise ValueError(f"tile_size must be the model's native size {n} for this pixel model, got {tile_size}")
+            raise SettingError(f"`tile_size` must be the model's native size {n} for this pixel model, got {tile_size}")
         tile = n
         overlap = tile // 4 if tile_overlap is None else int(tile_overlap)
         f = 1
@@ -82,9 +83,9 @@ def window_settings(model, tile_size: int | None, tile_overlap: int | None) -> t
         tile = LATENT_TILE_SIZE if tile_size is None else int(tile_size)
         overlap = tile // 4 if tile_overlap is None else int(tile_overlap)
         if tile % f or overlap % f:
-            raise ValueError(f"tile_size and tile_overlap must be multiples of {f} for this model, got {tile} and {overlap}")
+            raise SettingError(f"`tile_size` and `tile_overlap` must be multiples of {f} for this model, got {tile} and {overlap}")
     if not 0 <= overlap < tile:
-        raise ValueError(f"tile_overlap must be in [0, {tile - 1}] (smaller than the window), got {overlap}")
+        raise SettingError(f"`tile_overlap` must be in [0, {tile - 1}] (smaller than the window), got {overlap}")
     return tile // f, overlap // f
 
 

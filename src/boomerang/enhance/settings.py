@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from boomerang import levels
+from boomerang.errors import SettingError
 
 __all__ = ["UPSAMPLERS", "MAX_SCALE", "EnhanceArgs", "check_enhance_args", "output_size"]
 
@@ -38,7 +39,7 @@ def _check_int(value, name: str, minimum: int) -> int:
     except (TypeError, ValueError):
         f = math.nan
     if not math.isfinite(f) or f != int(f) or f < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise SettingError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
     return int(f)
 
 
@@ -67,22 +68,23 @@ def check_enhance_args(
         upsampler: ``'bicubic'`` (default) or ``'lanczos'`` (Pillow filters).
 
     Raises:
-        ValueError: naming the parameter that is wrong and the range that works.
+        SettingError: (a ValueError) naming the parameter that is wrong and the
+            range that works (the CLI renders the names as flags).
     """
     try:
         s = float(scale)
     except (TypeError, ValueError):
         s = math.nan
     if not math.isfinite(s) or not 1.0 <= s <= MAX_SCALE:
-        raise ValueError(f"scale must be a number in [1, {MAX_SCALE:g}] (e.g. 4 or 8 or 2.5), got {scale!r}")
+        raise SettingError(f"`scale` must be a number in [1, {MAX_SCALE:g}] (e.g. 4 or 8 or 2.5), got {scale!r}")
     lvl = levels.check_level(level)
     ts = None if tile_size is None else _check_int(tile_size, "tile_size", 8)
     to = None if tile_overlap is None else _check_int(tile_overlap, "tile_overlap", 0)
     if ts is not None and to is not None and to >= ts:
-        raise ValueError(f"tile_overlap must be smaller than tile_size ({ts}), got {to}")
+        raise SettingError(f"`tile_overlap` must be smaller than `tile_size` ({ts}), got {to}")
     tb = _check_int(tile_batch, "tile_batch", 1)
     if upsampler not in UPSAMPLERS:
-        raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, got {upsampler!r}")
+        raise SettingError(f"`upsampler` must be one of {', '.join(UPSAMPLERS)}, got {upsampler!r}")
     return EnhanceArgs(s, lvl, ts, to, tb, upsampler)
 
 
