@@ -89,3 +89,10 @@ def test_a_bad_single_file_is_one_error_naming_it(tmp_path, tiny_pixel_dir, caps
     out = tmp_path / "out"
     assert _run(CASES / "truncated.jpg", "--model", tiny_pixel_dir, "--out", out) == 2
     assert "truncated.jpg" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_too_large_output_is_refused_before_decoding(tmp_path, tiny_pixel_dir, capsys):
+    out = tmp_path / "out"
+    assert _run(CASES / "under_8000x6000.png", "--scale", 2, "--model", tiny_pixel_dir, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "--scale" in err and "16000x12000" in err and not out.exists()

@@ -31,6 +31,20 @@ from boomerang.tasks.layout import LAYOUTS
 __all__ = ["EnhanceTask"]
 
 
+def _check_output_pixels(name: str, height: int, width: int, scale: float, error) -> None:
+    """Refuse outputs above ``imageio.DEFAULT_MAX_PIXELS`` (50 MP), raising ``error`` (a folder job skips the file)."""
+    from boomerang.enhance.settings import output_size
+    from boomerang.imageio import DEFAULT_MAX_PIXELS
+
+    from boomerang.errors import SettingError
+
+    h, w = output_size(height, width, scale)
+    flag = "`scale`" if issubclass(error, SettingError) else "--scale"  # a skipped file's reason is plain text
+    if h * w > DEFAULT_MAX_PIXELS:
+        raise error(f"{name}: enhancing {width}x{height} by {flag} {scale:g} gives {w}x{h} = {h * w / 1e6:.0f} MP, "
+                    f"more than the {DEFAULT_MAX_PIXELS / 1e6:.0f} MP limit; use a smaller scale or crop the image first")
+
+
 class _Input:
     """``Read.fitted`` of enhance: the input as the sampler takes it (``pixels``, float32
     (H, W, C) in [0, 1]); outputs already have the output size, so ``restore`` is the identity."""
@@ -96,11 +110,20 @@ class EnhanceTask(Task):
 
     def scan(self, args):
         """A folder through the runner's layouts; a single image file as a one-item job (decoded here)."""
+        from PIL import Image
+
+        from boomerang.errors import SettingError
         from boomerang.imageio import read_image
         from boomerang.tasks.layout import Item, Layout, scan
 
         path = Path(args.input)
         if path.is_file():
+            try:
+                with Image.open(path) as im:  # the header only: refuse a too large output before decoding
+                    _check_output_pixels(path.name, im.size[1], im.size[0], float(args.scale), SettingError)
+            except (OSError, ValueError) as exc:
+                if isinstance(exc, SettingError):
+                    raise
             read_image(path)  # a bad file: one error naming it, before the model loads
             return Layout("file", path.parent, [Item(0, path.name, path)])
         return scan(args.input, args.layout)
@@ -121,7 +144,10 @@ class EnhanceTask(Task):
         from boomerang.enhance.settings import output_size
         from boomerang.imageio import to_model_channels
 
+        from boomerang.imageio import ImageInputError
+
         x = to_model_channels(loaded.pixels, int(ctx.model.image_channels))
+        _check_output_pixels(loaded.name, x.shape[0], x.shape[1], ctx.options["scale"], ImageInputError)
         h, w = output_size(x.shape[0], x.shape[1], ctx.options["scale"])
         return upsample(x, h, w, ctx.options["upsampler"]), _Input(x)
 
