@@ -229,6 +229,15 @@ class Task:
         """
         return pixels
 
+    def fit(self, ctx: Context, loaded):
+        """(reference, fitted) of an input after :meth:`transform`: ``reference`` float32
+        (H, W, C) in [0, 1] in the model's channels (what a level-0 output is), ``fitted``
+        what :meth:`sample_batch` gets (``.pixels``) and how outputs come back (``.restore``).
+        Default: ``boomerang.jobs.fit_input`` (resize/pad to the model's size, then back)."""
+        from boomerang import jobs
+
+        return jobs.fit_input(loaded, jobs.fit_args_for(ctx.settings, ctx.model))
+
     # -- (c) per-batch sampling ------------------------------------------------------------------
 
     def sample_batch(self, ctx: Context, x0, generators, plan, prompts):

@@ -162,16 +162,16 @@ def default_block_size(ctx: Context) -> int:
 
 
 def read_item(ctx: Context, item) -> Read:
-    """Read, transform (task hook) and fit one item. Raises ``ImageInputError`` for a bad file."""
+    """Read, transform and fit (task hooks) one item. Raises ``ImageInputError`` for a bad file."""
     import dataclasses
 
-    from boomerang import imageio, jobs
+    from boomerang import imageio
 
     loaded = imageio.read_image(item.path, background=ctx.settings.background_rgb)
     pixels = ctx.task.transform(ctx, item, loaded.pixels)
     if pixels is not loaded.pixels:
         loaded = dataclasses.replace(loaded, pixels=pixels, size=(int(pixels.shape[1]), int(pixels.shape[0])))
-    reference, fitted = jobs.fit_input(loaded, jobs.fit_args_for(ctx.settings, ctx.model))
+    reference, fitted = ctx.task.fit(ctx, loaded)
     return Read(loaded, reference, fitted)
 
 
