@@ -30,6 +30,7 @@ from boomerang.privacy.links import Link, LinkFileError, read_links, write_links
 __all__ = ["Link", "LinkFileError", "read_links", "write_links", "linkage_attack", "LinkageAttack", "audit_folders",
            "wilson_interval", "FEATURE_SPACES"]
 
+#: Built-in feature spaces of the attack (see :mod:`boomerang.privacy.features`).
 FEATURE_SPACES = ("pixels", "ssim", "classifier")
 
 

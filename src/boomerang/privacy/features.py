@@ -34,6 +34,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from boomerang.privacy import FEATURE_SPACES  # the names accepted here and by --features (torch-free)
+
 __all__ = [
     "FEATURE_SPACES",
     "FeatureSpace",
@@ -45,8 +47,6 @@ __all__ = [
     "resolve_feature_space",
 ]
 
-#: Names accepted by :func:`resolve_feature_space` (and ``--features``).
-FEATURE_SPACES = ("pixels", "ssim", "classifier")
 
 _LUMA = (0.299, 0.587, 0.114)  # Rec. 601, as boomerang.imageio.to_model_channels
 
