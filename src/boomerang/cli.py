@@ -35,6 +35,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered (imports no torch)."""
     from boomerang import __version__
+    from boomerang.privacy.command import add_audit_privacy_parser
     from boomerang.tasks import add_task_parsers
 
     parser = _OneLineErrorParser(
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_task_parsers(sub)  # sample and the dataset commands: boomerang.tasks.TASKS
     add_train_parser(sub)
     add_train_classifier_parser(sub)
+    add_audit_privacy_parser(sub)
     return parser
 
 
