@@ -183,7 +183,7 @@ class LinkageReport:
 def _pct(x: float) -> str:
     if x != x:
         return "n/a"
-    if x == 0 or x >= 0.1:
+    if x == 0 or x >= 0.01:
         return f"{100 * x:.1f}%"
     return f"{100 * x:.2g}%"
 
