@@ -102,7 +102,8 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"samples per model call (default: automatic, at most {AUTO_BATCH_MAX} on the CPU and what fits "
                         "in half the free memory); never changes a sample")
     p.add_argument("--threads", default=None, metavar="N",
-                   help="torch CPU threads (default: torch's choice); 1 is much faster on a busy machine")
+                   help="torch CPU threads, or 'torch' for torch's own choice (default: the cores idle at start, "
+                        "OMP_NUM_THREADS if set)")
     p.add_argument("--background", default=D("background"),
                    help="colour that transparent pixels are composited over (default %(default)s)")
     p.add_argument("--allow-pickle", action="store_true",
@@ -140,7 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     args._argv = list(sys.argv[1:] if argv is None else argv)
-    return int(args.func(args))
+    import warnings
+
+    said: list[str] = []
+    with warnings.catch_warnings():  # library warnings: one line each, "boomerang: warning: ...", printed when
+        warnings.showwarning = lambda message, *a, **k: said.append(str(message))  # the command ends, unless
+        rc = int(args.func(args))  # it stopped on bad input (exit 2: its one error line is all that is said)
+    if rc != 2:
+        for message in dict.fromkeys(said):
+            print(f"boomerang: warning: {message}", file=sys.stderr)
+    return rc
 
 
 # --------------------------------------------------------------------------- sample
@@ -183,22 +193,29 @@ def _settings_from_args(args):
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    """Run ``boomerang sample``; returns the exit status (see the module docstring)."""
+    """Run ``boomerang sample``; returns the exit status (see the module docstring).
+    A run that fails removes the images it wrote (no image without its metadata)."""
+    from boomerang.imageio import WriteJournal
+
+    journal = WriteJournal()
     try:
-        return _run_sample(args)
+        return _run_sample(args, journal)
     except KeyboardInterrupt:
+        journal.rollback()
         return _error("interrupted", 130)
     except (_UserError, ValueError) as exc:  # ImageInputError is a ValueError
+        journal.rollback()
         if args.debug:
             raise
         return _error(str(exc), 2)
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback with --debug
+        journal.rollback()
         if args.debug:
             raise
         return _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
 
 
-def _run_sample(args: argparse.Namespace) -> int:
+def _run_sample(args: argparse.Namespace, journal) -> int:
     import json
     from pathlib import Path
 
@@ -215,11 +232,9 @@ def _run_sample(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise _UserError(f"--out {args.out} exists and is not a folder")
 
-    threads = None
-    if args.threads is not None:
-        from boomerang.levels import check_positive_int
+    from boomerang.threads import resolve_threads
 
-        threads = check_positive_int(args.threads, "--threads")
+    threads = resolve_threads(args.threads)  # default: the cores idle now (fast on a busy machine)
 
     # 2. The model. Nothing has been written yet.
     if threads is not None:
@@ -249,15 +264,11 @@ def _run_sample(args: argparse.Namespace) -> int:
 
     # 3. Sample and write, one PNG at a time (folders are created on the first write).
     records = []
-    made: set = set()
     for smp in api.run(job, progress=args.progress):
         k = _find_start(job, smp.level)
         rel = _sample_name(job, k, dirs[smp.image_index], smp.sample_index)
         path = out / rel
-        if path.parent not in made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made.add(path.parent)
-        imageio.save_image(smp.pixels, path)
+        journal.save_image(smp.pixels, path)
         inp = job.inputs[smp.image_index]
         records.append({
             "file": rel,
@@ -287,6 +298,7 @@ def _run_sample(args: argparse.Namespace) -> int:
             "size": list(inp.loaded.size),
             **smp.distance(),
         })
+        del smp  # large inputs: a sample's pixels are not held while the next one is made
 
     # 4. One contact sheet per input, from the files just written.
     from boomerang.sheet import contact_sheet
@@ -308,7 +320,7 @@ def _run_sample(args: argparse.Namespace) -> int:
         sheet = contact_sheet(_to_pil(inp.reference), rows)
         inp.release()
         rel = f"{dirs[inp.index]}/{SHEET_NAME}"
-        imageio.save_image(_np01(sheet), out / rel, grayscale=False)
+        journal.save_image(_np01(sheet), out / rel, grayscale=False)
         sheets[inp.index] = rel
 
     # 5. metadata.json, last and atomically: it lists exactly this run's files.
@@ -323,6 +335,7 @@ def _run_sample(args: argparse.Namespace) -> int:
                 "index": inp.index, "file": str(inp.path), "name": inp.name, "size": list(inp.loaded.size),
                 "source_mode": inp.loaded.source_mode, "bit_depth": inp.loaded.bit_depth,
                 "is_grayscale": inp.loaded.is_grayscale, "had_alpha": inp.loaded.had_alpha,
+                "icc_profile": inp.loaded.icc_profile, "decoded_scale": inp.loaded.decoded_scale,
                 "fit": inp.fitted.method, "model_size": [int(inp.fitted.pixels.shape[1]), int(inp.fitted.pixels.shape[0])],
                 "folder": dirs[inp.index], "contact_sheet": sheets[inp.index],
             }
@@ -349,9 +362,12 @@ def _find_start(job, level: float) -> int:
 def _open(path):
     from PIL import Image
 
+    from boomerang.sheet import thumbnail
+
     with Image.open(path) as im:
         im.load()
-        return im.copy()
+        small = thumbnail(im)  # large samples are held at tile size only
+        return im.copy() if small is im else small
 
 
 def _to_pil(pixels):
