@@ -131,7 +131,7 @@ def test_overflow_in_float32_says_float32_is_already_in_use(tiny_pixel_dir, tmp_
     with pytest.raises(NonFiniteOutputError) as err:
         model.predict(torch.rand(1, 1, 8, 8), 10)
     msg = str(err.value)
-    assert "--dtype float32" in msg and "widest dtype" in msg and "run again with --dtype float32" not in msg
+    assert "dtype float32" in msg and "widest dtype" in msg and "run again with dtype float32" not in msg
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("earlier file")
@@ -141,8 +141,8 @@ def test_overflow_in_float32_says_float32_is_already_in_use(tiny_pixel_dir, tmp_
 
 
 def test_half_precision_messages_suggest_float32():
-    assert "--dtype float16" in nonfinite_message("float16") and "--dtype float32" in nonfinite_message("float16")
-    assert "run again with --dtype float32" in nonfinite_message("bfloat16")
+    assert "`dtype` float16" in nonfinite_message("float16") and "`dtype` float32" in nonfinite_message("float16")
+    assert "run again with `dtype` float32" in nonfinite_message("bfloat16")
 
 
 def test_vae_nan_is_named(tiny_sd_dir, tmp_path):
@@ -151,7 +151,7 @@ def test_vae_nan_is_named(tiny_sd_dir, tmp_path):
     _edit_weights(broken / "vae", lambda t: {**t, "decoder.conv_out.bias": torch.full_like(t["decoder.conv_out.bias"],
                                                                                           float("inf"))})
     model = load_model(broken)
-    with pytest.raises(NonFiniteOutputError, match="the VAE decoder .*--dtype float32.*vae.decoder.conv_out.bias"):
+    with pytest.raises(NonFiniteOutputError, match="the VAE decoder .*dtype float32.*vae.decoder.conv_out.bias"):
         model.decode(torch.zeros(1, 4, 4, 4))
 
 

@@ -381,8 +381,12 @@ class IncompleteWeightsError(ValueError):
     (they would be left randomly initialised) or unexpected, or shaped differently."""
 
 
-class NonFiniteOutputError(ValueError):
-    """A network returned NaN or inf in the dtype in use (see :func:`nonfinite_message`)."""
+from boomerang.errors import SettingError  # noqa: E402
+
+
+class NonFiniteOutputError(SettingError):
+    """A network returned NaN or inf in the dtype in use (see :func:`nonfinite_message`); a
+    SettingError whose message names the ``dtype`` parameter (the CLI: ``--dtype``)."""
 
 
 #: At most this many parameter names are listed in an error message.
@@ -466,16 +470,17 @@ def nonfinite_message(model, where: str = "the model") -> str:
             are inspected), or a dtype name.
         where: which output was not finite, e.g. ``'the UNet'``, ``'the VAE decoder'``.
 
-    float16 / bfloat16: try ``--dtype float32`` (bfloat16 from float16). float32:
+    The message marks the parameter in backticks (a :class:`SettingError` template: the
+    library says ``dtype``, the CLI ``--dtype``). float16 / bfloat16: try float32 (bfloat16 from float16). float32:
     if some weights are themselves NaN/inf the message names them (a damaged
     weights file); otherwise the model overflows even in float32.
     """
     dtype = model if isinstance(model, str) else getattr(model, "dtype", "float32")
-    head = f"{where} produced NaN or infinite values with --dtype {dtype}"
+    head = f"{where} produced NaN or infinite values with `dtype` {dtype}"
     if dtype == "float16":
-        return f"{head}; float16 overflows in some models: run again with --dtype float32 (or bfloat16 on a GPU that has it)"
+        return f"{head}; float16 overflows in some models: run again with `dtype` float32 (or bfloat16 on a GPU that has it)"
     if dtype == "bfloat16":
-        return f"{head}; run again with --dtype float32"
+        return f"{head}; run again with `dtype` float32"
     bad = []
     if not isinstance(model, str):
         for comp in ("unet", "vae", "text_encoder"):
@@ -491,7 +496,7 @@ def nonfinite_message(model, where: str = "the model") -> str:
         return (f"{head}: {len(bad)} weight tensor(s) hold NaN/inf ({_names(bad)}); the weights file is damaged: "
                 "download or export the model again")
     return (f"{head} (already the widest dtype): the model's weights or its scheduler config do not fit this "
-            "input; check the model with another image, --scheduler ddpm, or a lower --level")
+            "input; check the model with another image, `scheduler` ddpm, or a lower `level`")
 
 
 
