@@ -82,6 +82,9 @@ def save_classifier(model, folder) -> None:
     (folder / CONFIG_NAME).write_text(json.dumps({"architecture": "DigitCNN", **model.config,
                                                   "input": "[B,1,28,28] float in [-1,1]"}, indent=1))
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS_NAME))
+    from boomerang.imageio import follow_umask
+
+    follow_umask(folder)
 
 
 def load_classifier(path=None, device="cpu"):

@@ -109,7 +109,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--batch-size", default=d["batch_size"], metavar="N",
                    help="samples per model call (default: automatic, memory-aware); never changes a sample")
     p.add_argument("--threads", default=None, metavar="N",
-                   help="torch CPU threads (default: torch's choice); 1 is much faster on a busy machine")
+                   help="torch CPU threads, or 'torch' for torch's own choice (default: the cores idle at "
+                        "start, or OMP_NUM_THREADS if set)")
     p.add_argument("--background", default=d["background"],
                    help="colour that transparent pixels are composited over (default %(default)s)")
     p.add_argument("--allow-pickle", action="store_true",
