@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered (imports no torch)."""
     from boomerang import __version__
     from boomerang.classifier import add_train_classifier_parser
+    from boomerang.serve import add_serve_parser
     from boomerang.train import add_train_parser
 
     parser = _OneLineErrorParser(
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sample_parser(sub)
     add_train_parser(sub)
     add_train_classifier_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
