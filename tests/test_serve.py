@@ -114,7 +114,7 @@ def test_page_samples_are_byte_identical_to_boomerang_sample(actions, tiny_pixel
     assert len(gallery) == 3
     for (path, caption), rec in zip(gallery, cli_meta["samples"]):
         assert Path(path).read_bytes() == (cli_out / rec["file"]).read_bytes(), rec["file"]
-        assert f"seed {rec['seed']}" in caption
+        assert caption == f"s{rec['sample_index']}"
     # The shown timestep and alpha_bar are the run's own.
     rec = cli_meta["samples"][0]
     assert f"t = {rec['timestep']} · alpha_bar = {rec['alpha_bar']:.4f}" in info

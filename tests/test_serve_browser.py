@@ -73,6 +73,10 @@ def server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+        pytest.fail(f"boomerang serve did not stop on SIGTERM:\n{log.read_text()}")
+    # SIGTERM stops it like Ctrl-C: its run folders are gone.
+    root = re.search(r"run folders in (\S+)", log.read_text()).group(1)
+    assert not Path(root).exists(), root
 
 
 @pytest.fixture(scope="module")

@@ -105,10 +105,18 @@ def _serve(args: argparse.Namespace) -> int:
     spec = runs.ModelSpec(model=s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
     cache = runs.ModelCache(spec)
     folders = runs.RunFolders()
+    import signal
+
+    def _stop(signum, frame):  # SIGTERM ends the server like Ctrl-C: run folders are removed
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        print(f"boomerang serve: loading {s.model or 'the bundled model'} ...", file=sys.stderr, flush=True)
+        print(f"boomerang serve: loading {s.model or 'the bundled model'}; run folders in {folders.root}",
+              file=sys.stderr, flush=True)
         app = page.build_app(page.PageActions(cache, folders), examples=page.find_examples(args.examples))
         page.launch(app, host=args.host, port=port, allowed=[folders.root])
     finally:
         folders.cleanup()
+        signal.signal(signal.SIGTERM, previous)
     return 0

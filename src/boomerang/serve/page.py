@@ -30,6 +30,10 @@ IDS = {
     "sheet": "sheet", "sweep_downloads": "sweep-downloads",
 }
 DEFAULT_SWEEP = "0.1,0.3,0.5,0.7,0.9"
+#: Small images (28x28 digits) are shown enlarged: keep their pixels sharp.
+CSS = "#gallery img, #sheet img, #input-preview img { image-rendering: pixelated; }"
+#: The preview of a small input is enlarged by an integer factor to about this side (display only).
+PREVIEW_SIDE = 112
 
 
 class LevelInfo:
@@ -135,7 +139,11 @@ class PageActions:
 
         q = np.rint(np.clip(loaded.pixels, 0, 1) * 255).astype(np.uint8)
         w, h = loaded.size
-        return Image.fromarray(q), f"{Path(path).name}: {w} x {h} pixels, ready"
+        shown = Image.fromarray(q)
+        factor = PREVIEW_SIDE // max(w, h)
+        if factor > 1:
+            shown = shown.resize((w * factor, h * factor), Image.NEAREST)
+        return shown, f"{Path(path).name}: {w} x {h} pixels, ready"
 
     def settings_of(self, level, num_samples, seed, steps, scheduler, schedule, eta, background, prompt="",
                     negative="", guidance=7.5) -> dict:
@@ -165,7 +173,7 @@ class PageActions:
         if result is None:
             return [], "", None, error
         recs = result.metadata["samples"]
-        gallery = [(str(p), f"s{r['sample_index']} · seed {r['seed']}") for p, r in zip(result.samples, recs)]
+        gallery = [(str(p), f"s{r['sample_index']}") for p, r in zip(result.samples, recs)]
         files = [str(result.archive), str(result.metadata_path)]
         return gallery, _run_info(result), files, f"done: {len(recs)} samples"
 
@@ -222,7 +230,8 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
                                  prompt, negative, guidance)
 
     title = "Boomerang: local samples of an image"
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
+    # delete_cache: gradio's own copies of uploads and outputs older than an hour go, hourly.
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(
             f"## {title}\n"
             "Push the image part of the way into the model's forward (noising) process, then run the reverse "
@@ -262,8 +271,9 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
                     sweep_levels = gr.Textbox(DEFAULT_SWEEP, label="Levels (comma-separated)",
                                               elem_id=IDS["sweep_levels"])
                     sweep_go = gr.Button("Sweep", variant="primary", elem_id=IDS["sweep_run"])
-                    sheet = gr.Image(label="Contact sheet: input, then one row per level", type="filepath",
-                                     interactive=False, elem_id=IDS["sheet"])
+                    gr.Markdown("Contact sheet: the input, then one row per level, labelled with the level, "
+                                "the timestep t and the denoiser evaluations.")
+                    sheet = gr.Image(show_label=False, type="filepath", interactive=False, elem_id=IDS["sheet"])
                     sweep_info = gr.Markdown("")
                     sweep_downloads = gr.File(label="Download (zip of the run, metadata.json)", file_count="multiple",
                                               interactive=False, elem_id=IDS["sweep_downloads"])
@@ -288,5 +298,5 @@ def launch(app, *, host: str, port: int, allowed: list[Path]):
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])
     app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,
-               allowed_paths=[str(p) for p in allowed], theme=theme, quiet=False, ssr_mode=False,
+               allowed_paths=[str(p) for p in allowed], theme=theme, css=CSS, quiet=False, ssr_mode=False,
                mcp_server=False)
