@@ -195,3 +195,37 @@ def test_run_folders_are_kept_bounded(tmp_path):
     folders = runs.RunFolders(tmp_path / "r", keep=3)
     made = [folders.new() for _ in range(5)]
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(p.name for p in made[-3:])
+
+
+def test_text_model_page_passes_the_prompt_like_the_cli(tiny_sd_dir, tmp_path):
+    from boomerang.serve import page, runs
+
+    acts = page.PageActions(runs.ModelCache(runs.ModelSpec(model=str(tiny_sd_dir))), runs.RunFolders(tmp_path / "r"))
+    assert acts.takes_prompt
+    common = _common(num_samples=2, steps=4)
+    common[-3:] = ["a cat", "blurry", 3.0]
+    gallery, info, files, status = acts.run_samples(str(DIGIT), 0.5, *common)
+    assert status == "done: 2 samples", status
+    out = tmp_path / "cli"
+    assert main(["sample", str(DIGIT), "--model", str(tiny_sd_dir), "--level", "0.5", "--num-samples", "2",
+                 "--seed", "5", "--steps", "4", "--prompt", "a cat", "--negative-prompt", "blurry",
+                 "--guidance-scale", "3", "--no-progress", "--out", str(out)]) == 0
+    cli_meta = json.loads((out / "metadata.json").read_text())
+    assert _strip(json.loads(Path(files[1]).read_text())) == _strip(cli_meta)
+    assert cli_meta["samples"][0]["prompt"] == "a cat"
+    for (path, _), rec in zip(gallery, cli_meta["samples"]):
+        assert Path(path).read_bytes() == (out / rec["file"]).read_bytes()
+
+
+@pytest.mark.parametrize("fixture, visible", [("tiny_pixel_dir", False), ("tiny_sd_dir", True)])
+def test_prompt_fields_only_for_text_models(fixture, visible, request, tmp_path):
+    import gradio as gr
+
+    from boomerang.serve import page, runs
+
+    acts = page.PageActions(runs.ModelCache(runs.ModelSpec(model=str(request.getfixturevalue(fixture)))),
+                            runs.RunFolders(tmp_path / "r"))
+    app = page.build_app(acts, examples=page.find_examples())
+    shown = {b.label: b.visible for b in app.blocks.values() if isinstance(b, (gr.Textbox, gr.Number))}
+    assert shown["Prompt"] is visible and shown["Negative prompt"] is visible and shown["Guidance scale"] is visible
+    assert shown["Seed"] is True
