@@ -75,10 +75,12 @@ def run_serve(args: argparse.Namespace) -> int:
         return _serve(args)
     except KeyboardInterrupt:
         return 0
-    except ValueError as exc:
+    except ValueError as exc:  # SettingError / ImageInputError: one line, flags named as flags
         if args.debug:
             raise
-        return _error(str(exc))
+        from boomerang.cli import user_message
+
+        return _error(user_message(exc))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -87,14 +89,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Offline: no analytics or version checks (set before gradio is imported by the page).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from boomerang.api import SampleSettings
     from boomerang.levels import check_positive_int
+    from boomerang.settings import SampleSettings
     from boomerang.models import read_model_info
     from boomerang.serve import page, runs
 
     port = check_port(args.port)
     s = SampleSettings(model=args.model, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
-    threads = check_positive_int(args.threads, "--threads") if args.threads is not None else None
+    threads = check_positive_int(args.threads, "threads") if args.threads is not None else None
     if args.examples is not None and not Path(args.examples).is_dir():
         raise ValueError(f"--examples {args.examples} is not a folder")
     read_model_info(s.model)  # a missing model is one line, before anything loads

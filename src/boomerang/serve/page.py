@@ -52,14 +52,16 @@ class LevelInfo:
     def timestep(self, level: float) -> int | None:
         from boomerang.levels import check_level, level_to_timestep
 
-        return level_to_timestep(check_level(level, "--level"), self.T)
+        return level_to_timestep(check_level(level), self.T)
 
     def text(self, level, steps=None) -> str:
         """One line of Markdown for the slider, e.g. ``level 0.300 → t = 300 · alpha_bar = 0.7191``."""
         try:
             t = self.timestep(float(level))
         except (TypeError, ValueError) as exc:
-            return f"{exc}"
+            from boomerang.cli import user_message
+
+            return user_message(exc)
         if t is None:
             return f"level {float(level):.3f} → no noise (t = none, alpha_bar = 1): the input comes back"
         line = f"level {float(level):.3f} → t = {t} · alpha_bar = {self.alphas_cumprod[t]:.4f}"
@@ -129,10 +131,12 @@ class PageActions:
         from boomerang.api import SampleSettings
         from boomerang.imageio import read_image
 
+        from boomerang.cli import user_message
+
         try:
             loaded = read_image(path, background=SampleSettings(background=background).background_rgb)
-        except ValueError as exc:
-            msg = str(exc).replace(str(Path(path).parent) + os.sep, "")
+        except ValueError as exc:  # the CLI's line, naming the file as the visitor named it
+            msg = user_message(exc).replace(str(Path(path).parent) + os.sep, "")
             return None, f"boomerang: error: {msg}"
         import numpy as np
         from PIL import Image

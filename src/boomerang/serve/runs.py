@@ -2,8 +2,9 @@
 
 The page must give exactly what ``boomerang sample`` gives for the same image,
 settings and seed (the same PNG bytes, the same ``metadata.json``), so it does
-not re-implement sampling: :func:`sample_to_folder` runs the CLI's own sample
-code path, writing into a fresh folder per run. That call is the only place
+not re-implement sampling: :func:`sample_to_folder` runs the sample task on the
+shared runner (``boomerang.tasks``), as the CLI does, writing into a fresh
+folder per run. That call is the only place
 this module touches the sampling code (the *adapter*); everything else here
 (the run folders, the model cache, the one-line errors) is independent of it.
 
@@ -14,7 +15,6 @@ import this cheaply.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import tempfile
@@ -73,7 +73,7 @@ class RunResult:
 
     @property
     def metadata_path(self) -> Path:
-        from boomerang.cli import METADATA_NAME
+        from boomerang.tasks.sample import METADATA_NAME
 
         return self.out / METADATA_NAME
 
@@ -167,12 +167,13 @@ def sample_command(image: Path, settings: dict, spec: ModelSpec, out: str) -> li
 def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: Path) -> RunResult:
     """Run ``boomerang sample`` on one staged image into ``out`` with an already loaded model.
 
-    This is the adapter between the page and the sampling code: it builds the
-    CLI's own argument namespace from ``settings`` (parsed by the real
-    ``boomerang sample`` parser, so defaults and checks are the CLI's) and runs
-    the CLI's sample function, with ``api.load`` answering with ``model``
-    instead of loading the weights again. The files written (sample PNGs,
-    contact sheet, ``metadata.json``) are therefore byte for byte the CLI's.
+    This is the adapter between the page and the sampling code: it parses the
+    equivalent command line (:func:`sample_command`) with the sample task's own
+    parser (so defaults and checks are the CLI's), then runs the shared task
+    runner's stages as ``boomerang sample`` does (``boomerang.tasks.runner``:
+    prepare, then run), handing it ``model`` instead of loading the weights
+    again. The files written (sample PNGs, contact sheet, ``metadata.json``)
+    are therefore byte for byte the CLI's.
 
     Args:
         image: the input file (inside the run folder).
@@ -186,25 +187,30 @@ def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: P
         A :class:`RunResult` (its ``archive`` is not made here; see :func:`make_archive`).
 
     Raises:
-        ValueError: bad settings or an unreadable image, with the CLI's message
-            (flag names such as ``--level``; the file named as ``image``'s path).
+        ValueError: bad settings or an unreadable image (``boomerang.errors.SettingError``
+            or ``ImageInputError``; :func:`error_line` gives the CLI's line for it).
+        RuntimeError: the runner did not finish (an exit status other than 0).
     """
-    from boomerang import cli
+    from boomerang.tasks import runner
 
     argv = sample_command(image, settings, spec, str(out))
-    args = _sample_parser().parse_args(argv[1:])
+    task, args = _parse_sample(argv)
     args.progress = True  # a tqdm bar: the page's progress (gr.Progress(track_tqdm=True)) follows it
     args._argv = argv
-    with _preloaded(model):
-        rc = cli._run_sample(args)
-    if rc != 0:  # pragma: no cover - _run_sample raises on every failure today
-        raise RuntimeError(f"boomerang sample returned exit status {rc}")
+    ctx = runner.prepare(task, args)  # checks everything, reads the input; nothing written yet
+    ctx.model = model  # instead of runner.load: the server's model, loaded once
+    ctx.extra["threads"] = None
+    ctx.extra["block_size"] = task.block_size(ctx)
+    ctx.extra["args"] = args
+    rc = runner.run(ctx, progress=True, argv=argv)
+    if rc != 0:
+        raise RuntimeError(f"boomerang sample stopped with exit status {rc}")
     return collect(out, argv)
 
 
 def collect(out: Path, argv: list[str]) -> RunResult:
     """Read a finished output folder back (metadata.json and the files it lists)."""
-    from boomerang.cli import METADATA_NAME
+    from boomerang.tasks.sample import METADATA_NAME
 
     meta = json.loads((out / METADATA_NAME).read_text())
     samples = [out / r["file"] for r in meta["samples"]]
@@ -229,7 +235,9 @@ def error_line(exc: BaseException, run: Path | None = None) -> str:
     Paths inside the run's ``input/`` folder are shown by file name, as the
     visitor named them (what ``boomerang sample NAME`` run next to the file says).
     """
-    msg = str(exc)
+    from boomerang.cli import user_message
+
+    msg = user_message(exc)  # parameter names become flags (`level` -> --level), as the CLI prints them
     if run is not None:
         for prefix in (str(run / "input") + "/", str((run / "input").resolve()) + "/"):
             msg = msg.replace(prefix, "")
@@ -237,32 +245,21 @@ def error_line(exc: BaseException, run: Path | None = None) -> str:
 
 
 _SAMPLE_PARSER = None
-_LOAD_LOCK = threading.Lock()
 
 
-def _sample_parser() -> argparse.ArgumentParser:
+def _parse_sample(argv: list[str]):
+    """(the sample task, its parsed args) for ``argv`` (``["sample", ...]``); ValueError on a usage error."""
     global _SAMPLE_PARSER
     if _SAMPLE_PARSER is None:
-        from boomerang.cli import _OneLineErrorParser, add_sample_parser
+        from boomerang.cli import _OneLineErrorParser
+        from boomerang.tasks import add_parser, get_task
 
         class _Raising(_OneLineErrorParser):
             def error(self, message: str):  # the page shows the message; no exit
                 raise ValueError(message)
 
-        sub = _Raising(prog="boomerang").add_subparsers()
-        _SAMPLE_PARSER = add_sample_parser(sub)
-    return _SAMPLE_PARSER
-
-
-@contextlib.contextmanager
-def _preloaded(model):
-    """While active, ``boomerang.api.load`` returns ``model`` (runs are serialised by a lock)."""
-    from boomerang import api
-
-    with _LOAD_LOCK:
-        original = api.load
-        api.load = lambda *a, **k: model
-        try:
-            yield
-        finally:
-            api.load = original
+        parser = _Raising(prog="boomerang")
+        add_parser(parser.add_subparsers(dest="command"), get_task("sample"))
+        _SAMPLE_PARSER = parser
+    args = _SAMPLE_PARSER.parse_args(argv)
+    return args.task, args
