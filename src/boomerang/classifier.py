@@ -130,6 +130,57 @@ def _random_shift(x, gen, max_shift: int = 2):
     return out
 
 
+def make_optimizer(model, lr: float, total_steps: int):
+    """The reference recipe's optimiser: AdamW (weight decay 1e-4) under a one-cycle
+    learning-rate schedule (peak ``lr``) over ``total_steps`` steps.
+
+    Returns:
+        ``(optimizer, lr_scheduler)``; call :func:`train_step` ``total_steps`` times.
+    """
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps)
+    return opt, sched
+
+
+def train_step(model, opt, sched, x, y, gen, label_smoothing: float = 0.0, device="cpu") -> float:
+    """One optimisation step of the reference recipe.
+
+    Shifts each image by up to 2 pixels (from ``gen``), then cross-entropy,
+    an optimiser step and a learning-rate step.
+
+    Args:
+        model: a :class:`DigitCNN` in train mode.
+        opt, sched: from :func:`make_optimizer`.
+        x: images ``[B, 1, 28, 28]`` in [-1, 1] (CPU).
+        y: labels ``[B]`` (int64, CPU).
+        gen: the CPU ``torch.Generator`` for the shifts.
+
+    Returns:
+        the batch's loss (a float).
+    """
+    import torch.nn.functional as F
+
+    xb = _random_shift(x, gen).to(device)
+    loss = F.cross_entropy(model(xb), y.to(device), label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
+def evaluate_accuracy(model, x, y, device="cpu", batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (switched to eval mode) on images ``x`` ``[N, 1, 28, 28]`` in [-1, 1], labels ``y`` ``[N]``."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    return float((pred == y).float().mean())
+
+
 def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist5k", epochs: int = 30,
                      batch_size: int = 64, lr: float = 2e-3, seed: int = 0, split_seed: int = 0,
                      val_fraction: float = 0.1, test_fraction: float = 0.1, width: int = 32,
@@ -155,7 +206,6 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
 
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
     from boomerang.data import load_dataset, make_split, save_split
     from boomerang.train import resolve_device
@@ -180,14 +230,10 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
         model = build_classifier(width=width).to(dev)
         gen = torch.Generator().manual_seed(seed + 1)
         steps_per_epoch = (len(xtr) + batch_size - 1) // batch_size
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
+        opt, sched = make_optimizer(model, lr, epochs * steps_per_epoch)
 
         def accuracy(x, y):
-            model.eval()
-            with torch.no_grad():
-                pred = torch.cat([model(x[i:i + 500].to(dev)).argmax(1).cpu() for i in range(0, len(x), 500)])
-            return float((pred == y).float().mean())
+            return evaluate_accuracy(model, x, y, dev)
 
         t0 = time.monotonic()
         best = (-1.0, 0, None)
@@ -197,13 +243,7 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
             total = 0.0
             for i in range(steps_per_epoch):
                 idx = perm[i * batch_size:(i + 1) * batch_size]
-                xb = _random_shift(xtr[idx], gen).to(dev)
-                loss = F.cross_entropy(model(xb), ytr[idx].to(dev), label_smoothing=label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach())
+                total += train_step(model, opt, sched, xtr[idx], ytr[idx], gen, label_smoothing, dev)
             va = accuracy(xva, yva)
             if va >= best[0]:
                 best = (va, epoch + 1, copy.deepcopy(model.state_dict()))
