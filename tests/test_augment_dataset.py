@@ -338,3 +338,40 @@ def test_import_is_torch_free_until_the_wrapper_is_used():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_hugging_face_datasets_pattern_from_the_docs(tmp_path):
+    """docs/augment.md: SamplePicker inside with_transform, and the wrapper over a datasets.Dataset."""
+    from datasets import Dataset
+    from datasets import Image as HFImage
+    from PIL import Image
+
+    keys = [f"{c}/{i}.png" for c in range(2) for i in range(3)]
+    for n, rel in enumerate(keys):
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4), 100 + n, np.uint8)).save(tmp_path / "in" / rel)
+    _synthetic_cache(tmp_path / "cache", keys, k=2, images=True)
+    files = [str(tmp_path / "in" / k) for k in keys]
+    labels = [int(k[0]) for k in keys]
+    ds = Dataset.from_dict({"image": files, "label": labels, "path": keys}).cast_column("image", HFImage())
+    ds = ds.add_column("idx", list(range(len(ds))))
+    picker = SamplePicker(tmp_path / "cache", ds["path"], samples_per_image=2, p=0.5, level=0.3, seed=0)
+
+    def transform(batch):
+        images = []
+        for i, img in zip(batch["idx"], batch["image"]):
+            f = picker.pick(i)
+            images.append(img if f is None else Image.open(f))
+        return {"pixel_values": [np.asarray(im) for im in images], "label": batch["label"]}
+
+    train = ds.with_transform(transform)
+    for epoch in (0, 1):
+        picker.set_epoch(epoch)
+        for i in range(len(train)):
+            row = train[i]
+            f = picker.pick(i)
+            want = 100 + i if f is None else int(f.name[-5])  # originals 100+n; sample j has value 10*j
+            assert row["label"] == labels[i] and (row["pixel_values"] == (want if f is None else 10 * want)).all()
+    aug = BoomerangAugmented(ds, tmp_path / "cache", samples_per_image=2, p=1.0, level=0.3, key=ds["path"])
+    item = aug[4]
+    assert item["label"] == labels[4] and item["path"] == keys[4] and np.asarray(item["image"]).max() in (0, 10)
