@@ -266,32 +266,6 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
     return metrics
 
 
-def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``train-classifier`` subcommand."""
-    p = subparsers.add_parser(
-        "train-classifier",
-        help="train the reference digit CNN (feature network for the benchmarks)",
-        description="Train the small reference CNN on the training split of mnist5k (the test split is "
-        "never used for training or model selection). Writes config.json + model.safetensors + metrics.json.",
-    )
-    p.add_argument("--data", default="mnist5k", help="labelled 28x28 digits: mnist5k (default) or a folder")
-    p.add_argument("--output", "-o", default="runs/classifier-mnist5k")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--test-fraction", type=float, default=0.1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", dest="progress", action="store_false")
-    p.set_defaults(func=run_train_classifier)
-    return p
-
-
 def run_train_classifier(args: argparse.Namespace) -> int:
     """Run ``boomerang train-classifier``; returns the exit status (2 = bad input)."""
     if args.threads is not None:
@@ -308,7 +282,9 @@ def run_train_classifier(args: argparse.Namespace) -> int:
                              label_smoothing=args.label_smoothing, device=args.device,
                              progress=args.progress)
     except ValueError as e:
-        print(f"boomerang train-classifier: error: {e}", file=sys.stderr)
+        from boomerang.cli import user_message
+
+        print(f"boomerang train-classifier: error: {user_message(e)}", file=sys.stderr)
         return 2
     print(json.dumps(m))
     return 0
