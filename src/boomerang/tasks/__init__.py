@@ -57,6 +57,7 @@ __all__ = ["TASKS", "Task", "Context", "Unit", "Read", "Item", "Layout", "get_ta
 #: Registered commands: name -> "module:Class". Each module must import no torch at top level.
 TASKS: dict[str, str] = {
     "sample": "boomerang.tasks.sample:SampleTask",
+    "augment": "boomerang.tasks.augment:AugmentTask",
 }
 
 
