@@ -2,13 +2,16 @@
 
 Data: the real MNIST digits of ``mnist5k`` with the project's fixed split (the
 one the bundled diffusion model and reference classifier were trained with).
-Regimes of 10 and 50 labelled training images per class: for each training
-seed s, a fixed subset drawn with ``numpy.random.default_rng(s)`` from a fixed
-pool of --pool-per-class images per class (the 10-per-class subset is the
-first 10 of the 50), so the Boomerang samples are computed once for the pool.
-Every model is evaluated on the whole real test split (500 digits).
+Regimes of 10 and 50 labelled training images per class: a fixed pool of
+--pool-per-class (50) training images per class; for each training seed s, a
+fixed subset drawn with ``numpy.random.default_rng(s)`` from the pool's first
+2 x n images per class (so the 50-image regime uses the whole pool for every
+seed, and seeds differ in initialisation, order and augmentation draws). The
+Boomerang samples are computed once for the pool. Every model is evaluated on
+the whole real test split (500 digits).
 
-Arms, all with the reference classifier's architecture (``DigitCNN``) and its
+Arms, all with the reference classifier's architecture (``DigitCNN``; at
+--width 16 by default, half the reference's channels, to fit the shared CPU) and its
 training recipe (``boomerang.classifier.make_optimizer`` / ``train_step``:
 AdamW, one-cycle LR, random shifts of up to 2 pixels in every arm), the same
 number of optimisation steps and the same batch size:
