@@ -133,18 +133,63 @@ def _random_shift(x, gen, max_shift: int = 2):
     return out
 
 
+def make_optimizer(model, lr: float, total_steps: int):
+    """The reference recipe's optimiser: AdamW (weight decay 1e-4) under a one-cycle
+    learning-rate schedule (peak ``lr``) over ``total_steps`` steps.
+
+    Returns:
+        ``(optimizer, lr_scheduler)``; call :func:`train_step` ``total_steps`` times.
+    """
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps)
+    return opt, sched
+
+
+def train_step(model, opt, sched, x, y, gen, label_smoothing: float = 0.0, device="cpu") -> float:
+    """One optimisation step of the reference recipe.
+
+    Shifts each image by up to 2 pixels (from ``gen``), then cross-entropy,
+    an optimiser step and a learning-rate step.
+
+    Args:
+        model: a :class:`DigitCNN` in train mode.
+        opt, sched: from :func:`make_optimizer`.
+        x: images ``[B, 1, 28, 28]`` in [-1, 1] (CPU).
+        y: labels ``[B]`` (int64, CPU).
+        gen: the CPU ``torch.Generator`` for the shifts.
+
+    Returns:
+        the batch's loss (a float).
+    """
+    import torch.nn.functional as F
+
+    xb = _random_shift(x, gen).to(device)
+    loss = F.cross_entropy(model(xb), y.to(device), label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
+def evaluate_accuracy(model, x, y, device="cpu", batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (switched to eval mode) on images ``x`` ``[N, 1, 28, 28]`` in [-1, 1], labels ``y`` ``[N]``."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    return float((pred == y).float().mean())
+
+
 def classifier_accuracy(model, x, y) -> float:
     """Share of ``x`` (``[N, 1, 28, 28]`` in [-1, 1]) that ``model`` labels ``y`` (``[N]`` int), in [0, 1].
 
     Runs in eval mode, 500 images at a time, on the model's device.
     """
-    import torch
-
-    dev = next(model.parameters()).device
-    model.eval()
-    with torch.no_grad():
-        pred = torch.cat([model(x[i:i + 500].to(dev)).argmax(1).cpu() for i in range(0, len(x), 500)])
-    return float((pred == y).float().mean())
+    return evaluate_accuracy(model, x, y, device=next(model.parameters()).device)
 
 
 def fit_classifier(x_train, y_train, *, x_val=None, y_val=None, epochs: int = 30, batch_size: int = 64,
@@ -175,8 +220,6 @@ def fit_classifier(x_train, y_train, *, x_val=None, y_val=None, epochs: int = 30
     import copy
 
     import torch
-    import torch.nn.functional as F
-
     if len(x_train) == 0 or len(x_train) != len(y_train):
         raise ValueError(f"x_train and y_train must be non-empty and of one length, got {len(x_train)} and {len(y_train)}")
     dev = torch.device(device)
@@ -186,8 +229,7 @@ def fit_classifier(x_train, y_train, *, x_val=None, y_val=None, epochs: int = 30
         model = build_classifier(width=width).to(dev)
         gen = torch.Generator().manual_seed(seed + 1)
         steps_per_epoch = (len(xtr) + batch_size - 1) // batch_size
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
+        opt, sched = make_optimizer(model, lr, epochs * steps_per_epoch)
 
         t0 = time.monotonic()
         best = (-1.0, 0, None)
@@ -197,13 +239,7 @@ def fit_classifier(x_train, y_train, *, x_val=None, y_val=None, epochs: int = 30
             total = 0.0
             for i in range(steps_per_epoch):
                 idx = perm[i * batch_size:(i + 1) * batch_size]
-                xb = _random_shift(xtr[idx], gen).to(dev)
-                loss = F.cross_entropy(model(xb), ytr[idx].to(dev), label_smoothing=label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach())
+                total += train_step(model, opt, sched, xtr[idx], ytr[idx], gen, label_smoothing, dev)
             va = classifier_accuracy(model, x_val, y_val) if x_val is not None else None
             if va is not None and va >= best[0]:
                 best = (va, epoch + 1, copy.deepcopy(model.state_dict()))

@@ -59,6 +59,7 @@ TASKS: dict[str, str] = {
     "sample": "boomerang.tasks.sample:SampleTask",
     "anonymise": "boomerang.tasks.anonymise:AnonymiseTask",
     "enhance": "boomerang.tasks.enhance:EnhanceTask",
+    "augment": "boomerang.tasks.augment:AugmentTask",
 }
 
 
