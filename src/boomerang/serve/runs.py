@@ -4,9 +4,9 @@ The page must give exactly what ``boomerang sample`` gives for the same image,
 settings and seed (the same PNG bytes, the same ``metadata.json``), so it does
 not re-implement sampling: :func:`sample_to_folder` runs the sample task on the
 shared runner (``boomerang.tasks``), as the CLI does, writing into a fresh
-folder per run. That call is the only place
-this module touches the sampling code (the *adapter*); everything else here
-(the run folders, the model cache, the one-line errors) is independent of it.
+folder per run. That function is the only place this module touches the
+sampling code (the *adapter*); everything else here (the run folders, the
+model cache, the one-line errors) is independent of it.
 
 No torch or gradio import at module level: the page module and the tests
 import this cheaply.
