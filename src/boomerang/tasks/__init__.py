@@ -57,6 +57,9 @@ __all__ = ["TASKS", "Task", "Context", "Unit", "Read", "Item", "Layout", "get_ta
 #: Registered commands: name -> "module:Class". Each module must import no torch at top level.
 TASKS: dict[str, str] = {
     "sample": "boomerang.tasks.sample:SampleTask",
+    "anonymise": "boomerang.tasks.anonymise:AnonymiseTask",
+    "enhance": "boomerang.tasks.enhance:EnhanceTask",
+    "augment": "boomerang.tasks.augment:AugmentTask",
 }
 
 

@@ -109,7 +109,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--batch-size", default=d["batch_size"], metavar="N",
                    help="samples per model call (default: automatic, memory-aware); never changes a sample")
     p.add_argument("--threads", default=None, metavar="N",
-                   help="torch CPU threads (default: torch's choice); 1 is much faster on a busy machine")
+                   help="torch CPU threads, or 'torch' for torch's own choice (default: the cores idle at "
+                        "start, or OMP_NUM_THREADS if set)")
     p.add_argument("--background", default=d["background"],
                    help="colour that transparent pixels are composited over (default %(default)s)")
     p.add_argument("--allow-pickle", action="store_true",
@@ -228,6 +229,15 @@ class Task:
             float32 (H', W', 3) in [0, 1]; outputs get this size. Default: unchanged.
         """
         return pixels
+
+    def fit(self, ctx: Context, loaded):
+        """(reference, fitted) of an input after :meth:`transform`: ``reference`` float32
+        (H, W, C) in [0, 1] in the model's channels (what a level-0 output is), ``fitted``
+        what :meth:`sample_batch` gets (``.pixels``) and how outputs come back (``.restore``).
+        Default: ``boomerang.jobs.fit_input`` (resize/pad to the model's size, then back)."""
+        from boomerang import jobs
+
+        return jobs.fit_input(loaded, jobs.fit_args_for(ctx.settings, ctx.model))
 
     # -- (c) per-batch sampling ------------------------------------------------------------------
 
