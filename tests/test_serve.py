@@ -86,6 +86,7 @@ def _strip(meta: dict) -> dict:
     meta = json.loads(json.dumps(meta))
     meta.pop("command")
     meta["settings"].pop("out")
+    meta["settings"].pop("threads")  # resolved per process (the cores idle at its start)
     for inp in meta["inputs"]:
         inp["file"] = Path(inp["file"]).name
     for r in meta["samples"]:

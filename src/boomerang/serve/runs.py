@@ -43,12 +43,15 @@ class ModelSpec:
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: ``float32``, ``float16`` or ``bfloat16``.
         allow_pickle: also accept pickle weights.
+        threads: the torch CPU threads the server set (``boomerang.threads.resolve_threads``,
+            as ``boomerang sample`` does); ``None`` = torch's own default. Recorded in metadata.json.
     """
 
     model: str | None = None
     device: str = "cpu"
     dtype: str = "float32"
     allow_pickle: bool = False
+    threads: int | None = None
 
 
 @dataclass
@@ -161,6 +164,8 @@ def sample_command(image: Path, settings: dict, spec: ModelSpec, out: str) -> li
     argv += [f"--device={spec.device}", f"--dtype={spec.dtype}"]
     if spec.allow_pickle:
         argv.append("--allow-pickle")
+    if spec.threads is not None:
+        argv.append(f"--threads={spec.threads}")
     return argv + [f"--out={out}", "--", str(image)]
 
 
@@ -198,8 +203,9 @@ def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: P
     args.progress = True  # a tqdm bar: the page's progress (gr.Progress(track_tqdm=True)) follows it
     args._argv = argv
     ctx = runner.prepare(task, args)  # checks everything, reads the input; nothing written yet
-    ctx.model = model  # instead of runner.load: the server's model, loaded once
-    ctx.extra["threads"] = None
+    # As runner.run_task, but without runner.load: the server's model (loaded once, threads set at start).
+    ctx.model = model
+    ctx.extra["threads"] = spec.threads
     ctx.extra["block_size"] = task.block_size(ctx)
     ctx.extra["args"] = args
     rc = runner.run(ctx, progress=True, argv=argv)
