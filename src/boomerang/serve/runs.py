@@ -15,6 +15,7 @@ import this cheaply.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import tempfile
@@ -65,6 +66,8 @@ class RunResult:
         sheets: absolute paths of the contact sheets (one per input).
         archive: a zip of the whole output folder (samples, sheets, metadata.json).
         command: the equivalent ``boomerang sample`` command line (argv list).
+        warnings: the library's warnings during the run, each once, in order (what the
+            CLI prints as ``boomerang: warning: ...`` lines).
     """
 
     out: Path
@@ -73,6 +76,7 @@ class RunResult:
     sheets: list[Path] = field(default_factory=list)
     archive: Path | None = None
     command: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def metadata_path(self) -> Path:
@@ -196,6 +200,11 @@ def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: P
             or ``ImageInputError``; :func:`error_line` gives the CLI's line for it).
         RuntimeError: the runner did not finish (an exit status other than 0).
     """
+    with _collect_warnings() as said:
+        return _sample_to_folder(image, settings, spec, model, out, said)
+
+
+def _sample_to_folder(image, settings, spec, model, out, said) -> RunResult:
     from boomerang.tasks import runner
 
     argv = sample_command(image, settings, spec, str(out))
@@ -211,7 +220,9 @@ def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: P
     rc = runner.run(ctx, progress=True, argv=argv)
     if rc != 0:
         raise RuntimeError(f"boomerang sample stopped with exit status {rc}")
-    return collect(out, argv)
+    result = collect(out, argv)
+    result.warnings = list(dict.fromkeys(said))
+    return result
 
 
 def collect(out: Path, argv: list[str]) -> RunResult:
@@ -251,6 +262,21 @@ def error_line(exc: BaseException, run: Path | None = None) -> str:
 
 
 _SAMPLE_PARSER = None
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _collect_warnings():
+    """Collect the messages of every warning raised inside (each time, not once per place:
+    a server runs many times), as the CLI does; runs are serialised here because the
+    warnings machinery is process-wide."""
+    import warnings
+
+    said: list[str] = []
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *a, **k: said.append(str(message))
+        yield said
 
 
 def _parse_sample(argv: list[str]):
