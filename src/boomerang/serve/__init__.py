@@ -41,7 +41,9 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 (default %(default)s)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="also load pickle (.bin/.ckpt) weights; only for files you trust")
-    p.add_argument("--threads", default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", default=None, metavar="N",
+                   help="torch CPU threads (default: the cores idle at start, as 'boomerang sample'; "
+                        "'torch' for torch's own default)")
     p.add_argument("--examples", default=None, metavar="DIR",
                    help="folder of example images offered on the page (default: the repository's examples/digits)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -89,14 +91,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Offline: no analytics or version checks (set before gradio is imported by the page).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from boomerang.levels import check_positive_int
     from boomerang.settings import SampleSettings
+    from boomerang.threads import resolve_threads
     from boomerang.models import read_model_info
     from boomerang.serve import page, runs
 
     port = check_port(args.port)
     s = SampleSettings(model=args.model, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
-    threads = check_positive_int(args.threads, "threads") if args.threads is not None else None
+    threads = resolve_threads(args.threads)
     if args.examples is not None and not Path(args.examples).is_dir():
         raise ValueError(f"--examples {args.examples} is not a folder")
     read_model_info(s.model)  # a missing model is one line, before anything loads
@@ -104,7 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(threads)
-    spec = runs.ModelSpec(model=s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
+    spec = runs.ModelSpec(model=s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, threads=threads)
     cache = runs.ModelCache(spec)
     folders = runs.RunFolders()
     import signal

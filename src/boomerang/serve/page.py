@@ -179,7 +179,7 @@ class PageActions:
         recs = result.metadata["samples"]
         gallery = [(str(p), f"s{r['sample_index']}") for p, r in zip(result.samples, recs)]
         files = [str(result.archive), str(result.metadata_path)]
-        return gallery, _run_info(result), files, f"done: {len(recs)} samples"
+        return gallery, _run_info(result), files, _done(result)
 
     def run_sweep(self, path, levels, *common):
         """Level sweep tab: (contact sheet file, run info, download files, status)."""
@@ -187,7 +187,15 @@ class PageActions:
         if result is None:
             return None, "", None, error
         files = [str(result.archive), str(result.metadata_path)]
-        return str(result.sheets[0]), _run_info(result), files, f"done: {len(result.metadata['samples'])} samples"
+        return str(result.sheets[0]), _run_info(result), files, _done(result)
+
+
+def _done(result: runs.RunResult) -> str:
+    """Status after a run: the count, then the CLI's warning lines (file names as the visitor gave them)."""
+    lines = [f"done: {len(result.metadata['samples'])} samples"]
+    prefix = str(result.out.parent / "input") + os.sep
+    lines += [f"boomerang: warning: {w.replace(prefix, '')}" for w in result.warnings]
+    return "\n\n".join(lines)
 
 
 def _int(value):

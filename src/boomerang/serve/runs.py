@@ -4,9 +4,9 @@ The page must give exactly what ``boomerang sample`` gives for the same image,
 settings and seed (the same PNG bytes, the same ``metadata.json``), so it does
 not re-implement sampling: :func:`sample_to_folder` runs the sample task on the
 shared runner (``boomerang.tasks``), as the CLI does, writing into a fresh
-folder per run. That call is the only place
-this module touches the sampling code (the *adapter*); everything else here
-(the run folders, the model cache, the one-line errors) is independent of it.
+folder per run. That function is the only place this module touches the
+sampling code (the *adapter*); everything else here (the run folders, the
+model cache, the one-line errors) is independent of it.
 
 No torch or gradio import at module level: the page module and the tests
 import this cheaply.
@@ -15,6 +15,7 @@ import this cheaply.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import tempfile
@@ -43,12 +44,15 @@ class ModelSpec:
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: ``float32``, ``float16`` or ``bfloat16``.
         allow_pickle: also accept pickle weights.
+        threads: the torch CPU threads the server set (``boomerang.threads.resolve_threads``,
+            as ``boomerang sample`` does); ``None`` = torch's own default. Recorded in metadata.json.
     """
 
     model: str | None = None
     device: str = "cpu"
     dtype: str = "float32"
     allow_pickle: bool = False
+    threads: int | None = None
 
 
 @dataclass
@@ -62,6 +66,8 @@ class RunResult:
         sheets: absolute paths of the contact sheets (one per input).
         archive: a zip of the whole output folder (samples, sheets, metadata.json).
         command: the equivalent ``boomerang sample`` command line (argv list).
+        warnings: the library's warnings during the run, each once, in order (what the
+            CLI prints as ``boomerang: warning: ...`` lines).
     """
 
     out: Path
@@ -70,6 +76,7 @@ class RunResult:
     sheets: list[Path] = field(default_factory=list)
     archive: Path | None = None
     command: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def metadata_path(self) -> Path:
@@ -161,6 +168,8 @@ def sample_command(image: Path, settings: dict, spec: ModelSpec, out: str) -> li
     argv += [f"--device={spec.device}", f"--dtype={spec.dtype}"]
     if spec.allow_pickle:
         argv.append("--allow-pickle")
+    if spec.threads is not None:
+        argv.append(f"--threads={spec.threads}")
     return argv + [f"--out={out}", "--", str(image)]
 
 
@@ -191,6 +200,11 @@ def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: P
             or ``ImageInputError``; :func:`error_line` gives the CLI's line for it).
         RuntimeError: the runner did not finish (an exit status other than 0).
     """
+    with _collect_warnings() as said:
+        return _sample_to_folder(image, settings, spec, model, out, said)
+
+
+def _sample_to_folder(image, settings, spec, model, out, said) -> RunResult:
     from boomerang.tasks import runner
 
     argv = sample_command(image, settings, spec, str(out))
@@ -198,14 +212,17 @@ def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: P
     args.progress = True  # a tqdm bar: the page's progress (gr.Progress(track_tqdm=True)) follows it
     args._argv = argv
     ctx = runner.prepare(task, args)  # checks everything, reads the input; nothing written yet
-    ctx.model = model  # instead of runner.load: the server's model, loaded once
-    ctx.extra["threads"] = None
+    # As runner.run_task, but without runner.load: the server's model (loaded once, threads set at start).
+    ctx.model = model
+    ctx.extra["threads"] = spec.threads
     ctx.extra["block_size"] = task.block_size(ctx)
     ctx.extra["args"] = args
     rc = runner.run(ctx, progress=True, argv=argv)
     if rc != 0:
         raise RuntimeError(f"boomerang sample stopped with exit status {rc}")
-    return collect(out, argv)
+    result = collect(out, argv)
+    result.warnings = list(dict.fromkeys(said))
+    return result
 
 
 def collect(out: Path, argv: list[str]) -> RunResult:
@@ -245,6 +262,21 @@ def error_line(exc: BaseException, run: Path | None = None) -> str:
 
 
 _SAMPLE_PARSER = None
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _collect_warnings():
+    """Collect the messages of every warning raised inside (each time, not once per place:
+    a server runs many times), as the CLI does; runs are serialised here because the
+    warnings machinery is process-wide."""
+    import warnings
+
+    said: list[str] = []
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *a, **k: said.append(str(message))
+        yield said
 
 
 def _parse_sample(argv: list[str]):
