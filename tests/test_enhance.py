@@ -306,7 +306,8 @@ def test_latent_model_is_encoded_denoised_and_decoded_in_windows(tiny_sd_model):
     img = np.random.default_rng(4).uniform(0, 1, (13, 19, 3)).astype(np.float32)
     calls = tiny_sd_model.unet_calls
     out = enhance_image(tiny_sd_model, img, scale=2, level=0.3, steps=10, tile_size=16, tile_overlap=4,
-                        generator=torch.Generator().manual_seed(0), scheduler="ddim", guidance_scale=1.0)
+                        generator=torch.Generator().manual_seed(0), scheduler="ddim", guidance_scale=1.0,
+                        consistency=True, colour_fix=True)
     assert out.pixels.shape == (26, 38, 3) and np.isfinite(out.pixels).all()
     assert out.num_windows > 1
     assert tiny_sd_model.unet_calls - calls == out.plan.num_denoiser_evals * -(-out.num_windows // 8)
