@@ -24,7 +24,9 @@ number of optimisation steps and the same batch size:
 * ``global``: each image's place is taken with p = 0.5 by one of K global
   samples (pure noise -> image, the same model, scheduler and step budget),
   labelled by the bundled reference classifier: the same number of generated
-  images (K per real image) without locality. Note: that classifier was
+  images (K per real image) without locality. Regime r uses the first r x 10 x K
+  global samples (one pool for every seed, assigned to the items in a
+  seed-dependent order). Note: that classifier was
   trained on all 4,000 labelled training digits, so this arm borrows label
   knowledge the low-data regime does not have; the diffusion model (all arms
   with generated data) was trained on the same 4,000 digits without labels.
@@ -145,7 +147,7 @@ def precompute(args, ds, split, work: pathlib.Path) -> dict:
     first = sorted({i for s in range(args.seeds) for i in subset(pool, s, min(regimes))})
     rest = sorted({i for c in range(10) for i in pool[c]} - set(first))
     n_global = max(regimes) * 10 * K  # as many as the largest regime uses (50 per class x 10 classes x K)
-    n_global_first = min(n_global, 2 * min(regimes) * 10 * K)  # what the smallest regime draws from
+    n_global_first = min(n_global, min(regimes) * 10 * K)  # what the smallest regime uses
     in_dir, cache = work / "in", work / "cache"
     for i in first + rest:  # the augment command's input: class folders of PNGs
         p = in_dir / relpath(ds, i)
@@ -307,8 +309,8 @@ def train_one(args, ds, split, pool, work, regime: int, arm: str, seed: int, glo
                                   seed=seed)
     elif arm == "global":
         g_images, g_labels, _ = global_data
-        # regime r draws its r x 10 x K samples from the first 2 r x 10 x K (all, for the largest regime)
-        avail = min(max(REGIMES) * 10 * K, 2 * len(base) * K)
+        # regime r uses the first r x 10 x K global samples, assigned to its items in a seed-dependent order
+        avail = len(base) * K
         if len(g_labels) < avail:
             raise SystemExit(f"only {len(g_labels)} of the {avail} global samples regime {regime} needs exist; "
                              "run --stage precompute to the end")
