@@ -154,6 +154,8 @@ def main(argv=None) -> int:
     if args.replot:
         result = json.loads(pathlib.Path(args.replot).read_text())
         print(markdown_table(result))
+        print()
+        print(summary_table(result))
         plot(result, pathlib.Path(args.plot))
         return 0
     if args.quick:
@@ -318,6 +320,36 @@ def markdown_table(result: dict) -> str:
             _pct(reid["pixels"]["top1"]) if reid else "n/a (no source)",
             _pct(reid["classifier"]["top1"]) if reid else "n/a (no source)",
             "" if c["class_retention"] is None else f"{100 * c['class_retention']:.1f}", util))
+    return "\n".join(rows)
+
+
+def summary_table(result: dict) -> str:
+    """The README's short table: Boomerang per level beside blur at matched SSIM, real and synthetic."""
+    conds = result["conditions"]
+    blur = {c["level"]: c for c in conds if c["condition"] == "blur"}
+
+    def pct(x):
+        return f"{100 * x:.1f}"
+
+    def util(c):
+        u = c["utility"]
+        return f"{pct(u['mean'])} [{pct(u['ci95'][0])}, {pct(u['ci95'][1])}]"
+
+    rows = ["| release | top-1 re-id % (pixels / classifier) | class retention % | utility % [95% CI] | "
+            "blur at matched SSIM: top-1 % (pixels / classifier), utility % |",
+            "| --- | --- | --- | --- | --- |"]
+    for c in conds:
+        if c["condition"] == "blur":
+            continue
+        name = {"real": "real sources", "synthetic": "synthetic (global samples, classifier labels)"}.get(
+            c["condition"], f"Boomerang level {c['level']:g}")
+        r = c.get("reid")
+        reid = f"{pct(r['pixels']['top1']['rate'])} / {pct(r['classifier']['top1']['rate'])}" if r else "n/a"
+        ret = "" if c["class_retention"] is None else pct(c["class_retention"])
+        b = blur.get(c["level"]) if c["condition"] == "boomerang" else None
+        bl = (f"{pct(b['reid']['pixels']['top1']['rate'])} / {pct(b['reid']['classifier']['top1']['rate'])}, "
+              f"{pct(b['utility']['mean'])}") if b else ""
+        rows.append(f"| {name} | {reid} | {ret} | {util(c)} | {bl} |")
     return "\n".join(rows)
 
 
