@@ -26,7 +26,7 @@ from PIL import Image, ImageCms
 
 from _png import png_chunks
 
-from boomerang import imageio, metrics, sheet
+from boomerang import _imfit, imageio, metrics, sheet
 from boomerang.cli import main
 
 CASES = Path(__file__).parent / "data" / "cases"
@@ -84,7 +84,7 @@ def test_profile_case_through_the_cli_writes_srgb_without_a_profile(tmp_path, ca
 def test_read_for_model_reduces_large_inputs_exactly(tmp_path, monkeypatch):
     """A large file for a small model: the model input comes from a reduced decode,
     the reference is the full-size read (strip conversion is exact), restore gives the exact size."""
-    monkeypatch.setattr(imageio, "LARGE_INPUT_PIXELS", 100_000)
+    monkeypatch.setattr(_imfit, "LARGE_INPUT_PIXELS", 100_000)
     rng = np.random.default_rng(1)
     arr = rng.integers(0, 256, (413, 517, 4), dtype=np.uint8)  # RGBA: alpha composited per strip
     path = tmp_path / "big.png"
@@ -99,7 +99,7 @@ def test_read_for_model_reduces_large_inputs_exactly(tmp_path, monkeypatch):
     direct = imageio.fit_for_model(imageio.to_model_channels(full.pixels, 1), native_size=8)
     assert np.abs(direct.pixels - fitted.pixels).max() < 0.1
     # small files take the ordinary path, bit-exact
-    monkeypatch.setattr(imageio, "LARGE_INPUT_PIXELS", 10**9)
+    monkeypatch.setattr(_imfit, "LARGE_INPUT_PIXELS", 10**9)
     loaded2, reference2, fitted2 = imageio.read_for_model(path, channels=1, native_size=8)
     assert loaded2.decoded_scale == 1 and np.array_equal(fitted2.pixels, direct.pixels)
 

@@ -92,7 +92,9 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
                    help="step budget of a full chain; a start at level L takes about L*steps denoiser evaluations "
                         "(default %(default)s)")
     p.add_argument("--scheduler", default=d["scheduler"],
-                   help="ddpm (stochastic, the paper's sampler), ddim, euler, dpmsolver++ or pndm (default %(default)s)")
+                   help="ddpm (stochastic, the paper's sampler), ddim, euler, dpmsolver++, heun, dpmsolver, lms, unipc, "
+                        "deis; pndm, kdpm2, kdpm2-ancestral only with --schedule img2img/reference or --from-noise "
+                        "(default %(default)s)")
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
                    help="exact: native Boomerang grid; img2img: diffusers strength semantics; "
                         "reference: the authors' notebook (default %(default)s)")
@@ -105,7 +107,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--guidance-scale", default=d["guidance_scale"],
                    help="classifier-free guidance scale (text models only; default %(default)s)")
     p.add_argument("--device", default=d["device"], help="cpu, cuda or cuda:N (default %(default)s)")
-    p.add_argument("--dtype", default=d["dtype"], choices=DTYPES, help="(default %(default)s)")
+    p.add_argument("--dtype", default=d["dtype"], choices=DTYPES,
+                   help="precision of the UNet and text encoder; the VAE stays float32 (default %(default)s)")
     p.add_argument("--batch-size", default=d["batch_size"], metavar="N",
                    help="samples per model call (default: automatic, memory-aware); never changes a sample")
     p.add_argument("--threads", default=None, metavar="N",
