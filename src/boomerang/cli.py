@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sample_parser(sub)
     add_train_parser(sub)
     add_train_classifier_parser(sub)
+    from boomerang.train_ldm import add_train_ldm_parser; add_train_ldm_parser(sub)  # noqa: E702
     return parser
 
 
