@@ -40,11 +40,11 @@ from dataclasses import asdict, dataclass, field
 from boomerang.ldm_parts import LdmShape
 
 VAE_CHECKPOINT_NAME = "vae_checkpoint.safetensors"
-_FROZEN_ON_RESUME = (
-    "data", "vae_channels", "unet_channels", "unet_layers", "unet_heads", "text_width", "text_layers",
-    "text_heads", "vae_batch_size", "vae_lr", "kl_weight", "batch_size", "lr", "warmup_steps", "grad_clip",
-    "ema_decay", "empty_caption_fraction", "seed", "split_seed", "val_fraction", "test_fraction",
-)
+# Settings that must not change when a stage is resumed (stage-2 settings may change while stage 1 runs).
+_FROZEN_VAE = ("data", "vae_channels", "vae_batch_size", "vae_lr", "kl_weight", "warmup_steps", "grad_clip",
+               "ema_decay", "seed", "split_seed", "val_fraction", "test_fraction")
+_FROZEN_ON_RESUME = _FROZEN_VAE + ("vae_steps", "unet_channels", "unet_layers", "unet_heads", "text_width",
+                                   "text_layers", "text_heads", "batch_size", "lr", "empty_caption_fraction")
 
 
 @dataclass
@@ -181,7 +181,7 @@ def _ema_update(ema, model, step: int, cap: float) -> None:
 
 
 def _run_stage(name, *, model, ema, optimizer, noise_gen, ckpt_path, loss_fn, total_steps, lr, cfg, stopper,
-               state, extra) -> tuple[int, str]:
+               state, extra, frozen=_FROZEN_ON_RESUME) -> tuple[int, str]:
     """Optimise ``loss_fn(step) -> loss`` from the checkpointed step to ``total_steps``.
 
     Loads ``ckpt_path`` if it exists (exact resume), checkpoints every
@@ -195,7 +195,7 @@ def _run_stage(name, *, model, ema, optimizer, noise_gen, ckpt_path, loss_fn, to
     if ckpt_path.exists():
         meta = load_checkpoint(ckpt_path, model, ema, optimizer, noise_gen)
         old = meta["extra"].get("config", {})
-        changed = [k for k in _FROZEN_ON_RESUME if k in old and old[k] != asdict(cfg)[k]]
+        changed = [k for k in frozen if k in old and old[k] != asdict(cfg)[k]]
         if changed:
             raise ValueError("cannot resume with different settings: " + ", ".join(
                 f"{k} (checkpoint {old[k]!r}, now {asdict(cfg)[k]!r})" for k in changed))
@@ -293,7 +293,8 @@ def _train_vae(cfg, x_train, device, stopper, state, extra):
     state["stage"] = "vae"
     step, stopped = _run_stage("vae", model=vae, ema=ema, optimizer=opt, noise_gen=gen,
                                ckpt_path=out / VAE_CHECKPOINT_NAME, loss_fn=loss_fn, total_steps=cfg.vae_steps,
-                               lr=cfg.vae_lr, cfg=cfg, stopper=stopper, state=state, extra=extra)
+                               lr=cfg.vae_lr, cfg=cfg, stopper=stopper, state=state, extra=extra,
+                               frozen=_FROZEN_VAE)
     if stopped != "max_steps":
         return None, step, stopped
     with torch.no_grad():
