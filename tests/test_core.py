@@ -472,7 +472,7 @@ def test_unclipped_schedulers_refuse_a_start_at_huge_sigma(tiny_pixel_dir):
     cosine = json.loads((default_model_path() / "scheduler" / "scheduler_config.json").read_text())
     assert cosine["beta_schedule"] == "squaredcos_cap_v2"
     for name in ("euler", "dpmsolver++"):
-        with pytest.raises(ValueError, match=r"t=999.*use --scheduler ddpm or ddim, or a level <= 0\.998 \(t <= 998\)"):
+        with pytest.raises(ValueError, match=r"t=999.*use scheduler ddpm or ddim, or a level <= 0\.998 \(t <= 998\)"):
             check_start_sigma(name, cosine, 999)
         check_start_sigma(name, cosine, 998)  # sigma ~ 645: accepted
     for name in ("ddpm", "ddim"):  # they clip x0: accepted at any t

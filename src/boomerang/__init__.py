@@ -9,8 +9,9 @@ from boomerang._version import __version__
 _LAZY = {
     "sample": "boomerang.api",
     "load": "boomerang.api",
-    "SampleSettings": "boomerang.api",
+    "SampleSettings": "boomerang.settings",
     # algorithm core (boomerang.core / models / seeds; torch loads on first use)
+    "plan": "boomerang.core",
     "boomerang_sample": "boomerang.core",
     "BoomerangOutput": "boomerang.core",
     "SCHEDULER_NAMES": "boomerang.core",

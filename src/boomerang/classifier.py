@@ -82,6 +82,9 @@ def save_classifier(model, folder) -> None:
     (folder / CONFIG_NAME).write_text(json.dumps({"architecture": "DigitCNN", **model.config,
                                                   "input": "[B,1,28,28] float in [-1,1]"}, indent=1))
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS_NAME))
+    from boomerang.imageio import follow_umask
+
+    follow_umask(folder)
 
 
 def load_classifier(path=None, device="cpu"):
@@ -130,6 +133,127 @@ def _random_shift(x, gen, max_shift: int = 2):
     return out
 
 
+def make_optimizer(model, lr: float, total_steps: int):
+    """The reference recipe's optimiser: AdamW (weight decay 1e-4) under a one-cycle
+    learning-rate schedule (peak ``lr``) over ``total_steps`` steps.
+
+    Returns:
+        ``(optimizer, lr_scheduler)``; call :func:`train_step` ``total_steps`` times.
+    """
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps)
+    return opt, sched
+
+
+def train_step(model, opt, sched, x, y, gen, label_smoothing: float = 0.0, device="cpu") -> float:
+    """One optimisation step of the reference recipe.
+
+    Shifts each image by up to 2 pixels (from ``gen``), then cross-entropy,
+    an optimiser step and a learning-rate step.
+
+    Args:
+        model: a :class:`DigitCNN` in train mode.
+        opt, sched: from :func:`make_optimizer`.
+        x: images ``[B, 1, 28, 28]`` in [-1, 1] (CPU).
+        y: labels ``[B]`` (int64, CPU).
+        gen: the CPU ``torch.Generator`` for the shifts.
+
+    Returns:
+        the batch's loss (a float).
+    """
+    import torch.nn.functional as F
+
+    xb = _random_shift(x, gen).to(device)
+    loss = F.cross_entropy(model(xb), y.to(device), label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
+def evaluate_accuracy(model, x, y, device="cpu", batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (switched to eval mode) on images ``x`` ``[N, 1, 28, 28]`` in [-1, 1], labels ``y`` ``[N]``."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    return float((pred == y).float().mean())
+
+
+def classifier_accuracy(model, x, y) -> float:
+    """Share of ``x`` (``[N, 1, 28, 28]`` in [-1, 1]) that ``model`` labels ``y`` (``[N]`` int), in [0, 1].
+
+    Runs in eval mode, 500 images at a time, on the model's device.
+    """
+    return evaluate_accuracy(model, x, y, device=next(model.parameters()).device)
+
+
+def fit_classifier(x_train, y_train, *, x_val=None, y_val=None, epochs: int = 30, batch_size: int = 64,
+                   lr: float = 2e-3, seed: int = 0, width: int = 32, label_smoothing: float = 0.0,
+                   device="cpu", progress: bool = False):
+    """Train a fresh :class:`DigitCNN` with the reference recipe on tensors.
+
+    The recipe of ``boomerang train-classifier``: AdamW (weight decay 1e-4)
+    with a one-cycle learning rate peaking at ``lr``, random shifts of up to
+    2 pixels, cross-entropy. All randomness comes from ``seed`` (the global
+    torch RNG is restored afterwards).
+
+    Args:
+        x_train: float ``[N, 1, 28, 28]`` in [-1, 1]; y_train: int64 ``[N]`` in 0..9.
+        x_val, y_val: optional validation set: the epoch with the best val
+            accuracy is kept (ties: the later epoch); without it, the last epoch.
+        epochs, batch_size, lr, seed, width, label_smoothing: the recipe's knobs.
+        device: torch device (name or ``torch.device``).
+        progress: print one line per epoch on stderr.
+
+    Returns:
+        ``(model, info)``: the trained model (eval mode, on ``device``) and
+        ``{"val_accuracy": float | None, "best_epoch": int, "wall_time_s": float, "steps": int}``.
+
+    Raises:
+        ValueError: empty training set, or x/y of different lengths.
+    """
+    import copy
+
+    import torch
+    if len(x_train) == 0 or len(x_train) != len(y_train):
+        raise ValueError(f"x_train and y_train must be non-empty and of one length, got {len(x_train)} and {len(y_train)}")
+    dev = torch.device(device)
+    xtr, ytr = x_train, y_train
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_classifier(width=width).to(dev)
+        gen = torch.Generator().manual_seed(seed + 1)
+        steps_per_epoch = (len(xtr) + batch_size - 1) // batch_size
+        opt, sched = make_optimizer(model, lr, epochs * steps_per_epoch)
+
+        t0 = time.monotonic()
+        best = (-1.0, 0, None)
+        for epoch in range(epochs):
+            model.train()
+            perm = torch.randperm(len(xtr), generator=gen)
+            total = 0.0
+            for i in range(steps_per_epoch):
+                idx = perm[i * batch_size:(i + 1) * batch_size]
+                total += train_step(model, opt, sched, xtr[idx], ytr[idx], gen, label_smoothing, dev)
+            va = classifier_accuracy(model, x_val, y_val) if x_val is not None else None
+            if va is not None and va >= best[0]:
+                best = (va, epoch + 1, copy.deepcopy(model.state_dict()))
+            if progress:
+                val = "" if va is None else f" val_acc {va:.4f}"
+                print(f"epoch {epoch + 1}/{epochs} loss {total / steps_per_epoch:.4f}{val}", file=sys.stderr)
+        if best[2] is not None:
+            model.load_state_dict(best[2])
+        wall = time.monotonic() - t0
+    model.eval()
+    return model, {"val_accuracy": None if x_val is None else best[0], "best_epoch": best[1] if best[2] is not None
+                   else epochs, "wall_time_s": round(wall, 1), "steps": epochs * steps_per_epoch}
+
+
 def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist5k", epochs: int = 30,
                      batch_size: int = 64, lr: float = 2e-3, seed: int = 0, split_seed: int = 0,
                      val_fraction: float = 0.1, test_fraction: float = 0.1, width: int = 32,
@@ -151,11 +275,8 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
     Raises:
         ValueError: bad arguments or a dataset that is not 28x28 grayscale with 10 classes.
     """
-    import copy
-
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
     from boomerang.data import load_dataset, make_split, save_split
     from boomerang.train import resolve_device
@@ -175,43 +296,12 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
         return torch.from_numpy(ds.images[idx]).float() / 127.5 - 1.0, torch.from_numpy(ds.labels[idx])
 
     (xtr, ytr), (xva, yva), (xte, yte) = tensors("train"), tensors("val"), tensors("test")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_classifier(width=width).to(dev)
-        gen = torch.Generator().manual_seed(seed + 1)
-        steps_per_epoch = (len(xtr) + batch_size - 1) // batch_size
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
-
-        def accuracy(x, y):
-            model.eval()
-            with torch.no_grad():
-                pred = torch.cat([model(x[i:i + 500].to(dev)).argmax(1).cpu() for i in range(0, len(x), 500)])
-            return float((pred == y).float().mean())
-
-        t0 = time.monotonic()
-        best = (-1.0, 0, None)
-        for epoch in range(epochs):
-            model.train()
-            perm = torch.randperm(len(xtr), generator=gen)
-            total = 0.0
-            for i in range(steps_per_epoch):
-                idx = perm[i * batch_size:(i + 1) * batch_size]
-                xb = _random_shift(xtr[idx], gen).to(dev)
-                loss = F.cross_entropy(model(xb), ytr[idx].to(dev), label_smoothing=label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach())
-            va = accuracy(xva, yva)
-            if va >= best[0]:
-                best = (va, epoch + 1, copy.deepcopy(model.state_dict()))
-            if progress:
-                print(f"epoch {epoch + 1}/{epochs} loss {total / steps_per_epoch:.4f} val_acc {va:.4f}", file=sys.stderr)
-        model.load_state_dict(best[2])
-        wall = time.monotonic() - t0
-    test_acc = accuracy(xte, yte)
+    model, fit = fit_classifier(xtr, ytr, x_val=xva, y_val=yva, epochs=epochs, batch_size=batch_size, lr=lr,
+                                seed=seed, width=width, label_smoothing=label_smoothing, device=dev,
+                                progress=progress)
+    best = (fit["val_accuracy"], fit["best_epoch"])
+    wall = fit["wall_time_s"]
+    test_acc = classifier_accuracy(model, xte, yte)
     out = pathlib.Path(output)
     save_classifier(model.cpu(), out)
     save_split(out / "split.json", split, dataset=data, split_seed=split_seed,
@@ -224,32 +314,6 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
                "torch": torch.__version__}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
-
-
-def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``train-classifier`` subcommand."""
-    p = subparsers.add_parser(
-        "train-classifier",
-        help="train the reference digit CNN (feature network for the benchmarks)",
-        description="Train the small reference CNN on the training split of mnist5k (the test split is "
-        "never used for training or model selection). Writes config.json + model.safetensors + metrics.json.",
-    )
-    p.add_argument("--data", default="mnist5k", help="labelled 28x28 digits: mnist5k (default) or a folder")
-    p.add_argument("--output", "-o", default="runs/classifier-mnist5k")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--test-fraction", type=float, default=0.1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", dest="progress", action="store_false")
-    p.set_defaults(func=run_train_classifier)
-    return p
 
 
 def run_train_classifier(args: argparse.Namespace) -> int:
@@ -268,7 +332,9 @@ def run_train_classifier(args: argparse.Namespace) -> int:
                              label_smoothing=args.label_smoothing, device=args.device,
                              progress=args.progress)
     except ValueError as e:
-        print(f"boomerang train-classifier: error: {e}", file=sys.stderr)
+        from boomerang.cli import user_message
+
+        print(f"boomerang train-classifier: error: {user_message(e)}", file=sys.stderr)
         return 2
     print(json.dumps(m))
     return 0

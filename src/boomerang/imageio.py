@@ -32,6 +32,11 @@ Reading (:func:`read_image`)
       JPEG *without* that marker stores plain CMYK, so the inversion is undone
       for it. An embedded ICC profile is honoured through LittleCMS (to sRGB);
       without one the plain formula R = (1 - C)(1 - K) etc. is used.
+    * Colour profiles: an RGB, RGBA or gray image with an embedded ICC profile
+      is converted to sRGB through it (LittleCMS via ``PIL.ImageCms``); an
+      sRGB profile is left alone (bit-exact). An image tagged with a linear
+      (gamma 1.0) profile whose pixels are 128 reads as about 188. Outputs are
+      sRGB and carry no profile. A profile LittleCMS cannot use is ignored.
     * Multi-frame files (GIF, APNG, TIFF): the first frame is used.
     * Size limits: at least 1 x 1 pixel; at most ``max_pixels`` pixels
       (default :data:`DEFAULT_MAX_PIXELS`, 50 megapixels), checked from the
@@ -88,10 +93,14 @@ __all__ = [
     "MIN_SIDE",
     "FittedImage",
     "ImageInputError",
+    "WriteJournal",
     "LoadedImage",
     "check_output_dir",
     "fit_for_model",
+    "fit_warning",
+    "warn_fit",
     "list_image_files",
+    "read_for_model",
     "read_image",
     "save_image",
     "to_model_channels",
@@ -142,6 +151,10 @@ class LoadedImage:
         source_mode: PIL mode of the source (``"RGB"``, ``"CMYK"``, ...), or a
             description such as ``"array uint16 (H, W)"`` for arrays.
         had_alpha: the source carried transparency that was composited.
+        icc_profile: description of the embedded ICC profile the pixels were
+            converted to sRGB from, or ``None`` (no profile, or already sRGB).
+        decoded_scale: 1, or the factor k a large input was reduced by for the
+            model (:func:`read_for_model`).
     """
 
     pixels: np.ndarray
@@ -152,6 +165,8 @@ class LoadedImage:
     path: Path | None = None
     source_mode: str = ""
     had_alpha: bool = False
+    icc_profile: str | None = None
+    decoded_scale: int = 1
 
     @property
     def height(self) -> int:
@@ -174,6 +189,7 @@ def read_image(
     *,
     background: Sequence[int] = DEFAULT_BACKGROUND,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    pixels: bool = True,
 ) -> LoadedImage:
     """Read an image file, PIL image or array into float RGB in ``[0, 1]``.
 
@@ -186,6 +202,10 @@ def read_image(
             composited over. Default white.
         max_pixels: largest accepted ``W * H``; ``None`` for no limit of ours
             (Pillow's own decompression-bomb limit still applies to files).
+        pixels: ``False``: for a file, decode it completely (every check
+            above still runs) but return only its description: ``pixels`` is
+            then a read-only zero-memory array of the right shape. Used to
+            check many or large files without holding their float pixels.
 
     Returns:
         A :class:`LoadedImage`; ``pixels`` is ``float32`` ``(H, W, 3)`` in
@@ -215,6 +235,9 @@ def read_image(
             img = _decode(source, name)
         return _from_pil(img, name, None, bg)
     if isinstance(source, (str, os.PathLike)):
+        if not pixels:
+            img, name, path = _open_file(Path(source), max_pixels)
+            return _describe(img, name, path, bg)
         return _read_file(Path(source), bg, max_pixels)
     raise TypeError(
         "read_image() takes a file path, a PIL.Image.Image or a numpy array, "
@@ -223,6 +246,12 @@ def read_image(
 
 
 def _read_file(path: Path, bg: np.ndarray, max_pixels: int | None) -> LoadedImage:
+    img, name, path = _open_file(path, max_pixels)
+    return _from_pil(img, name, path, bg)
+
+
+def _open_file(path: Path, max_pixels: int | None) -> tuple[Image.Image, str, Path]:
+    """Check and fully decode an image file: ``(upright PIL image, name, path)``."""
     name = path.name or str(path)
     if not path.exists():
         raise ImageInputError(f"{path}: no such file. Check the path (quote it if it contains spaces).")
@@ -237,13 +266,31 @@ def _read_file(path: Path, bg: np.ndarray, max_pixels: int | None) -> LoadedImag
     # Errors name the path as given (a folder input may hold several files of one name).
     with _pillow_errors(str(path), path):
         try:
-            # The context manager closes the file handle in every case.
-            with Image.open(path) as img:
+            # Our own file handle, closed in every case; the decoded image (which we own,
+            # so it is made upright in place, without a copy) outlives it.
+            with open(path, "rb") as fh:
+                img = Image.open(fh)
                 _check_pixel_count(img.size, name, max_pixels)
-                img = _decode(img, name)
+                img = _decode(img, name, own=True)
         except PermissionError as exc:
             raise ImageInputError(f"{path}: cannot be read ({exc.strerror}). Check its permissions.") from None
-    return _from_pil(img, name, path, bg)
+    return img, name, path
+
+
+def _hollow(shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only float32 array of ``shape`` that takes no memory (all zeros)."""
+    return np.broadcast_to(np.zeros((), np.float32), shape)
+
+
+def _describe(img: Image.Image, name: str, path: Path | None, bg: np.ndarray) -> LoadedImage:
+    """A :class:`LoadedImage` for a decoded image without its float pixels
+    (mode, bit depth, alpha and gray flags from its first rows)."""
+    w, h = img.size
+    head = _from_pil(img.crop((0, 0, w, min(h, 64))), name, path, bg)
+    return LoadedImage(
+        pixels=_hollow((h, w, 3)), size=(w, h), bit_depth=head.bit_depth, is_grayscale=head.is_grayscale,
+        name=name, path=path, source_mode=head.source_mode, had_alpha=head.had_alpha, icc_profile=head.icc_profile,
+    )
 
 
 class _pillow_errors:
@@ -288,7 +335,7 @@ class _pillow_errors:
         return False
 
 
-def _decode(img: Image.Image, name: str) -> Image.Image:
+def _decode(img: Image.Image, name: str, own: bool = False) -> Image.Image:
     """Fully decode the first frame (truncation shows up here) and make it upright.
 
     Returns a new image, detached from any open file, with the EXIF
@@ -298,9 +345,15 @@ def _decode(img: Image.Image, name: str) -> Image.Image:
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
     img.load()
-    out = ImageOps.exif_transpose(img)
-    if out is None:  # pragma: no cover - only with in_place=True
-        out = img.copy()
+    if own:  # an image we opened: transpose in place (no copy of a large image)
+        fmt = img.format
+        ImageOps.exif_transpose(img, in_place=True)
+        out = img
+        out.format = fmt
+    else:
+        out = ImageOps.exif_transpose(img)
+        if out is None:  # pragma: no cover - only with in_place=True
+            out = img.copy()
     if img.format == "JPEG" and img.mode == "CMYK" and "adobe" not in img.info:
         # Pillow decodes every CMYK JPEG with Adobe (inverted) polarity. A file
         # without the Adobe APP14 marker stores plain CMYK: undo the inversion.
@@ -338,7 +391,64 @@ def _check_pixel_count(size: tuple[int, int], name: str, max_pixels: int | None)
         )
 
 
+def _icc_to_srgb(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """RGB / RGBA / L images with an embedded ICC profile, converted to sRGB through it
+    (LittleCMS, Pillow's ImageCms, perceptual intent); returns ``(image, profile
+    description)``, or ``(img, None)`` when there is no profile, it already is
+    sRGB, or it cannot be used (then the pixels are taken as sRGB). CMYK images
+    have their own path (:func:`_cmyk_to_rgb`)."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA", "L", "LA"):
+        return img, None
+    try:
+        from PIL import ImageCms
+
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        desc = (ImageCms.getProfileDescription(src) or "").strip()
+        dst = ImageCms.createProfile("sRGB")
+        if _is_srgb(src, dst, "L" if img.mode in ("L", "LA") else "RGB"):
+            return img, None  # (an) sRGB profile: keep the pixels bit-exact
+        info = dict(img.info)
+        if img.mode in ("L", "LA"):
+            # gray profiles map to sRGB as RGB; alpha is carried along unchanged
+            alpha = img.getchannel("A") if img.mode == "LA" else None
+            out = ImageCms.profileToProfile(img.convert("L"), src, dst, outputMode="RGB")
+            if out is not None and alpha is not None:
+                out.putalpha(alpha)
+        else:
+            out = ImageCms.profileToProfile(img, src, dst, outputMode=img.mode)
+        if out is None:
+            return img, None
+        info.pop("icc_profile", None)
+        out.info = info
+        return out, desc or "embedded ICC profile"
+    except Exception:  # noqa: BLE001 - a broken or unsupported profile: the pixels are taken as sRGB
+        return img, None
+
+
+def _is_srgb(src, dst, mode: str) -> bool:
+    """True if the profile maps every gray level and the primaries to sRGB within 1/255
+    (an sRGB profile, whatever its name): then the pixels are used as they are."""
+    from PIL import ImageCms
+
+    ramp = np.arange(256, dtype=np.uint8)
+    if mode == "L":
+        probe = Image.fromarray(ramp[None, :])
+        want = np.repeat(ramp[None, :, None], 3, axis=-1)
+    else:
+        z = np.zeros(256, np.uint8)
+        rows = [np.stack([ramp, ramp, ramp], -1), np.stack([ramp, z, z], -1), np.stack([z, ramp, z], -1),
+                np.stack([z, z, ramp], -1)]
+        want = np.stack(rows)
+        probe = Image.fromarray(want)
+    out = ImageCms.profileToProfile(probe, src, dst, outputMode="RGB")
+    return out is not None and int(np.abs(np.asarray(out, np.int16) - want.astype(np.int16)).max()) <= 1
+
+
 def _from_pil(img: Image.Image, name: str, path: Path | None, bg: np.ndarray) -> LoadedImage:
+    orig_mode = img.mode
+    was_gray = orig_mode in ("L", "LA")
+    img, profile = _icc_to_srgb(img)
     mode = img.mode
     if mode in ("RGBa", "La", "LA;16", "LA;16B"):
         img = img.convert("RGBA" if mode == "RGBa" else "LA")
@@ -386,6 +496,9 @@ def _from_pil(img: Image.Image, name: str, path: Path | None, bg: np.ndarray) ->
         colour, alpha = la[..., 0], la[..., 1]
         if mode != "LA" and not has_alpha:
             alpha = None
+    elif mode == "RGB" and not has_alpha:
+        colour = np.asarray(img, dtype=np.float32)  # a fresh float32 array: scaled in place
+        colour /= 255.0
     elif mode in ("RGB", "RGBA"):
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
         colour, alpha = rgba[..., :3], rgba[..., 3]
@@ -409,11 +522,12 @@ def _from_pil(img: Image.Image, name: str, path: Path | None, bg: np.ndarray) ->
         pixels=pixels,
         size=(int(pixels.shape[1]), int(pixels.shape[0])),
         bit_depth=bit_depth,
-        is_grayscale=bool(is_gray),
+        is_grayscale=bool(is_gray or was_gray),
         name=name,
         path=path,
-        source_mode=mode,
+        source_mode=orig_mode if profile is not None else mode,
         had_alpha=bool(has_alpha),
+        icc_profile=profile,
     )
 
 
@@ -498,14 +612,17 @@ def _float_to_unit(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def _finish(colour: np.ndarray, alpha: np.ndarray | None, bg: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, 3) colour + optional (H, W) alpha -> (H, W, 3) float32 over bg."""
+    """(H, W) or (H, W, 3) colour + optional (H, W) alpha -> (H, W, 3) float32 over bg.
+    ``colour`` may be modified in place (callers pass arrays they own)."""
     colour = np.asarray(colour, dtype=np.float32)
     if colour.ndim == 2:
         colour = np.repeat(colour[..., None], 3, axis=-1)
     if alpha is not None:
         a = np.asarray(alpha, dtype=np.float32)[..., None]
         colour = colour * a + bg.reshape(1, 1, 3) * (1.0 - a)
-    return np.ascontiguousarray(np.clip(colour, 0.0, 1.0), dtype=np.float32)
+    if not (colour.flags.c_contiguous and colour.flags.writeable and colour.base is None):
+        colour = np.ascontiguousarray(colour, dtype=np.float32).copy()
+    return np.clip(colour, 0.0, 1.0, out=colour)
 
 
 # --------------------------------------------------------------------------
@@ -585,7 +702,8 @@ class FittedImage:
         squeeze = out.ndim == 2
         if squeeze:
             out = out[..., None]
-        res = np.clip(self._restore(out), 0.0, 1.0).astype(np.float32)
+        res = np.asarray(self._restore(out), dtype=np.float32)
+        res = np.clip(res, 0.0, 1.0, out=res if res.flags.writeable and res.base is None else None)
         w, h = self.original_size
         assert res.shape[:2] == (h, w), (res.shape, self.original_size)
         return res[..., 0] if squeeze else res
@@ -596,6 +714,7 @@ def fit_for_model(
     *,
     native_size: int | None = None,
     multiple_of: int = 1,
+    restore_size: tuple[int, int] | None = None,
 ) -> FittedImage:
     """Fit an image to the sizes a model accepts, reversibly.
 
@@ -621,6 +740,9 @@ def fit_for_model(
         native_size: side in pixels of a square-only model, or ``None``.
         multiple_of: required divisor of both sides (>= 1); with
             ``native_size`` it must divide ``native_size``.
+        restore_size: ``(W, H)`` that :meth:`FittedImage.restore` returns,
+            when ``pixels`` is a reduced decode of a larger image (only with
+            ``native_size``); default: the size of ``pixels``.
 
     Returns:
         A :class:`FittedImage`; ``.pixels`` is ``float32`` ``(h, w, C)``.
@@ -644,10 +766,14 @@ def fit_for_model(
         if native_size % multiple_of:
             raise ValueError(f"native_size {native_size} is not a multiple of multiple_of {multiple_of}")
     h, w = int(x.shape[0]), int(x.shape[1])
+    if restore_size is not None:
+        if native_size is None:
+            raise ValueError("restore_size needs native_size (a reduced decode is only resized, never padded)")
+        w, h = (int(v) for v in restore_size)
     original = (w, h)
 
     if native_size is not None:
-        if (h, w) == (native_size, native_size):
+        if (h, w) == (native_size, native_size) == x.shape[:2]:
             return FittedImage(x.copy(), original, "identity")
         model = _resize(x, native_size, native_size)
         return FittedImage(model, original, "resize", _restore=lambda out: _resize(out, h, w))
@@ -661,18 +787,26 @@ def fit_for_model(
 
 
 def _resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, C) float32 -> (height, width, C) float32, Lanczos per channel in mode F."""
-    chans = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(x[..., c], dtype=np.float32)).resize(
-                (width, height), Image.Resampling.LANCZOS
-            ),
-            dtype=np.float32,
-        )
-        for c in range(x.shape[-1])
-    ]
+    """(H, W, C) float32 -> (height, width, C) float32, Lanczos per channel in mode F
+    (written channel by channel into one array: memory ~ the output once)."""
+    out = np.empty((height, width, x.shape[-1]), np.float32)
+    # Large outputs are made in strips of rows (Pillow's `box`: the filter still reads the
+    # source rows around each strip), so no full-size temporary is made besides `out`.
+    rows = height if height * width <= 4_000_000 else max(1, 1_000_000 // width)
+    scale = x.shape[0] / height
+    for c in range(x.shape[-1]):
+        src = Image.fromarray(np.ascontiguousarray(x[..., c], dtype=np.float32))
+        for y0 in range(0, height, rows):
+            y1 = min(height, y0 + rows)
+            if rows == height:
+                img = src.resize((width, height), Image.Resampling.LANCZOS)
+            else:
+                img = src.resize((width, y1 - y0), Image.Resampling.LANCZOS,
+                                 box=(0.0, y0 * scale, float(x.shape[1]), y1 * scale))
+            out[y0:y1, :, c] = np.asarray(img, dtype=np.float32)
+            del img
     # Lanczos overshoots slightly at sharp edges; keep the [0, 1] contract.
-    return np.clip(np.stack(chans, axis=-1), 0.0, 1.0)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
@@ -685,6 +819,135 @@ def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
         widths[axis] = (0, amount)
         out = np.pad(out, widths, mode="reflect")
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def fit_warning(loaded: LoadedImage, fitted: FittedImage, channels: int) -> str | None:
+    """One line saying how much an input lost on its way to a small model, or ``None``.
+
+    Said when a pixel model's native size is less than half the input's width
+    or height, or when a colour input goes to a one-channel model: the samples
+    are resized back to the input size but hold no more detail (and no colour)
+    than the model's input.
+    """
+    if fitted.method != "resize":
+        return None
+    w, h = loaded.size
+    mh, mw = int(fitted.pixels.shape[0]), int(fitted.pixels.shape[1])
+    to_gray = channels == 1 and not loaded.is_grayscale
+    if not (to_gray or w > 2 * mw or h > 2 * mh):
+        return None
+    kind = "gray" if channels == 1 else "RGB"
+    done = f"resized {w}x{h} -> {mw}x{mh}" + (", colour to gray" if to_gray else "")
+    return (f"{loaded.name}: fitted to this model's {mw}x{mh} {kind} input ({done}); the samples are resized back to "
+            f"{w}x{h} but hold only {mw}x{mh} {kind} detail. For such images use a model trained on them (--model)")
+
+
+def warn_fit(loaded: LoadedImage, fitted: FittedImage, channels: int) -> None:
+    """Issue :func:`fit_warning` as a :class:`UserWarning` when there is one."""
+    message = fit_warning(loaded, fitted, channels)
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=2)
+
+
+#: Inputs of more than this many pixels, given to a model that needs far fewer
+#: (a pixel model with a native size), are decoded at a reduced size for the
+#: model and converted in strips: see :func:`read_for_model`.
+LARGE_INPUT_PIXELS: int = 16_000_000
+#: A reduced decode keeps at least this many source pixels per model pixel along each side.
+REDUCE_KEEP: int = 4
+_STRIP_ROWS = 256
+
+
+def read_for_model(
+    source: ImageSource,
+    *,
+    channels: int,
+    native_size: int | None = None,
+    multiple_of: int = 1,
+    background: Sequence[int] = DEFAULT_BACKGROUND,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[LoadedImage, np.ndarray, FittedImage]:
+    """Read an image for a model: ``(loaded, reference, fitted)``, with bounded memory.
+
+    The same as :func:`read_image`, :func:`to_model_channels` and
+    :func:`fit_for_model` in a row, except for large files: a file of more than
+    :data:`LARGE_INPUT_PIXELS` pixels given to a model with a ``native_size`` is
+    decoded once in its own 8/16-bit form (at full size: the reference needs
+    it); the model's input comes from that image reduced by the largest integer
+    factor k that keeps at least :data:`REDUCE_KEEP` x ``native_size`` pixels on
+    each side (``Image.reduce(k)``, a box filter), then Lanczos to
+    ``native_size``; the reference (the input in the model's channels, at full
+    size, for level 0 and the distances) is converted in strips of rows. Peak
+    memory is about the decoded file plus one float32 plane per model channel,
+    never a float RGBA copy of the whole image. ``fitted.restore`` returns the
+    input's exact size.
+
+    Args:
+        source, background, max_pixels: as :func:`read_image`.
+        channels, native_size, multiple_of: the model's, as
+            :func:`to_model_channels` / :func:`fit_for_model`.
+
+    Returns:
+        ``loaded``: the description (:class:`LoadedImage`; for large files its
+        ``pixels`` take no memory and ``decoded_scale`` is k); ``reference``:
+        float32 ``(H, W, channels)`` in [0, 1]; ``fitted``: a :class:`FittedImage`.
+
+    Raises:
+        ImageInputError, ValueError: as :func:`read_image`.
+    """
+    if isinstance(source, (str, os.PathLike)) and native_size is not None:
+        bg = _check_background(background)
+        path = Path(source)
+        header = _peek_size(path, max_pixels)
+        if header is not None and header[0] * header[1] > LARGE_INPUT_PIXELS:
+            return _read_large(path, bg, max_pixels, channels, native_size, multiple_of)
+    loaded = read_image(source, background=background, max_pixels=max_pixels)
+    reference = to_model_channels(loaded.pixels, channels)
+    return loaded, reference, fit_for_model(reference, native_size=native_size, multiple_of=multiple_of)
+
+
+def _peek_size(path: Path, max_pixels: int | None) -> tuple[int, int] | None:
+    """(W, H) from the file header, or None if it cannot be read (read_image then says why)."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # noqa: BLE001 - the full read reports it properly
+        return None
+
+
+def _reduce(img: Image.Image, k: int) -> Image.Image:
+    """``img`` shrunk by the integer factor k (box filter); modes reduce() lacks go through RGBA / I / L."""
+    if k <= 1:
+        return img
+    try:
+        return img.reduce(k)
+    except (ValueError, NotImplementedError):
+        pass
+    mode = {"P": "RGBA", "PA": "RGBA", "1": "L", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}.get(img.mode, "RGBA")
+    info = dict(img.info)
+    out = img.convert(mode).reduce(k)
+    out.info = {k2: v for k2, v in info.items() if k2 != "transparency"}
+    return out
+
+
+def _read_large(path: Path, bg: np.ndarray, max_pixels: int | None, channels: int, native_size: int,
+                multiple_of: int) -> tuple[LoadedImage, np.ndarray, FittedImage]:
+    img, name, path = _open_file(path, max_pixels)
+    w, h = img.size
+    k = max(1, min(w, h) // (REDUCE_KEEP * native_size))
+    small = _from_pil(_reduce(img, k), name, path, bg)
+    fitted = fit_for_model(to_model_channels(small.pixels, channels), native_size=native_size,
+                           multiple_of=multiple_of, restore_size=(w, h))
+    reference = np.empty((h, w, channels), np.float32)
+    for y in range(0, h, _STRIP_ROWS):
+        part = _from_pil(img.crop((0, y, w, min(h, y + _STRIP_ROWS))), name, path, bg)
+        reference[y:y + part.height] = to_model_channels(part.pixels, channels)
+    loaded = LoadedImage(
+        pixels=_hollow((h, w, 3)), size=(w, h), bit_depth=small.bit_depth, is_grayscale=small.is_grayscale,
+        name=name, path=path, source_mode=small.source_mode, had_alpha=small.had_alpha,
+        icc_profile=small.icc_profile, decoded_scale=k,
+    )
+    return loaded, reference, fitted
 
 
 # --------------------------------------------------------------------------
@@ -736,7 +999,9 @@ def save_image(
         x = to_model_channels(x, 3)
 
     top = 255 if bit_depth == 8 else 65535
-    q = np.rint(np.clip(x, 0.0, 1.0) * top).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    q = np.empty(x.shape, np.uint8 if bit_depth == 8 else np.uint16)
+    for y in range(0, x.shape[0], 1024):  # in strips: no full-size float temporaries
+        q[y:y + 1024] = np.rint(np.clip(x[y:y + 1024], 0.0, 1.0) * top)
     if q.shape[-1] == 3 and grayscale is None and np.array_equal(q[..., 0], q[..., 1]) and np.array_equal(
         q[..., 1], q[..., 2]
     ):
@@ -802,6 +1067,59 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+class WriteJournal:
+    """Remembers the files (and folders) one run writes, so that a failed run can
+    take them back: no image is ever left without the metadata that describes it.
+
+    Use :meth:`save_image` instead of :func:`save_image` (it creates missing
+    folders and records them) and :meth:`rollback` when the run fails.
+    """
+
+    def __init__(self) -> None:
+        self.files: list[Path] = []
+        self.folders: list[Path] = []
+
+    def save_image(self, pixels: np.ndarray, path: str | os.PathLike[str], **kwargs) -> None:
+        """:func:`save_image` into ``path``, creating and recording its missing folders."""
+        path = Path(path)
+        missing = []
+        folder = path.parent
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for f in reversed(missing):
+            f.mkdir()
+            self.folders.append(f)
+        save_image(pixels, path, **kwargs)
+        self.files.append(path)
+
+    def rollback(self) -> None:
+        """Delete the recorded files, then the recorded folders that are empty (deepest first)."""
+        for f in self.files:
+            try:
+                f.unlink()
+            except OSError:
+                pass
+        for d in sorted(self.folders, key=lambda p: len(p.parts), reverse=True):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        self.files, self.folders = [], []
+
+
+def follow_umask(folder: str | os.PathLike[str]) -> None:
+    """Give every file under ``folder`` the mode ``0o666 & ~umask`` (and folders
+    ``0o777 & ~umask``), as a plain ``open()`` would: libraries that write through
+    temporary files leave 0600 behind."""
+    mask = _umask()
+    root = Path(folder)
+    for p in [root, *root.rglob("*")]:
+        if p.is_symlink():
+            continue
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def _umask() -> int:

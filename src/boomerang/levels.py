@@ -43,6 +43,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from boomerang.errors import SettingError
+
 __all__ = [
     "check_level",
     "check_timestep",
@@ -75,14 +77,14 @@ def check_level(level: float | str, name: str = "level") -> float:
     try:
         value = float(level)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"{name} must be a number in [0, 1], got {level!r}; "
-            "e.g. --level 0.3 (0 returns the input, 1 starts from the last training timestep)"
+        raise SettingError(
+            f"`{name}` must be a number in [0, 1], got {level!r}; "
+            "e.g. 0.3 (0 returns the input, 1 starts from the last training timestep)"
         ) from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"{name} must be a finite number in [0, 1], got {level!r}; "
-            "use --level 0.3, or --timestep N for an exact training timestep"
+        raise SettingError(
+            f"`{name}` must be a finite number in [0, 1], got {level!r}; "
+            "e.g. 0.3, or give `timestep` for an exact training timestep"
         )
     return value
 
@@ -95,7 +97,7 @@ def parse_levels(text: str) -> list[float]:
     """
     parts = [p.strip() for p in str(text).split(",")]
     if not parts or any(p == "" for p in parts):
-        raise ValueError(f"--level must be one level or a comma-separated list such as 0.2,0.5,0.8, got {text!r}")
+        raise SettingError(f"`level` must be one level or a comma-separated list such as 0.2,0.5,0.8, got {text!r}")
     return [check_level(p) for p in parts]
 
 
@@ -119,16 +121,16 @@ def check_timestep(timestep: int | str, num_train_timesteps: int | None) -> int:
     except (TypeError, ValueError):
         as_float = math.nan
     if not math.isfinite(as_float) or as_float != int(as_float):
-        raise ValueError(f"--timestep must be {allowed}, got {timestep!r}")
+        raise SettingError(f"`timestep` must be {allowed}, got {timestep!r}")
     value = int(as_float)
     if num_train_timesteps is None:
         if value < 0:
-            raise ValueError(f"--timestep must be {allowed} (a training timestep), got {value}; or use --level in [0, 1]")
+            raise SettingError(f"`timestep` must be {allowed} (a training timestep), got {value}; or give `level` in [0, 1]")
         return value
     if not 0 <= value <= num_train_timesteps - 1:
-        raise ValueError(
-            f"--timestep must be in [0, {num_train_timesteps - 1}] (the model has T={num_train_timesteps} "
-            f"training timesteps), got {value}; or use --level in [0, 1]"
+        raise SettingError(
+            f"`timestep` must be in [0, {num_train_timesteps - 1}] (the model has T={num_train_timesteps} "
+            f"training timesteps), got {value}; or give `level` in [0, 1]"
         )
     return value
 
@@ -136,15 +138,20 @@ def check_timestep(timestep: int | str, num_train_timesteps: int | None) -> int:
 def check_positive_int(value: int | str, name: str) -> int:
     """Validate a count that must be an integer >= 1 (steps, num-samples, batch size).
 
+    Args:
+        name: the parameter's name (``num_samples``; a CLI spelling ``--num-samples`` is
+            accepted and stored as the parameter name).
+
     Raises:
-        ValueError: if the value is not an integer or is smaller than 1.
+        SettingError: (a ValueError) if the value is not an integer or is smaller than 1.
     """
+    name = name.lstrip("-").replace("-", "_")
     try:
         as_float = float(value)
     except (TypeError, ValueError):
         as_float = math.nan
     if not math.isfinite(as_float) or as_float != int(as_float) or as_float < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise SettingError(f"`{name}` must be an integer >= 1, got {value!r}")
     return int(as_float)
 
 
@@ -200,15 +207,27 @@ def reverse_timesteps(timestep: int, steps: int, num_train_timesteps: int) -> li
 
 @dataclass(frozen=True)
 class NoisePlan:
-    """Where noise is added and which timesteps the reverse process visits.
+    """Where noise is added and which timesteps the reverse process visits: the
+    whole plan of one Boomerang run, made once (:func:`plan_exact` here, or
+    :func:`boomerang.core.plan` for every schedule) and then only executed.
 
     Attributes:
         level: the level in [0, 1] (t / (T-1) when a timestep was given).
         timestep: the training timestep t where noise is added, or ``None`` for
             the identity (level 0: no noise, no model call).
-        timesteps: the descending reverse grid; ``timesteps[0] == timestep``.
+        timesteps: the descending reverse grid (``exact``: ``timesteps[0] ==
+            timestep``; ``reference`` may start below ``timestep``).
         num_train_timesteps: T.
-        schedule: ``"exact"``, ``"img2img"``, ``"reference"`` or ``"global"``.
+        schedule: ``"exact"``, ``"img2img"``, ``"reference"`` or ``"global"``
+            (``from_noise``: ordinary sampling from pure noise).
+        scheduler: the scheduler's registry name (``None`` for a plan made
+            without one, e.g. by :func:`plan_exact`).
+        steps: the step budget the plan was made for.
+        begin_index: where ``timesteps`` start in the scheduler's own grid
+            ``set_timesteps(steps)`` (``img2img``, ``reference``, ``global``);
+            0 for ``exact``, whose grid is set explicitly.
+        alpha_bar: alpha_bar at ``timestep`` (1.0 for the identity, ``None`` for
+            ``global`` or when made without a scheduler).
     """
 
     level: float
@@ -216,12 +235,22 @@ class NoisePlan:
     timesteps: tuple[int, ...]
     num_train_timesteps: int
     schedule: str = "exact"
+    scheduler: str | None = None
+    steps: int | None = None
+    begin_index: int = 0
+    alpha_bar: float | None = None
 
     @property
     def num_denoiser_evals(self) -> int:
         """Denoiser (UNet) evaluations per sample; classifier-free guidance
         doubles the batch of each evaluation but not their number."""
         return len(self.timesteps)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when nothing is denoised: the input comes back (level 0, or a
+        compatibility schedule that keeps no step)."""
+        return self.schedule != "global" and not self.timesteps
 
 
 def plan_exact(
@@ -244,5 +273,6 @@ def plan_exact(
         level = check_level(level)
         t = level_to_timestep(level, num_train_timesteps)
     if t is None:
-        return NoisePlan(level, None, (), num_train_timesteps, "exact")
-    return NoisePlan(level, t, tuple(reverse_timesteps(t, steps, num_train_timesteps)), num_train_timesteps, "exact")
+        return NoisePlan(level, None, (), num_train_timesteps, "exact", steps=steps)
+    return NoisePlan(level, t, tuple(reverse_timesteps(t, steps, num_train_timesteps)), num_train_timesteps, "exact",
+                     steps=steps)

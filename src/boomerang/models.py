@@ -28,7 +28,16 @@ import pathlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ModelInfo", "DiffusionModel", "read_model_info", "load_model", "DTYPES"]
+__all__ = [
+    "ModelInfo",
+    "DiffusionModel",
+    "IncompleteWeightsError",
+    "NonFiniteOutputError",
+    "read_model_info",
+    "load_model",
+    "nonfinite_message",
+    "DTYPES",
+]
 
 DTYPES = ("float32", "float16", "bfloat16")
 _PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
@@ -90,11 +99,12 @@ def _looks_like_hub_id(text: str) -> bool:
 
 
 def _hub_hint(repo_id: str) -> str:
+    # `hf` is the command huggingface_hub >= 0.34 installs (`huggingface-cli` is gone from 1.x).
     return (
         f"on a machine with internet access run\n"
         f"    python -c \"from huggingface_hub import snapshot_download; "
         f"print(snapshot_download('{repo_id}', allow_patterns=['*.json', '*.txt', '*.safetensors']))\"\n"
-        f"(or `huggingface-cli download {repo_id} --local-dir DIR`), copy the folder here and pass it with --model DIR"
+        f"(or `hf download {repo_id} --local-dir DIR`), copy the folder here and pass it with --model DIR"
     )
 
 
@@ -373,6 +383,130 @@ class invariant_kernels:
 # ----------------------------------------------------------------------------- loading
 
 
+class IncompleteWeightsError(ValueError):
+    """A component's weight files do not match its config: parameters are missing
+    (they would be left randomly initialised) or unexpected, or shaped differently."""
+
+
+from boomerang.errors import SettingError  # noqa: E402
+
+
+class NonFiniteOutputError(SettingError):
+    """A network returned NaN or inf in the dtype in use (see :func:`nonfinite_message`); a
+    SettingError whose message names the ``dtype`` parameter (the CLI: ``--dtype``)."""
+
+
+#: At most this many parameter names are listed in an error message.
+_MAX_NAMES = 8
+
+
+def _names(keys) -> str:
+    keys = sorted(str(k) for k in keys)
+    shown = ", ".join(keys[:_MAX_NAMES])
+    return shown + (f" ... ({len(keys) - _MAX_NAMES} more)" if len(keys) > _MAX_NAMES else "")
+
+
+def check_loading_info(component: str, folder, loading_info: dict) -> None:
+    """Refuse weights that do not cover the component's parameters exactly.
+
+    Args:
+        component: ``'unet'``, ``'vae'`` or ``'text_encoder'`` (for the message).
+        folder: the component's folder.
+        loading_info: what ``from_pretrained(..., output_loading_info=True)`` of
+            diffusers / transformers returns: ``missing_keys``, ``unexpected_keys``,
+            ``mismatched_keys`` (lists or sets).
+
+    Raises:
+        IncompleteWeightsError: any missing, unexpected or mismatched parameter; the
+            message names them (``conv_out.weight, conv_out.bias``) and says what to do.
+    """
+    missing = list(loading_info.get("missing_keys") or [])
+    unexpected = list(loading_info.get("unexpected_keys") or [])
+    mismatched = [m[0] if isinstance(m, (list, tuple)) else m for m in (loading_info.get("mismatched_keys") or [])]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing parameter(s): {_names(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected parameter(s): {_names(unexpected)}")
+    if mismatched:
+        parts.append(f"{len(mismatched)} parameter(s) of the wrong shape: {_names(mismatched)}")
+    raise IncompleteWeightsError(
+        f"{folder}: the {component} weights do not match its config.json ({'; '.join(parts)}); "
+        "loading them would leave layers randomly initialised. Use the complete weights of this model "
+        "(download the folder again, or export it again with save_pretrained)"
+    )
+
+
+class _quiet_loading:
+    """Silence diffusers' / transformers' own warnings about missing weights while we
+    load (we raise one clear error for them instead); restores the verbosity."""
+
+    def __enter__(self):
+        from diffusers.utils import logging as dlog
+
+        self._saved = [(dlog, dlog.get_verbosity())]
+        dlog.set_verbosity_error()
+        try:
+            from transformers.utils import logging as tlog
+
+            self._saved.append((tlog, tlog.get_verbosity()))
+            tlog.set_verbosity_error()
+            self._bars = tlog.is_progress_bar_enabled()
+            tlog.disable_progress_bar()  # transformers 5 draws a "Loading weights" bar per model
+        except ImportError:  # pragma: no cover - transformers is a dependency
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for mod, level in self._saved:
+            mod.set_verbosity(level)
+        if getattr(self, "_bars", False):
+            from transformers.utils import logging as tlog
+
+            tlog.enable_progress_bar()
+        return False
+
+
+def nonfinite_message(model, where: str = "the model") -> str:
+    """The message for NaN/inf outputs: names the dtype in use and what to try.
+
+    Args:
+        model: the :class:`DiffusionModel` (its ``dtype``, networks and parameters
+            are inspected), or a dtype name.
+        where: which output was not finite, e.g. ``'the UNet'``, ``'the VAE decoder'``.
+
+    The message marks the parameter in backticks (a :class:`SettingError` template: the
+    library says ``dtype``, the CLI ``--dtype``). float16 / bfloat16: try float32 (bfloat16 from float16). float32:
+    if some weights are themselves NaN/inf the message names them (a damaged
+    weights file); otherwise the model overflows even in float32.
+    """
+    dtype = model if isinstance(model, str) else getattr(model, "dtype", "float32")
+    head = f"{where} produced NaN or infinite values with `dtype` {dtype}"
+    if dtype == "float16":
+        return f"{head}; float16 overflows in some models: run again with `dtype` float32 (or bfloat16 on a GPU that has it)"
+    if dtype == "bfloat16":
+        return f"{head}; run again with `dtype` float32"
+    bad = []
+    if not isinstance(model, str):
+        for comp in ("unet", "vae", "text_encoder"):
+            net = getattr(model, comp, None)
+            if net is None:
+                continue
+            import torch
+
+            for name, t in net.state_dict().items():
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    bad.append(f"{comp}.{name}")
+    if bad:
+        return (f"{head}: {len(bad)} weight tensor(s) hold NaN/inf ({_names(bad)}); the weights file is damaged: "
+                "download or export the model again")
+    return (f"{head} (already the widest dtype): the model's weights or its scheduler config do not fit this "
+            "input; check the model with another image, `scheduler` ddpm, or a lower `level`")
+
+
+
 def _check_weights(folder: pathlib.Path, allow_pickle: bool) -> None:
     files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)] if folder.is_dir() else []
     if any(p.name.endswith(".safetensors") for p in files):
@@ -524,14 +658,18 @@ class DiffusionModel:
                 noise = torch.cat([randn_tensor((1, *means.shape[1:]), generator=g, device=means.device, dtype=means.dtype)
                                    for g in generators])
                 z = means + stds * noise
+        if not bool(torch.isfinite(z).all()):
+            raise NonFiniteOutputError(nonfinite_message(self, "the VAE encoder"))
         return (z * self.vae.config.scaling_factor).to(torch.float32)
 
     def decode(self, z):
         """The model's space -> images [B, C, H, W] float32 on the CPU (not clamped).
 
         Latent models decode with the VAE in float32 (it is kept in float32 at
-        load time: float16 VAEs overflow to NaN). Raises ValueError if the
-        result is not finite, instead of returning NaN/black images.
+        load time: float16 VAEs overflow to NaN). Raises
+        :class:`NonFiniteOutputError` (a ValueError; message from
+        :func:`nonfinite_message`, naming the dtype in use) if the result is not
+        finite, instead of returning NaN/black images.
         """
         import torch
 
@@ -546,10 +684,8 @@ class DiffusionModel:
                     out = self.vae.decode(z).sample
             out = out.to(torch.float32)
         if not torch.isfinite(out).all():
-            raise ValueError(
-                f"the model produced non-finite values (NaN/inf) with dtype {self.dtype}; "
-                "rerun with --dtype float32 (or bfloat16)"
-            )
+            where = "the model" if self.kind == "pixel" else "the VAE decoder"
+            raise NonFiniteOutputError(nonfinite_message(self, where))
         return out.cpu()
 
     # --- prompts (classifier-free guidance)
@@ -607,13 +743,22 @@ class DiffusionModel:
                 separately.
 
         Returns: float32 tensor shaped like ``x_in``.
+
+        Raises:
+            NonFiniteOutputError: the UNet returned NaN/inf (message names the dtype).
         """
+        import torch
+
         self.unet_calls += 1
         x = x_in.to(self.device, self.torch_dtype)
         if self._per_item_mode() and x.shape[0] > 1:
-            return _per_item(self._predict, x, t, cond, uncond, guidance_scale)
-        with self._invariant("unet"):
-            return self._predict(x, t, cond, uncond, guidance_scale)
+            out = _per_item(self._predict, x, t, cond, uncond, guidance_scale)
+        else:
+            with self._invariant("unet"):
+                out = self._predict(x, t, cond, uncond, guidance_scale)
+        if not bool(torch.isfinite(out).all()):
+            raise NonFiniteOutputError(nonfinite_message(self, "the UNet"))
+        return out
 
     def _predict(self, x, t, cond, uncond, guidance_scale):
         import torch
@@ -665,6 +810,9 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
     Raises:
         ValueError: bad device/dtype, missing or unsupported folder, pickle
             weights without ``allow_pickle``, hub id not available offline.
+        IncompleteWeightsError: (a ValueError) the UNet, VAE or text encoder
+            weights lack parameters of their config (or hold unexpected or
+            wrongly shaped ones): never loaded with random layers.
     """
     if dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -685,18 +833,25 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
     for name in components:
         files += _weight_files(layout[name], allow_pickle)
     sched_config = _component_config(layout["scheduler"], "scheduler_config.json")
-    try:
-        if info.kind == "pixel":
-            unet = UNet2DModel.from_pretrained(layout["unet"], use_safetensors=safe, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
-            extra = {}
-        else:
-            from transformers import CLIPTextModel, CLIPTokenizer
+    def checked(component, cls, **kwargs):
+        net, loading_info = cls.from_pretrained(layout[component], use_safetensors=safe, output_loading_info=True,
+                                                **kwargs)
+        check_loading_info(component, layout[component], loading_info)
+        return net
 
-            unet = UNet2DConditionModel.from_pretrained(layout["unet"], use_safetensors=safe, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
-            vae = AutoencoderKL.from_pretrained(layout["vae"], use_safetensors=safe, low_cpu_mem_usage=False, torch_dtype=torch.float32)
-            text_encoder = CLIPTextModel.from_pretrained(layout["text_encoder"], use_safetensors=safe, dtype=torch_dtype)
-            tokenizer = CLIPTokenizer.from_pretrained(layout["tokenizer"])
-            extra = {"vae": vae.to(dev).eval(), "text_encoder": text_encoder.to(dev).eval(), "tokenizer": tokenizer}
+    try:
+        with _quiet_loading():
+            if info.kind == "pixel":
+                unet = checked("unet", UNet2DModel, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
+                extra = {}
+            else:
+                from transformers import CLIPTextModel, CLIPTokenizer
+
+                unet = checked("unet", UNet2DConditionModel, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
+                vae = checked("vae", AutoencoderKL, low_cpu_mem_usage=False, torch_dtype=torch.float32)
+                text_encoder = checked("text_encoder", CLIPTextModel, dtype=torch_dtype)
+                tokenizer = CLIPTokenizer.from_pretrained(layout["tokenizer"])
+                extra = {"vae": vae.to(dev).eval(), "text_encoder": text_encoder.to(dev).eval(), "tokenizer": tokenizer}
     except (OSError, EnvironmentError) as exc:
         raise ValueError(f"cannot load the model from {root}: {exc}") from None
     unet = unet.to(dev).eval()

@@ -3,7 +3,9 @@
 Every sample draws all of its randomness (the forward noise eps, the VAE
 posterior sample of the img2img schedule, the fresh noise of ancestral
 steps) from its own generator, seeded from ``(seed, image_index,
-sample_index)``. A sample therefore never depends on the batch size, on the
+sample_index)`` (``boomerang sample`` and the API) or, in dataset jobs, from
+``(seed, the item's relative path, sample_index)`` (:func:`path_seed`), so that
+adding, removing or reordering files never changes another item's output. A sample therefore never depends on the batch size, on the
 order of the batch, on how many other samples are drawn, or on the worker
 that computes it (the EDM convention: one generator per seed).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["item_seed", "item_generator"]
+__all__ = ["item_seed", "item_generator", "path_seed", "path_generator"]
 
 
 def _check_index(value: int, name: str) -> int:
@@ -52,4 +54,39 @@ def item_generator(seed: int, image_index: int, sample_index: int):
 
     generator = torch.Generator(device="cpu")
     generator.manual_seed(item_seed(seed, image_index, sample_index))
+    return generator
+
+
+def path_seed(seed: int, relpath: str, sample_index: int) -> int:
+    """The seed of sample ``sample_index`` of a dataset item: a hash into [0, 2**63).
+
+    ``sha256(b"boomerang-path:{seed}:{sample_index}:" + relpath as UTF-8)``, first
+    8 bytes, big-endian, top bit cleared. ``relpath`` is the item's path relative
+    to the input folder with ``/`` separators (``cat/001.png``), so the seed does
+    not depend on where the folder lies, on the other files, their order, the
+    batch size or the number of workers.
+
+    Args:
+        seed: the user's seed, an integer >= 0.
+        relpath: the item's relative path (non-empty, POSIX separators).
+        sample_index: index of the sample of that item (and level), >= 0.
+
+    Raises:
+        ValueError: a negative or non-integer seed / index, or an empty or
+            backslash-separated ``relpath``.
+    """
+    seed = _check_index(seed, "seed")
+    sample_index = _check_index(sample_index, "sample_index")
+    if not isinstance(relpath, str) or not relpath or "\\" in relpath or relpath.startswith("/"):
+        raise ValueError(f"relpath must be a relative POSIX path such as 'cat/001.png', got {relpath!r}")
+    digest = hashlib.sha256(f"boomerang-path:{seed}:{sample_index}:".encode() + relpath.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+def path_generator(seed: int, relpath: str, sample_index: int):
+    """A CPU ``torch.Generator`` seeded with :func:`path_seed`."""
+    import torch
+
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(path_seed(seed, relpath, sample_index))
     return generator

@@ -204,28 +204,15 @@ def build_scheduler(cfg: TrainConfig):
 
 
 def resolve_device(name: str):
-    """``"auto"`` -> cuda if available, else mps, else cpu; otherwise check it exists.
+    """``"auto"`` -> cuda if available, else mps, else cpu; otherwise check it exists
+    (``boomerang.settings.torch_device``, the one device parser).
 
     Raises:
-        ValueError: the device is not available here.
+        SettingError: (a ValueError) the device is not a device name or not available here.
     """
-    import torch
+    from boomerang.settings import torch_device
 
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"--device {name!r} is not a device name (try cpu, cuda, cuda:0, mps, auto)") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu")
-    return dev
+    return torch_device(name, allow=("cpu", "cuda", "mps", "auto"))
 
 
 # --------------------------------------------------------------------------- checkpoint I/O
@@ -300,11 +287,15 @@ def load_checkpoint(path, model, ema, optimizer, noise_gen) -> dict:
 
 
 def export_pipeline(ema, scheduler, output) -> None:
-    """Save the EMA UNet + scheduler as a diffusers DDPMPipeline (safetensors) in ``output``."""
+    """Save the EMA UNet + scheduler as a diffusers DDPMPipeline (safetensors) in ``output``;
+    every file and folder in it gets the mode the umask gives (like any other file written)."""
     from diffusers import DDPMPipeline
+
+    from boomerang.imageio import follow_umask
 
     pipe = DDPMPipeline(unet=ema, scheduler=scheduler)
     pipe.save_pretrained(str(output), safe_serialization=True)
+    follow_umask(output)  # weights are written through temporary files (mode 0600): follow the umask
 
 
 # --------------------------------------------------------------------------- training
@@ -501,13 +492,6 @@ def train(cfg: TrainConfig) -> dict:
 # --------------------------------------------------------------------------- CLI
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64,64, got {text!r}")
-
-
 def _cli_args(cfg: TrainConfig) -> list[str]:
     d = TrainConfig()
     args = []
@@ -519,49 +503,6 @@ def _cli_args(cfg: TrainConfig) -> list[str]:
     return args
 
 
-def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``train`` subcommand on an argparse ``subparsers`` object."""
-    d = TrainConfig()
-    p = subparsers.add_parser(
-        "train",
-        help="train a pixel-space DDPM (diffusers UNet2DModel) on digits or an image folder",
-        description="Train a diffusers UNet2DModel with a DDPM schedule. The output folder loads with "
-        "DDPMPipeline.from_pretrained; it also holds split.json, train_config.json and an atomic "
-        "checkpoint that --resume continues exactly.",
-    )
-    p.add_argument("--data", default=d.data, help="mnist5k, digits, or a folder of images (class sub-folders allowed)")
-    p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
-    p.add_argument("--image-size", type=int, default=None, help="folders only: resize images to this side")
-    p.add_argument("--channels", type=_int_list, default=d.channels, help="UNet channels per level (default 32,64,64)")
-    p.add_argument("--attention", type=_int_list, default=None,
-                   help="0/1 self-attention per level (default: at the second level only, e.g. 0,1,0)")
-    p.add_argument("--layers-per-block", type=int, default=d.layers_per_block)
-    p.add_argument("--norm-groups", type=int, default=d.norm_groups)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="total optimizer steps (default %(default)s)")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop cleanly (checkpoint + export) after this many minutes of this invocation")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--split-seed", type=int, default=d.split_seed)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
-    p.add_argument("--num-train-timesteps", type=int, default=d.num_train_timesteps)
-    p.add_argument("--beta-schedule", default=d.beta_schedule,
-                   help="squaredcos_cap_v2 (cosine, default), linear or scaled_linear")
-    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N, mps or auto (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.safetensors")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.set_defaults(func=run_train)
-    return p
-
-
 def run_train(args: argparse.Namespace) -> int:
     """Run ``boomerang train`` from parsed arguments; returns the exit status (2 = bad input)."""
     names = {f for f in TrainConfig.__dataclass_fields__}
@@ -569,7 +510,9 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         summary = train(cfg)
     except ValueError as e:
-        print(f"boomerang train: error: {e}", file=sys.stderr)
+        from boomerang.cli import user_message
+
+        print(f"boomerang train: error: {user_message(e)}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
     return 0

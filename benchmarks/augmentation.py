@@ -1,0 +1,485 @@
+"""Does Boomerang augmentation help a classifier in low-data regimes? (issue 10). Not a unit test.
+
+Data: the real MNIST digits of ``mnist5k`` with the project's fixed split (the
+one the bundled diffusion model and reference classifier were trained with).
+Regimes of 10 and 50 labelled training images per class: a fixed pool of
+--pool-per-class (50) training images per class; for each training seed s, a
+fixed subset drawn with ``numpy.random.default_rng(s)`` from the pool's first
+2 x n images per class (so the 50-image regime uses the whole pool for every
+seed, and seeds differ in initialisation, order and augmentation draws). The
+Boomerang samples are computed once for the pool. Every model is evaluated on
+the whole real test split (500 digits).
+
+Arms, all with the reference classifier's architecture (``DigitCNN``; at
+--width 16 by default, half the reference's channels, to fit the shared CPU) and its
+training recipe (``boomerang.classifier.make_optimizer`` / ``train_step``:
+AdamW, one-cycle LR, random shifts of up to 2 pixels in every arm), the same
+number of optimisation steps and the same batch size:
+
+* ``real``: the subset only;
+* ``classical``: kornia ``RandomAffine`` + ``RandomElasticTransform`` on every batch;
+* ``boomerang-L`` (L = 0.2, 0.4, 0.6): ``BoomerangAugmented`` over the subset,
+  K = 4 cached samples per image, p = 0.5;
+* ``boomerang-0.4+classical``: both;
+* ``global``: each image's place is taken with p = 0.5 by one of K global
+  samples (pure noise -> image, the same model, scheduler and step budget),
+  labelled by the bundled reference classifier: the same number of generated
+  images (K per real image) without locality. Regime r uses the first r x 10 x K
+  global samples (one pool for every seed, assigned to the items in a
+  seed-dependent order). Note: that classifier was
+  trained on all 4,000 labelled training digits, so this arm borrows label
+  knowledge the low-data regime does not have; the diffusion model (all arms
+  with generated data) was trained on the same 4,000 digits without labels.
+
+Stages (all resumable; --work keeps the cache and per-run results):
+
+    python benchmarks/augmentation.py --stage precompute   # Boomerang + global samples (timed)
+    python benchmarks/augmentation.py --stage train        # every (regime, arm, seed) not yet done
+    python benchmarks/augmentation.py --stage report       # JSON, table, docs/augmentation.png
+    python benchmarks/augmentation.py                      # all three
+
+Writes ``benchmarks/results/augmentation.json`` and ``docs/augmentation.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+LEVELS = (0.2, 0.4, 0.6)
+REGIMES = (10, 50)
+ARMS = ("real", "classical", "boomerang-0.2", "boomerang-0.4", "boomerang-0.6", "boomerang-0.4+classical", "global")
+POOL_SEED = 2026  # the pool of images the subsets are drawn from (fixed)
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--stage", choices=("precompute", "train", "report", "all"), default="all")
+    p.add_argument("--work", default=str(ROOT / "runs" / "augmentation"), help="cache and per-run results")
+    p.add_argument("--seeds", type=int, default=5, help="training seeds (= subsets) per arm and regime")
+    p.add_argument("--pool-per-class", type=int, default=50, help="images per class the subsets are drawn from")
+    p.add_argument("--samples-per-image", type=int, default=4, help="K: Boomerang samples per image and level")
+    p.add_argument("--p", type=float, default=0.5, help="probability that an item shows a generated image")
+    p.add_argument("--sample-steps", type=int, default=10,
+                   help="step budget of a full chain for the samples (ddpm; level L uses about L x this)")
+    p.add_argument("--scheduler", default="ddpm")
+    p.add_argument("--train-steps", type=int, default=120, help="optimisation steps per model (every arm)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    # DigitCNN at width 16 costs about a third of the reference classifier's width 32 per step:
+    # the size that fitted this shared 2-core CPU (same layers, half the channels).
+    p.add_argument("--width", type=int, default=16, help="DigitCNN width (the reference classifier's is 32)")
+    p.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of the arms to train")
+    p.add_argument("--regimes", default=",".join(map(str, REGIMES)))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--chunk", type=int, default=4, help="images per model call while precomputing (x K samples)")
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_data():
+    """(dataset, split) of mnist5k with the bundled classifier's split."""
+    from boomerang.assets import classifier_path
+    from boomerang.data import load_dataset, load_split
+
+    return load_dataset("mnist5k"), load_split(classifier_path() / "split.json")
+
+
+def pool_indices(ds, split, per_class: int) -> dict[int, list[int]]:
+    """The fixed pool: per class, ``per_class`` training indices (rng(POOL_SEED))."""
+    rng = np.random.default_rng(POOL_SEED)
+    train = np.asarray(split["train"])
+    return {c: [int(i) for i in rng.permutation(train[ds.labels[train] == c])[:per_class]] for c in range(10)}
+
+
+def subset(pool: dict[int, list[int]], seed: int, n_per_class: int) -> list[int]:
+    """Seed ``seed``'s training subset: per class, ``n_per_class`` images drawn with
+    ``default_rng(seed)`` from the first ``2 n_per_class`` images of the pool (all of the
+    pool when it is smaller). With the default pool of 50 per class, the 50-image regime
+    uses the whole pool for every seed (seeds differ in initialisation, order and
+    augmentation draws) and the 10-image subsets come from the first 20 per class."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(10):
+        if n_per_class > len(pool[c]):
+            raise SystemExit(f"--pool-per-class {len(pool[c])} is smaller than the regime {n_per_class}")
+        candidates = pool[c][:2 * n_per_class]
+        out += [int(i) for i in sorted(rng.permutation(candidates)[:n_per_class])]
+    return out
+
+
+def relpath(ds, index: int) -> str:
+    return f"{int(ds.labels[index])}/{index:04d}.png"
+
+
+# --------------------------------------------------------------------------- precompute
+
+
+def precompute(args, ds, split, work: pathlib.Path) -> dict:
+    """Boomerang samples of every pool image at every level, and the global samples; timed.
+
+    Order (so that the smallest regime's arms can start early): Boomerang samples of the
+    images the smallest regime uses, the global samples it draws from, then the rest of
+    both. Resumable: finished files are kept and skipped.
+    """
+    import torch
+    from PIL import Image
+
+    import boomerang
+    from boomerang import core, seeds
+    from boomerang.augment import level_dirname, sample_relpath, write_manifest
+    from boomerang.classifier import load_classifier
+
+    K = args.samples_per_image
+    pool = pool_indices(ds, split, args.pool_per_class)
+    regimes = [int(r) for r in args.regimes.split(",")]
+    first = sorted({i for s in range(args.seeds) for i in subset(pool, s, min(regimes))})
+    rest = sorted({i for c in range(10) for i in pool[c]} - set(first))
+    n_global = max(regimes) * 10 * K  # as many as the largest regime uses (50 per class x 10 classes x K)
+    n_global_first = min(n_global, min(regimes) * 10 * K)  # what the smallest regime uses
+    in_dir, cache = work / "in", work / "cache"
+    for i in first + rest:  # the augment command's input: class folders of PNGs
+        p = in_dir / relpath(ds, i)
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(ds.images[i, 0]).save(p)
+    model = boomerang.load()
+    clf = load_classifier()
+    timing_path = work / "precompute_timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {"boomerang_s": 0.0, "global_s": 0.0}
+    done_images: list[int] = []
+
+    def local(images):
+        t0 = time.monotonic()
+        for start in range(0, len(images), args.chunk):
+            chunk = images[start:start + args.chunk]
+            todo = [lv for lv in LEVELS
+                    if not all((cache / level_dirname(lv) / sample_relpath(relpath(ds, i), j)).exists()
+                               for i in chunk for j in range(K))]
+            x0 = torch.from_numpy(np.repeat(ds.images[chunk], K, axis=0)).float() / 127.5 - 1.0  # [len*K, 1, 28, 28]
+            for lv in todo:
+                # Sample j of image i draws from item_generator(0, i, j): the same noise at every level,
+                # independent of the chunking and order (the dataset index is the image's identity).
+                gens = [seeds.item_generator(0, i, j) for i in chunk for j in range(K)]
+                out = core.boomerang_sample(model, x0, generators=gens, level=lv, steps=args.sample_steps,
+                                            scheduler=args.scheduler)
+                pix = ((out.samples.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+                for n, (i, j) in enumerate((i, j) for i in chunk for j in range(K)):
+                    p = cache / level_dirname(lv) / sample_relpath(relpath(ds, i), j)
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = p.with_suffix(".tmp.png")
+                    Image.fromarray(pix[n, 0]).save(tmp)
+                    os.replace(tmp, p)
+            if todo:
+                print(f"boomerang: {start + len(chunk)}/{len(images)} images, {time.monotonic() - t0:.0f} s",
+                      file=sys.stderr, flush=True)
+        timing["boomerang_s"] += time.monotonic() - t0
+        done_images.extend(images)
+        for lv in LEVELS:  # the manifest of what exists so far (the augment layout)
+            rows = [{"file_name": sample_relpath(relpath(ds, i), j), "source": relpath(ds, i), "sample_index": j,
+                     "level": lv, "label": int(ds.labels[i]), "seed": seeds.item_seed(0, i, j)}
+                    for i in sorted(done_images) for j in range(K)]
+            write_manifest(cache / level_dirname(lv), rows)
+        timing["boomerang_images"] = len(done_images)
+        timing_path.write_text(json.dumps(timing, indent=1))
+
+    def global_(start_at, stop):
+        gdir = work / "global"
+        gdir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        step = 16
+        for start in range(start_at, stop, step):
+            f = gdir / f"{start:05d}.npz"
+            if f.exists():
+                continue
+            n = min(step, stop - start)
+            gens = [seeds.item_generator(1, start + k, 0) for k in range(n)]
+            out = core.boomerang_sample(model, torch.zeros(n, 1, 28, 28), generators=gens, from_noise=True,
+                                        steps=args.sample_steps, scheduler=args.scheduler)
+            x = out.samples.clamp(-1, 1)
+            with torch.no_grad():
+                prob = clf(x).softmax(1)
+            pix = ((x + 1) * 127.5).round().to(torch.uint8).numpy()
+            np.savez(f.with_suffix(".tmp.npz"), images=pix, labels=prob.argmax(1).numpy(),
+                     confidence=prob.max(1).values.numpy())
+            os.replace(f.with_suffix(".tmp.npz"), f)
+            print(f"global: {start + n}/{stop}, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+        timing["global_s"] += time.monotonic() - t0
+        timing["global_samples"] = stop
+        timing_path.write_text(json.dumps(timing, indent=1))
+
+    local(first)
+    global_(0, n_global_first)
+    local(rest)
+    global_(n_global_first, n_global)
+    return timing
+
+
+def load_global(work: pathlib.Path):
+    files = sorted((work / "global").glob("[0-9]*.npz"))
+    parts = [np.load(f) for f in files]
+    return (np.concatenate([p["images"] for p in parts]), np.concatenate([p["labels"] for p in parts]),
+            np.concatenate([p["confidence"] for p in parts]))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def classical_augment():
+    """kornia affine + elastic deformation (each with probability 0.5), on [B, 1, 28, 28] in [0, 2]."""
+    import kornia.augmentation as KA
+    import torch
+
+    return torch.nn.Sequential(
+        KA.RandomAffine(degrees=12.0, translate=(0.08, 0.08), scale=(0.9, 1.1), shear=8.0, p=0.5),
+        KA.RandomElasticTransform(kernel_size=(15, 15), sigma=(4.0, 4.0), alpha=(1.0, 1.0), p=0.5),
+    )
+
+
+class _Subset:
+    """(uint8 [1, 28, 28] image, label) of the chosen training digits, keyed by relative path."""
+
+    def __init__(self, ds, indices):
+        self.images, self.labels = ds.images[indices], ds.labels[indices]
+        self.relpaths = [relpath(ds, i) for i in indices]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i])
+
+
+class _GlobalMixed:
+    """Item i: the real image, or with probability p one of its K assigned global samples with the
+    classifier's label; the same choice function as BoomerangAugmented (boomerang.augment.choose_sample)."""
+
+    def __init__(self, base, images, labels, K, p, seed):
+        self.base, self.images, self.labels, self.K, self.p, self.seed, self.epoch = base, images, labels, K, p, seed, 0
+
+    def set_epoch(self, e):
+        self.epoch = e
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        from boomerang.augment import choose_sample
+
+        j = choose_sample(self.seed, self.epoch, i, self.p, self.K)
+        if j is None:
+            return self.base[i]
+        return self.images[i * self.K + j], int(self.labels[i * self.K + j])
+
+
+def train_one(args, ds, split, pool, work, regime: int, arm: str, seed: int, global_data=None) -> dict:
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from boomerang.augment import BoomerangAugmented
+    from boomerang.classifier import build_classifier, evaluate_accuracy, make_optimizer, train_step
+
+    K = args.samples_per_image
+    idx = subset(pool, seed, regime)
+    base = _Subset(ds, idx)
+    if arm.startswith("boomerang"):
+        level = float(arm.split("-")[1].split("+")[0])
+        cache_images: dict = {}
+
+        def load(path):  # decoded once per run, from the cache the precompute stage wrote
+            if path not in cache_images:
+                from PIL import Image
+
+                with Image.open(path) as im:
+                    cache_images[path] = np.asarray(im, dtype=np.uint8)[None]
+            return cache_images[path]
+
+        data = BoomerangAugmented(base, work / "cache", samples_per_image=K, p=args.p, level=level, load=load,
+                                  seed=seed)
+    elif arm == "global":
+        g_images, g_labels, _ = global_data
+        # regime r uses the first r x 10 x K global samples, assigned to its items in a seed-dependent order
+        avail = len(base) * K
+        if len(g_labels) < avail:
+            raise SystemExit(f"only {len(g_labels)} of the {avail} global samples regime {regime} needs exist; "
+                             "run --stage precompute to the end")
+        order = np.random.default_rng(seed).permutation(avail)[:len(base) * K]
+        data = _GlobalMixed(base, g_images[order], g_labels[order], K, args.p, seed)
+    else:
+        data = base
+    classical = classical_augment() if "classical" in arm else None
+
+    xte = torch.from_numpy(ds.images[split["test"]]).float() / 127.5 - 1.0
+    yte = torch.from_numpy(ds.labels[split["test"]])
+    t0 = time.monotonic()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # init and kornia's draws
+        model = build_classifier(width=args.width)
+        opt, sched = make_optimizer(model, args.lr, args.train_steps)
+        gen = torch.Generator().manual_seed(seed + 1)  # shifts
+        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed + 2))
+        loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+        step, epoch, losses = 0, 0, []
+        model.train()
+        while step < args.train_steps:
+            if hasattr(data, "set_epoch"):
+                data.set_epoch(epoch)
+            for xb, yb in loader:
+                x = xb.float() / 127.5 - 1.0
+                if classical is not None:
+                    x = classical(x + 1.0) - 1.0  # background 0 while warping, then back to -1
+                losses.append(train_step(model, opt, sched, x, yb.long(), gen))
+                step += 1
+                if step == args.train_steps:
+                    break
+            epoch += 1
+        acc = evaluate_accuracy(model, xte, yte)
+    return {"regime": regime, "arm": arm, "seed": seed, "test_accuracy": acc, "n_train": len(base),
+            "epochs": epoch, "final_loss": float(np.mean(losses[-10:])), "wall_s": round(time.monotonic() - t0, 1)}
+
+
+def train_all(args, ds, split, work: pathlib.Path) -> None:
+    pool = pool_indices(ds, split, args.pool_per_class)
+    results = work / "runs.jsonl"
+    done = set()
+    if results.exists():
+        for line in results.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["regime"], r["arm"], r["seed"]))
+    arms = [a for a in args.arms.split(",") if a]
+    for a in arms:
+        if a not in ARMS:
+            raise SystemExit(f"--arms: unknown arm {a!r}; choose from {', '.join(ARMS)}")
+    global_data = load_global(work) if "global" in arms else None
+    for regime in [int(r) for r in args.regimes.split(",")]:
+        for arm in arms:
+            for seed in range(args.seeds):
+                if (regime, arm, seed) in done:
+                    continue
+                r = train_one(args, ds, split, pool, work, regime, arm, seed, global_data)
+                r.update(train_steps=args.train_steps, batch_size=args.batch_size, width=args.width)
+                with open(results, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(r) + "\n")
+                print(json.dumps(r), file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def mean_ci(xs):
+    xs = np.asarray(xs, dtype=float)
+    n = len(xs)
+    m = float(xs.mean())
+    if n < 2:
+        return m, None, None
+    h = T_975.get(n - 1, 1.96) * float(xs.std(ddof=1)) / np.sqrt(n)
+    return m, m - h, m + h
+
+
+def report(args, work: pathlib.Path) -> dict:
+    from _common import machine, save_json
+
+    runs = [json.loads(line) for line in (work / "runs.jsonl").read_text().splitlines()]
+    timing_path = work / "precompute_timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    table = []
+    for regime in sorted({r["regime"] for r in runs}):
+        base = {r["seed"]: r["test_accuracy"] for r in runs if r["regime"] == regime and r["arm"] == "real"}
+        for arm in ARMS:
+            rs = sorted((r for r in runs if r["regime"] == regime and r["arm"] == arm), key=lambda r: r["seed"])
+            if not rs:
+                continue
+            m, lo, hi = mean_ci([r["test_accuracy"] for r in rs])
+            paired = [r["test_accuracy"] - base[r["seed"]] for r in rs if r["seed"] in base]
+            dm, dlo, dhi = mean_ci(paired) if len(paired) >= 2 else (None, None, None)
+            table.append({"regime": regime, "arm": arm, "seeds": len(rs), "mean": m, "ci95": [lo, hi],
+                          "diff_vs_real": dm, "diff_ci95": [dlo, dhi],
+                          "accuracies": [r["test_accuracy"] for r in rs],
+                          "train_wall_s": round(sum(r["wall_s"] for r in rs), 1)})
+    settings = {k: getattr(args, k) for k in ("seeds", "pool_per_class", "samples_per_image", "p", "sample_steps",
+                                              "scheduler", "train_steps", "batch_size", "lr", "width")}
+    out = {"settings": settings, "levels": list(LEVELS), "regimes": list(REGIMES), "table": table,
+           "precompute": timing, "train_wall_s_total": round(sum(r["wall_s"] for r in runs), 1),
+           "runs": runs, "machine": machine()}
+    save_json("augmentation", out)
+    _plot(table)
+    print(markdown_table(table))
+    return out
+
+
+def markdown_table(table) -> str:
+    lines = ["| regime (per class) | arm | test accuracy, mean [95% CI] | vs real, paired [95% CI] |",
+             "| --- | --- | --- | --- |"]
+    for row in table:
+        lo, hi = row["ci95"]
+        acc = f"{100 * row['mean']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]" if lo is not None else f"{100 * row['mean']:.1f}%"
+        if row["arm"] == "real" or row["diff_vs_real"] is None:
+            diff = "-"
+        else:
+            dlo, dhi = row["diff_ci95"]
+            diff = f"{100 * row['diff_vs_real']:+.1f} pp [{100 * dlo:+.1f}, {100 * dhi:+.1f}]"
+        lines.append(f"| {row['regime']} | {row['arm']} | {acc} | {diff} |")
+    return "\n".join(lines)
+
+
+def _plot(table) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regimes = sorted({r["regime"] for r in table})
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5.5 * len(regimes), 4.2), squeeze=False)
+    for ax, regime in zip(axes[0], regimes):
+        rows = [r for r in table if r["regime"] == regime]
+        ys = np.arange(len(rows))[::-1]
+        for y, r in zip(ys, rows):
+            lo, hi = r["ci95"]
+            colour = "black" if r["arm"] == "real" else ("tab:blue" if r["arm"].startswith("boomerang") else "tab:grey")
+            ax.errorbar(100 * r["mean"], y, xerr=None if lo is None else [[100 * (r["mean"] - lo)], [100 * (hi - r["mean"])]],
+                        fmt="o", color=colour, capsize=3)
+            ax.scatter([100 * a for a in r["accuracies"]], [y] * len(r["accuracies"]), s=8, color=colour, alpha=0.35)
+        base = [r for r in rows if r["arm"] == "real"]
+        if base and base[0]["ci95"][0] is not None:
+            ax.axvspan(100 * base[0]["ci95"][0], 100 * base[0]["ci95"][1], color="black", alpha=0.08)
+        ax.set_yticks(ys, [r["arm"] for r in rows])
+        ax.set_xlabel("test accuracy (%), 500 real test digits")
+        ax.set_title(f"{regime} training images per class")
+    fig.suptitle("Augmentation on mnist5k: mean and 95% interval over seeds (dots: single seeds)")
+    fig.tight_layout()
+    path = ROOT / "docs" / "augmentation.png"
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    work = pathlib.Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    ds, split = load_data()
+    if args.stage in ("precompute", "all"):
+        print(json.dumps(precompute(args, ds, split, work)), file=sys.stderr)
+    if args.stage in ("train", "all"):
+        train_all(args, ds, split, work)
+    if args.stage in ("report", "all"):
+        report(args, work)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""``boomerang augment``: an augmented training set, K Boomerang samples per image and level.
+
+The augment task on the shared runner (:mod:`boomerang.tasks.runner`: layouts,
+resume, skipped files, report, seeds by relative path, ``--engine ray``). What
+it supplies:
+
+* ``--samples-per-image K`` (the shared ``--num-samples``; default 4) and
+  ``--include-originals``; ``--from-noise`` is refused (a global sample is not
+  a sample *of* its source, so it must not carry the source's label);
+* output names from the cache layout (:mod:`boomerang.augment.layout`):
+  ``OUT/level<L>/<relpath stem>_s<j>.png``, one sample set per level;
+* at the end, in every level folder: the input's metadata format
+  (``metadata.jsonl``, or ``metadata.csv`` when the input had one) with one row
+  per sample carrying the source's columns (label, caption, ...), the manifest
+  ``augment.jsonl`` that :class:`boomerang.augment.BoomerangAugmented` reads,
+  and with ``--include-originals`` the originals, hard-linked where the file
+  system allows, else copied, with their own rows.
+
+Each level folder is then a ready-to-train dataset in the input's layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from boomerang.tasks.base import Context, Task, Unit
+
+__all__ = ["AugmentTask"]
+
+
+class AugmentTask(Task):
+    """``boomerang augment IN_DIR --level 0.3 --samples-per-image 4 --out OUT_DIR [--include-originals]``."""
+
+    name = "augment"
+    help = "an augmented training set: K local samples per image, one sample set per level"
+    description = (
+        "Data augmentation with Boomerang local samples: for every image of IN_DIR (a folder, class folders, "
+        "or metadata.jsonl/.csv), K samples per level, written to OUT_DIR/level<L>/ in the input's layout "
+        "with labels and captions carried, plus augment.jsonl (the manifest boomerang.augment.BoomerangAugmented "
+        "reads). Resumable; unreadable files are skipped and listed in OUT_DIR/report.json."
+    )
+    defaults: dict = {"num_samples": 4}
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--samples-per-image", dest="num_samples", default=self.defaults["num_samples"],
+                            metavar="K", help="samples per image and level (default %(default)s; "
+                                              "the same as --num-samples)")
+        parser.add_argument("--include-originals", action="store_true",
+                            help="put each original beside its samples in every level folder "
+                                 "(hard-linked where possible, else copied)")
+
+    def settings(self, args: argparse.Namespace):
+        from boomerang.errors import SettingError
+        from boomerang.levels import check_positive_int
+
+        try:
+            check_positive_int(args.num_samples, "samples_per_image")
+        except ValueError:
+            raise SettingError(f"`samples_per_image` must be an integer >= 1, got {args.num_samples!r}") from None
+        if args.from_noise:
+            raise SettingError(
+                "augment makes local samples of each image; `from_noise` would ignore the images, "
+                "so the samples could not carry their labels (drop it, or use a level such as 0.3)"
+            )
+        return super().settings(args)
+
+    def options(self, args: argparse.Namespace) -> dict:
+        return {"include_originals": bool(args.include_originals)}
+
+    # -- names: the cache layout, one folder per level
+
+    def _level_dir(self, ctx: Context, start: int) -> str:
+        from boomerang.augment.layout import level_dirname
+
+        return level_dirname(ctx.starts[start][0])
+
+    def output_name(self, ctx: Context, unit: Unit) -> str:
+        from boomerang.augment.layout import sample_relpath
+
+        return f"{self._level_dir(ctx, unit.start)}/{sample_relpath(unit.item.relpath, unit.sample)}"
+
+    def other_outputs(self, ctx: Context) -> list[str]:
+        from boomerang.augment.layout import MANIFEST_NAME
+        from boomerang.errors import SettingError
+
+        fmt = self._metadata_format(ctx)
+        names = []
+        samples = {u.name for u in ctx.extra["units"]}
+        for k in range(len(ctx.starts)):
+            d = self._level_dir(ctx, k)
+            names += [f"{d}/metadata.{fmt}", f"{d}/{MANIFEST_NAME}"]
+            if ctx.options.get("include_originals"):
+                for item in ctx.items:
+                    name = f"{d}/{item.relpath}"
+                    if name in samples:
+                        raise SettingError(
+                            f"the original {item.relpath} would overwrite a sample of the same name in {d}; "
+                            "rename it, or drop `include_originals`"
+                        )
+                    names.append(name)
+        return names
+
+    @staticmethod
+    def _metadata_format(ctx: Context) -> str:
+        return ctx.layout.metadata_format if ctx.layout is not None and ctx.layout.metadata_format else "jsonl"
+
+    # -- records: relative to the level folder, so each level folder is a dataset of its own
+
+    def record(self, ctx: Context, unit: Unit, plan, output, read, pixels) -> dict:
+        row = super().record(ctx, unit, plan, output, read, pixels)
+        row["file_name"] = unit.name.split("/", 1)[1]
+        row["level_dir"] = self._level_dir(ctx, unit.start)
+        return row
+
+    def finish(self, ctx: Context, records: list[dict], skipped: list[dict]) -> None:
+        """Per level folder: the metadata file, the manifest and (option) the originals."""
+        from boomerang.augment.layout import write_manifest
+        from boomerang.tasks.runner import write_metadata_file
+
+        fmt = self._metadata_format(ctx)
+        bad = {s["file"] for s in skipped}
+        kept = [it for it in ctx.items if it.relpath not in bad]
+        for k in range(len(ctx.starts)):
+            d = self._level_dir(ctx, k)
+            rows = sorted((r for r in records if r["level_dir"] == d), key=lambda r: r["_unit"])
+            rows = [{key: v for key, v in r.items() if key != "level_dir"} for r in rows]
+            write_manifest(ctx.out / d, [{key: v for key, v in r.items() if key != "_unit"} for r in rows])
+            if ctx.options.get("include_originals"):
+                base = -len(kept) - 1  # originals first, in item order
+                for n, item in enumerate(kept):
+                    _link_or_copy(item.path, ctx.out / d / item.relpath)
+                    rows.append({"_unit": base + n, "file_name": item.relpath, **item.columns,
+                                 "source": item.relpath, "level": None, "timestep": None,
+                                 "sample_index": None, "seed": None})
+            write_metadata_file(ctx.out / d, rows, fmt)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Put ``src`` at ``dst`` atomically: a hard link where the file system allows, else a copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.link.tmp"
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(src, tmp)
+    except OSError:  # another device, or no hard links here
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
