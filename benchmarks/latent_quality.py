@@ -108,6 +108,34 @@ def balanced(labels: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(out)
 
 
+class PerItemPrompts:
+    """A model proxy that gives every item of one ``boomerang_sample`` call its own prompt.
+
+    ``boomerang_sample`` takes one prompt per call; the model's ``predict``
+    accepts embeddings ``[B, L, D]`` as well as ``[1, L, D]``. This proxy's
+    ``encode_prompt`` stacks the per-item embeddings (each from the real
+    model's ``encode_prompt``), so a mixed-prompt batch is one batched call
+    per reverse step instead of one call per class: the same samples as one
+    call per prompt (up to float summation order, ``batch_invariant`` is off
+    here), about 10x fewer network calls on this CPU. Everything else is the
+    real model's.
+    """
+
+    def __init__(self, model, prompts, negatives):
+        self._model, self._prompts, self._negatives = model, list(prompts), list(negatives)
+
+    def encode_prompt(self, prompt: str = "", negative_prompt: str = "", guidance_scale: float = 1.0):
+        import torch
+
+        pairs = [self._model.encode_prompt(p, n, guidance_scale) for p, n in zip(self._prompts, self._negatives)]
+        cond = torch.cat([c for c, _ in pairs])
+        uncond = None if pairs[0][1] is None else torch.cat([u for _, u in pairs])
+        return cond, uncond
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
 def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the order of the docstring
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -149,13 +177,16 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
         b01 = ((rgb32_to_digits(b.clamp(-1, 1))[:, 0] + 1) / 2).numpy()
         return np.array([structural_similarity(p, q, data_range=1.0, win_size=7) for p, q in zip(a01, b01)])
 
-    def run(x0: torch.Tensor, keys, **kw) -> tuple[torch.Tensor, int]:
-        """Samples of x0 [N, 3, 32, 32], item i from item_generator(seed, *keys[i]); and evaluations per sample."""
+    def run(x0: torch.Tensor, keys, prompts, negatives=None, **kw) -> tuple[torch.Tensor, int]:
+        """Samples of x0 [N, 3, 32, 32] with prompts[i] (and negatives[i]), item i from
+        item_generator(seed, *keys[i]); and the evaluations per sample."""
         outs, evals = [], 0
+        negatives = negatives if negatives is not None else [""] * len(prompts)
         for i in range(0, len(x0), args.batch):
-            gens = [item_generator(args.seed, a, b) for a, b in keys[i:i + args.batch]]
+            sl = slice(i, i + args.batch)
+            gens = [item_generator(args.seed, a, b) for a, b in keys[sl]]
             with torch.no_grad():
-                o = boomerang_sample(model, x0[i:i + args.batch], generators=gens, **kw)
+                o = boomerang_sample(PerItemPrompts(model, prompts[sl], negatives[sl]), x0[sl], generators=gens, **kw)
             outs.append(o.samples)
             evals = o.num_denoiser_evals
         return torch.cat(outs), evals
@@ -178,28 +209,28 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     timings["vae_s"] = time.monotonic() - t0
     print("vae", res["vae"], flush=True)
 
-    # 2. Text to image at each guidance scale.
+    # 2. Text to image at each guidance scale: all class prompts in one batched call.
     t0 = time.monotonic()
     t2i: dict = {}
     preds: dict[float, np.ndarray] = {}
-    shape = torch.zeros(args.n_t2i, 3, 32, 32)
+    cls2 = np.repeat(np.arange(10), args.n_t2i)
+    keys2 = [(100_000 + int(c), i % args.n_t2i) for i, c in enumerate(cls2)]
+    prompts2 = [class_prompt(c) for c in cls2]
     for w in args.guidance:
-        per_class, all_hits, pred_w = {}, [], np.zeros((10, args.n_t2i), dtype=np.int64)
-        for c in range(10):
-            out, _ = run(shape, [(100_000 + c, i) for i in range(args.n_t2i)], from_noise=True, scheduler="ddim",
-                         steps=args.t2i_steps, eta=0.0, prompt=class_prompt(c), guidance_scale=w)
-            pred_w[c] = classify(out)
-            per_class[str(c)] = share(pred_w[c] == c)
-            all_hits += list(pred_w[c] == c)
-        preds[w] = pred_w
-        t2i[str(w)] = {"overall": share(all_hits), "per_class": per_class,
-                       "confusion": [np.bincount(pred_w[c], minlength=10).tolist() for c in range(10)]}
+        out, _ = run(torch.zeros(len(cls2), 3, 32, 32), keys2, prompts2, from_noise=True, scheduler="ddim",
+                     steps=args.t2i_steps, eta=0.0, guidance_scale=w)
+        pred = classify(out)
+        preds[w] = pred
+        t2i[str(w)] = {"overall": share(pred == cls2),
+                       "per_class": {str(c): share(pred[cls2 == c] == c) for c in range(10)},
+                       "confusion": [np.bincount(pred[cls2 == c], minlength=10).tolist() for c in range(10)]}
         print("t2i", w, t2i[str(w)]["overall"], flush=True)
     best = max(t2i, key=lambda k: t2i[k]["overall"]["share"])
     res["text_to_image"] = {"by_guidance": t2i, "best_guidance": float(best),
                             "best_share": t2i[best]["overall"]["share"],
                             "meets_target": t2i[best]["overall"]["share"] >= TARGETS["text_to_image_best_share_min"],
-                            "scheduler": "ddim", "eta": 0.0, "steps": args.t2i_steps}
+                            "scheduler": "ddim", "eta": 0.0, "steps": args.t2i_steps,
+                            "samples_per_class": args.n_t2i}
     timings["text_to_image_s"] = time.monotonic() - t0
 
     # 3. Boomerang with the input's own caption.
@@ -207,16 +238,9 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     idx3 = balanced(labels, test_idx, args.n_inputs)
     own: dict = {}
     for level in LEVELS:
-        hits, ssims = [], []
-        for c in range(10):
-            ids = idx3[labels[idx3] == c]
-            if not len(ids):
-                continue
-            out, evals = run(x_all[ids], [(int(i), 0) for i in ids], level=level, scheduler="ddpm", steps=args.steps,
-                             prompt=class_prompt(c), guidance_scale=args.boomerang_guidance)
-            hits += list(classify(out) == c)
-            ssims += list(ssim(out, x_all[ids]))
-        own[str(level)] = {"retention": share(hits), "ssim": mean_ci(ssims)}
+        out, _ = run(x_all[idx3], [(int(i), 0) for i in idx3], [class_prompt(c) for c in labels[idx3]], level=level,
+                     scheduler="ddpm", steps=args.steps, guidance_scale=args.boomerang_guidance)
+        own[str(level)] = {"retention": share(classify(out) == labels[idx3]), "ssim": mean_ci(ssim(out, x_all[idx3]))}
         print("own", level, own[str(level)]["retention"], flush=True)
     res["boomerang_own_caption"] = {"by_level": own, "scheduler": "ddpm", "schedule": "exact", "steps": args.steps,
                                     "guidance_scale": args.boomerang_guidance, "n_inputs": int(len(idx3))}
@@ -229,18 +253,11 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     b4 = (a4 + 1 + np.arange(len(idx4)) % 9) % 10  # the 9 other classes in turn
     guided: dict = {}
     for level in LEVELS:
-        to_b, still_a, ssims = [], [], []
-        for b in range(10):
-            ids = idx4[b4 == b]
-            if not len(ids):
-                continue
-            out, _ = run(x_all[ids], [(int(i), 1) for i in ids], level=level, scheduler="ddpm", steps=args.steps,
-                         prompt=class_prompt(b), guidance_scale=args.boomerang_guidance)
-            p = classify(out)
-            to_b += list(p == b)
-            still_a += list(p == labels[ids])
-            ssims += list(ssim(out, x_all[ids]))
-        guided[str(level)] = {"share_prompted_b": share(to_b), "share_input_a": share(still_a), "ssim": mean_ci(ssims)}
+        out, _ = run(x_all[idx4], [(int(i), 1) for i in idx4], [class_prompt(b) for b in b4], level=level,
+                     scheduler="ddpm", steps=args.steps, guidance_scale=args.boomerang_guidance)
+        p = classify(out)
+        guided[str(level)] = {"share_prompted_b": share(p == b4), "share_input_a": share(p == a4),
+                              "ssim": mean_ci(ssim(out, x_all[idx4]))}
         print("guided", level, guided[str(level)]["share_prompted_b"], flush=True)
     wins = [lv for lv in LEVELS if guided[str(lv)]["share_prompted_b"]["share"] > guided[str(lv)]["share_input_a"]["share"]]
     res["guided"] = {"by_level": guided, "prompt_wins_from_level": wins[0] if wins else None,
@@ -255,46 +272,40 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     for sched, steps in (("dpmsolver++", args.steps), ("pndm", 2 * args.steps)):
         rows = {}
         for level in LEVELS:
-            hits, evals_seen, finite = [], set(), True
-            for c in range(10):
-                ids = idx5[labels[idx5] == c]
-                if not len(ids):
-                    continue
-                out, evals = run(x_all[ids], [(int(i), 2) for i in ids], level=level, schedule="reference",
-                                 scheduler=sched, steps=steps, prompt=class_prompt(c),
-                                 guidance_scale=args.boomerang_guidance)
-                finite &= bool(torch.isfinite(out).all())
-                evals_seen.add(evals)
-                hits += list(classify(out) == c)
-            rows[str(level)] = {"ran": True, "finite": finite, "denoiser_evals": sorted(evals_seen),
-                                "retention": share(hits)}
+            out, evals = run(x_all[idx5], [(int(i), 2) for i in idx5], [class_prompt(c) for c in labels[idx5]],
+                             level=level, schedule="reference", scheduler=sched, steps=steps,
+                             guidance_scale=args.boomerang_guidance)
+            rows[str(level)] = {"ran": True, "finite": bool(torch.isfinite(out).all()), "denoiser_evals": evals,
+                                "retention": share(classify(out) == labels[idx5])}
         ref[sched] = {"steps": steps, "by_level": rows}
     res["reference"] = {"by_scheduler": ref, "n_inputs": int(len(idx5)), "guidance_scale": args.boomerang_guidance}
     timings["reference_s"] = time.monotonic() - t0
 
-    # 6. Negative prompt and guidance scale.
+    # 6. Negative prompt and guidance scale (the same seeds with and without the negative prompt).
     t0 = time.monotonic()
     w_conf = 3.0 if 3.0 in preds else args.guidance[0]
     neg_class = {}
     for c in range(10):
-        wrong = np.bincount(preds[w_conf][c][preds[w_conf][c] != c], minlength=10) if len(preds[w_conf][c]) else np.zeros(10)
+        p = preds[w_conf][cls2 == c]
+        wrong = np.bincount(p[p != c], minlength=10)
         neg_class[c] = int(np.argmax(wrong)) if wrong.sum() else (c + 1) % 10
     table: dict = {}
-    shape = torch.zeros(args.n_negative, 3, 32, 32)
+    cls6 = np.repeat(np.arange(10), args.n_negative)
+    keys6 = [(200_000 + int(c), i % args.n_negative) for i, c in enumerate(cls6)]
     for w in (1.0, 3.0, 7.5, 12.0):
         for with_neg in (False, True):
-            hits = []
-            for c in range(10):
-                neg = class_prompt(neg_class[c]) if with_neg else ""
-                out, _ = run(shape, [(200_000 + c, i) for i in range(args.n_negative)], from_noise=True,
-                             scheduler="ddim", steps=args.t2i_steps, eta=0.0, prompt=class_prompt(c),
-                             negative_prompt=neg, guidance_scale=w)
-                hits += list(classify(out) == c)
-            table[f"{w}|{'negative' if with_neg else 'none'}"] = share(hits)
+            if w <= 1 and with_neg:  # no unconditional pass: the negative prompt is never encoded
+                table[f"{w}|negative"] = table[f"{w}|none"]
+                continue
+            negs = [class_prompt(neg_class[c]) if with_neg else "" for c in cls6]
+            out, _ = run(torch.zeros(len(cls6), 3, 32, 32), keys6, [class_prompt(c) for c in cls6], negs,
+                         from_noise=True, scheduler="ddim", steps=args.t2i_steps, eta=0.0, guidance_scale=w)
+            table[f"{w}|{'negative' if with_neg else 'none'}"] = share(classify(out) == cls6)
         print("neg", w, table[f"{w}|none"], table[f"{w}|negative"], flush=True)
     res["negative_prompt"] = {"table": table, "negative_of_class": {str(c): class_prompt(n) for c, n in neg_class.items()},
-                              "note": "at guidance <= 1 there is no unconditional pass, so the negative prompt has no effect",
-                              "samples_per_class": args.n_negative}
+                              "note": "at guidance <= 1 there is no unconditional pass, so the negative prompt has "
+                                      "no effect (the same samples)",
+                              "samples_per_class": args.n_negative, "steps": args.t2i_steps}
     timings["negative_prompt_s"] = time.monotonic() - t0
 
     timings["total_s"] = time.monotonic() - t_start

@@ -493,7 +493,7 @@ def _cli_args(cfg: LdmTrainConfig) -> list[str]:
 
 def add_train_ldm_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``train-ldm`` subcommand on an argparse ``subparsers`` object."""
-    from boomerang.train import _int_list
+    from boomerang.cli import _int_list
 
     d = LdmTrainConfig()
     p = subparsers.add_parser(
@@ -545,7 +545,9 @@ def run_train_ldm(args: argparse.Namespace) -> int:
     try:
         summary = train_ldm(cfg)
     except ValueError as e:
-        print(f"boomerang train-ldm: error: {e}", file=sys.stderr)
+        from boomerang.cli import user_message
+
+        print(f"boomerang train-ldm: error: {user_message(e)}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
     return 0
