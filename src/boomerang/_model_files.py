@@ -97,6 +97,13 @@ def _resolve(model: str | os.PathLike | None, *, json_only: bool, allow_pickle: 
             )
         return path
     text = str(model)
+    from boomerang.assets import named_model_path  # short names of bundled models (--model ldm-mnist5k-text)
+
+    try:
+        if (named := named_model_path(text)) is not None:
+            return named
+    except FileNotFoundError as exc:
+        raise ValueError(f"--model {text}: {exc}") from None
     if not _looks_like_hub_id(text):
         raise ValueError(f"--model {model}: no such folder; pass a local diffusers model folder (or a hub id owner/name)")
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_classifier_parser(sub)
     add_audit_privacy_parser(sub)
     add_serve_parser(sub)
+    from boomerang.train_ldm import add_train_ldm_parser; add_train_ldm_parser(sub)  # noqa: E702
     return parser
 
 
