@@ -299,6 +299,11 @@ def main(argv=None) -> int:
     return 0
 
 
+def _ci(u: dict) -> tuple[float, float]:
+    """A utility's 95% t-interval over seeds, clipped to [0, 1] for display (the JSON keeps the raw interval)."""
+    return max(0.0, u["ci95"][0]), min(1.0, u["ci95"][1])
+
+
 def _pct(r: dict) -> str:
     lo, hi = r["ci95"]
     return f"{100 * r['rate']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
@@ -311,7 +316,8 @@ def markdown_table(result: dict) -> str:
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in result["conditions"]:
         u = c["utility"]
-        util = f"{100 * u['mean']:.1f} [{100 * u['ci95'][0]:.1f}, {100 * u['ci95'][1]:.1f}]"
+        lo, hi = _ci(u)
+        util = f"{100 * u['mean']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
         reid = c.get("reid")
         rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
             c["condition"], "" if c["level"] is None else f"{c['level']:g}",
@@ -333,7 +339,8 @@ def summary_table(result: dict) -> str:
 
     def util(c):
         u = c["utility"]
-        return f"{pct(u['mean'])} [{pct(u['ci95'][0])}, {pct(u['ci95'][1])}]"
+        lo, hi = _ci(u)
+        return f"{pct(u['mean'])} [{pct(lo)}, {pct(hi)}]"
 
     rows = ["| release | top-1 re-id % (pixels / classifier) | class retention % | utility % [95% CI] | "
             "blur at matched SSIM: top-1 % (pixels / classifier), utility % |",
@@ -341,8 +348,8 @@ def summary_table(result: dict) -> str:
     for c in conds:
         if c["condition"] == "blur":
             continue
-        name = {"real": "real sources", "synthetic": "synthetic (global samples, classifier labels)"}.get(
-            c["condition"], f"Boomerang level {c['level']:g}")
+        names = {"real": "real sources", "synthetic": "synthetic (global samples, classifier labels)"}
+        name = names[c["condition"]] if c["condition"] in names else f"Boomerang level {c['level']:g}"
         r = c.get("reid")
         reid = f"{pct(r['pixels']['top1']['rate'])} / {pct(r['classifier']['top1']['rate'])}" if r else "n/a"
         ret = "" if c["class_retention"] is None else pct(c["class_retention"])
@@ -389,8 +396,8 @@ def plot(result: dict, path: pathlib.Path) -> None:
     def util(ax, xs_of, group, **kw):
         xs = [xs_of(c) for c in group]
         m = [100 * c["utility"]["mean"] for c in group]
-        lo = [100 * (c["utility"]["mean"] - c["utility"]["ci95"][0]) for c in group]
-        hi = [100 * (c["utility"]["ci95"][1] - c["utility"]["mean"]) for c in group]
+        lo = [100 * (c["utility"]["mean"] - _ci(c["utility"])[0]) for c in group]
+        hi = [100 * (_ci(c["utility"])[1] - c["utility"]["mean"]) for c in group]
         ax.errorbar(xs, m, yerr=[lo, hi], capsize=3, marker="o", **kw)
 
     ax = axes[1]
@@ -398,7 +405,8 @@ def plot(result: dict, path: pathlib.Path) -> None:
     util(ax, lambda c: c["level"], blur, ls="--", color="C2", mfc="white", label="blur at matched SSIM")
     ax.axhline(100 * real["utility"]["mean"], color="green", ls=":", label="real sources")
     ax.axhline(100 * synth["utility"]["mean"], color="red", ls=":", label="synthetic (classifier-labelled)")
-    ax.set(xlabel="level", ylabel="test accuracy % (fresh CNN, 3 seeds)", title="Utility")
+    ax.set(xlabel="level (blur: sigma matched to its SSIM)", ylabel="test accuracy % (fresh CNN, 3 seeds)",
+           title="Utility (95% t-interval over seeds)")
     ax.legend(fontsize=7)
 
     ax = axes[2]
