@@ -429,17 +429,12 @@ def test_stable_diffusion_shaped_model_with_prompt(tmp_path, tiny_sd_dir):
 
 
 def test_bundled_model_default(tmp_path, capsys):
-    try:
-        from boomerang.assets import default_model_path
+    from boomerang.assets import default_model_path  # they ship: a missing one is a regression, never a skip
 
-        path = default_model_path()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"bundled model not available ({exc})")
-    if not Path(path).exists():
-        pytest.skip(f"bundled model asset {path} is absent")
+    path = default_model_path()
+    assert Path(path).exists(), f"bundled model asset {path} is missing"
     digits = sorted((Path(__file__).parents[1] / "examples" / "digits").glob("*.png"))
-    if not digits:
-        pytest.skip("examples/digits/*.png not shipped yet")
+    assert digits, "examples/digits/*.png are missing"
     out = tmp_path / "out"
     assert main(["sample", str(digits[0]), "--level", "0.2,0.5", "--num-samples", "2", "--steps", "10",
                  "--out", str(out), "--no-progress"]) == 0

@@ -37,6 +37,11 @@ __all__ = ["__version__", *_LAZY]
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
+        import importlib
+        import importlib.util
+
+        if not name.startswith("_") and importlib.util.find_spec(f"boomerang.{name}") is not None:
+            return importlib.import_module(f"boomerang.{name}")  # a submodule: boomerang.api, boomerang.seeds ...
         raise AttributeError(f"module 'boomerang' has no attribute {name!r}")
     import importlib
 

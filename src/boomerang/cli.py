@@ -28,8 +28,36 @@ class _OneLineErrorParser(argparse.ArgumentParser):
     exit status 2) instead of the usage text followed by the error; subparsers
     inherit the class."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # --lev is an error, never a silent --level
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         self.exit(2, f"boomerang: error: {message} (see '{self.prog} --help')\n")
+
+
+def _subparser(parser: argparse.ArgumentParser, name):
+    """The parser of subcommand ``name`` (``parser`` itself when there is none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return parser
+
+
+def _with_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option of every subcommand says its default in --help (added where its text does not)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _with_defaults(sub)
+            continue
+        if not action.option_strings or action.help == argparse.SUPPRESS or action.nargs == 0:
+            continue  # positionals, flags (store_true/false), --help, --version
+        if action.help is None:
+            action.help = ""
+        if "default" not in action.help:
+            shown = "%(default)s" if action.default is not None else "none"
+            action.help = (action.help + " " if action.help else "") + f"(default {shown})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     from boomerang.privacy.command import add_audit_privacy_parser
     from boomerang.serve import add_serve_parser
     from boomerang.tasks import add_task_parsers
+    from boomerang.train_ldm import add_train_ldm_parser
 
     parser = _OneLineErrorParser(
         prog="boomerang",
@@ -50,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_classifier_parser(sub)
     add_audit_privacy_parser(sub)
     add_serve_parser(sub)
-    from boomerang.train_ldm import add_train_ldm_parser; add_train_ldm_parser(sub)  # noqa: E702
+    add_train_ldm_parser(sub)
+    _with_defaults(parser)
     return parser
 
 
@@ -106,27 +136,28 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--data", default=d.data, help="mnist5k, digits, or a folder of images (class sub-folders allowed)")
     p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
-    p.add_argument("--image-size", type=int, default=None, help="folders only: resize images to this side")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="folders only: resize images to this side (default: the images' own size)")
     p.add_argument("--channels", type=_int_list, default=d.channels, help="UNet channels per level (default 32,64,64)")
     p.add_argument("--attention", type=_int_list, default=None,
                    help="0/1 self-attention per level (default: at the second level only, e.g. 0,1,0)")
-    p.add_argument("--layers-per-block", type=int, default=d.layers_per_block)
-    p.add_argument("--norm-groups", type=int, default=d.norm_groups)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--layers-per-block", type=int, default=d.layers_per_block, help="ResNet layers per UNet level")
+    p.add_argument("--norm-groups", type=int, default=d.norm_groups, help="GroupNorm groups (must divide every channel count)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per optimizer step")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help="total optimizer steps (default %(default)s)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop cleanly (checkpoint + export) after this many minutes of this invocation")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--split-seed", type=int, default=d.split_seed)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
-    p.add_argument("--num-train-timesteps", type=int, default=d.num_train_timesteps)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW (after warm-up)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="steps of linear learning-rate warm-up")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="largest EMA decay of the exported weights")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between atomic checkpoints")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights and the training noise")
+    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/val/test split")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of the data held out for validation")
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="share of the data held out for testing")
+    p.add_argument("--num-train-timesteps", type=int, default=d.num_train_timesteps, help="T of the noise schedule")
     p.add_argument("--beta-schedule", default=d.beta_schedule,
                    help="squaredcos_cap_v2 (cosine, default), linear or scaled_linear")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N, mps or auto (default cpu)")
@@ -146,19 +177,20 @@ def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
         "never used for training or model selection). Writes config.json + model.safetensors + metrics.json.",
     )
     p.add_argument("--data", default="mnist5k", help="labelled 28x28 digits: mnist5k (default) or a folder")
-    p.add_argument("--output", "-o", default="runs/classifier-mnist5k")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--test-fraction", type=float, default=0.1)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", "-o", default="runs/classifier-mnist5k",
+                   help="folder for config.json, model.safetensors and metrics.json")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training split")
+    p.add_argument("--batch-size", type=int, default=64, help="images per optimizer step")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    p.add_argument("--width", type=int, default=32, help="channels of the first convolution")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and batches")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="share held out for testing")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", dest="progress", action="store_false")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
     p.set_defaults(func=_lazy("boomerang.classifier", "run_train_classifier"))
     return p
 
@@ -177,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the subcommand's parser, whose --help lists its flags
+            _subparser(parser, getattr(args, "command", None)).error("unrecognized arguments: " + " ".join(extra))
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     args._argv = list(sys.argv[1:] if argv is None else argv)

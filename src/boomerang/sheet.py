@@ -102,8 +102,9 @@ def contact_sheet(image, rows: Sequence[tuple[str, Sequence]]):
 
     first = tile(image)
     y = PAD
-    for label, samples in rows:
-        draw.text((PAD, y + 2), label, fill=TEXT, font=font)
+    for label, samples in rows:  # "input" over the first column, the row's label over its samples
+        draw.text((PAD, y + 2), "input", fill=TEXT, font=font)
+        draw.text((PAD + tw + PAD, y + 2), label, fill=TEXT, font=font)
         y += LABEL_H
         x = PAD
         for im in [first, *map(tile, samples)]:

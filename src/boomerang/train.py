@@ -437,7 +437,7 @@ def train(cfg: TrainConfig) -> dict:
         return info
 
     bar = None
-    if cfg.progress:
+    if cfg.progress and sys.stderr.isatty():  # never drawn into redirected logs
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)

@@ -180,8 +180,9 @@ class SampleTask(Task):
                 recs = sorted(by_row.get((inp.index, k), []), key=lambda r: r["sample_index"])
                 t = recs[0]["timestep"] if recs else _t
                 evals = recs[0]["num_denoiser_evals"] if recs else 0
-                label = (f"level {level:.3f}  identity (no noise)" if t is None
-                         else f"level {level:.3f}  t={t}  {evals} evals")
+                asked = f"timestep {_t}" if s.timestep is not None else f"level {level:.3f}"  # what was asked
+                label = (f"{asked}  identity (no noise)" if t is None
+                         else f"{asked}  t={t}  {evals} eval{'' if evals == 1 else 's'}")
                 rows.append((label, [_open(out / r["file"]) for r in recs]))
             inp.ensure()
             sheet = contact_sheet(_to_pil(inp.reference), rows)
@@ -194,7 +195,7 @@ class SampleTask(Task):
         meta = {
             "boomerang_version": __version__,
             "command": ["boomerang", *(getattr(args, "_argv", None) or [])],
-            "settings": {**s.to_dict(), "batch_size_resolved": ctx.block_size, "threads": ctx.extra.get("threads"),
+            "settings": {**s.to_dict(), "batch_size_resolved": min(ctx.block_size, len(ctx.extra["units"])), "threads": ctx.extra.get("threads"),
                          "out": str(args.out)},
             "model": ctx.extra.setdefault("model_info", _model_info(ctx)),
             "inputs": [
@@ -213,7 +214,7 @@ class SampleTask(Task):
         }
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / METADATA_NAME, (json.dumps(meta, indent=2, allow_nan=False) + "\n").encode())
-        print(f"wrote {len(records)} samples, {len(sheets)} contact sheet(s) and {METADATA_NAME} to {Path(args.out)}",
+        print(f"wrote {len(records)} sample{'' if len(records) == 1 else 's'}, {len(sheets)} contact sheet(s) and {METADATA_NAME} to {Path(args.out)}",
               file=sys.stderr)
 
 
