@@ -302,7 +302,7 @@ def train_one(args, ds, split, pool, work, regime: int, arm: str, seed: int, glo
                 from PIL import Image
 
                 with Image.open(path) as im:
-                    cache_images[path] = np.asarray(im, dtype=np.uint8)[None]
+                    cache_images[path] = np.array(im, dtype=np.uint8)[None]  # writable: no torch warning
             return cache_images[path]
 
         data = BoomerangAugmented(base, work / "cache", samples_per_image=K, p=args.p, level=level, load=load,
