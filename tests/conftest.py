@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # torch at import, and boomerang's default --threads
 sys.path.insert(0, str(Path(__file__).parent))  # tests/_tiny.py
 
 

@@ -42,6 +42,7 @@ GOOD = {
     "odd_427x640.png": (640, 427),
     "tiny_1x1.png": (1, 1),
     "cmyk.jpg": (32, 32),
+    "icc_linear_gray128.png": (32, 32),
 }
 BAD = {
     "truncated.jpg": "truncated",
@@ -166,6 +167,8 @@ def test_level_zero_returns_the_read_input(inputs: Path, pixel_model: Path, tmp_
     c = arr("cmyk")
     assert c[5, 12:20].min() >= 240 and c[15, 9].min() >= 240
     assert c[20, 20].max() <= 15 and c[1, 1].max() <= 15
+    # Linear-gamma ICC profile: converted to sRGB (LittleCMS: 128 -> about 188), written without a profile.
+    assert np.abs(arr("icc_linear_gray128") - 188).max() <= 1
     # Tiny: one pixel of the input's colour.
     tiny = np.asarray(Image.open(inputs / "tiny_1x1.png").convert("RGB"), np.int32)
     assert np.abs(arr("tiny_1x1") - tiny).max() <= 1

@@ -470,7 +470,7 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path, monkeypatch: py
     def boom(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(imageio.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         save_image(x, tmp_path / "b.png")
     assert sorted(os.listdir(tmp_path)) == ["a.png"]  # no b.png, no temp file

@@ -219,3 +219,23 @@ def test_sigterm_stops_after_the_current_block_and_resumes(tmp_path, tiny_pixel_
     assert not (out / "report.json").exists()
     assert _wait(_fork_job(argv(out))) == 0
     assert _tree(out) == _tree(ref)
+
+
+# ----------------------------------------------------------------------------- ray
+
+
+def test_ray_engine_writes_the_same_bytes_as_the_local_engine(tmp_path, tiny_pixel_dir):
+    import ray
+
+    src = _digits(tmp_path / "in", [f"c{i % 2}/{i}.png" for i in range(6)])
+    common = ["--batch-size", "2", "--num-samples", "2", "--threads", "1"]
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert main_for(Task(), [str(src), *_args(tiny_pixel_dir, local, *common)]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        assert main_for(Task(), [str(src), *_args(tiny_pixel_dir, remote, *common, "--engine", "ray",
+                                                  "--workers", "2")]) == 0
+    finally:
+        ray.shutdown()
+    assert _tree(remote) == _tree(local) and len(_tree(local)) == 6 * 2 + 2
+    assert (remote / ".job" / "journal.jsonl").read_text().count("\n") == 6

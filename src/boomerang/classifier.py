@@ -82,6 +82,9 @@ def save_classifier(model, folder) -> None:
     (folder / CONFIG_NAME).write_text(json.dumps({"architecture": "DigitCNN", **model.config,
                                                   "input": "[B,1,28,28] float in [-1,1]"}, indent=1))
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS_NAME))
+    from boomerang.imageio import follow_umask
+
+    follow_umask(folder)
 
 
 def load_classifier(path=None, device="cpu"):
@@ -181,6 +184,76 @@ def evaluate_accuracy(model, x, y, device="cpu", batch_size: int = 500) -> float
     return float((pred == y).float().mean())
 
 
+def classifier_accuracy(model, x, y) -> float:
+    """Share of ``x`` (``[N, 1, 28, 28]`` in [-1, 1]) that ``model`` labels ``y`` (``[N]`` int), in [0, 1].
+
+    Runs in eval mode, 500 images at a time, on the model's device.
+    """
+    return evaluate_accuracy(model, x, y, device=next(model.parameters()).device)
+
+
+def fit_classifier(x_train, y_train, *, x_val=None, y_val=None, epochs: int = 30, batch_size: int = 64,
+                   lr: float = 2e-3, seed: int = 0, width: int = 32, label_smoothing: float = 0.0,
+                   device="cpu", progress: bool = False):
+    """Train a fresh :class:`DigitCNN` with the reference recipe on tensors.
+
+    The recipe of ``boomerang train-classifier``: AdamW (weight decay 1e-4)
+    with a one-cycle learning rate peaking at ``lr``, random shifts of up to
+    2 pixels, cross-entropy. All randomness comes from ``seed`` (the global
+    torch RNG is restored afterwards).
+
+    Args:
+        x_train: float ``[N, 1, 28, 28]`` in [-1, 1]; y_train: int64 ``[N]`` in 0..9.
+        x_val, y_val: optional validation set: the epoch with the best val
+            accuracy is kept (ties: the later epoch); without it, the last epoch.
+        epochs, batch_size, lr, seed, width, label_smoothing: the recipe's knobs.
+        device: torch device (name or ``torch.device``).
+        progress: print one line per epoch on stderr.
+
+    Returns:
+        ``(model, info)``: the trained model (eval mode, on ``device``) and
+        ``{"val_accuracy": float | None, "best_epoch": int, "wall_time_s": float, "steps": int}``.
+
+    Raises:
+        ValueError: empty training set, or x/y of different lengths.
+    """
+    import copy
+
+    import torch
+    if len(x_train) == 0 or len(x_train) != len(y_train):
+        raise ValueError(f"x_train and y_train must be non-empty and of one length, got {len(x_train)} and {len(y_train)}")
+    dev = torch.device(device)
+    xtr, ytr = x_train, y_train
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_classifier(width=width).to(dev)
+        gen = torch.Generator().manual_seed(seed + 1)
+        steps_per_epoch = (len(xtr) + batch_size - 1) // batch_size
+        opt, sched = make_optimizer(model, lr, epochs * steps_per_epoch)
+
+        t0 = time.monotonic()
+        best = (-1.0, 0, None)
+        for epoch in range(epochs):
+            model.train()
+            perm = torch.randperm(len(xtr), generator=gen)
+            total = 0.0
+            for i in range(steps_per_epoch):
+                idx = perm[i * batch_size:(i + 1) * batch_size]
+                total += train_step(model, opt, sched, xtr[idx], ytr[idx], gen, label_smoothing, dev)
+            va = classifier_accuracy(model, x_val, y_val) if x_val is not None else None
+            if va is not None and va >= best[0]:
+                best = (va, epoch + 1, copy.deepcopy(model.state_dict()))
+            if progress:
+                val = "" if va is None else f" val_acc {va:.4f}"
+                print(f"epoch {epoch + 1}/{epochs} loss {total / steps_per_epoch:.4f}{val}", file=sys.stderr)
+        if best[2] is not None:
+            model.load_state_dict(best[2])
+        wall = time.monotonic() - t0
+    model.eval()
+    return model, {"val_accuracy": None if x_val is None else best[0], "best_epoch": best[1] if best[2] is not None
+                   else epochs, "wall_time_s": round(wall, 1), "steps": epochs * steps_per_epoch}
+
+
 def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist5k", epochs: int = 30,
                      batch_size: int = 64, lr: float = 2e-3, seed: int = 0, split_seed: int = 0,
                      val_fraction: float = 0.1, test_fraction: float = 0.1, width: int = 32,
@@ -202,8 +275,6 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
     Raises:
         ValueError: bad arguments or a dataset that is not 28x28 grayscale with 10 classes.
     """
-    import copy
-
     import numpy as np
     import torch
 
@@ -225,33 +296,12 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
         return torch.from_numpy(ds.images[idx]).float() / 127.5 - 1.0, torch.from_numpy(ds.labels[idx])
 
     (xtr, ytr), (xva, yva), (xte, yte) = tensors("train"), tensors("val"), tensors("test")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_classifier(width=width).to(dev)
-        gen = torch.Generator().manual_seed(seed + 1)
-        steps_per_epoch = (len(xtr) + batch_size - 1) // batch_size
-        opt, sched = make_optimizer(model, lr, epochs * steps_per_epoch)
-
-        def accuracy(x, y):
-            return evaluate_accuracy(model, x, y, dev)
-
-        t0 = time.monotonic()
-        best = (-1.0, 0, None)
-        for epoch in range(epochs):
-            model.train()
-            perm = torch.randperm(len(xtr), generator=gen)
-            total = 0.0
-            for i in range(steps_per_epoch):
-                idx = perm[i * batch_size:(i + 1) * batch_size]
-                total += train_step(model, opt, sched, xtr[idx], ytr[idx], gen, label_smoothing, dev)
-            va = accuracy(xva, yva)
-            if va >= best[0]:
-                best = (va, epoch + 1, copy.deepcopy(model.state_dict()))
-            if progress:
-                print(f"epoch {epoch + 1}/{epochs} loss {total / steps_per_epoch:.4f} val_acc {va:.4f}", file=sys.stderr)
-        model.load_state_dict(best[2])
-        wall = time.monotonic() - t0
-    test_acc = accuracy(xte, yte)
+    model, fit = fit_classifier(xtr, ytr, x_val=xva, y_val=yva, epochs=epochs, batch_size=batch_size, lr=lr,
+                                seed=seed, width=width, label_smoothing=label_smoothing, device=dev,
+                                progress=progress)
+    best = (fit["val_accuracy"], fit["best_epoch"])
+    wall = fit["wall_time_s"]
+    test_acc = classifier_accuracy(model, xte, yte)
     out = pathlib.Path(output)
     save_classifier(model.cpu(), out)
     save_split(out / "split.json", split, dataset=data, split_seed=split_seed,

@@ -35,6 +35,8 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered (imports no torch)."""
     from boomerang import __version__
+    from boomerang.privacy.command import add_audit_privacy_parser
+    from boomerang.serve import add_serve_parser
     from boomerang.tasks import add_task_parsers
 
     parser = _OneLineErrorParser(
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_task_parsers(sub)  # sample and the dataset commands: boomerang.tasks.TASKS
     add_train_parser(sub)
     add_train_classifier_parser(sub)
+    add_audit_privacy_parser(sub)
+    add_serve_parser(sub)
+    from boomerang.train_ldm import add_train_ldm_parser; add_train_ldm_parser(sub)  # noqa: E702
     return parser
 
 
@@ -158,11 +163,6 @@ def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-
-class _UserError(Exception):
-    """A problem with the user's input: exit status 2."""
-
-
 def _error(message: str, status: int) -> int:
     print(f"boomerang: error: {message}", file=sys.stderr)
     return status
@@ -181,12 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     args._argv = list(sys.argv[1:] if argv is None else argv)
-    if getattr(args, "task", None) is not None:
-        return int(run_task_command(args))
-    if getattr(args, "func", None) is None:
+    if getattr(args, "func", None) is None and getattr(args, "task", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args))
+    import warnings
+
+    said: list[str] = []
+    with warnings.catch_warnings():  # library warnings: one line each, "boomerang: warning: ...", printed when
+        warnings.showwarning = lambda message, *a, **k: said.append(str(message))  # the command ends, unless
+        rc = int(run_task_command(args) if getattr(args, "task", None) is not None else args.func(args))
+    if rc != 2:  # it stopped on bad input (exit 2: its one error line is all that is said)
+        for message in dict.fromkeys(said):
+            print(f"boomerang: warning: {message}", file=sys.stderr)
+    return rc
 
 
 # --------------------------------------------------------------------------- tasks (sample, dataset jobs)
@@ -201,7 +208,7 @@ def run_task_command(args: argparse.Namespace) -> int:
         return run_task(args.task, args)
     except KeyboardInterrupt:
         return _error("interrupted", 130)
-    except (_UserError, ValueError) as exc:  # SettingError and ImageInputError are ValueErrors
+    except ValueError as exc:  # SettingError and ImageInputError are ValueErrors
         if args.debug:
             raise
         return _error(user_message(exc), 2)

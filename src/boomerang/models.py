@@ -17,390 +17,178 @@ CLI can validate sizes and timesteps before anything heavy is loaded.
 Weights are read from ``.safetensors`` files only, unless ``allow_pickle=True``:
 ``.bin`` / ``.ckpt`` / ``.pt`` files are Python pickles that can run arbitrary
 code when loaded.
+
+The code is in three parts: :mod:`boomerang._model_files` (finding a model and
+reading its configs, torch-free), :mod:`boomerang._invariant` (batch-invariant
+kernels) and this module (the loaded :class:`DiffusionModel`, loading, and the
+errors), which is the public face: every name is importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pathlib
-from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["ModelInfo", "DiffusionModel", "read_model_info", "load_model", "DTYPES"]
+__all__ = [
+    "ModelInfo",
+    "DiffusionModel",
+    "IncompleteWeightsError",
+    "NonFiniteOutputError",
+    "read_model_info",
+    "load_model",
+    "nonfinite_message",
+    "DTYPES",
+]
 
-DTYPES = ("float32", "float16", "bfloat16")
-_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
-_WEIGHT_SUFFIXES = (".safetensors",) + _PICKLE_SUFFIXES
-_LATENT_COMPONENTS = ("unet", "vae", "text_encoder")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the CLI needs to know about a model before loading it.
-
-    Attributes:
-        source: the local folder (str) the model is read from.
-        kind: ``'pixel'`` (denoiser on images) or ``'latent'`` (Stable Diffusion).
-        num_train_timesteps: T of the model's training schedule.
-        image_channels: channels of the images the model takes (1 or 3).
-        native_size: pixel models: the only side length (square images) the
-            UNet was trained on; latent models: ``None`` (any size that is a
-            multiple of ``size_multiple``).
-        size_multiple: latent models: the VAE downsampling factor (8 for SD);
-            pixel models: the UNet's total downsampling factor (informational).
-        takes_prompt: True for text-conditioned (latent SD) models.
-    """
-
-    source: str
-    kind: str
-    num_train_timesteps: int
-    image_channels: int
-    native_size: int | None
-    size_multiple: int
-    takes_prompt: bool
-
-
-# ----------------------------------------------------------------------------- resolving a model argument
-
-
-def _bundled_model_path() -> pathlib.Path:
-    try:
-        from boomerang import assets
-    except ImportError as exc:  # the bundled-model module is another issue
-        raise ValueError(
-            "no --model given and the bundled default model is not available in this installation "
-            f"({exc}); pass --model PATH_TO_A_DIFFUSERS_FOLDER"
-        ) from None
-    try:
-        return pathlib.Path(assets.default_model_path())
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise ValueError(f"no --model given and the bundled default model is missing: {exc}; pass --model PATH") from None
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    parts = text.split("/")
-    return (
-        len(parts) == 2
-        and all(p and not p.startswith(".") for p in parts)
-        and not text.startswith(("/", "~", "."))
-        and os.sep not in text.replace("/", "")
-    )
-
-
-def _hub_hint(repo_id: str) -> str:
-    return (
-        f"on a machine with internet access run\n"
-        f"    python -c \"from huggingface_hub import snapshot_download; "
-        f"print(snapshot_download('{repo_id}', allow_patterns=['*.json', '*.txt', '*.safetensors']))\"\n"
-        f"(or `huggingface-cli download {repo_id} --local-dir DIR`), copy the folder here and pass it with --model DIR"
-    )
-
-
-def _resolve(model: str | os.PathLike | None, *, json_only: bool, allow_pickle: bool = False) -> pathlib.Path:
-    """A local folder for ``model``: the bundled model, a local folder, or a hub id from the HF cache/hub."""
-    if model is None:
-        path = _bundled_model_path()
-        if not path.is_dir():
-            raise ValueError(f"the bundled default model folder {path} does not exist; pass --model PATH")
-        return path
-    path = pathlib.Path(os.path.expanduser(str(model)))
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError(
-                f"--model {model}: expected a diffusers model folder (with model_index.json, or a UNet config.json), "
-                "got a file; single-file checkpoints are not supported: convert them to a diffusers folder first"
-            )
-        return path
-    text = str(model)
-    if not _looks_like_hub_id(text):
-        raise ValueError(f"--model {model}: no such folder; pass a local diffusers model folder (or a hub id owner/name)")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    try:
-        from huggingface_hub import snapshot_download
-
-        # Only what load_model reads: configs, and the plain weight files of the components
-        # (not root-level single-file checkpoints, precision variants or the safety checker).
-        patterns = ["*.json", "*.txt"]
-        if not json_only:
-            patterns += ["*/*.safetensors", "diffusion_pytorch_model.safetensors"]
-            if allow_pickle:
-                patterns += ["*/*.bin", "diffusion_pytorch_model.bin"]
-        ignore = ["*.fp16.*", "*.bf16.*", "*non_ema*", "*.ema.*", "safety_checker/*"]
-        local = snapshot_download(text, allow_patterns=patterns, ignore_patterns=ignore, local_files_only=offline)
-    except Exception as exc:  # noqa: BLE001 -- any hub/network failure gets the same actionable message
-        why = "the hub is not reachable (HF_HUB_OFFLINE is set)" if offline else f"it could not be downloaded ({type(exc).__name__})"
-        raise ValueError(f"--model {text} is not a local folder and {why}; {_hub_hint(text)}") from None
-    return pathlib.Path(local)
-
-
-def _read_json(path: pathlib.Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read model config {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"model config {path} is not a JSON object")
-    return data
-
-
-def _layout(root: pathlib.Path) -> dict[str, Any]:
-    """Find the layout of a model folder: kind and the paths of its component configs."""
-    index = root / "model_index.json"
-    if index.is_file():
-        entries = _read_json(index)
-        if "text_encoder_2" in entries or "transformer" in entries:
-            raise ValueError(
-                f"{root}: {entries.get('_class_name', 'this pipeline')} (SDXL, SD3 or a transformer model) is not "
-                "supported; use a Stable Diffusion 1.x/2.x folder or a pixel-space UNet2DModel pipeline"
-            )
-        if "unet" in entries and "vae" in entries and "text_encoder" in entries and "tokenizer" in entries:
-            return {"kind": "latent", "unet": root / "unet", "scheduler": root / "scheduler",
-                    "vae": root / "vae", "text_encoder": root / "text_encoder", "tokenizer": root / "tokenizer"}
-        if "unet" in entries and "scheduler" in entries and "vae" not in entries:
-            return {"kind": "pixel", "unet": root / "unet", "scheduler": root / "scheduler"}
-        raise ValueError(
-            f"{root}: model_index.json describes a {entries.get('_class_name', 'unknown')} pipeline; supported are "
-            "pixel-space UNet pipelines (DDPMPipeline/DDIMPipeline layout) and Stable Diffusion 1.x/2.x"
-        )
-    config = root / "config.json"
-    if config.is_file() and _read_json(config).get("_class_name") == "UNet2DModel":
-        for sched in (root / "scheduler_config.json", root / "scheduler" / "scheduler_config.json"):
-            if sched.is_file():
-                return {"kind": "pixel", "unet": root, "scheduler": sched.parent}
-        raise ValueError(f"{root}: a UNet2DModel folder needs a scheduler_config.json beside config.json (or in scheduler/)")
-    raise ValueError(
-        f"{root}: not a supported diffusers model folder: expected model_index.json (DDPM or Stable Diffusion "
-        "layout) or a UNet2DModel config.json with a scheduler_config.json"
-    )
-
-
-def _component_config(folder: pathlib.Path, name: str = "config.json") -> dict[str, Any]:
-    path = folder / name
-    if not path.is_file():
-        raise ValueError(f"{folder}: missing {name}; the model folder is incomplete")
-    return _read_json(path)
-
-
-def _side(value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        if len(set(value)) != 1:
-            raise ValueError(f"non-square UNet sample_size {value} is not supported")
-        value = value[0]
-    return int(value)
-
-
-def _info_from_layout(root: pathlib.Path, layout: dict[str, Any]) -> ModelInfo:
-    unet = _component_config(layout["unet"])
-    sched = _component_config(layout["scheduler"], "scheduler_config.json")
-    T = int(sched.get("num_train_timesteps", 1000))
-    if layout["kind"] == "pixel":
-        n_down = len(unet.get("block_out_channels", (64,)))
-        return ModelInfo(str(root), "pixel", T, int(unet.get("in_channels", 3)), _side(unet.get("sample_size")),
-                         2 ** (n_down - 1), False)
-    vae = _component_config(layout["vae"])
-    factor = 2 ** (len(vae.get("block_out_channels", (1, 1, 1, 1))) - 1)
-    return ModelInfo(str(root), "latent", T, int(vae.get("in_channels", 3)), None, factor, True)
-
-
-def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
-    """Describe a model from its JSON configs only (no torch import, no weights read).
-
-    Args:
-        model: a local diffusers folder, a hub id (``owner/name``, resolved from
-            the local Hugging Face cache when offline), or ``None`` for the
-            bundled default model.
-
-    Raises:
-        ValueError: missing folder, unknown layout, unreadable config, or a hub
-            id that is not available (the message says how to download it).
-    """
-    root = _resolve(model, json_only=True)
-    return _info_from_layout(root, _layout(root))
-
-
-# ----------------------------------------------------------------------------- batch invariance
-#
-# The project promises that, in float32 on the CPU, a sample depends only on its
-# own generator: the same seed gives bit-identical pixels whatever the batch size
-# and order. PyTorch's fastest CPU kernels break this, because they choose an
-# algorithm (and so a float summation order) by batch size. Measured on this
-# project's machine with torch 2.13 (benchmarks/batch_invariance.py prints it;
-# the first module whose output changed is named):
-#
-# * ``nn.Linear`` on a 2-D input [B, C] (the timestep embedding and every ResNet's
-#   ``time_emb_proj``): MKL gemv for B = 1, gemm for B > 1.
-# * Convolutions: oneDNN picks its blocking by batch size, NNPACK takes over from
-#   batch 16 on, and the native kernels fold the batch into one gemm for the
-#   channels-last strided tensors that diffusers' attention blocks return.
-# * GroupNorm on such channels-last strided inputs splits its reduction by batch size.
-#
-# What the networks do instead, when ``batch_invariant`` (the CPU default,
-# ``invariant_strategy = 'kernels'``), inside :class:`invariant_kernels`:
-#
-# * the UNet runs batched, but every ``nn.Conv2d`` runs on each item as a batch
-#   of one (contiguous), so whatever kernel torch picks, it picks the same one
-#   for every item whatever the batch: invariant by construction. Convolutions
-#   are most of the work and oneDNN is fast at batch one, so little is lost;
-# * every ``nn.Linear`` is a batched matrix product over the leading (batch)
-#   dimension: ``torch.bmm`` of [B, L, C] by the weight expanded to [B, C, D]
-#   (2-D inputs as L = 1), each item its own L x C by C x D product;
-# * ``nn.GroupNorm`` inputs are made contiguous (the native kernel then reduces
-#   each (item, group) on its own);
-# * everything else these UNets use was measured invariant as it is:
-#   scaled-dot-product attention (per item and head), SiLU, interpolation,
-#   element-wise arithmetic;
-# * the VAE (latent models) runs item by item: at 256x256 and up its batched
-#   activations no longer fit in cache, and item by item was the fastest way
-#   measured, invariant or not.
-#
-# Measured alternatives (BENCHMARKS.md, bundled architecture): running the whole
-# UNet item by item (the earlier design) gave 1.3-1.5x lower throughput than this
-# at batch 4-64; disabling oneDNN/NNPACK globally so that the native convolution
-# loops over the batch was also invariant but slower still at batch 64 and about 3-5x
-# slower for the VAE; plain batching (not invariant) is ~1.3x faster than this
-# for the small pixel UNet and about equal for the Stable-Diffusion-shaped one.
-#
-# The patches live on the modules' instances only for the duration of one call
-# (a diffusers pipeline sharing the modules is unaffected); no global switch is
-# touched. ``model.batch_invariant = False`` turns this off (default kernels, plain
-# batching; samples then differ in the last bits across batch sizes).
-# ``invariant_strategy = 'per_item'`` runs every network item by item (the
-# fallback, and what ``batch_invariant = True`` means on CUDA, where the default
-# is off: cuDNN offers no batch-invariant switch). tests/test_core.py checks
-# bit-exactness at batch sizes 1, 2, 3, 5, 7, 8, 16 and in reversed order for a
-# pixel UNet with attention and a Stable Diffusion model (cross attention, VAE,
-# guidance, img2img posterior samples).
-
-INVARIANT_STRATEGIES = ("kernels", "per_item")
-
-
-def _per_item(fn, x, *args, **kwargs):
-    """fn applied to each item of x as a fresh batch of one, results concatenated."""
-    import torch
-
-    return torch.cat([fn(x[i : i + 1].clone(), *args, **kwargs) for i in range(x.shape[0])])
-
-
-def _linear_rows(self, x):
-    """nn.Linear as bmm over the leading dimension: no item's result depends on the others.
-
-    x: [B, ..., C_in] -> [B, ..., C_out].
-    """
-    import torch
-
-    lead = x.shape[:-1]
-    x3 = x.reshape(x.shape[0], -1, x.shape[-1]) if x.dim() != 2 else x.unsqueeze(1)
-    w = self.weight.t().unsqueeze(0).expand(x3.shape[0], -1, -1)
-    y = torch.bmm(x3, w)
-    if self.bias is not None:
-        y = y + self.bias
-    return y.reshape(*lead, y.shape[-1])
-
-
-def _conv_items(self, x):
-    """nn.Conv2d on each item as a contiguous batch of one. x: [B, C, H, W]."""
-    import torch
-
-    if x.dim() != 4 or x.shape[0] == 1:
-        return self._conv_forward(x.contiguous(), self.weight, self.bias)
-    return torch.cat([self._conv_forward(x[i : i + 1].contiguous(), self.weight, self.bias) for i in range(x.shape[0])])
-
-
-def _group_norm_contiguous(self, x):
-    import torch.nn.functional as F
-
-    return F.group_norm(x.contiguous(), self.num_groups, self.weight, self.bias, self.eps)
-
-
-def _patchable(modules) -> list[tuple[Any, Any]]:
-    """(module, replacement forward) for every Linear / Conv2d / GroupNorm in ``modules``.
-
-    Only the exact torch classes are patched (subclasses such as LoRA layers keep
-    their own forward; the invariance tests would catch one that is variant).
-    """
-    import torch.nn as nn
-
-    out = []
-    for root in modules:
-        for m in root.modules():
-            if type(m) is nn.Linear:
-                out.append((m, _linear_rows))
-            elif type(m) is nn.Conv2d and m.padding_mode == "zeros":
-                out.append((m, _conv_items))
-            elif type(m) is nn.GroupNorm:
-                out.append((m, _group_norm_contiguous))
-    return out
-
-
-class invariant_kernels:
-    """Context manager: run the patched modules with batch-invariant forwards (see above).
-
-    Args:
-        patches: ``(module, forward)`` pairs from :func:`_patchable` (cached by
-            :class:`DiffusionModel`).
-
-    Each module's ``forward`` is replaced on the instance inside the block and
-    restored on exit, also after an exception. Not re-entrant for the same
-    modules from two threads at once.
-    """
-
-    def __init__(self, patches):
-        self.patches = patches
-
-    def __enter__(self):
-        for m, fwd in self.patches:
-            m.__dict__["forward"] = fwd.__get__(m)
-        return self
-
-    def __exit__(self, *exc):
-        for m, _ in self.patches:
-            m.__dict__.pop("forward", None)
-        return False
+from boomerang._invariant import (  # noqa: F401  (re-exported)
+    INVARIANT_STRATEGIES,
+    _conv_items,
+    _group_norm_contiguous,
+    _linear_rows,
+    _patchable,
+    _per_item,
+    invariant_kernels,
+)
+from boomerang._model_files import (  # noqa: F401  (re-exported)
+    _LATENT_COMPONENTS,
+    DTYPES,
+    ModelInfo,
+    _check_weights,
+    _component_config,
+    _hub_hint,
+    _info_from_layout,
+    _layout,
+    _resolve,
+    _weight_files,
+    read_model_info,
+    weights_sha256,
+)
 
 
 # ----------------------------------------------------------------------------- loading
 
 
-def _check_weights(folder: pathlib.Path, allow_pickle: bool) -> None:
-    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)] if folder.is_dir() else []
-    if any(p.name.endswith(".safetensors") for p in files):
+class IncompleteWeightsError(ValueError):
+    """A component's weight files do not match its config: parameters are missing
+    (they would be left randomly initialised) or unexpected, or shaped differently."""
+
+
+from boomerang.errors import SettingError  # noqa: E402
+
+
+class NonFiniteOutputError(SettingError):
+    """A network returned NaN or inf in the dtype in use (see :func:`nonfinite_message`); a
+    SettingError whose message names the ``dtype`` parameter (the CLI: ``--dtype``)."""
+
+
+#: At most this many parameter names are listed in an error message.
+_MAX_NAMES = 8
+
+
+def _names(keys) -> str:
+    keys = sorted(str(k) for k in keys)
+    shown = ", ".join(keys[:_MAX_NAMES])
+    return shown + (f" ... ({len(keys) - _MAX_NAMES} more)" if len(keys) > _MAX_NAMES else "")
+
+
+def check_loading_info(component: str, folder, loading_info: dict) -> None:
+    """Refuse weights that do not cover the component's parameters exactly.
+
+    Args:
+        component: ``'unet'``, ``'vae'`` or ``'text_encoder'`` (for the message).
+        folder: the component's folder.
+        loading_info: what ``from_pretrained(..., output_loading_info=True)`` of
+            diffusers / transformers returns: ``missing_keys``, ``unexpected_keys``,
+            ``mismatched_keys`` (lists or sets).
+
+    Raises:
+        IncompleteWeightsError: any missing, unexpected or mismatched parameter; the
+            message names them (``conv_out.weight, conv_out.bias``) and says what to do.
+    """
+    missing = list(loading_info.get("missing_keys") or [])
+    unexpected = list(loading_info.get("unexpected_keys") or [])
+    mismatched = [m[0] if isinstance(m, (list, tuple)) else m for m in (loading_info.get("mismatched_keys") or [])]
+    if not (missing or unexpected or mismatched):
         return
-    pickles = [p for p in files if p.name.endswith(_PICKLE_SUFFIXES)]
-    if not pickles:
-        raise ValueError(f"{folder}: no weight files (*.safetensors) found; the model folder is incomplete")
-    if not allow_pickle:
-        raise ValueError(
-            f"{pickles[0]} is a pickle file, which can run arbitrary code when loaded, and the folder has no "
-            ".safetensors weights. If you trust its source, pass --allow-pickle (allow_pickle=True); or convert it "
-            "once with: python -c \"import diffusers; m = diffusers.AutoModel.from_pretrained(DIR); "
-            "m.save_pretrained(DIR, safe_serialization=True)\" (use the component's class, e.g. UNet2DModel)"
-        )
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing parameter(s): {_names(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected parameter(s): {_names(unexpected)}")
+    if mismatched:
+        parts.append(f"{len(mismatched)} parameter(s) of the wrong shape: {_names(mismatched)}")
+    raise IncompleteWeightsError(
+        f"{folder}: the {component} weights do not match its config.json ({'; '.join(parts)}); "
+        "loading them would leave layers randomly initialised. Use the complete weights of this model "
+        "(download the folder again, or export it again with save_pretrained)"
+    )
 
 
-def weights_sha256(paths: list[pathlib.Path], root: pathlib.Path) -> str:
-    """SHA-256 over the weight files: for each file in sorted relative-path order,
-    its relative path and its bytes. Identifies exactly the weights loaded."""
-    digest = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.relative_to(root).as_posix()):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+class _quiet_loading:
+    """Silence diffusers' / transformers' own warnings about missing weights while we
+    load (we raise one clear error for them instead); restores the verbosity."""
+
+    def __enter__(self):
+        from diffusers.utils import logging as dlog
+
+        self._saved = [(dlog, dlog.get_verbosity())]
+        dlog.set_verbosity_error()
+        try:
+            from transformers.utils import logging as tlog
+
+            self._saved.append((tlog, tlog.get_verbosity()))
+            tlog.set_verbosity_error()
+            self._bars = tlog.is_progress_bar_enabled()
+            tlog.disable_progress_bar()  # transformers 5 draws a "Loading weights" bar per model
+        except ImportError:  # pragma: no cover - transformers is a dependency
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for mod, level in self._saved:
+            mod.set_verbosity(level)
+        if getattr(self, "_bars", False):
+            from transformers.utils import logging as tlog
+
+            tlog.enable_progress_bar()
+        return False
 
 
-def _weight_files(folder: pathlib.Path, allow_pickle: bool) -> list[pathlib.Path]:
-    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)]
-    # from_pretrained without `variant` reads the plain files, not e.g. *.fp16.safetensors
-    plain = [p for p in files if not any(f".{v}." in p.name for v in ("fp16", "bf16", "fp32", "non_ema", "ema"))]
-    files = plain or files
-    safe = [p for p in files if p.name.endswith(".safetensors")]
-    return safe if safe or not allow_pickle else files
+def nonfinite_message(model, where: str = "the model") -> str:
+    """The message for NaN/inf outputs: names the dtype in use and what to try.
+
+    Args:
+        model: the :class:`DiffusionModel` (its ``dtype``, networks and parameters
+            are inspected), or a dtype name.
+        where: which output was not finite, e.g. ``'the UNet'``, ``'the VAE decoder'``.
+
+    The message marks the parameter in backticks (a :class:`SettingError` template: the
+    library says ``dtype``, the CLI ``--dtype``). float16 / bfloat16: try float32 (bfloat16 from float16). float32:
+    if some weights are themselves NaN/inf the message names them (a damaged
+    weights file); otherwise the model overflows even in float32.
+    """
+    dtype = model if isinstance(model, str) else getattr(model, "dtype", "float32")
+    head = f"{where} produced NaN or infinite values with `dtype` {dtype}"
+    if dtype == "float16":
+        return f"{head}; float16 overflows in some models: run again with `dtype` float32 (or bfloat16 on a GPU that has it)"
+    if dtype == "bfloat16":
+        return f"{head}; run again with `dtype` float32"
+    bad = []
+    if not isinstance(model, str):
+        for comp in ("unet", "vae", "text_encoder"):
+            net = getattr(model, comp, None)
+            if net is None:
+                continue
+            import torch
+
+            for name, t in net.state_dict().items():
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    bad.append(f"{comp}.{name}")
+    if bad:
+        return (f"{head}: {len(bad)} weight tensor(s) hold NaN/inf ({_names(bad)}); the weights file is damaged: "
+                "download or export the model again")
+    return (f"{head} (already the widest dtype): the model's weights or its scheduler config do not fit this "
+            "input; check the model with another image, `scheduler` ddpm, or a lower `level`")
 
 
 class DiffusionModel:
@@ -517,14 +305,18 @@ class DiffusionModel:
                 noise = torch.cat([randn_tensor((1, *means.shape[1:]), generator=g, device=means.device, dtype=means.dtype)
                                    for g in generators])
                 z = means + stds * noise
+        if not bool(torch.isfinite(z).all()):
+            raise NonFiniteOutputError(nonfinite_message(self, "the VAE encoder"))
         return (z * self.vae.config.scaling_factor).to(torch.float32)
 
     def decode(self, z):
         """The model's space -> images [B, C, H, W] float32 on the CPU (not clamped).
 
         Latent models decode with the VAE in float32 (it is kept in float32 at
-        load time: float16 VAEs overflow to NaN). Raises ValueError if the
-        result is not finite, instead of returning NaN/black images.
+        load time: float16 VAEs overflow to NaN). Raises
+        :class:`NonFiniteOutputError` (a ValueError; message from
+        :func:`nonfinite_message`, naming the dtype in use) if the result is not
+        finite, instead of returning NaN/black images.
         """
         import torch
 
@@ -539,10 +331,8 @@ class DiffusionModel:
                     out = self.vae.decode(z).sample
             out = out.to(torch.float32)
         if not torch.isfinite(out).all():
-            raise ValueError(
-                f"the model produced non-finite values (NaN/inf) with dtype {self.dtype}; "
-                "rerun with --dtype float32 (or bfloat16)"
-            )
+            where = "the model" if self.kind == "pixel" else "the VAE decoder"
+            raise NonFiniteOutputError(nonfinite_message(self, where))
         return out.cpu()
 
     # --- prompts (classifier-free guidance)
@@ -600,13 +390,22 @@ class DiffusionModel:
                 separately.
 
         Returns: float32 tensor shaped like ``x_in``.
+
+        Raises:
+            NonFiniteOutputError: the UNet returned NaN/inf (message names the dtype).
         """
+        import torch
+
         self.unet_calls += 1
         x = x_in.to(self.device, self.torch_dtype)
         if self._per_item_mode() and x.shape[0] > 1:
-            return _per_item(self._predict, x, t, cond, uncond, guidance_scale)
-        with self._invariant("unet"):
-            return self._predict(x, t, cond, uncond, guidance_scale)
+            out = _per_item(self._predict, x, t, cond, uncond, guidance_scale)
+        else:
+            with self._invariant("unet"):
+                out = self._predict(x, t, cond, uncond, guidance_scale)
+        if not bool(torch.isfinite(out).all()):
+            raise NonFiniteOutputError(nonfinite_message(self, "the UNet"))
+        return out
 
     def _predict(self, x, t, cond, uncond, guidance_scale):
         import torch
@@ -658,6 +457,9 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
     Raises:
         ValueError: bad device/dtype, missing or unsupported folder, pickle
             weights without ``allow_pickle``, hub id not available offline.
+        IncompleteWeightsError: (a ValueError) the UNet, VAE or text encoder
+            weights lack parameters of their config (or hold unexpected or
+            wrongly shaped ones): never loaded with random layers.
     """
     if dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -678,18 +480,25 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
     for name in components:
         files += _weight_files(layout[name], allow_pickle)
     sched_config = _component_config(layout["scheduler"], "scheduler_config.json")
-    try:
-        if info.kind == "pixel":
-            unet = UNet2DModel.from_pretrained(layout["unet"], use_safetensors=safe, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
-            extra = {}
-        else:
-            from transformers import CLIPTextModel, CLIPTokenizer
+    def checked(component, cls, **kwargs):
+        net, loading_info = cls.from_pretrained(layout[component], use_safetensors=safe, output_loading_info=True,
+                                                **kwargs)
+        check_loading_info(component, layout[component], loading_info)
+        return net
 
-            unet = UNet2DConditionModel.from_pretrained(layout["unet"], use_safetensors=safe, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
-            vae = AutoencoderKL.from_pretrained(layout["vae"], use_safetensors=safe, low_cpu_mem_usage=False, torch_dtype=torch.float32)
-            text_encoder = CLIPTextModel.from_pretrained(layout["text_encoder"], use_safetensors=safe, dtype=torch_dtype)
-            tokenizer = CLIPTokenizer.from_pretrained(layout["tokenizer"])
-            extra = {"vae": vae.to(dev).eval(), "text_encoder": text_encoder.to(dev).eval(), "tokenizer": tokenizer}
+    try:
+        with _quiet_loading():
+            if info.kind == "pixel":
+                unet = checked("unet", UNet2DModel, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
+                extra = {}
+            else:
+                from transformers import CLIPTextModel, CLIPTokenizer
+
+                unet = checked("unet", UNet2DConditionModel, low_cpu_mem_usage=False, torch_dtype=torch_dtype)
+                vae = checked("vae", AutoencoderKL, low_cpu_mem_usage=False, torch_dtype=torch.float32)
+                text_encoder = checked("text_encoder", CLIPTextModel, dtype=torch_dtype)
+                tokenizer = CLIPTokenizer.from_pretrained(layout["tokenizer"])
+                extra = {"vae": vae.to(dev).eval(), "text_encoder": text_encoder.to(dev).eval(), "tokenizer": tokenizer}
     except (OSError, EnvironmentError) as exc:
         raise ValueError(f"cannot load the model from {root}: {exc}") from None
     unet = unet.to(dev).eval()

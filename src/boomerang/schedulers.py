@@ -16,40 +16,99 @@ Names (``SCHEDULER_NAMES``):
   ``algorithm_type='dpmsolver++'`` (deterministic, second order multistep;
   the first step after entering the chain and the last step are first order).
 * ``pndm`` -- :class:`diffusers.PNDMScheduler` with ``skip_prk_steps=True``
-  (PLMS: Stable Diffusion's reference scheduler). It cannot follow a custom grid, so it is only available for the
-  schedules that use the scheduler's own grid (``img2img``, ``reference``,
-  ``from_noise``).
+  (PLMS: Stable Diffusion's reference scheduler).
+* ``heun`` -- :class:`diffusers.HeunDiscreteScheduler` (Karras et al. 2022,
+  second order: two denoiser evaluations per step but the last).
+* ``dpmsolver`` -- :class:`diffusers.DPMSolverSinglestepScheduler` (DPM-Solver++
+  single-step, second order).
+* ``lms`` -- :class:`diffusers.LMSDiscreteScheduler` (linear multistep), through
+  :class:`GridLMSScheduler`.
+* ``unipc`` -- :class:`diffusers.UniPCMultistepScheduler` (UniPC, bh2 corrector),
+  through :class:`GridUniPCScheduler`.
+* ``deis`` -- :class:`diffusers.DEISMultistepScheduler`, through :class:`GridDEISScheduler`.
+* ``kdpm2``, ``kdpm2-ancestral`` -- :class:`diffusers.KDPM2DiscreteScheduler` and
+  :class:`diffusers.KDPM2AncestralDiscreteScheduler` (the ancestral one draws fresh
+  noise at every step).
 
-Deterministic solvers (ddim with eta=0, euler, dpmsolver++, pndm) get the
-variety between samples only from the forward noise eps; ddpm and ddim with
-eta>0 also add fresh noise at every reverse step.
+Exact grid. Every scheduler but ``pndm``, ``kdpm2`` and ``kdpm2-ancestral`` follows
+the exact Boomerang grid (``CUSTOM_GRID_SCHEDULERS``): diffusers' own custom
+``timesteps`` (ddpm, euler, dpmsolver++, heun, dpmsolver), or the scheduler's own
+state rebuilt on the grid (ddim, lms, unipc, deis: :class:`GridDDIMScheduler`,
+:class:`_GridSigmas`). PNDM, KDPM2 and KDPM2-ancestral interleave their own
+intermediate timesteps and have no custom grid in diffusers; they are refused on
+the exact schedule with a message naming what works, and available with the
+schedules that use the scheduler's own grid (``img2img``, ``reference``,
+``from_noise``).
+
+Sigma spacing. A model's scheduler config may ask for Karras, exponential,
+beta or Lu-lambda sigmas (``use_karras_sigmas`` ...). Those choose their own
+timesteps, so the exact grid cannot honour them: :func:`set_grid` refuses with
+one message. The img2img / reference schedules and from-noise sampling use the
+scheduler's own grid and honour the config as it is; it is never changed.
+
+Deterministic solvers (ddim with eta=0, euler, dpmsolver++, pndm, heun,
+dpmsolver, lms, unipc, deis, kdpm2) get the variety between samples only from
+the forward noise eps; ddpm, ddim with eta>0 and kdpm2-ancestral also add fresh
+noise at every reverse step.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import inspect
+
 from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
+    DEISMultistepScheduler,
     DPMSolverMultistepScheduler,
+    DPMSolverSinglestepScheduler,
     EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    LMSDiscreteScheduler,
     PNDMScheduler,
+    UniPCMultistepScheduler,
 )
 
 __all__ = [
     "SCHEDULER_NAMES",
     "CUSTOM_GRID_SCHEDULERS",
     "GridDDIMScheduler",
+    "GridLMSScheduler",
+    "GridUniPCScheduler",
+    "GridDEISScheduler",
+    "SIGMA_SPACING_KEYS",
+    "UNCLIPPED_X0_SCHEDULERS",
+    "sigma_spacing",
+    "entry_index",
+    "check_exact_grid",
+    "grid_timesteps",
+    "works_in_sigma_space",
     "make_scheduler",
     "set_grid",
     "is_stochastic",
     "step_kwargs",
 ]
 
-SCHEDULER_NAMES: tuple[str, ...] = ("ddpm", "ddim", "euler", "dpmsolver++", "pndm")
+SCHEDULER_NAMES: tuple[str, ...] = (
+    "ddpm", "ddim", "euler", "dpmsolver++", "pndm",
+    "heun", "dpmsolver", "lms", "unipc", "deis", "kdpm2", "kdpm2-ancestral",
+)
 # Schedulers that can follow the exact Boomerang grid (levels.reverse_timesteps).
-CUSTOM_GRID_SCHEDULERS: tuple[str, ...] = ("ddpm", "ddim", "euler", "dpmsolver++")
+CUSTOM_GRID_SCHEDULERS: tuple[str, ...] = (
+    "ddpm", "ddim", "euler", "dpmsolver++", "heun", "dpmsolver", "lms", "unipc", "deis",
+)
+#: Schedulers that turn the denoiser's eps into x0 without clipping (every one but ddpm and
+#: ddim, which clip when the config says clip_sample): any error in eps is multiplied by
+#: sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) at the first step.
+UNCLIPPED_X0_SCHEDULERS: tuple[str, ...] = tuple(n for n in SCHEDULER_NAMES if n not in ("ddpm", "ddim", "pndm"))
+#: Config keys that ask for a sigma spacing of the scheduler's own choosing.
+SIGMA_SPACING_KEYS: tuple[str, ...] = (
+    "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas",
+)
 
 
 class _GapSteps(int):
@@ -118,13 +177,81 @@ class GridDDIMScheduler(DDIMScheduler):
             self.num_inference_steps = len(self._grid)
 
 
+class _GridSigmas:
+    """Mixin: ``set_timesteps(timesteps=[...])`` for sigma-based schedulers whose diffusers
+    class has no custom grid (LMS, UniPC, DEIS).
+
+    The scheduler first builds its own state for ``len(timesteps)`` steps (solver
+    order, history buffers, its final sigma), then its grid is replaced: ``timesteps``
+    = the given training steps and ``sigmas`` = sqrt((1 - alpha_bar_t) / alpha_bar_t)
+    at exactly those steps (what the class's own interpolation gives at integer t),
+    followed by the final sigma the class chose. All step math stays diffusers'.
+    """
+
+    def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None, **kwargs):
+        if timesteps is None:
+            return super().set_timesteps(num_inference_steps, device=device, **kwargs)
+        import numpy as np
+        import torch
+
+        grid = _check_grid(timesteps, self.config.num_train_timesteps)
+        super().set_timesteps(len(grid), device=device)
+        ac = self.alphas_cumprod.double().cpu().numpy()
+        sig = np.sqrt((1 - ac) / ac)[grid]
+        last = float(self.sigmas[-1])
+        self.sigmas = torch.from_numpy(np.concatenate([sig, [last]])).to(self.sigmas.device, self.sigmas.dtype)
+        self.timesteps = torch.tensor(grid, dtype=self.timesteps.dtype, device=self.timesteps.device)
+        self.num_inference_steps = len(grid)
+
+
+def _check_grid(timesteps, T: int) -> list[int]:
+    grid = [int(t) for t in timesteps]
+    if not grid or any(a <= b for a, b in zip(grid, grid[1:])) or grid[-1] < 0:
+        raise ValueError(f"custom timesteps must be non-empty, strictly decreasing and >= 0, got {grid}")
+    if grid[0] >= T:
+        raise ValueError(f"custom timesteps must be < num_train_timesteps={T}")
+    return grid
+
+
+class GridLMSScheduler(_GridSigmas, LMSDiscreteScheduler):
+    """LMSDiscreteScheduler that can follow a custom grid (see :class:`_GridSigmas`)."""
+
+
+class GridUniPCScheduler(_GridSigmas, UniPCMultistepScheduler):
+    """UniPCMultistepScheduler that can follow a custom grid (see :class:`_GridSigmas`)."""
+
+
+class GridDEISScheduler(_GridSigmas, DEISMultistepScheduler):
+    """DEISMultistepScheduler that can follow a custom grid (see :class:`_GridSigmas`)."""
+
+
 _CLASSES = {
     "ddpm": DDPMScheduler,
     "ddim": GridDDIMScheduler,
     "euler": EulerDiscreteScheduler,
     "dpmsolver++": DPMSolverMultistepScheduler,
     "pndm": PNDMScheduler,
+    "heun": HeunDiscreteScheduler,
+    "dpmsolver": DPMSolverSinglestepScheduler,
+    "lms": GridLMSScheduler,
+    "unipc": GridUniPCScheduler,
+    "deis": GridDEISScheduler,
+    "kdpm2": KDPM2DiscreteScheduler,
+    "kdpm2-ancestral": KDPM2AncestralDiscreteScheduler,
 }
+#: Schedulers whose ``step`` takes ``generator`` (the per-item generator list is passed).
+_TAKES_GENERATOR = frozenset(
+    n for n, c in _CLASSES.items()
+    if any("generator" in inspect.signature(k.__dict__["step"]).parameters for k in c.__mro__ if "step" in k.__dict__)
+)
+#: Schedulers that keep x in "sigma space" (x_t / sqrt(alpha_bar_t); init_noise_sigma > 1).
+SIGMA_SPACE_CLASSES = (EulerDiscreteScheduler, HeunDiscreteScheduler, LMSDiscreteScheduler, KDPM2DiscreteScheduler,
+                       KDPM2AncestralDiscreteScheduler)
+
+
+def works_in_sigma_space(scheduler) -> bool:
+    """True for schedulers whose samples are x_t / sqrt(alpha_bar_t) (Euler, Heun, LMS, KDPM2)."""
+    return isinstance(scheduler, SIGMA_SPACE_CLASSES)
 
 
 def check_scheduler_name(name: str) -> str:
@@ -138,13 +265,16 @@ def make_scheduler(name: str, config: dict[str, Any]):
     """Build scheduler ``name`` with ``from_config`` of the model's scheduler config.
 
     The model's training schedule (num_train_timesteps, betas, prediction_type,
-    clip_sample, timestep_spacing, steps_offset, ...) is kept. Overrides:
+    clip_sample, timestep_spacing, steps_offset, and any sigma spacing such as
+    ``use_karras_sigmas``) is kept as it is. Overrides, which the names stand for:
     ``dpmsolver++`` gets ``algorithm_type='dpmsolver++'``, ``solver_order=2``,
     ``final_sigmas_type='zero'`` and ``lower_order_final=True`` (the last step
-    lands on x0 with a first-order update) and no Karras/Lu/exponential/beta
-    sigmas (they cannot follow a custom grid); ``euler`` gets
-    ``final_sigmas_type='zero'`` and no Karras sigmas; ``pndm`` gets
-    ``skip_prk_steps=True`` (PLMS, Stable Diffusion's setting).
+    lands on x0 with a first-order update); ``dpmsolver`` (single-step) gets
+    ``algorithm_type='dpmsolver++'``, ``solver_order=2``, ``final_sigmas_type='zero'``;
+    ``euler`` gets ``final_sigmas_type='zero'``; ``unipc`` and ``deis`` get
+    ``solver_order=2`` (their guided-sampling setting) and ``final_sigmas_type='zero'``
+    where the class has it; ``pndm`` gets ``skip_prk_steps=True`` (PLMS, Stable
+    Diffusion's setting).
 
     Raises:
         ValueError: for an unknown name.
@@ -153,25 +283,63 @@ def make_scheduler(name: str, config: dict[str, Any]):
     cls = _CLASSES[name]
     overrides: dict[str, Any] = {}
     if name == "dpmsolver++":
-        overrides = dict(
-            algorithm_type="dpmsolver++",
-            solver_order=2,
-            final_sigmas_type="zero",
-            lower_order_final=True,
-            use_karras_sigmas=False,
-            use_lu_lambdas=False,
-            use_exponential_sigmas=False,
-            use_beta_sigmas=False,
-            use_flow_sigmas=False,
-        )
+        overrides = dict(algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero", lower_order_final=True)
+    elif name == "dpmsolver":
+        overrides = dict(algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero", lower_order_final=True)
+    elif name in ("unipc", "deis"):
+        overrides = dict(solver_order=2, lower_order_final=True)
+        if "final_sigmas_type" in inspect.signature(cls.__init__).parameters:
+            overrides["final_sigmas_type"] = "zero"
     elif name == "pndm":
         # PLMS, as Stable Diffusion and the authors' notebook use it; PNDM's Runge-Kutta warm-up
         # (skip_prk_steps=False, the DDPM default) crashes in diffusers for fewer than 4 steps.
         overrides = dict(skip_prk_steps=True)
     elif name == "euler":
-        overrides = dict(final_sigmas_type="zero", use_karras_sigmas=False, use_exponential_sigmas=False,
-                         use_beta_sigmas=False)
+        overrides = dict(final_sigmas_type="zero")
     return cls.from_config(dict(config), **overrides)
+
+
+def sigma_spacing(scheduler) -> str | None:
+    """The sigma-spacing key a built scheduler's config turns on (``use_karras_sigmas`` ...), or None."""
+    for key in SIGMA_SPACING_KEYS:
+        if scheduler.config.get(key):
+            return key
+    return None
+
+
+def check_exact_grid(scheduler) -> None:
+    """Refuse a scheduler that cannot follow the exact Boomerang grid as it is configured.
+
+    Raises:
+        SettingError: PNDM, KDPM2 and KDPM2-ancestral (no custom grid in diffusers), or a
+            config asking for a sigma spacing (``use_karras_sigmas`` ...) the grid would override.
+    """
+    from boomerang.errors import SettingError
+
+    if isinstance(scheduler, (PNDMScheduler, KDPM2DiscreteScheduler, KDPM2AncestralDiscreteScheduler)):
+        name = {PNDMScheduler: "pndm", KDPM2DiscreteScheduler: "kdpm2"}.get(type(scheduler), "kdpm2-ancestral")
+        raise SettingError(
+            f"`scheduler` {name} cannot follow the exact Boomerang grid (diffusers gives it no custom "
+            f"timesteps); use one of {', '.join(CUSTOM_GRID_SCHEDULERS)}, or `schedule` img2img / reference with {name}"
+        )
+    key = sigma_spacing(scheduler)
+    if key is not None:
+        raise SettingError(
+            f"the model's scheduler config asks for {key}=true, a sigma spacing that chooses its own timesteps, "
+            "so the exact Boomerang grid cannot honour it; use `schedule` img2img or reference, which follow the "
+            f"config's own grid, or set \"{key}\": false in the model's scheduler_config.json for the exact grid"
+        )
+
+
+def grid_timesteps(scheduler, timesteps: list[int]) -> tuple[int, ...]:
+    """What ``scheduler`` visits on the exact grid ``timesteps``: the grid itself, or for
+    second-order schedulers (heun) each timestep after the first twice (predictor and corrector).
+
+    Raises:
+        SettingError: see :func:`check_exact_grid`.
+    """
+    set_grid(scheduler, timesteps)
+    return tuple(int(t) for t in scheduler.timesteps)
 
 
 def set_grid(scheduler, timesteps: list[int], device=None) -> None:
@@ -181,27 +349,48 @@ def set_grid(scheduler, timesteps: list[int], device=None) -> None:
     so that ``add_noise`` and the first ``step`` use the entry of ``timesteps[0]``.
 
     Raises:
-        ValueError: if the scheduler cannot follow a custom grid (PNDM).
+        ValueError: if the scheduler cannot follow a custom grid (PNDM, KDPM2), or
+            its config asks for a sigma spacing (``use_karras_sigmas`` ...) that
+            the grid would silently override.
     """
-    if isinstance(scheduler, PNDMScheduler):
-        raise ValueError(
-            "the pndm scheduler cannot follow the exact Boomerang grid; use --scheduler ddpm, ddim, euler "
-            "or dpmsolver++, or --schedule reference / img2img with pndm"
-        )
+    check_exact_grid(scheduler)
     scheduler.set_timesteps(timesteps=[int(t) for t in timesteps], device=device)
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(0)
 
 
+def entry_index(scheduler, kept: list[int]) -> int:
+    """Where a reverse process may enter the scheduler's own grid (``reference`` schedule).
+
+    Args:
+        scheduler: a scheduler after ``set_timesteps(steps)``.
+        kept: ascending indices of ``scheduler.timesteps`` at or below the noise timestep.
+
+    Returns:
+        An index in ``kept`` (or ``len(timesteps)``: nothing to denoise). PLMS (pndm)
+        repeats its second timestep for its warm-up: entering at the first copy would
+        make the second call treat x as one step noisier, so the second copy is used.
+        Second-order schedulers (heun, kdpm2, kdpm2-ancestral: ``order == 2``) list
+        each step's start and its correction; only a start (an even index) is an entry.
+    """
+    ts = scheduler.timesteps
+    if getattr(scheduler, "order", 1) == 2:
+        starts = [i for i in kept if i % 2 == 0]
+        return starts[0] if starts else len(ts)
+    if len(kept) >= 2 and int(ts[kept[0]]) == int(ts[kept[1]]):
+        return kept[1]
+    return kept[0]
+
+
 def is_stochastic(name: str, eta: float = 0.0) -> bool:
-    """True if the reverse steps draw fresh noise (ddpm; ddim with eta > 0)."""
-    return name == "ddpm" or (name == "ddim" and eta > 0)
+    """True if the reverse steps draw fresh noise (ddpm, kdpm2-ancestral; ddim with eta > 0)."""
+    return name in ("ddpm", "kdpm2-ancestral") or (name == "ddim" and eta > 0)
 
 
 def step_kwargs(name: str, *, eta: float, generators) -> dict[str, Any]:
     """Keyword arguments for ``scheduler.step``: the per-item generator list, and eta for DDIM."""
     kwargs: dict[str, Any] = {}
-    if name in ("ddpm", "ddim", "euler", "dpmsolver++"):
+    if name in _TAKES_GENERATOR:
         kwargs["generator"] = list(generators)
     if name == "ddim":
         kwargs["eta"] = float(eta)

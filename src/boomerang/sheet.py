@@ -6,8 +6,9 @@ image, followed by its samples at one noise level, under a text label such as
 
 Layout (all sizes in pixels): every tile is the input size scaled up by the
 integer factor ``k = max(1, ceil(MIN_TILE / max(w, h)))`` with nearest
-neighbour (so 28x28 digits stay crisp and readable; large images are not
-scaled); tiles are separated by ``PAD``; each row has a label strip of
+neighbour (so 28x28 digits stay crisp and readable); images larger than
+``MAX_TILE`` are shrunk to fit it (Lanczos), so a sheet stays small whatever
+the input size; tiles are separated by ``PAD``; each row has a label strip of
 ``LABEL_H`` above its tiles. See :func:`sheet_size`.
 """
 
@@ -16,9 +17,11 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-__all__ = ["MIN_TILE", "PAD", "LABEL_H", "BACKGROUND", "tile_scale", "sheet_size", "contact_sheet"]
+__all__ = ["MIN_TILE", "MAX_TILE", "PAD", "LABEL_H", "BACKGROUND", "tile_scale", "tile_size", "thumbnail",
+           "sheet_size", "contact_sheet"]
 
 MIN_TILE = 96  # small images are upscaled (integer factor) to at least this many pixels on the long side
+MAX_TILE = 512  # large images are shown shrunk (Lanczos) to at most this many pixels on the long side
 PAD = 4  # gap between tiles and around the sheet
 LABEL_H = 16  # height of the text strip above each row
 BACKGROUND = (255, 255, 255)
@@ -30,11 +33,31 @@ def tile_scale(width: int, height: int) -> int:
     return max(1, math.ceil(MIN_TILE / max(width, height, 1)))
 
 
+def tile_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of the tile of a ``width`` x ``height`` image: enlarged by
+    :func:`tile_scale`, or shrunk to fit ``MAX_TILE`` (aspect kept, sides >= 1)."""
+    if max(width, height) > MAX_TILE:
+        f = MAX_TILE / max(width, height)
+        return max(1, round(width * f)), max(1, round(height * f))
+    k = tile_scale(width, height)
+    return width * k, height * k
+
+
+def thumbnail(image):
+    """``image`` (PIL) at its tile size when that is smaller (for large images: load
+    samples shrunk so that a sheet never holds them at full size)."""
+    from PIL import Image
+
+    tw, th = tile_size(*image.size)
+    if (tw, th) >= image.size:
+        return image
+    return image.resize((tw, th), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
 def sheet_size(width: int, height: int, n_samples: int, n_rows: int) -> tuple[int, int]:
     """(width, height) of a sheet for inputs of ``width`` x ``height`` pixels,
     ``n_samples`` samples per row (plus the input) and ``n_rows`` levels."""
-    k = tile_scale(width, height)
-    tw, th = width * k, height * k
+    tw, th = tile_size(width, height)
     return PAD + (n_samples + 1) * (tw + PAD), PAD + n_rows * (LABEL_H + th + PAD)
 
 
@@ -44,7 +67,8 @@ def contact_sheet(image, rows: Sequence[tuple[str, Sequence]]):
     Args:
         image: the input as a PIL image (any mode; converted to RGB), size w x h.
         rows: one ``(label, samples)`` pair per level; ``samples`` are PIL images
-            of the same size as ``image``; every row must hold the same number.
+            of the same size as ``image`` (or already at its :func:`tile_size`,
+            see :func:`thumbnail`); every row must hold the same number.
 
     Returns:
         An RGB PIL image of size :func:`sheet_size`.
@@ -58,21 +82,23 @@ def contact_sheet(image, rows: Sequence[tuple[str, Sequence]]):
         raise ValueError("contact_sheet needs at least one row")
     n = len(rows[0][1])
     w, h = image.size
+    tw, th = tile_size(w, h)
     for label, samples in rows:
         if len(samples) != n:
             raise ValueError("every row of a contact sheet must have the same number of samples")
         for s in samples:
-            if s.size != (w, h):
+            if s.size not in ((w, h), (tw, th)):
                 raise ValueError(f"sample size {s.size} differs from the input size {(w, h)}")
-    k = tile_scale(w, h)
-    tw, th = w * k, h * k
     sheet = Image.new("RGB", sheet_size(w, h, n, len(rows)), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
 
     def tile(im):
-        im = im.convert("RGB")
-        return im if k == 1 else im.resize((tw, th), Image.Resampling.NEAREST)
+        if im.size == (tw, th):
+            return im.convert("RGB")
+        if tw < im.size[0]:  # large: shrink (smooth); small: enlarge (crisp, integer factor)
+            return thumbnail(im).convert("RGB")
+        return im.convert("RGB").resize((tw, th), Image.Resampling.NEAREST)
 
     first = tile(image)
     y = PAD

@@ -287,11 +287,15 @@ def load_checkpoint(path, model, ema, optimizer, noise_gen) -> dict:
 
 
 def export_pipeline(ema, scheduler, output) -> None:
-    """Save the EMA UNet + scheduler as a diffusers DDPMPipeline (safetensors) in ``output``."""
+    """Save the EMA UNet + scheduler as a diffusers DDPMPipeline (safetensors) in ``output``;
+    every file and folder in it gets the mode the umask gives (like any other file written)."""
     from diffusers import DDPMPipeline
+
+    from boomerang.imageio import follow_umask
 
     pipe = DDPMPipeline(unet=ema, scheduler=scheduler)
     pipe.save_pretrained(str(output), safe_serialization=True)
+    follow_umask(output)  # weights are written through temporary files (mode 0600): follow the umask
 
 
 # --------------------------------------------------------------------------- training

@@ -6,6 +6,10 @@ it. Torch-free: these functions only return paths.
 - ``ddpm-mnist5k/``: a diffusers ``DDPMPipeline`` (UNet2DModel 1x28x28,
   DDPMScheduler, EMA weights, safetensors) trained by ``boomerang train`` on
   the training split of ``mnist5k``. Pixel values in [-1, 1]. See its README.md.
+- ``ldm-mnist5k-text/``: a small text-conditioned latent diffusion model of
+  Stable Diffusion's shape (AutoencoderKL, CLIPTextModel + CLIPTokenizer,
+  UNet2DConditionModel, SD 1.x scheduler) trained by ``boomerang train-ldm``
+  on captioned mnist5k digits (RGB 32x32). See its README.md.
 - ``classifier-mnist5k/``: the reference CNN (``config.json`` +
   ``model.safetensors``); load it with :func:`boomerang.classifier.load_classifier`.
 """
@@ -18,6 +22,8 @@ _HERE = pathlib.Path(__file__).resolve().parent
 
 DEFAULT_MODEL_NAME = "ddpm-mnist5k"
 CLASSIFIER_NAME = "classifier-mnist5k"
+# Bundled diffusion models that ``--model`` accepts by short name.
+MODEL_NAMES = (DEFAULT_MODEL_NAME, "ldm-mnist5k-text")
 
 
 def _existing(name: str, what: str) -> pathlib.Path:
@@ -38,6 +44,18 @@ def default_model_path() -> pathlib.Path:
     return _existing(DEFAULT_MODEL_NAME, "diffusion model")
 
 
+def named_model_path(name: str) -> pathlib.Path | None:
+    """Folder of the bundled diffusion model called ``name`` (one of :data:`MODEL_NAMES`),
+    or None if ``name`` is not such a short name.
+
+    Raises:
+        FileNotFoundError: the short name is known but its folder was not installed.
+    """
+    if name not in MODEL_NAMES:
+        return None
+    return _existing(name, f"model {name!r}")
+
+
 def classifier_path() -> pathlib.Path:
     """Folder of the bundled reference classifier (``config.json`` + ``model.safetensors``).
 
@@ -53,4 +71,4 @@ def examples_dir() -> pathlib.Path | None:
     return p if p.is_dir() else None
 
 
-__all__ = ["default_model_path", "classifier_path", "examples_dir", "DEFAULT_MODEL_NAME", "CLASSIFIER_NAME"]
+__all__ = ["default_model_path", "named_model_path", "MODEL_NAMES", "classifier_path", "examples_dir", "DEFAULT_MODEL_NAME", "CLASSIFIER_NAME"]

@@ -20,7 +20,9 @@ The contract (docs/runner.md has the long form and a minimal example task):
     so a rerun with other options refuses to continue).
 (b) per-item input transform: ``transform(ctx, item, pixels)`` gets the decoded
     float32 (H, W, 3) RGB in [0, 1] and returns what the model should see
-    (outputs take its size); default unchanged.
+    (outputs take its size); default unchanged. ``fit(ctx, loaded)`` -> (reference,
+    fitted): how the input is fitted to the model and outputs restored; default
+    ``boomerang.jobs.fit_input``.
 (c) per-batch sampling: ``sample_batch(ctx, x0, generators, plan, prompts)`` with
     x0 float32 numpy [B, H, W, C] in [0, 1]; returns (samples like x0, the
     ``core.BoomerangOutput``); default ``boomerang.jobs.sample_batch`` (the plan
@@ -57,6 +59,8 @@ __all__ = ["TASKS", "Task", "Context", "Unit", "Read", "Item", "Layout", "get_ta
 #: Registered commands: name -> "module:Class". Each module must import no torch at top level.
 TASKS: dict[str, str] = {
     "sample": "boomerang.tasks.sample:SampleTask",
+    "anonymise": "boomerang.tasks.anonymise:AnonymiseTask",
+    "enhance": "boomerang.tasks.enhance:EnhanceTask",
     "augment": "boomerang.tasks.augment:AugmentTask",
 }
 

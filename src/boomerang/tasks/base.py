@@ -92,7 +92,9 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
                    help="step budget of a full chain; a start at level L takes about L*steps denoiser evaluations "
                         "(default %(default)s)")
     p.add_argument("--scheduler", default=d["scheduler"],
-                   help="ddpm (stochastic, the paper's sampler), ddim, euler, dpmsolver++ or pndm (default %(default)s)")
+                   help="ddpm (stochastic, the paper's sampler), ddim, euler, dpmsolver++, heun, dpmsolver, lms, unipc, "
+                        "deis; pndm, kdpm2, kdpm2-ancestral only with --schedule img2img/reference or --from-noise "
+                        "(default %(default)s)")
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
                    help="exact: native Boomerang grid; img2img: diffusers strength semantics; "
                         "reference: the authors' notebook (default %(default)s)")
@@ -105,11 +107,13 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--guidance-scale", default=d["guidance_scale"],
                    help="classifier-free guidance scale (text models only; default %(default)s)")
     p.add_argument("--device", default=d["device"], help="cpu, cuda or cuda:N (default %(default)s)")
-    p.add_argument("--dtype", default=d["dtype"], choices=DTYPES, help="(default %(default)s)")
+    p.add_argument("--dtype", default=d["dtype"], choices=DTYPES,
+                   help="precision of the UNet and text encoder; the VAE stays float32 (default %(default)s)")
     p.add_argument("--batch-size", default=d["batch_size"], metavar="N",
                    help="samples per model call (default: automatic, memory-aware); never changes a sample")
     p.add_argument("--threads", default=None, metavar="N",
-                   help="torch CPU threads (default: torch's choice); 1 is much faster on a busy machine")
+                   help="torch CPU threads, or 'torch' for torch's own choice (default: the cores idle at "
+                        "start, or OMP_NUM_THREADS if set)")
     p.add_argument("--background", default=d["background"],
                    help="colour that transparent pixels are composited over (default %(default)s)")
     p.add_argument("--allow-pickle", action="store_true",
@@ -129,7 +133,7 @@ def add_dataset_arguments(p: argparse.ArgumentParser, *, default_out: str | None
     p.add_argument("--layout", default="auto", choices=LAYOUTS,
                    help="input layout: auto (default), folder, classes (first folder = label) or imagefolder")
     p.add_argument("--engine", default="local", choices=ENGINES,
-                   help="local (default): this process; ray: Ray Data actors (pip install 'boomerang[ray]'; "
+                   help="local (default): this process; ray: Ray Data actors (pip install -e \".[ray]\"; "
                         "RAY_ADDRESS attaches to a cluster)")
     p.add_argument("--workers", default=None, metavar="N",
                    help="--engine ray: number of model actors (default: 1 per GPU on CUDA, else 1)")
@@ -228,6 +232,15 @@ class Task:
             float32 (H', W', 3) in [0, 1]; outputs get this size. Default: unchanged.
         """
         return pixels
+
+    def fit(self, ctx: Context, loaded):
+        """(reference, fitted) of an input after :meth:`transform`: ``reference`` float32
+        (H, W, C) in [0, 1] in the model's channels (what a level-0 output is), ``fitted``
+        what :meth:`sample_batch` gets (``.pixels``) and how outputs come back (``.restore``).
+        Default: ``boomerang.jobs.fit_input`` (resize/pad to the model's size, then back)."""
+        from boomerang import jobs
+
+        return jobs.fit_input(loaded, jobs.fit_args_for(ctx.settings, ctx.model))
 
     # -- (c) per-batch sampling ------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The job folder of a dataset job: ``job.json`` and an append-only journal (torch-free).
 
 ``OUT/.job/job.json`` holds what defines the job: the task, the resolved
-settings, the model id and weights sha256, the input layout and a digest of
+settings (the model id as given among them), the weights and scheduler-config sha256, the input layout and a digest of
 the input list, and the block size. ``OUT/.job/journal.jsonl`` gets one line
 per finished *block* (a fixed group of work units, see
 :mod:`boomerang.tasks.runner`), appended and fsynced only after every file of

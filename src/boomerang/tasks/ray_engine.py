@@ -33,7 +33,7 @@ def check_available() -> None:
         import ray.data  # noqa: F401
     except ImportError:
         raise SettingError(
-            "`engine` ray needs Ray Data, which is not installed: pip install 'boomerang[ray]' "
+            "`engine` ray needs Ray Data, which is not installed: pip install -e \".[ray]\" (from a checkout) "
             "(or use `engine` local)"
         ) from None
 
@@ -88,16 +88,20 @@ def run_blocks(ctx, todo: list[int], blocks: dict, finished, bar, stop, *, worke
             waited for; blocks in flight are redone on the next run.
         workers: number of actors (default: one per GPU on CUDA, else 1).
     """
+    import logging
+
     import ray
 
     if not todo:
         return
+    for name in ("ray", "ray.data"):  # the runner's own bar and summary line are what the user reads
+        logging.getLogger(name).setLevel(logging.WARNING)
     started = False
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS") or None
         kwargs = {} if address else {"num_cpus": os.cpu_count() or 1}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                 configure_logging=False, **kwargs)
+                 logging_level=logging.WARNING, **kwargs)
         started = True
     try:
         cuda = str(ctx.settings.device).startswith("cuda")

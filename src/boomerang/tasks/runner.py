@@ -162,16 +162,23 @@ def default_block_size(ctx: Context) -> int:
 
 
 def read_item(ctx: Context, item) -> Read:
-    """Read, transform (task hook) and fit one item. Raises ``ImageInputError`` for a bad file."""
+    """Read, transform and fit (task hooks) one item. Raises ``ImageInputError`` for a bad file."""
     import dataclasses
 
     from boomerang import imageio, jobs
 
-    loaded = imageio.read_image(item.path, background=ctx.settings.background_rgb)
-    pixels = ctx.task.transform(ctx, item, loaded.pixels)
-    if pixels is not loaded.pixels:
-        loaded = dataclasses.replace(loaded, pixels=pixels, size=(int(pixels.shape[1]), int(pixels.shape[0])))
-    reference, fitted = jobs.fit_input(loaded, jobs.fit_args_for(ctx.settings, ctx.model))
+    plain = type(ctx.task).transform is Task.transform and type(ctx.task).fit is Task.fit
+    if plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
+        background, channels, native, multiple = jobs.fit_args_for(ctx.settings, ctx.model)
+        loaded, reference, fitted = imageio.read_for_model(item.path, channels=channels, native_size=native,
+                                                           multiple_of=multiple, background=background)
+    else:
+        loaded = imageio.read_image(item.path, background=ctx.settings.background_rgb)
+        pixels = ctx.task.transform(ctx, item, loaded.pixels)
+        if pixels is not loaded.pixels:
+            loaded = dataclasses.replace(loaded, pixels=pixels, size=(int(pixels.shape[1]), int(pixels.shape[0])))
+        reference, fitted = ctx.task.fit(ctx, loaded)
+    imageio.warn_fit(loaded, fitted, int(ctx.model.image_channels))
     return Read(loaded, reference, fitted)
 
 
@@ -224,7 +231,7 @@ def process_block(ctx: Context, block: int, units: list[Unit], progress=None) ->
                 if any(p is not None for p in per_item):
                     prompts = [ctx.settings.prompt if p is None else p for p in per_item]
             samples, output = ctx.task.sample_batch(ctx, x0, gens, plan, prompts)
-            outs = [reads[v.item.index].fitted.restore(arr) for v, arr in zip(group, samples)]
+            outs = (reads[v.item.index].fitted.restore(arr) for v, arr in zip(group, samples))  # one at a time
         for u, pix in zip(group, outs):
             if pix.ndim == 2:
                 pix = pix[..., None]
@@ -357,6 +364,10 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
                     if stop.signum is not None:
                         break
             stopped = stop.signum
+    except BaseException:
+        if not task.resumable:  # sample: take back the images this run wrote (no image without metadata)
+            _take_back(ctx)
+        raise
     finally:
         bar.close()
     if stopped is not None and len(done) < len(blocks):
@@ -371,7 +382,12 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
         for s in done[b]["skipped"]:
             skipped.setdefault(s["file"], s["reason"])
     skipped_list = [{"file": f, "reason": r} for f, r in sorted(skipped.items())]
-    task.finish(ctx, records, skipped_list)
+    try:
+        task.finish(ctx, records, skipped_list)
+    except BaseException:
+        if not task.resumable:
+            _take_back(ctx)
+        raise
     n_items = len(ctx.items)
     if task.resumable:
         report = {
@@ -407,12 +423,20 @@ def job_definition(ctx: Context) -> dict:
         "task": ctx.task.name,
         "settings": s,
         "options": ctx.options,
-        "model": {"id": model_description(ctx)["id"], "weights_sha256": getattr(ctx.model, "weights_sha256", None)},
+        # The weights and the noise schedule define the outputs; where they were read from does not.
+        "model": {"weights_sha256": getattr(ctx.model, "weights_sha256", None),
+                  "scheduler_config_sha256": _sha256_json(getattr(ctx.model, "scheduler_config", {}))},
         "input": {"folder": str(Path(ctx.layout.root).resolve()), "layout": ctx.layout.kind,
                   "items": len(ctx.items), "digest": ctx.layout.digest()},
         "block_size": ctx.block_size,
         "boomerang_version": __version__,
     }
+
+
+def _sha256_json(obj) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _remove_outputs(ctx: Context) -> None:
@@ -423,14 +447,23 @@ def _remove_outputs(ctx: Context) -> None:
             pass
 
 
+def _take_back(ctx: Context) -> None:
+    """Remove this job's outputs and the folders left empty (a failed task that is not resumable)."""
+    _remove_outputs(ctx)
+    folders = {(ctx.out / u.name).parent for u in ctx.extra["units"]} | {ctx.out}
+    for d in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()  # only if empty
+        except OSError:
+            pass
+
+
 def run_task(task: Task, args) -> int:
     """The whole command: prepare, load, run. Returns the exit status; raises SettingError /
     ValueError for bad usage (the CLI turns them into one line and exit status 2)."""
-    threads = None
-    if getattr(args, "threads", None) is not None:
-        from boomerang.levels import check_positive_int
+    from boomerang.threads import resolve_threads
 
-        threads = check_positive_int(args.threads, "threads")
+    threads = resolve_threads(getattr(args, "threads", None))  # default: the cores idle now
     workers = None
     if getattr(args, "workers", None) is not None:
         from boomerang.levels import check_positive_int

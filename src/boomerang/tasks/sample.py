@@ -107,20 +107,19 @@ class SampleTask(Task):
         import numpy as np
 
         from boomerang import __version__
-        from boomerang.metrics import image_distance
+        from boomerang.metrics import image_distance, quantize8
 
         s = ctx.settings
         model = ctx.extra.get("model_info") or ctx.extra.setdefault("model_info", _model_info(ctx))
         if output is None:  # the identity of a pixel model: no model call
-            from boomerang.jobs import _identity_config
+            from boomerang.jobs import identity_scheduler_config
 
-            timestep, alpha_bar, evals, name, config = None, 1.0, 0, s.scheduler, _identity_config(plan, ctx.model)
+            timestep, alpha_bar, evals, name, config = None, 1.0, 0, s.scheduler, identity_scheduler_config(plan, ctx.model)
             schedule = plan.schedule
         else:
             timestep, alpha_bar, evals = output.plan.timestep, output.alpha_bar, int(output.num_denoiser_evals)
             name, config, schedule = output.scheduler_name, dict(output.scheduler_config), output.plan.schedule
-        q = np.rint(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8)
-        r = np.rint(np.clip(read.reference, 0.0, 1.0) * 255).astype(np.uint8)
+        q, r = quantize8(pixels), quantize8(read.reference)  # no full-size float temporaries
         text = model["takes_prompt"]  # text conditioning only exists for text models; null otherwise
         return {
             "file": unit.name,
@@ -203,6 +202,7 @@ class SampleTask(Task):
                     "index": inp.index, "file": str(inp.path), "name": inp.name, "size": list(inp.loaded.size),
                     "source_mode": inp.loaded.source_mode, "bit_depth": inp.loaded.bit_depth,
                     "is_grayscale": inp.loaded.is_grayscale, "had_alpha": inp.loaded.had_alpha,
+                    "icc_profile": inp.loaded.icc_profile, "decoded_scale": inp.loaded.decoded_scale,
                     "fit": inp.fitted.method,
                     "model_size": [int(inp.fitted.pixels.shape[1]), int(inp.fitted.pixels.shape[0])],
                     "folder": dirs[inp.index], "contact_sheet": sheets[inp.index],
@@ -233,9 +233,12 @@ def _find_start(ctx: Context, level: float) -> int:
 def _open(path):
     from PIL import Image
 
+    from boomerang.sheet import thumbnail
+
     with Image.open(path) as im:
         im.load()
-        return im.copy()
+        small = thumbnail(im)  # large samples are held at tile size only
+        return im.copy() if small is im else small
 
 
 def _to_pil(pixels):

@@ -1,0 +1,300 @@
+"""Perceptual resolution enhancement vs bicubic on test digits (issue 11). Not a unit test.
+
+Two settings, both on the *test* split of mnist5k (never seen by the bundled
+diffusion model or the reference classifier in training):
+
+* **4x**: each 28x28 test digit is box-downsampled to 7x7 and brought back to
+  28x28 (one model window).
+* **8x, tiled**: 8 x 8 test digits make a 224x224 sheet, box-downsampled to
+  28x28 and enhanced 8x back to 224x224 with the bundled 28x28 model in
+  overlapping 28x28 windows (MultiDiffusion blending at every reverse step);
+  each digit's 28x28 cell is then cut out and scored.
+
+Methods: Pillow bicubic and Lanczos; ``enhance`` (bicubic upsampling, then
+Boomerang with the ``--scheduler`` reverse process) at ``--levels``; the same
+with ILVR consistency (``--consistency``) at ``--consistency-levels``; and with
+the colour fix at ``--colour-fix-levels``. Metrics per method: accuracy of the
+bundled reference classifier against the true labels (95% Wilson interval),
+PSNR and SSIM to the ground truth (mean and 95% interval over digits),
+consistency error (mean |box-downsampled 8-bit output - input| in 8-bit
+units) and, for 8x, the seam score (mean |gradient| across window borders /
+mean |gradient| elsewhere; 1.0 = no seam).
+
+Writes ``benchmarks/results/enhance.json`` and ``docs/enhance.png``.
+
+    OMP_NUM_THREADS=1 python benchmarks/enhance.py                # the run in README (see JSON for the time)
+    python benchmarks/enhance.py --quick                          # 40 digits, 1 sheet
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n-digits", type=int, default=150, help="test digits for 4x (class-balanced)")
+    p.add_argument("--sheets", type=int, default=1, help="8x8 sheets of test digits for 8x")
+    p.add_argument("--levels", default="0.1,0.2,0.3,0.4,0.5")
+    p.add_argument("--consistency-levels", default="0.3,0.5")
+    p.add_argument("--colour-fix-levels", default="0.3")
+    p.add_argument("--steps", type=int, default=25, help="step budget of a full chain (25: half the usual 50, to fit the run in ~25 min)")
+    p.add_argument("--scheduler", default="ddpm")
+    p.add_argument("--tile-overlap", type=int, default=None, help="8x window overlap in pixels (default 7)")
+    p.add_argument("--tile-batch", type=int, default=64)
+    p.add_argument("--weighting", default="feather", choices=["feather", "uniform"], help="window blending")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="40 digits, 1 sheet")
+    p.add_argument("--no-8x", action="store_true")
+    p.add_argument("--table", action="store_true", help="only print the Markdown table of --out-json (for README)")
+    p.add_argument("--out-json", default=str(ROOT / "benchmarks" / "results" / "enhance.json"))
+    p.add_argument("--out-plot", default=str(ROOT / "docs" / "enhance.png"))
+    a = p.parse_args(argv)
+    if a.quick:
+        a.n_digits, a.sheets = min(a.n_digits, 40), min(a.sheets, 1)
+    return a
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of k/n."""
+    if n == 0:
+        return [0.0, 1.0]
+    ph = k / n
+    den = 1 + z * z / n
+    mid = (ph + z * z / (2 * n)) / den
+    half = z * np.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
+    return [round(float(mid - half), 4), round(float(mid + half), 4)]
+
+
+def mean_ci(v) -> dict:
+    v = np.asarray(v, dtype=np.float64)
+    if not np.isfinite(v).all():  # PSNR of an identical image (the ground-truth row)
+        return {"mean": None, "ci95": None}
+    se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return {"mean": round(float(v.mean()), 4), "ci95": [round(float(v.mean() - 1.96 * se), 4), round(float(v.mean() + 1.96 * se), 4)]}
+
+
+def box_down(a: np.ndarray, factor: int) -> np.ndarray:
+    """[N, H, W] -> [N, H/f, W/f] block means (the degradation, and the consistency check)."""
+    n, h, w = a.shape
+    return a.reshape(n, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
+
+
+def seam_score(imgs: np.ndarray, starts: list[int], tile: int) -> float:
+    """Mean |horizontal and vertical finite difference| across window borders / elsewhere, over [N, H, W]."""
+    h, w = imgs.shape[1:]
+    edges = sorted({s for s in starts if 0 < s < w} | {s + tile for s in starts if 0 < s + tile < w})
+    gx = np.abs(np.diff(imgs, axis=2))  # gx[..., c-1] is across the line between columns c-1 and c
+    gy = np.abs(np.diff(imgs, axis=1))
+    mask = np.zeros(w - 1, bool)
+    mask[[e - 1 for e in edges]] = True
+    across = np.concatenate([gx[..., mask].ravel(), gy[:, mask, :].ravel()])
+    inside = np.concatenate([gx[..., ~mask].ravel(), gy[:, ~mask, :].ravel()])
+    return float(across.mean() / inside.mean())
+
+
+def table(results: dict) -> str:
+    """The README table: one row per method and setting."""
+    def pct(r):
+        lo, hi = r["accuracy_ci95"]
+        return f"{100 * r['accuracy']:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+    def num(d, fmt):
+        return "-" if d["mean"] is None else format(d["mean"], fmt)
+
+    lines = ["| setting | method | accuracy % [95% CI] | PSNR dB | SSIM | consistency error (8-bit) | seam score |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for key, label in (("x4", "4x (7->28)"), ("x8", "8x tiled (28->224)")):
+        for name, r in results.get(key, {}).get("methods", {}).items():
+            seam = r.get("seam_score")
+            lines.append(f"| {label} | {name} | {pct(r)} | {num(r['psnr_db'], '.2f')} | {num(r['ssim'], '.3f')} | "
+                         f"{num(r['consistency_error_8bit'], '.2f')} | {'-' if seam is None else f'{seam:.3f}'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.table:
+        import json
+
+        print(table(json.loads(pathlib.Path(args.out_json).read_text())))
+        return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    torch.set_num_threads(args.threads)
+    from boomerang.assets import default_model_path
+    from boomerang.classifier import load_classifier
+    from boomerang.data import load_dataset, load_split
+    from boomerang.enhance.image import enhance_images
+    from boomerang.enhance.resample import upsample
+    from boomerang.enhance.tiling import tile_starts
+    from boomerang.models import load_model
+    from boomerang.seeds import item_generator
+
+    t_start = time.monotonic()
+    model_dir = default_model_path()
+    model = load_model(str(model_dir))
+    clf = load_classifier()
+    ds = load_dataset("mnist5k")
+    split = load_split(model_dir / "split.json")
+    test = np.asarray(split["test"])
+    labels_all = ds.labels[test]
+    # class-balanced order: 0,1,...,9,0,1,... over the test split
+    per = [test[labels_all == c] for c in range(10)]
+    order = [int(per[c][i]) for i in range(min(len(x) for x in per)) for c in range(10)]
+    imgs01 = ds.images[:, 0].astype(np.float32) / 255.0
+
+    levels = [float(x) for x in args.levels.split(",") if x]
+    c_levels = [float(x) for x in args.consistency_levels.split(",") if x]
+    f_levels = [float(x) for x in args.colour_fix_levels.split(",") if x]
+    methods = [("ground truth", None), ("bicubic", None), ("lanczos", None)]
+    methods += [(f"enhance L={lv:g}", dict(level=lv)) for lv in levels]
+    methods += [(f"enhance+consistency L={lv:g}", dict(level=lv, consistency=True)) for lv in c_levels]
+    methods += [(f"enhance+colour fix L={lv:g}", dict(level=lv, colour_fix=True)) for lv in f_levels]
+
+    @torch.no_grad()
+    def classify(cells: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(cells[:, None] * 2.0 - 1.0).float()
+        return torch.cat([clf(x[i:i + 500]) for i in range(0, len(x), 500)]).argmax(1).numpy()
+
+    def score(out: np.ndarray, gt: np.ndarray, low: np.ndarray, factor: int, cells_fn, labels) -> dict:
+        """out, gt: [N, H, W] in [0, 1]; low: [N, h, w] the input."""
+        q = np.rint(out * 255.0) / 255.0  # as written to an 8-bit file
+        cons = np.abs(box_down(q, factor) - low).mean(axis=(1, 2)) * 255.0
+        co, cg = cells_fn(q), cells_fn(gt)
+        pred = classify(co)
+        k = int((pred == labels).sum())
+        with np.errstate(divide="ignore"):  # identical images (the ground-truth row): PSNR inf, reported as null
+            psnr = [peak_signal_noise_ratio(g, o, data_range=1.0) for g, o in zip(cg, co)]
+        ssim = [structural_similarity(g, o, data_range=1.0, win_size=7) for g, o in zip(cg, co)]
+        return {"accuracy": round(k / len(labels), 4), "accuracy_ci95": wilson(k, len(labels)), "correct": k,
+                "n": int(len(labels)), "psnr_db": mean_ci(psnr), "ssim": mean_ci(ssim),
+                "consistency_error_8bit": mean_ci(cons)}
+
+    def run(name, kw, gt: np.ndarray, low: np.ndarray, factor: int, tile_overlap=None, first_index=0):
+        h, w = gt.shape[1:]
+        t0 = time.monotonic()
+        if name == "ground truth":  # the classifier's ceiling
+            out, evals = gt.copy(), 0
+        elif kw is None:
+            out = np.stack([upsample(x, h, w, name) for x in low])
+            evals = 0
+        else:
+            gens = [item_generator(args.seed, first_index + i, 0) for i in range(len(low))]
+            res = enhance_images(model, list(low), scale=factor, generators=gens, steps=args.steps,
+                                 scheduler=args.scheduler, tile_overlap=tile_overlap, tile_batch=args.tile_batch,
+                                 weighting=args.weighting, **kw)
+            out = np.stack([r.pixels[..., 0] for r in res])
+            evals = res[0].num_denoiser_evals
+        return out, round(time.monotonic() - t0, 1), evals
+
+    results: dict = {"settings": vars(args) | {"model": str(model_dir.name), "upsampler": "bicubic (Pillow)",
+                                                 "degradation": "box average (Pillow-equivalent block mean)"}}
+    outputs: dict = {}
+
+    # ---- 4x: 28 -> 7 -> 28
+    idx = np.array(order[: args.n_digits])
+    gt4 = imgs01[idx]
+    lab4 = ds.labels[idx]
+    low4 = box_down(gt4, 4)
+    results["x4"] = {"n_digits": len(idx), "methods": {}}
+    for name, kw in methods:
+        out, secs, evals = run(name, kw, gt4, low4, 4)
+        r = score(out, gt4, low4, 4, lambda a: a, lab4) | {"seconds": secs, "window_evals_per_image": evals}
+        results["x4"]["methods"][name] = r
+        outputs[("x4", name)] = out[:8]
+        print(f"4x {name:32s} acc {r['accuracy']:.3f} {r['accuracy_ci95']} psnr {r['psnr_db']['mean'] or float('inf'):.2f} "
+              f"ssim {r['ssim']['mean']:.3f} cons {r['consistency_error_8bit']['mean']:.2f} ({secs}s)", flush=True)
+
+    # ---- 8x tiled: 224x224 sheets of 8x8 digits -> 28x28 -> 224x224
+    if not args.no_8x:
+        n_sheet = 64
+        sidx = np.array(order[args.n_digits: args.n_digits + n_sheet * args.sheets])
+        if len(sidx) < n_sheet * args.sheets:
+            sidx = np.array(order[: n_sheet * args.sheets])
+        digits = imgs01[sidx].reshape(args.sheets, 8, 8, 28, 28)
+        gt8 = digits.transpose(0, 1, 3, 2, 4).reshape(args.sheets, 224, 224)
+        lab8 = ds.labels[sidx]
+        low8 = box_down(gt8, 8)
+
+        def cells(a):  # [S, 224, 224] -> [S*64, 28, 28] in the digits' order
+            return a.reshape(len(a), 8, 28, 8, 28).transpose(0, 1, 3, 2, 4).reshape(-1, 28, 28)
+
+        overlap = 7 if args.tile_overlap is None else args.tile_overlap
+        starts = tile_starts(224, 28, overlap)
+        results["x8"] = {"n_sheets": args.sheets, "n_digits": len(sidx), "tile": 28, "overlap": overlap,
+                         "windows_per_step": len(starts) ** 2, "methods": {}}
+        for name, kw in methods:
+            out, secs, evals = run(name, kw, gt8, low8, 8, tile_overlap=overlap, first_index=10_000)
+            r = score(out, gt8, low8, 8, cells, lab8) | {"seconds": secs, "window_evals_per_image": evals,
+                                                        "seam_score": round(seam_score(out, starts, 28), 4)}
+            results["x8"]["methods"][name] = r
+            outputs[("x8", name)] = out[:1]
+            print(f"8x {name:32s} acc {r['accuracy']:.3f} {r['accuracy_ci95']} psnr {r['psnr_db']['mean'] or float('inf'):.2f} "
+                  f"ssim {r['ssim']['mean']:.3f} cons {r['consistency_error_8bit']['mean']:.2f} "
+                  f"seam {r['seam_score']:.3f} ({secs}s)", flush=True)
+        outputs[("x8", "input")], outputs[("x8", "truth")] = low8[:1], gt8[:1]
+    outputs[("x4", "input")], outputs[("x4", "truth")] = low4[:8], gt4[:8]
+
+    results["wall_seconds"] = round(time.monotonic() - t_start, 1)
+    from _common import machine, save_json
+
+    results["machine"] = machine()
+    save_json(pathlib.Path(args.out_json).stem, results) if pathlib.Path(args.out_json).parent == ROOT / "benchmarks" / "results" \
+        else pathlib.Path(args.out_json).write_text(__import__("json").dumps(results, indent=2))
+    plot(outputs, results, args, c_levels, levels)
+    return 0
+
+
+def plot(outputs, results, args, c_levels, levels):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # columns: input, bicubic, two enhanced settings, truth
+    best_c = max(c_levels, key=lambda lv: results["x4"]["methods"][f"enhance+consistency L={lv:g}"]["accuracy"]) if c_levels else None
+    cols = [("input", "input (7x7)"), ("bicubic", "bicubic")]
+    lo = min(levels) if levels else None
+    if lo is not None:
+        cols.append((f"enhance L={lo:g}", f"enhance L={lo:g}"))
+    if best_c is not None:
+        cols.append((f"enhance+consistency L={best_c:g}", f"+consistency L={best_c:g}"))
+    cols.append(("truth", "ground truth"))
+    n = outputs[("x4", "bicubic")].shape[0]
+    has8 = ("x8", "bicubic") in outputs
+    fig = plt.figure(figsize=(2.0 * len(cols), 1.1 * n / 2 + (2.6 if has8 else 0)))
+    rows4 = (n + 1) // 2
+    gs = fig.add_gridspec(rows4 + (3 if has8 else 0), len(cols) * 2)
+    for j, (key, title) in enumerate(cols):
+        for i in range(n):
+            ax = fig.add_subplot(gs[i // 2, 2 * j + (i % 2)])
+            ax.imshow(outputs[("x4", key)][i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=7, loc="left")
+        if has8:
+            ax = fig.add_subplot(gs[rows4:, 2 * j:2 * j + 2])
+            ax.imshow(outputs[("x8", key)][0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(("8x: " if j == 0 else "") + title.replace("7x7", "28x28"), fontsize=7, loc="left")
+    fig.suptitle("4x (7->28, top) and tiled 8x (28->224, bottom) enhancement of test digits", fontsize=8)
+    pathlib.Path(args.out_plot).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out_plot, dpi=110, bbox_inches="tight")
+    print(f"wrote {args.out_plot}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,424 @@
+"""Privacy-utility curve of Boomerang anonymisation on the bundled model (issue 9).
+
+What it measures, on the training split of ``mnist5k`` (the split the bundled
+model and classifier were trained on; ``split.json`` of the model):
+
+* **sources**: ``--n-sources`` training digits (an equal number per class,
+  drawn with numpy seed 0). Each is replaced by one Boomerang sample
+  (``boomerang_sample``, bundled model, ``--scheduler`` with a step budget of
+  ``--steps``, seed 0, sample j = 0 of the digit's dataset index) at each
+  level in ``--levels``; samples are quantised to 8 bits as a written PNG is.
+  Defaults: 100 sources (10 per class), DDIM with eta 0 and a 10-step budget
+  (a start at level L takes about 10 L denoiser evaluations). DDIM with eta 0
+  is fast and deterministic: all the randomness is the forward noise, which
+  makes it the cautious choice for a privacy estimate (a stochastic reverse
+  process such as ``ddpm`` adds more noise and, if anything, lowers
+  re-identification).
+* **privacy**: a linkage attack (``boomerang.privacy.linkage_attack``): each
+  released image ranks all 4000 real training digits (the sources and 3900
+  distractors) by distance in pixel space and in the reference classifier's
+  feature space; top-1 / top-5 re-identification with Wilson 95% intervals,
+  chance = 1/4000 and 5/4000.
+* **utility**: test-split accuracy (500 real test digits) of a fresh reference
+  CNN (``boomerang.classifier.fit_classifier``: the recipe of
+  ``boomerang train-classifier`` with a short budget: 12 epochs of batch 32 (48 steps),
+  one-cycle peak lr 5e-3 instead of 2e-3 to suit the short budget, last epoch
+  kept, no validation data) trained only on the released images with their
+  sources' labels; ``--seeds`` training seeds (0, 1, 2); mean with a 95%
+  t-interval over the seeds.
+* **beside them**: ``real`` (the sources themselves, the ceiling),
+  ``synthetic`` (the same number of global samples from pure noise with the
+  same scheduler and budget, labelled by the bundled reference classifier's
+  argmax, because the model is unconditional), and ``blur`` (a Gaussian blur
+  of the sources whose sigma is chosen per level so that the mean SSIM to
+  the sources matches Boomerang's at that level: the classical anonymiser at
+  matched SSIM).
+* also: class retention (the reference classifier's accuracy on the released
+  images against the sources' labels) and the mean SSIM to the sources.
+
+Run (what produced benchmarks/results/privacy_utility.json and docs/privacy_utility.png)::
+
+    OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/privacy_utility.py > privacy_utility.log 2>&1 &
+
+``--quick`` runs a small smoke version (no files written unless ``--out`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import RESULTS, machine, save_json  # noqa: E402
+
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def mean_ci(xs: list[float]) -> dict:
+    """Mean and 95% t-interval over seeds."""
+    n = len(xs)
+    m = sum(xs) / n
+    if n < 2:
+        return {"mean": m, "ci95": [m, m], "values": xs}
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
+    h = T975.get(n - 1, 1.96) * sd / math.sqrt(n)
+    return {"mean": m, "ci95": [m - h, m + h], "values": xs}
+
+
+def boomerang_batch(model, x0, level, gens, scheduler, steps, from_noise=False):
+    """One call of the library's sampler on a batch: float [B, 1, 28, 28] in [-1, 1] -> same."""
+    from boomerang.core import boomerang_sample
+
+    if from_noise:
+        return boomerang_sample(model, x0, generators=gens, from_noise=True, scheduler=scheduler, steps=steps).samples
+    return boomerang_sample(model, x0, generators=gens, level=level, scheduler=scheduler, steps=steps).samples
+
+
+def quantise(x):
+    """[-1, 1] float -> uint8 0..255 -> back to [-1, 1] (what a written 8-bit PNG holds)."""
+    import torch
+
+    q = torch.round((x.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)
+    return q.float() / 127.5 - 1.0
+
+
+def gaussian_blur(x, sigma: float):
+    """Gaussian blur of [B, 1, H, W] in [-1, 1] (kernel radius 3 sigma, reflect padding), quantised to 8 bits."""
+    import torch
+    import torch.nn.functional as F
+
+    if sigma <= 0:
+        return x.clone()
+    r = max(1, int(math.ceil(3 * sigma)))
+    r = min(r, x.shape[-1] - 1)
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-t * t / (2 * sigma * sigma))
+    k = k / k.sum()
+    y = F.pad(x, (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1))
+    y = F.conv2d(y, k.view(1, 1, -1, 1))
+    return quantise(y)
+
+
+def mean_ssim(a, b) -> float:
+    from boomerang.privacy.features import paired_ssim
+
+    return float(paired_ssim((a + 1) / 2, (b + 1) / 2).mean())
+
+
+def match_blur(x, target: float, lo: float = 0.05, hi: float = 20.0, iters: int = 22) -> tuple[float, float]:
+    """The sigma whose blur has mean SSIM ``target`` to ``x`` (bisection; SSIM falls as sigma grows).
+    Returns (sigma, achieved mean SSIM); clamps to [lo, hi] when the target is out of reach."""
+    s_lo, s_hi = mean_ssim(gaussian_blur(x, lo), x), mean_ssim(gaussian_blur(x, hi), x)
+    if target >= s_lo:
+        return lo, s_lo
+    if target <= s_hi:
+        return hi, s_hi
+    for _ in range(iters):
+        mid = math.sqrt(lo * hi)
+        if mean_ssim(gaussian_blur(x, mid), x) > target:
+            lo = mid
+        else:
+            hi = mid
+    sigma = math.sqrt(lo * hi)
+    return sigma, mean_ssim(gaussian_blur(x, sigma), x)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n-sources", type=int, default=100)
+    ap.add_argument("--levels", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
+    ap.add_argument("--scheduler", default="ddim")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--train-batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 20 sources, 2 levels, 1 seed, 1 epoch")
+    ap.add_argument("--out", default=None, help="results name (default privacy_utility; --quick: none)")
+    ap.add_argument("--plot", default=str(ROOT / "docs" / "privacy_utility.png"))
+    ap.add_argument("--replot", metavar="JSON", help="only redraw the plot and print the table from a results file")
+    args = ap.parse_args(argv)
+    if args.replot:
+        result = json.loads(pathlib.Path(args.replot).read_text())
+        print(markdown_table(result))
+        print()
+        print(summary_table(result))
+        plot(result, pathlib.Path(args.plot))
+        return 0
+    if args.quick:
+        args.n_sources, args.levels, args.seeds, args.epochs = 20, "0.5,1.0", "0", 1
+    out_name = args.out if args.out else (None if args.quick else "privacy_utility")
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from boomerang.assets import default_model_path
+    from boomerang.classifier import classifier_accuracy, fit_classifier, load_classifier
+    from boomerang.data import load_dataset, load_split
+    from boomerang.models import load_model
+    from boomerang.privacy.attack import LinkageAttack
+    from boomerang.seeds import item_generator
+
+    t_start = time.monotonic()
+    timings: dict[str, float] = {}
+    levels = [float(v) for v in args.levels.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    ds = load_dataset("mnist5k")
+    split = load_split(default_model_path() / "split.json")
+    train_idx, test_idx = np.asarray(split["train"]), np.asarray(split["test"])
+    per_class = args.n_sources // 10
+    rng = np.random.default_rng(0)
+    sources = np.sort(np.concatenate([rng.choice(train_idx[ds.labels[train_idx] == c], per_class, replace=False)
+                                      for c in range(10)]))
+    to_x = lambda idx: torch.from_numpy(ds.images[idx]).float() / 127.5 - 1.0  # noqa: E731
+    x_real, y_src = to_x(sources), torch.from_numpy(ds.labels[sources])
+    candidates = to_x(train_idx)  # the attacker holds every real training digit
+    cand_pos = {int(d): i for i, d in enumerate(train_idx)}
+    src_pos = np.array([cand_pos[int(d)] for d in sources])
+    x_test, y_test = to_x(test_idx), torch.from_numpy(ds.labels[test_idx])
+    log(f"{len(sources)} sources, {len(train_idx)} candidates, {len(test_idx)} test digits; levels {levels}")
+
+    model = load_model(None, device="cpu", dtype="float32")
+    clf = load_classifier()
+
+    def release(level=None, from_noise=False):
+        outs = []
+        for i in range(0, len(sources), args.batch_size):
+            idx = sources[i:i + args.batch_size]
+            gens = [item_generator(0, int(d), 0) for d in idx]
+            outs.append(quantise(boomerang_batch(model, x_real[i:i + len(idx)], level, gens, args.scheduler,
+                                                 args.steps, from_noise)))
+        return torch.cat(outs)
+
+    conditions: list[dict] = []
+    released: dict[str, torch.Tensor] = {}
+
+    t0 = time.monotonic()
+    for level in levels:
+        t1 = time.monotonic()
+        x = release(level)
+        released[f"boomerang@{level:g}"] = x
+        conditions.append({"condition": "boomerang", "level": level, "key": f"boomerang@{level:g}",
+                           "sample_s": round(time.monotonic() - t1, 1)})
+        log(f"level {level:g}: sampled in {time.monotonic() - t1:.0f} s")
+    t1 = time.monotonic()
+    synth = release(from_noise=True)
+    with torch.no_grad():
+        y_synth = torch.cat([clf(synth[i:i + 500]).argmax(1) for i in range(0, len(synth), 500)])
+    released["synthetic"] = synth
+    log(f"synthetic: sampled in {time.monotonic() - t1:.0f} s")
+    timings["sampling_s"] = round(time.monotonic() - t0, 1)
+
+    t0 = time.monotonic()
+    for c in list(conditions):
+        target = mean_ssim(released[c["key"]], x_real)
+        sigma, achieved = match_blur(x_real, target)
+        key = f"blur@{c['level']:g}"
+        released[key] = gaussian_blur(x_real, sigma)
+        conditions.append({"condition": "blur", "level": c["level"], "key": key, "sigma": round(sigma, 4),
+                           "target_ssim": target})
+        log(f"blur for level {c['level']:g}: sigma {sigma:.3f}, SSIM {achieved:.3f} (target {target:.3f})")
+    timings["blur_matching_s"] = round(time.monotonic() - t0, 1)
+    released["real"] = x_real
+    conditions = ([{"condition": "real", "level": 0.0, "key": "real"}] + conditions
+                  + [{"condition": "synthetic", "level": None, "key": "synthetic",
+                      "labels": "reference classifier argmax (the model is unconditional)"}])
+
+    t0 = time.monotonic()
+    attacks = {feats: LinkageAttack(candidates, feats) for feats in ("pixels", "classifier")}
+    for c in conditions:
+        x = released[c["key"]]
+        c["ssim_to_source"] = None if c["condition"] == "synthetic" else mean_ssim(x, x_real)
+        with torch.no_grad():
+            pred = torch.cat([clf(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])
+        c["class_retention"] = None if c["condition"] == "synthetic" else float((pred == y_src).float().mean())
+        if c["condition"] != "synthetic":  # synthetic images have no source to find
+            c["reid"] = {}
+            for feats in ("pixels", "classifier"):
+                rep = attacks[feats].run(x, src_pos)
+                c["reid"][feats] = {**{f"top{k}": rep.top[k].to_dict() for k in (1, 5)},
+                                    "chance_top1": rep.chance(1), "chance_top5": rep.chance(5),
+                                    "median_rank": rep.median_rank}
+    timings["attack_s"] = round(time.monotonic() - t0, 1)
+    log(f"attacks done in {timings['attack_s']} s")
+
+    t0 = time.monotonic()
+    for c in conditions:
+        x = released[c["key"]]
+        y = y_synth if c["condition"] == "synthetic" else y_src
+        accs = []
+        for s in seeds:
+            net, info = fit_classifier(x, y, epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr, seed=s)
+            accs.append(classifier_accuracy(net, x_test, y_test))
+        c["utility"] = mean_ci(accs)
+        c["train_steps"] = info["steps"]
+        log(f"{c['key']}: utility {c['utility']['mean']:.3f} {accs}"
+            + (f", top-1 pixels {c['reid']['pixels']['top1']['rate']:.3f} classifier "
+               f"{c['reid']['classifier']['top1']['rate']:.3f}" if "reid" in c else ""))
+    timings["utility_s"] = round(time.monotonic() - t0, 1)
+    timings["total_s"] = round(time.monotonic() - t_start, 1)
+
+    first = next((c for c in conditions if c["condition"] == "boomerang"
+                  and c["reid"]["pixels"]["top1"]["rate"] <= 0.05 and c["reid"]["classifier"]["top1"]["rate"] <= 0.05),
+                 None)
+    result = {
+        "settings": {"n_sources": int(len(sources)), "n_candidates": int(len(train_idx)), "n_test": int(len(test_idx)),
+                     "levels": levels, "scheduler": args.scheduler, "steps": args.steps, "seed": 0,
+                     "train_epochs": args.epochs, "train_batch_size": args.train_batch_size, "train_lr": args.lr,
+                     "train_seeds": seeds,
+                     "model": "bundled ddpm-mnist5k", "classifier": "bundled classifier-mnist5k",
+                     "threads": args.threads, "quick": args.quick},
+        "machine": machine(),
+        "timings": timings,
+        "first_level_top1_at_most_5pct": None if first is None else {
+            "level": first["level"], "utility": first["utility"]["mean"],
+            "top1_pixels": first["reid"]["pixels"]["top1"]["rate"],
+            "top1_classifier": first["reid"]["classifier"]["top1"]["rate"]},
+        "conditions": [{k: v for k, v in c.items() if k != "key"} for c in conditions],
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/privacy_utility.py " + " ".join(argv or sys.argv[1:]),
+    }
+    print(markdown_table(result))
+    if out_name:
+        save_json(out_name, result)
+        plot(result, pathlib.Path(args.plot))
+    log(f"total {timings['total_s']} s")
+    return 0
+
+
+def _pct(r: dict) -> str:
+    lo, hi = r["ci95"]
+    return f"{100 * r['rate']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def markdown_table(result: dict) -> str:
+    """The README table: one row per condition."""
+    rows = ["| release | level | blur sigma | SSIM to source | top-1 re-id, pixels % [95% CI] | "
+            "top-1 re-id, classifier % [95% CI] | class retention % | utility: test accuracy % [95% CI] |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in result["conditions"]:
+        u = c["utility"]
+        util = f"{100 * u['mean']:.1f} [{100 * u['ci95'][0]:.1f}, {100 * u['ci95'][1]:.1f}]"
+        reid = c.get("reid")
+        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            c["condition"], "" if c["level"] is None else f"{c['level']:g}",
+            f"{c['sigma']:.2f}" if "sigma" in c else "",
+            "" if c["ssim_to_source"] is None else f"{c['ssim_to_source']:.3f}",
+            _pct(reid["pixels"]["top1"]) if reid else "n/a (no source)",
+            _pct(reid["classifier"]["top1"]) if reid else "n/a (no source)",
+            "" if c["class_retention"] is None else f"{100 * c['class_retention']:.1f}", util))
+    return "\n".join(rows)
+
+
+def summary_table(result: dict) -> str:
+    """The README's short table: Boomerang per level beside blur at matched SSIM, real and synthetic."""
+    conds = result["conditions"]
+    blur = {c["level"]: c for c in conds if c["condition"] == "blur"}
+
+    def pct(x):
+        return f"{100 * x:.1f}"
+
+    def util(c):
+        u = c["utility"]
+        return f"{pct(u['mean'])} [{pct(u['ci95'][0])}, {pct(u['ci95'][1])}]"
+
+    rows = ["| release | top-1 re-id % (pixels / classifier) | class retention % | utility % [95% CI] | "
+            "blur at matched SSIM: top-1 % (pixels / classifier), utility % |",
+            "| --- | --- | --- | --- | --- |"]
+    for c in conds:
+        if c["condition"] == "blur":
+            continue
+        name = {"real": "real sources", "synthetic": "synthetic (global samples, classifier labels)"}.get(
+            c["condition"], f"Boomerang level {c['level']:g}")
+        r = c.get("reid")
+        reid = f"{pct(r['pixels']['top1']['rate'])} / {pct(r['classifier']['top1']['rate'])}" if r else "n/a"
+        ret = "" if c["class_retention"] is None else pct(c["class_retention"])
+        b = blur.get(c["level"]) if c["condition"] == "boomerang" else None
+        bl = (f"{pct(b['reid']['pixels']['top1']['rate'])} / {pct(b['reid']['classifier']['top1']['rate'])}, "
+              f"{pct(b['utility']['mean'])}") if b else ""
+        rows.append(f"| {name} | {reid} | {ret} | {util(c)} | {bl} |")
+    return "\n".join(rows)
+
+
+def plot(result: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conds = result["conditions"]
+    boom = [c for c in conds if c["condition"] == "boomerang"]
+    blur = [c for c in conds if c["condition"] == "blur"]
+    real = next(c for c in conds if c["condition"] == "real")
+    synth = next(c for c in conds if c["condition"] == "synthetic")
+    s = result["settings"]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+
+    def errbar(ax, xs, rs, **kw):
+        ys = [100 * r["rate"] for r in rs]
+        lo = [100 * (r["rate"] - r["ci95"][0]) for r in rs]
+        hi = [100 * (r["ci95"][1] - r["rate"]) for r in rs]
+        ax.errorbar(xs, ys, yerr=[lo, hi], capsize=3, marker="o", **kw)
+
+    ax = axes[0]
+    for group, name, ls in ((boom, "Boomerang", "-"), (blur, "blur at matched SSIM", "--")):
+        xs = [c["level"] for c in group]
+        errbar(ax, xs, [c["reid"]["pixels"]["top1"] for c in group], ls=ls, color="C0",
+               mfc="C0" if ls == "-" else "white", label=f"{name}, pixel attack")
+        errbar(ax, xs, [c["reid"]["classifier"]["top1"] for c in group], ls=ls, color="C1",
+               mfc="C1" if ls == "-" else "white", label=f"{name}, classifier-feature attack")
+    ax.axhline(5, color="gray", lw=0.8, ls=":")
+    ax.axhline(100 / s["n_candidates"], color="black", lw=0.8, ls=":", label=f"chance (1/{s['n_candidates']})")
+    ax.set(xlabel="Boomerang level (blur: sigma matched to its SSIM)", ylabel="top-1 re-identification %",
+           title="Privacy: linkage attack", ylim=(-2, 102))
+    ax.legend(fontsize=7)
+
+    def util(ax, xs_of, group, **kw):
+        xs = [xs_of(c) for c in group]
+        m = [100 * c["utility"]["mean"] for c in group]
+        lo = [100 * (c["utility"]["mean"] - c["utility"]["ci95"][0]) for c in group]
+        hi = [100 * (c["utility"]["ci95"][1] - c["utility"]["mean"]) for c in group]
+        ax.errorbar(xs, m, yerr=[lo, hi], capsize=3, marker="o", **kw)
+
+    ax = axes[1]
+    util(ax, lambda c: c["level"], boom, color="C2", label="Boomerang (source labels)")
+    util(ax, lambda c: c["level"], blur, ls="--", color="C2", mfc="white", label="blur at matched SSIM")
+    ax.axhline(100 * real["utility"]["mean"], color="green", ls=":", label="real sources")
+    ax.axhline(100 * synth["utility"]["mean"], color="red", ls=":", label="synthetic (classifier-labelled)")
+    ax.set(xlabel="level", ylabel="test accuracy % (fresh CNN, 3 seeds)", title="Utility")
+    ax.legend(fontsize=7)
+
+    ax = axes[2]
+    util(ax, lambda c: 100 * c["reid"]["pixels"]["top1"]["rate"], boom, color="C2", label="Boomerang")
+    util(ax, lambda c: 100 * c["reid"]["pixels"]["top1"]["rate"], blur, ls="--", color="C2", mfc="white",
+         label="blur at matched SSIM")
+    for c in boom:
+        ax.annotate(f"{c['level']:g}", (100 * c["reid"]["pixels"]["top1"]["rate"], 100 * c["utility"]["mean"]),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.axhline(100 * synth["utility"]["mean"], color="red", ls=":", label="synthetic")
+    ax.set(xlabel="top-1 re-identification %, pixel attack", ylabel="test accuracy %",
+           title="Trade-off (labels: level)")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"bundled ddpm-mnist5k, {s['n_sources']} training digits released, {s['n_candidates']} candidates, "
+                 f"{s['scheduler']} {s['steps']}-step budget", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

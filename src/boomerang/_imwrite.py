@@ -1,0 +1,250 @@
+"""Writing images and files (part of :mod:`boomerang.imageio`): metadata-free PNGs, atomic writes, the
+write journal a failed run rolls back, file modes that follow the umask, and the output-folder check.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from boomerang._imfit import to_model_channels
+
+__all__ = [
+    "save_image",
+    "atomic_write_bytes",
+    "WriteJournal",
+    "follow_umask",
+    "check_output_dir",
+]
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+
+def save_image(
+    pixels: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    bit_depth: int = 8,
+    grayscale: bool | None = None,
+) -> None:
+    """Write an image as a metadata-free PNG, atomically.
+
+    The file is written to a temporary file in the destination folder and
+    moved into place with ``os.replace``; on any error the temporary file is
+    removed and ``path`` is left as it was (absent, or the old file).
+
+    Args:
+        pixels: float ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``, values in
+            ``[0, 1]`` (clipped; NaN is an error). Quantised with rounding.
+        path: destination; should end in ``.png`` (the format is PNG whatever
+            the suffix). The folder must exist.
+        bit_depth: 8 or 16 bits per sample.
+        grayscale: ``None`` (default) writes a gray PNG (``L`` / 16-bit gray)
+            for single-channel input and for three-channel input whose
+            channels are exactly equal after quantisation, else RGB.
+            ``True`` forces gray (three channels are reduced to Rec. 601
+            luminance); ``False`` forces RGB.
+
+    Raises:
+        ValueError: bad shape, bit depth, or non-finite values.
+        OSError: the folder does not exist or is not writable.
+    """
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    x = np.asarray(pixels, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3 or x.shape[-1] not in (1, 3) or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"pixels must be (H, W), (H, W, 1) or (H, W, 3), got shape {np.shape(pixels)}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("pixels hold NaN or infinite values; refusing to write them as an image")
+    if grayscale is True:
+        x = to_model_channels(x, 1)
+    elif grayscale is False:
+        x = to_model_channels(x, 3)
+
+    top = 255 if bit_depth == 8 else 65535
+    q = np.empty(x.shape, np.uint8 if bit_depth == 8 else np.uint16)
+    for y in range(0, x.shape[0], 1024):  # in strips: no full-size float temporaries
+        q[y:y + 1024] = np.rint(np.clip(x[y:y + 1024], 0.0, 1.0) * top)
+    if q.shape[-1] == 3 and grayscale is None and np.array_equal(q[..., 0], q[..., 1]) and np.array_equal(
+        q[..., 1], q[..., 2]
+    ):
+        q = q[..., :1]
+
+    if q.shape[-1] == 1:
+        if bit_depth == 8:
+            data = _encode_with_pillow(Image.fromarray(np.ascontiguousarray(q[..., 0])))
+        else:
+            img = Image.frombytes("I;16", (q.shape[1], q.shape[0]), np.ascontiguousarray(q[..., 0]).astype("<u2").tobytes())
+            data = _encode_with_pillow(img)
+    elif bit_depth == 8:
+        data = _encode_with_pillow(Image.fromarray(np.ascontiguousarray(q)))
+    else:
+        data = _encode_png16_rgb(q)
+    atomic_write_bytes(path, data)
+
+
+def _encode_with_pillow(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    # A fresh image carries no info; pnginfo=None, no exif, no icc, no dpi.
+    img.info.clear()
+    img.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def _encode_png16_rgb(q: np.ndarray) -> bytes:
+    """16-bit RGB PNG (Pillow has no 48-bit mode to write from). No metadata."""
+    h, w = q.shape[:2]
+    rows = np.ascontiguousarray(q.astype(">u2")).view(np.uint8).reshape(h, w * 6)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter 0 per row
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same
+    folder, fsync, then ``os.replace``. On any error the temporary file is
+    removed and ``path`` is left as it was, so an interrupted run never leaves a
+    truncated file. Used for every file the project writes (images, metadata,
+    training checkpoints).
+
+    Raises:
+        OSError: if the folder does not exist or is not writable.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class WriteJournal:
+    """Remembers the files (and folders) one run writes, so that a failed run can
+    take them back: no image is ever left without the metadata that describes it.
+
+    Use :meth:`save_image` instead of :func:`save_image` (it creates missing
+    folders and records them) and :meth:`rollback` when the run fails.
+    """
+
+    def __init__(self) -> None:
+        self.files: list[Path] = []
+        self.folders: list[Path] = []
+
+    def save_image(self, pixels: np.ndarray, path: str | os.PathLike[str], **kwargs) -> None:
+        """:func:`save_image` into ``path``, creating and recording its missing folders."""
+        path = Path(path)
+        missing = []
+        folder = path.parent
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for f in reversed(missing):
+            f.mkdir()
+            self.folders.append(f)
+        save_image(pixels, path, **kwargs)
+        self.files.append(path)
+
+    def rollback(self) -> None:
+        """Delete the recorded files, then the recorded folders that are empty (deepest first)."""
+        for f in self.files:
+            try:
+                f.unlink()
+            except OSError:
+                pass
+        for d in sorted(self.folders, key=lambda p: len(p.parts), reverse=True):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        self.files, self.folders = [], []
+
+
+def follow_umask(folder: str | os.PathLike[str]) -> None:
+    """Give every file under ``folder`` the mode ``0o666 & ~umask`` (and folders
+    ``0o777 & ~umask``), as a plain ``open()`` would: libraries that write through
+    temporary files leave 0600 behind."""
+    mask = _umask()
+    root = Path(folder)
+    for p in [root, *root.rglob("*")]:
+        if p.is_symlink():
+            continue
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_output_dir(
+    out_dir: str | os.PathLike[str],
+    input_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    output_names: Iterable[str] = (),
+) -> Path:
+    """Refuse an output folder that would write into the inputs.
+
+    Args:
+        out_dir: the folder outputs go to (need not exist yet).
+        input_paths: input files and/or folders, as given by the user.
+        output_names: file names (no folder) that will be written into
+            ``out_dir``; each is checked against the input files.
+
+    Returns:
+        ``out_dir`` resolved (symlinks followed) as a :class:`pathlib.Path`.
+
+    Raises:
+        ValueError: ``out_dir`` is an input folder or lies inside one; or
+            ``out_dir`` is an input file; or ``out_dir / name`` for one of
+            ``output_names`` is an input file (it would be overwritten).
+    """
+    if isinstance(input_paths, (str, os.PathLike)):
+        input_paths = [input_paths]
+    out = Path(out_dir).resolve()
+    input_files: set[Path] = set()
+    for p in input_paths:
+        src = Path(p).resolve()
+        if src.is_dir():
+            if out == src or src in out.parents:
+                raise ValueError(
+                    f"output folder {out_dir} is inside the input folder {p}; outputs could be read back "
+                    "as inputs or overwrite them. Choose an output folder outside the inputs."
+                )
+        else:
+            if out == src:
+                raise ValueError(f"output folder {out_dir} is the input file {p}; choose another output folder.")
+            input_files.add(src)
+    for name in output_names:
+        target = (out / name).resolve()
+        if target in input_files:
+            raise ValueError(
+                f"writing {name} into {out_dir} would overwrite the input file {target}; "
+                "choose another output folder."
+            )
+    return out

@@ -1,0 +1,168 @@
+"""Overlapping windows and MultiDiffusion blending (Bar-Tal et al. 2023, Eq. 3-5).
+
+An image larger than the model's window is covered by overlapping windows.
+At every reverse step the model is run on each window, and the windows'
+outputs are blended into one output for the whole image: the per-pixel
+weighted average
+
+    out(p) = sum_i w_i(p) F(crop_i(x))(p) / sum_i w_i(p)
+
+which is MultiDiffusion's closed-form least-squares solution of "every window
+should agree with its own model output". With uniform weights this is
+MultiDiffusion exactly; ``feather`` weights fall off linearly towards a
+window's edges inside the overlap (as Mixture of Diffusers does), which
+favours each window's centre. Either way the weights are normalised per pixel,
+so where the model output does not depend on context (a denoiser acting pixel
+by pixel) blending returns exactly the untiled output: blending adds no bias,
+at image borders too (every pixel is covered, weights are > 0).
+
+Randomness is never drawn per window: the noise lives on the whole image and
+is drawn from the image's own generator by the caller, so the result cannot
+depend on the order or the batching of the windows. Windows are accumulated
+in float64 so that their order changes nothing beyond float64 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+__all__ = ["WEIGHTINGS", "TileLayout", "tile_starts", "make_layout", "window_weight", "blend_windows"]
+
+WEIGHTINGS: tuple[str, ...] = ("uniform", "feather")
+
+
+def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
+    """Start offsets of windows of side ``tile`` covering [0, length) with >= ``overlap`` overlap.
+
+    The fewest windows n = ceil((length - overlap) / (tile - overlap)) are
+    spread evenly from 0 to length - tile (first flush with the start, last
+    flush with the end), starts rounded down to multiples of ``align``
+    (latent models: the VAE factor). ``length <= tile``: one window at 0.
+
+    Raises:
+        ValueError: overlap >= tile, or a length that ``align`` does not divide.
+    """
+    if tile < 1 or not 0 <= overlap < tile:
+        raise ValueError(f"tile_overlap must be in [0, tile_size - 1] = [0, {tile - 1}], got {overlap}")
+    if length <= tile:
+        return [0]
+    if (length - tile) % align:
+        raise ValueError(f"image side {length} minus tile {tile} must be a multiple of {align}")
+    n = math.ceil((length - overlap) / (tile - overlap))
+    n = max(n, 2)
+    span = (length - tile) // align
+    starts = [align * ((span * i) // (n - 1)) for i in range(n)]
+    return sorted(set(starts))
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Windows over an image of ``height`` x ``width``: each is (top, left, h, w).
+
+    ``windows`` are in a fixed row-major order (the canonical order). A window
+    is ``min(tile, side)`` pixels along each axis, so an image smaller than the
+    tile has one window: the whole image (the untiled run).
+    """
+
+    height: int
+    width: int
+    tile: int
+    overlap: int
+    windows: tuple[tuple[int, int, int, int], ...]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+
+def make_layout(height: int, width: int, tile: int, overlap: int, align: int = 1) -> TileLayout:
+    """The canonical :class:`TileLayout` (see :func:`tile_starts` for the rule)."""
+    th, tw = min(tile, height), min(tile, width)
+    rows = tile_starts(height, tile, overlap, align)
+    cols = tile_starts(width, tile, overlap, align)
+    windows = tuple((r, c, th, tw) for r in rows for c in cols)
+    return TileLayout(int(height), int(width), int(tile), int(overlap), windows)
+
+
+def window_weight(h: int, w: int, overlap: int, weighting: str = "uniform"):
+    """[h, w] float64 blending weight of one window, > 0 everywhere.
+
+    ``uniform``: ones (MultiDiffusion). ``feather``: along each axis
+    min(1, (d + 1) / (overlap + 1)) with d the distance in pixels to the nearer
+    window edge, multiplied over the two axes (1 in the centre, 1/(overlap+1)
+    at the corners).
+    """
+    import torch
+
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"tile weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    if weighting == "uniform" or overlap == 0:
+        return torch.ones(h, w, dtype=torch.float64)
+
+    def ramp(n: int):
+        d = torch.arange(n, dtype=torch.float64)
+        d = torch.minimum(d, n - 1 - d)
+        return torch.clamp((d + 1) / (overlap + 1), max=1.0)
+
+    return ramp(h)[:, None] * ramp(w)[None, :]
+
+
+def blend_windows(
+    fn: Callable,
+    x,
+    layout: TileLayout,
+    *,
+    tile_batch: int = 8,
+    ratio: float = 1.0,
+    out_channels: int | None = None,
+    weighting: str = "uniform",
+    order: Sequence[int] | None = None,
+):
+    """Run ``fn`` on every window of ``x`` and blend the outputs (MultiDiffusion).
+
+    Args:
+        fn: maps a batch of windows [n, C, h, w] to outputs [n, C', h r, w r]
+            (r = ``ratio``: 1 for a denoiser, 8 for a VAE decoder, 1/8 for a
+            VAE encoder). It must treat the n windows independently.
+        x: [B, C, H, W] tensor; ``layout`` must be for H x W.
+        layout: the windows (:func:`make_layout`).
+        tile_batch: windows per ``fn`` call (each call sees up to
+            ``tile_batch`` x B items); bounds memory, does not change the result
+            when ``fn`` is batch invariant (as the models are on the CPU).
+        ratio: output pixels per input pixel.
+        out_channels: C' (default C).
+        weighting: ``'uniform'`` or ``'feather'`` (:func:`window_weight`).
+        order: the order in which windows are fed to ``fn`` (a permutation of
+            range(len(layout))); default canonical. Only for tests: the result
+            is the same (to float64 rounding) in any order.
+
+    Returns:
+        float32 tensor [B, C', H r, W r] on ``x``'s device.
+    """
+    import torch
+
+    if layout.height != x.shape[-2] or layout.width != x.shape[-1]:
+        raise ValueError(f"layout is for {layout.height}x{layout.width}, image is {tuple(x.shape[-2:])}")
+    b, c = x.shape[0], x.shape[1]
+    oc = c if out_channels is None else out_channels
+    H, W = round(layout.height * ratio), round(layout.width * ratio)
+    acc = torch.zeros(b, oc, H, W, dtype=torch.float64, device=x.device)
+    norm = torch.zeros(H, W, dtype=torch.float64, device=x.device)
+    idx = list(range(len(layout))) if order is None else [int(i) for i in order]
+    if sorted(idx) != list(range(len(layout))):
+        raise ValueError("order must be a permutation of the window indices")
+    for k in range(0, len(idx), max(1, int(tile_batch))):
+        chunk = [layout.windows[i] for i in idx[k:k + tile_batch]]
+        crops = torch.cat([x[..., r:r + h, q:q + w] for r, q, h, w in chunk])  # [n B, C, h, w], window-major
+        outs = fn(crops)
+        for j, (r, q, h, w) in enumerate(chunk):
+            o = outs[j * b:(j + 1) * b].to(x.device, torch.float64)
+            R, Q, oh, ow = round(r * ratio), round(q * ratio), round(h * ratio), round(w * ratio)
+            if tuple(o.shape[-2:]) != (oh, ow):
+                raise ValueError(f"fn returned windows of {tuple(o.shape[-2:])}, expected {(oh, ow)}")
+            wgt = window_weight(oh, ow, round(layout.overlap * ratio), weighting).to(x.device)
+            acc[..., R:R + oh, Q:Q + ow] += o * wgt
+            norm[R:R + oh, Q:Q + ow] += wgt
+    assert bool((norm > 0).all()), "every pixel is covered by a window"
+    return (acc / norm).to(torch.float32)

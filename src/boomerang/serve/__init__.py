@@ -1,0 +1,126 @@
+"""``boomerang serve``: a local web page with a level slider (Gradio, the ``app`` extra).
+
+Importing this package imports neither torch nor gradio: the CLI registers
+the sub-command from here at start-up. :func:`run_serve` checks the flags and
+the model's configs, loads the model once, builds the page
+(:mod:`boomerang.serve.page`) and serves it until interrupted. Every run on the
+page goes through :func:`boomerang.serve.runs.sample_to_folder`, the same code
+path as ``boomerang sample``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+#: How to get the optional dependencies of the page.
+INSTALL_HINT = 'pip install -e ".[app]"  (from a clone; or: pip install "boomerang[app]")'
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+def add_serve_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``boomerang serve`` on the CLI's sub-parsers (no torch, no gradio import)."""
+    p = subparsers.add_parser(
+        "serve",
+        help="a local web page with a level slider (needs the 'app' extra)",
+        description=(
+            "Serve a page where you upload an image (or pick a shipped example), move the noise level and get "
+            "local samples and a level sweep (contact sheet), each downloadable with its metadata.json. "
+            "Runs are queued and the model loads once. The files are those 'boomerang sample' writes for the "
+            "same image, settings and seed."
+        ),
+        epilog=f"Needs the optional 'app' extra: {INSTALL_HINT}. Binds to {DEFAULT_HOST} unless --host says otherwise.",
+    )
+    p.add_argument("--model", default=None, metavar="ID_OR_DIR",
+                   help="hub id or local model folder (default: the bundled MNIST model)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help="address to bind (default %(default)s: this machine only; 0.0.0.0 serves the network)")
+    p.add_argument("--port", default=DEFAULT_PORT, help="TCP port (default %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 (default %(default)s)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="also load pickle (.bin/.ckpt) weights; only for files you trust")
+    p.add_argument("--threads", default=None, metavar="N",
+                   help="torch CPU threads (default: the cores idle at start, as 'boomerang sample'; "
+                        "'torch' for torch's own default)")
+    p.add_argument("--examples", default=None, metavar="DIR",
+                   help="folder of example images offered on the page (default: the repository's examples/digits)")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.set_defaults(func=run_serve)
+    return p
+
+
+def _error(message: str, status: int = 2) -> int:
+    print(f"boomerang: error: {message}", file=sys.stderr)
+    return status
+
+
+def check_port(value) -> int:
+    """``--port`` as an int in 1..65535; ValueError otherwise."""
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--port must be an integer in 1..65535, got {value!r}")
+    return port
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run ``boomerang serve``; returns the exit status (2 for bad flags or a missing 'app' extra)."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        return _error(f"'boomerang serve' needs the optional 'app' extra (gradio); install it with: {INSTALL_HINT}")
+    try:
+        return _serve(args)
+    except KeyboardInterrupt:
+        return 0
+    except ValueError as exc:  # SettingError / ImageInputError: one line, flags named as flags
+        if args.debug:
+            raise
+        from boomerang.cli import user_message
+
+        return _error(user_message(exc))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    # Offline: no analytics or version checks (set before gradio is imported by the page).
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from boomerang.settings import SampleSettings
+    from boomerang.threads import resolve_threads
+    from boomerang.models import read_model_info
+    from boomerang.serve import page, runs
+
+    port = check_port(args.port)
+    s = SampleSettings(model=args.model, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    threads = resolve_threads(args.threads)
+    if args.examples is not None and not Path(args.examples).is_dir():
+        raise ValueError(f"--examples {args.examples} is not a folder")
+    read_model_info(s.model)  # a missing model is one line, before anything loads
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    spec = runs.ModelSpec(model=s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, threads=threads)
+    cache = runs.ModelCache(spec)
+    folders = runs.RunFolders()
+    import signal
+
+    def _stop(signum, frame):  # SIGTERM ends the server like Ctrl-C: run folders are removed
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        print(f"boomerang serve: loading {s.model or 'the bundled model'}; run folders in {folders.root}",
+              file=sys.stderr, flush=True)
+        app = page.build_app(page.PageActions(cache, folders), examples=page.find_examples(args.examples))
+        page.launch(app, host=args.host, port=port, allowed=[folders.root])
+    finally:
+        folders.cleanup()
+        signal.signal(signal.SIGTERM, previous)
+    return 0

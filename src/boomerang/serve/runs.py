@@ -1,0 +1,297 @@
+"""What the page runs: ``boomerang sample`` into a per-run folder, with a model loaded once.
+
+The page must give exactly what ``boomerang sample`` gives for the same image,
+settings and seed (the same PNG bytes, the same ``metadata.json``), so it does
+not re-implement sampling: :func:`sample_to_folder` runs the sample task on the
+shared runner (``boomerang.tasks``), as the CLI does, writing into a fresh
+folder per run. That function is the only place this module touches the
+sampling code (the *adapter*); everything else here (the run folders, the
+model cache, the one-line errors) is independent of it.
+
+No torch or gradio import at module level: the page module and the tests
+import this cheaply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import tempfile
+import threading
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Settings the page passes, with the CLI flag each one stands for.
+PAGE_FLAGS = {
+    "level": "--level", "num_samples": "--num-samples", "seed": "--seed", "steps": "--steps",
+    "scheduler": "--scheduler", "schedule": "--schedule", "eta": "--eta", "prompt": "--prompt",
+    "negative_prompt": "--negative-prompt", "guidance_scale": "--guidance-scale", "background": "--background",
+}
+#: Run folders kept on disk (older ones are deleted when a new run starts).
+KEEP_RUNS = 32
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model the server samples with (``boomerang serve``'s own flags).
+
+    Attributes:
+        model: hub id or local folder; ``None`` = the bundled model.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        dtype: ``float32``, ``float16`` or ``bfloat16``.
+        allow_pickle: also accept pickle weights.
+        threads: the torch CPU threads the server set (``boomerang.threads.resolve_threads``,
+            as ``boomerang sample`` does); ``None`` = torch's own default. Recorded in metadata.json.
+    """
+
+    model: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    allow_pickle: bool = False
+    threads: int | None = None
+
+
+@dataclass
+class RunResult:
+    """One finished run of the page.
+
+    Attributes:
+        out: the run's output folder (what ``boomerang sample --out`` would hold).
+        metadata: ``metadata.json`` parsed.
+        samples: absolute paths of the sample PNGs, in metadata order.
+        sheets: absolute paths of the contact sheets (one per input).
+        archive: a zip of the whole output folder (samples, sheets, metadata.json).
+        command: the equivalent ``boomerang sample`` command line (argv list).
+        warnings: the library's warnings during the run, each once, in order (what the
+            CLI prints as ``boomerang: warning: ...`` lines).
+    """
+
+    out: Path
+    metadata: dict
+    samples: list[Path] = field(default_factory=list)
+    sheets: list[Path] = field(default_factory=list)
+    archive: Path | None = None
+    command: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def metadata_path(self) -> Path:
+        from boomerang.tasks.sample import METADATA_NAME
+
+        return self.out / METADATA_NAME
+
+
+class ModelCache:
+    """Loads the server's model once, on first use, and hands the same object to every run.
+
+    Thread-safe: two first calls still load one model.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self._model = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        """The loaded ``boomerang.models.DiffusionModel`` (loaded here the first time).
+
+        Raises:
+            ValueError: the model cannot be loaded (missing folder, bad weights ...).
+        """
+        with self._lock:
+            if self._model is None:
+                from boomerang import api
+
+                s = self.spec
+                self._model = api.load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
+            return self._model
+
+
+class RunFolders:
+    """Per-run temporary folders under one root that the server owns (never the user's folders).
+
+    Each run gets ``root/run-<n>-<hex>/`` with ``input/`` (a copy of the
+    upload, under the name the visitor gave it) and ``out/``. The oldest run
+    folders beyond ``keep`` are deleted when a new one is made.
+    """
+
+    def __init__(self, root: str | Path | None = None, keep: int = KEEP_RUNS):
+        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="boomerang-serve-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def new(self) -> Path:
+        with self._lock:
+            self._n += 1
+            run = self.root / f"run-{self._n:05d}-{uuid.uuid4().hex[:8]}"
+            (run / "input").mkdir(parents=True)
+            old = sorted(p for p in self.root.glob("run-*") if p.is_dir())[:-self.keep]
+        for p in old:
+            shutil.rmtree(p, ignore_errors=True)
+        return run
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def stage_input(upload: str | Path, run: Path, name: str | None = None) -> Path:
+    """Copy an uploaded file into ``run/input/`` under its own (or the given) file name."""
+    src = Path(upload)
+    dest = run / "input" / (Path(name).name if name else src.name)
+    shutil.copyfile(src, dest)
+    return dest
+
+
+def sample_command(image: Path, settings: dict, spec: ModelSpec, out: str) -> list[str]:
+    """The ``boomerang sample`` argv that does what the page does (recorded in metadata.json).
+
+    Args:
+        image: the staged input file.
+        settings: page settings, keys of :data:`PAGE_FLAGS` (prompt-related ones
+            are dropped when empty / for models without text).
+        spec: the server's model.
+        out: the output folder.
+    """
+    # FLAG=VALUE and "--" before the file: a prompt or a file name that starts with "-" stays a value.
+    argv = ["sample"]
+    for key, flag in PAGE_FLAGS.items():
+        if key in settings and settings[key] is not None:
+            argv.append(f"{flag}={settings[key]}")
+    if spec.model is not None:
+        argv.append(f"--model={spec.model}")
+    argv += [f"--device={spec.device}", f"--dtype={spec.dtype}"]
+    if spec.allow_pickle:
+        argv.append("--allow-pickle")
+    if spec.threads is not None:
+        argv.append(f"--threads={spec.threads}")
+    return argv + [f"--out={out}", "--", str(image)]
+
+
+def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: Path) -> RunResult:
+    """Run ``boomerang sample`` on one staged image into ``out`` with an already loaded model.
+
+    This is the adapter between the page and the sampling code: it parses the
+    equivalent command line (:func:`sample_command`) with the sample task's own
+    parser (so defaults and checks are the CLI's), then runs the shared task
+    runner's stages as ``boomerang sample`` does (``boomerang.tasks.runner``:
+    prepare, then run), handing it ``model`` instead of loading the weights
+    again. The files written (sample PNGs, contact sheet, ``metadata.json``)
+    are therefore byte for byte the CLI's.
+
+    Args:
+        image: the input file (inside the run folder).
+        settings: page settings, keys of :data:`PAGE_FLAGS`; e.g. ``{"level": "0.3",
+            "num_samples": 4, "seed": 0, "steps": 50, "scheduler": "ddpm"}``.
+        spec: the server's model flags.
+        model: the loaded model for ``spec`` (from :class:`ModelCache`).
+        out: output folder (must not exist yet, or be empty).
+
+    Returns:
+        A :class:`RunResult` (its ``archive`` is not made here; see :func:`make_archive`).
+
+    Raises:
+        ValueError: bad settings or an unreadable image (``boomerang.errors.SettingError``
+            or ``ImageInputError``; :func:`error_line` gives the CLI's line for it).
+        RuntimeError: the runner did not finish (an exit status other than 0).
+    """
+    with _collect_warnings() as said:
+        return _sample_to_folder(image, settings, spec, model, out, said)
+
+
+def _sample_to_folder(image, settings, spec, model, out, said) -> RunResult:
+    from boomerang.tasks import runner
+
+    argv = sample_command(image, settings, spec, str(out))
+    task, args = _parse_sample(argv)
+    args.progress = True  # a tqdm bar: the page's progress (gr.Progress(track_tqdm=True)) follows it
+    args._argv = argv
+    ctx = runner.prepare(task, args)  # checks everything, reads the input; nothing written yet
+    # As runner.run_task, but without runner.load: the server's model (loaded once, threads set at start).
+    ctx.model = model
+    ctx.extra["threads"] = spec.threads
+    ctx.extra["block_size"] = task.block_size(ctx)
+    ctx.extra["args"] = args
+    rc = runner.run(ctx, progress=True, argv=argv)
+    if rc != 0:
+        raise RuntimeError(f"boomerang sample stopped with exit status {rc}")
+    result = collect(out, argv)
+    result.warnings = list(dict.fromkeys(said))
+    return result
+
+
+def collect(out: Path, argv: list[str]) -> RunResult:
+    """Read a finished output folder back (metadata.json and the files it lists)."""
+    from boomerang.tasks.sample import METADATA_NAME
+
+    meta = json.loads((out / METADATA_NAME).read_text())
+    samples = [out / r["file"] for r in meta["samples"]]
+    sheets = [out / i["contact_sheet"] for i in meta["inputs"]]
+    return RunResult(out=out, metadata=meta, samples=samples, sheets=sheets, command=["boomerang", *argv])
+
+
+def make_archive(result: RunResult, name: str) -> Path:
+    """Zip the run's output folder (samples, contact sheets, metadata.json) next to it; returns the zip."""
+    path = result.out.parent / f"{name}.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(result.out.rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(result.out).as_posix())
+    result.archive = path
+    return path
+
+
+def error_line(exc: BaseException, run: Path | None = None) -> str:
+    """The one line the CLI would print for ``exc`` (``boomerang: error: ...``).
+
+    Paths inside the run's ``input/`` folder are shown by file name, as the
+    visitor named them (what ``boomerang sample NAME`` run next to the file says).
+    """
+    from boomerang.cli import user_message
+
+    msg = user_message(exc)  # parameter names become flags (`level` -> --level), as the CLI prints them
+    if run is not None:
+        for prefix in (str(run / "input") + "/", str((run / "input").resolve()) + "/"):
+            msg = msg.replace(prefix, "")
+    return f"boomerang: error: {msg}"
+
+
+_SAMPLE_PARSER = None
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _collect_warnings():
+    """Collect the messages of every warning raised inside (each time, not once per place:
+    a server runs many times), as the CLI does; runs are serialised here because the
+    warnings machinery is process-wide."""
+    import warnings
+
+    said: list[str] = []
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *a, **k: said.append(str(message))
+        yield said
+
+
+def _parse_sample(argv: list[str]):
+    """(the sample task, its parsed args) for ``argv`` (``["sample", ...]``); ValueError on a usage error."""
+    global _SAMPLE_PARSER
+    if _SAMPLE_PARSER is None:
+        from boomerang.cli import _OneLineErrorParser
+        from boomerang.tasks import add_parser, get_task
+
+        class _Raising(_OneLineErrorParser):
+            def error(self, message: str):  # the page shows the message; no exit
+                raise ValueError(message)
+
+        parser = _Raising(prog="boomerang")
+        add_parser(parser.add_subparsers(dest="command"), get_task("sample"))
+        _SAMPLE_PARSER = parser
+    args = _SAMPLE_PARSER.parse_args(argv)
+    return args.task, args

@@ -1,0 +1,245 @@
+"""``boomerang anonymise``: replace every image of a dataset by Boomerang samples near it.
+
+The paper's first application (Luzi et al., Sec. 4.1): a "privacy-preserving"
+copy of a dataset whose anonymity is set by the noise level. One task on the
+shared runner (:mod:`boomerang.tasks.runner`: resume, skipped files,
+``report.json``, ``--engine ray``). What it adds:
+
+* **Opaque names** (default): ``OUT/<hex>.png``, or ``OUT/<label>/<hex>.png``
+  for class folders, where ``<hex>`` is 20 hex digits of
+  HMAC-SHA256(job key, relpath, level, sample). ``--keep-names`` mirrors the
+  input names instead.
+* **A secret job key.** 32 random bytes drawn when the job starts and kept in
+  the job folder (``OUT/.job/job.json``, so a rerun continues with the same
+  names and samples). It also seeds every sample: a public ``--seed`` alone
+  would let anyone with the real images regenerate each output exactly and
+  match it byte for byte. The job folder, like the journal next to it, links
+  outputs to sources: never publish ``OUT/.job``.
+* **Metadata without links**: ``metadata.jsonl`` (or ``.csv`` as the input
+  had) carries ``file_name``, the item's label / caption / other columns,
+  level, timestep and sample index, rows sorted by output name; no source
+  path and no seed (with ``--keep-names`` the source is recorded). Every
+  output gets the same modification time at the end, so the order in which
+  the files were written (the sorted input order) cannot be read from them.
+* **Per-item prompts** for text models: ``--prompt-template "a photo of a
+  {label}"`` (fields: ``label``, ``caption`` and any carried column).
+* **The link file** (``--link-file PATH``, JSONL, see
+  :mod:`boomerang.privacy.links`) only when asked, written when the job
+  finishes, refused inside OUT_DIR or IN_DIR: it undoes the anonymisation.
+  ``boomerang audit-privacy IN_DIR OUT_DIR --link-file PATH`` measures it.
+
+Not differential privacy: see docs/privacy.md for what the level does and does
+not protect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import string
+import sys
+import time
+from pathlib import Path
+
+from boomerang.errors import SettingError
+from boomerang.tasks.base import Context, Task, Unit
+
+__all__ = ["AnonymiseTask", "opaque_name", "secret_seed"]
+
+#: Hex digits of an opaque name (80 bits: collisions are negligible at 10^7 images; checked anyway).
+NAME_HEX = 20
+
+
+def opaque_name(key: str, relpath: str, start: int, sample: int) -> str:
+    """The opaque stem of one output: HMAC-SHA256 under the job key, first :data:`NAME_HEX` hex digits.
+
+    Args:
+        key: the job key (hex string).
+        relpath: the input's path relative to IN_DIR.
+        start, sample: index of the level (start) and of the sample.
+    """
+    msg = f"name\0{relpath}\0{start}\0{sample}".encode()
+    return hmac.new(bytes.fromhex(key), msg, hashlib.sha256).hexdigest()[:NAME_HEX]
+
+
+def secret_seed(key: str, seed: int, relpath: str, sample: int) -> int:
+    """The generator seed of sample ``sample`` of an item: HMAC-SHA256 under the job key of
+    (seed, relpath, sample), first 8 bytes, top bit cleared (an int in [0, 2**63))."""
+    msg = f"seed\0{seed}\0{relpath}\0{sample}".encode()
+    return int.from_bytes(hmac.new(bytes.fromhex(key), msg, hashlib.sha256).digest()[:8], "big") & ((1 << 63) - 1)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    p, f = path.resolve(), folder.resolve()
+    return p == f or f in p.parents
+
+
+def _template_fields(template: str) -> list[str]:
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise SettingError(f"`prompt_template` {template!r} is not a valid format string ({exc})") from None
+
+
+class AnonymiseTask(Task):
+    """``boomerang anonymise IN_DIR --level L --out OUT_DIR [--samples-per-image K] [--keep-names]
+    [--prompt-template T] [--link-file PATH] [--model ...]``."""
+
+    name = "anonymise"
+    help = "replace every image of a dataset by Boomerang samples near it (opaque names, optional link file)"
+    description = (
+        "Anonymise a dataset: every image of IN_DIR is replaced by --samples-per-image Boomerang samples at "
+        "--level, written to OUT_DIR in the same layout (class folders and metadata.jsonl/.csv labels and "
+        "captions carried through) under opaque names. Higher levels hide the source better and keep less of it; "
+        "measure with boomerang audit-privacy. This is not differential privacy (see docs/privacy.md)."
+    )
+    defaults: dict = {"num_samples": 1}
+
+    def parser_kwargs(self) -> dict:
+        return {"epilog": (
+            "Outputs: OUT_DIR/<opaque>.png (class folders: OUT_DIR/<label>/<opaque>.png), metadata.jsonl "
+            "(or .csv) and report.json. OUT_DIR/.job holds the job's secret key and journal: it links outputs to "
+            "sources, so never publish it. Exit status: 0 done; 3 done, some files skipped (report.json); "
+            "2 bad usage; 1 unexpected failure; 130 stopped (rerun to continue)."
+        )}
+
+    # -- (a) flags and options
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--samples-per-image", default=None, metavar="K",
+                            help="anonymised samples per input image (default 1; same as --num-samples)")
+        parser.add_argument("--keep-names", action="store_true",
+                            help="name outputs after their inputs (default: opaque names that reveal no source)")
+        parser.add_argument("--prompt-template", default=None, metavar="TEMPLATE",
+                            help='text models: a per-image prompt from its label or caption, e.g. "a photo of a '
+                                 '{label}" (fields: label, caption, any metadata column)')
+        parser.add_argument("--link-file", default=None, metavar="PATH",
+                            help="also write the source -> output links (JSONL) here, for boomerang audit-privacy; "
+                                 "they undo the anonymisation, so the file is refused inside OUT_DIR or IN_DIR")
+
+    def settings(self, args: argparse.Namespace):
+        if args.level is None and args.timestep is None and not args.from_noise:
+            raise SettingError("`level` is required for anonymise (no default: choose it from the measured "
+                               "privacy-utility table in docs/privacy.md, e.g. `level` 0.8)")
+        if args.samples_per_image is not None:
+            if args.num_samples not in (None, self.defaults["num_samples"], args.samples_per_image):
+                raise SettingError("give `samples_per_image` or `num_samples`, not both")
+            args.num_samples = args.samples_per_image
+        return super().settings(args)
+
+    def options(self, args: argparse.Namespace) -> dict:
+        template = args.prompt_template
+        if template is not None:
+            if not template.strip():
+                raise SettingError("`prompt_template` is empty; give a template such as \"a photo of a {label}\"")
+            for f in _template_fields(template):
+                if not f or not f.isidentifier():
+                    raise SettingError(f"`prompt_template` fields must be names such as {{label}} or {{caption}}, "
+                                       f"got {{{f}}}")
+        if args.link_file is not None:
+            link = Path(args.link_file)
+            for flag, folder in (("out", Path(args.out)), ("input", Path(args.input))):
+                if _inside(link, folder):
+                    raise SettingError(f"`link_file` {link} lies inside `{flag}` {folder}: the links undo the "
+                                       "anonymisation, so keep them outside the released folder (and never in the input)")
+            if link.exists() and not link.is_file():
+                raise SettingError(f"`link_file` {link} exists and is not a file")
+        return {"keep_names": bool(args.keep_names), "prompt_template": template, "key": self._job_key(args)}
+
+    @staticmethod
+    def _job_key(args) -> str:
+        """The key of the job in OUT_DIR if one was started there (same names and samples on a rerun), else new."""
+        from boomerang.tasks.journal import JOB_DIR
+
+        job = Path(args.out) / JOB_DIR / "job.json"
+        try:
+            old = json.loads(job.read_text(encoding="utf-8"))
+            key = old["options"]["key"]
+            bytes.fromhex(key)
+            if old.get("task") == "anonymise" and len(key) == 64:
+                return key
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return secrets.token_hex(32)
+
+    def before_load(self, ctx: Context, args) -> None:
+        ctx.extra["link_file"] = args.link_file
+        template = ctx.options["prompt_template"]
+        if template is None:
+            return
+        for item in ctx.items:
+            fields = {**item.columns, "label": item.label, "caption": item.caption}
+            missing = [f for f in _template_fields(template) if fields.get(f) is None]
+            if missing:
+                have = sorted(k for k, v in fields.items() if v is not None) or ["none"]
+                raise SettingError(f"`prompt_template` uses {{{missing[0]}}}, but {item.relpath} has no "
+                                   f"{missing[0]} (its fields: {', '.join(have)})")
+
+    # -- seeds, names, prompts, records
+
+    def seed(self, ctx: Context, item, j: int) -> int:
+        return secret_seed(ctx.options["key"], ctx.settings.seed, item.relpath, j)
+
+    def output_name(self, ctx: Context, unit: Unit) -> str:
+        if ctx.options["keep_names"]:
+            return super().output_name(ctx, unit)
+        stem = opaque_name(ctx.options["key"], unit.item.relpath, unit.start, unit.sample)
+        if ctx.layout is not None and ctx.layout.kind == "classes":
+            return f"{unit.item.label}/{stem}.png"
+        return f"{stem}.png"
+
+    def prompt(self, ctx: Context, item) -> str | None:
+        template = ctx.options["prompt_template"]
+        if template is None:
+            return None
+        return template.format(**{**item.columns, "label": item.label, "caption": item.caption})
+
+    def record(self, ctx: Context, unit: Unit, plan, output, read, pixels) -> dict:
+        rec = {"file_name": unit.name, **unit.item.columns, "level": ctx.starts[unit.start][0],
+               "timestep": plan.timestep, "sample_index": unit.sample}
+        if ctx.options["keep_names"]:
+            rec["source"] = unit.item.relpath
+        return rec
+
+    # -- end of the job
+
+    def finish(self, ctx: Context, records: list[dict], skipped: list[dict]) -> None:
+        from boomerang.privacy.links import Link, write_links
+        from boomerang.tasks.runner import write_metadata_file
+
+        units = ctx.extra["units"]
+        several_levels = len(ctx.starts) > 1
+        several_samples = ctx.settings.num_samples > 1
+        links = []
+        for r in records:
+            u = units[r["_unit"]]
+            extra = {}
+            if several_levels:
+                extra["level"] = ctx.starts[u.start][0]
+            if several_samples:
+                extra["sample"] = u.sample
+            links.append((u.item.relpath, u.start, u.sample, Link(u.item.relpath, r["file_name"], extra)))
+        rows = records
+        if not ctx.options["keep_names"]:  # rows in name order: the row order reveals no input order
+            rows = [{**r, "_unit": i} for i, r in enumerate(sorted(records, key=lambda r: r["file_name"]))]
+        fmt = ctx.layout.metadata_format if ctx.layout is not None and ctx.layout.metadata_format else "jsonl"
+        write_metadata_file(ctx.out, rows, fmt)
+        now = time.time()
+        for r in records:  # one modification time for all: the write order (= input order) stays hidden
+            try:
+                os.utime(ctx.out / r["file_name"], (now, now))
+            except OSError:
+                pass
+        link_file = ctx.extra.get("link_file")
+        if link_file:
+            write_links(link_file, [ln for *_, ln in sorted(links, key=lambda t: t[:3])])
+            print(f"boomerang anonymise: wrote {len(links)} links to {link_file}: keep it private, it undoes the "
+                  "anonymisation", file=sys.stderr)
+        if not ctx.options["keep_names"]:
+            print(f"boomerang anonymise: {ctx.out / '.job'} links outputs to sources (job key, journal): "
+                  "leave it out when you share the outputs", file=sys.stderr)

@@ -1,0 +1,179 @@
+"""``boomerang enhance``: perceptual resolution enhancement of an image or a folder (issue 11).
+
+The enhance task on the shared runner (:mod:`boomerang.tasks.runner`): folders
+get resume, skipped files, the report, progress and ``--engine ray`` from it.
+What it supplies:
+
+* flags ``--scale``, ``--tile-size``, ``--tile-overlap``, ``--tile-batch``,
+  ``--consistency``, ``--colour-fix``, ``--upsampler`` (checked before the
+  model loads, against the model's JSON configs too); ``IMAGE_OR_DIR`` may be
+  one image file (decoded before the model loads: a bad file is one error,
+  exit 2) or a folder;
+* ``fit``: the model gets the input itself (in its channels), not a resized
+  copy: :func:`boomerang.enhance.image.enhance_images` upsamples it and runs
+  the windows; a level-0 output is the bicubic (or Lanczos) upsampling;
+* ``sample_batch``: :func:`~boomerang.enhance.image.enhance_images` with the
+  runner's plan and per-item generators;
+* one image per block by default (memory is bounded by ``--tile-batch``).
+
+Outputs are ``OUT/<input's relative path>.png`` at exactly round(scale x
+size), plus ``OUT/metadata.jsonl`` with the scale and options per output.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from boomerang.tasks.base import ENGINES, Context, Task, Unit, add_sampling_arguments
+from boomerang.tasks.layout import LAYOUTS
+
+__all__ = ["EnhanceTask"]
+
+
+def _check_output_pixels(name: str, height: int, width: int, scale: float, error) -> None:
+    """Refuse outputs above ``imageio.DEFAULT_MAX_PIXELS`` (50 MP), raising ``error`` (a folder job skips the file)."""
+    from boomerang.enhance.settings import output_size
+    from boomerang.imageio import DEFAULT_MAX_PIXELS
+
+    from boomerang.errors import SettingError
+
+    h, w = output_size(height, width, scale)
+    flag = "`scale`" if issubclass(error, SettingError) else "--scale"  # a skipped file's reason is plain text
+    if h * w > DEFAULT_MAX_PIXELS:
+        raise error(f"{name}: enhancing {width}x{height} by {flag} {scale:g} gives {w}x{h} = {h * w / 1e6:.0f} MP, "
+                    f"more than the {DEFAULT_MAX_PIXELS / 1e6:.0f} MP limit; use a smaller scale or crop the image first")
+
+
+class _Input:
+    """``Read.fitted`` of enhance: the input as the sampler takes it (``pixels``, float32
+    (H, W, C) in [0, 1]); outputs already have the output size, so ``restore`` is the identity."""
+
+    method = "enhance"
+
+    def __init__(self, pixels):
+        self.pixels = pixels
+
+    def restore(self, out):
+        return out
+
+
+class EnhanceTask(Task):
+    """``boomerang enhance IMAGE_OR_DIR --scale S --level L [...] --out OUT``."""
+
+    name = "enhance"
+    help = "perceptual resolution enhancement: upsample, then Boomerang in blended windows"
+    description = (
+        "Upsample each image by --scale with Pillow (bicubic), then run Boomerang at a small --level so "
+        "the model restores plausible detail, in overlapping windows blended at every reverse step "
+        "(MultiDiffusion). --consistency keeps the result faithful to the input (ILVR). See docs/enhance.md."
+    )
+    defaults = {"num_samples": 1, "level": 0.25}
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image file, or a folder (searched recursively)")
+        p.add_argument("--out", required=True, metavar="OUT_DIR",
+                       help="output folder (never inside the input folder); rerunning continues the job")
+        p.add_argument("--layout", default="auto", choices=LAYOUTS,
+                       help="input layout of a folder (default auto)")
+        p.add_argument("--engine", default="local", choices=ENGINES,
+                       help="local (default): this process; ray: Ray Data actors (pip install 'boomerang[ray]')")
+        p.add_argument("--workers", default=None, metavar="N", help="--engine ray: number of model actors")
+        p.add_argument("--restart", action="store_true", help="delete the job in OUT_DIR and start over")
+        p.add_argument("--scale", default=4, help="upsampling factor in [1, 64], e.g. 4, 8 or 2.5 (default %(default)s); "
+                       "outputs are round(scale x side)")
+        p.add_argument("--tile-size", default=None, metavar="S",
+                       help="window side in pixels (pixel models: their native size, the default; latent: 512)")
+        p.add_argument("--tile-overlap", default=None, metavar="O", help="window overlap in pixels (default S/4)")
+        p.add_argument("--tile-batch", default=8, metavar="N", help="windows per model call (default %(default)s); "
+                       "bounds memory, never changes a result")
+        p.add_argument("--consistency", action="store_true",
+                       help="ILVR: box-downsampling the output gives the input back")
+        p.add_argument("--colour-fix", action="store_true",
+                       help="match the output's low-frequency colour to the upsampled input")
+        p.add_argument("--upsampler", default="bicubic", choices=("bicubic", "lanczos"),
+                       help="Pillow filter of the naive upsampling (default %(default)s)")
+        add_sampling_arguments(p, **self.defaults)
+
+    def options(self, args) -> dict:
+        from boomerang.enhance.settings import check_enhance_args
+        from boomerang.errors import SettingError
+
+        a = check_enhance_args(scale=args.scale, level=0.0, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+                               tile_batch=args.tile_batch, upsampler=args.upsampler)
+        if args.schedule != "exact" or args.from_noise:
+            raise SettingError("enhance runs the exact schedule from the upsampled image: drop `schedule`/`from_noise`")
+        if args.scheduler == "pndm":
+            raise SettingError("`scheduler` pndm cannot follow the exact grid; use ddpm, ddim, euler or dpmsolver++")
+        return {"scale": a.scale, "tile_size": a.tile_size, "tile_overlap": a.tile_overlap, "tile_batch": a.tile_batch,
+                "consistency": bool(args.consistency), "colour_fix": bool(args.colour_fix), "upsampler": a.upsampler}
+
+    def scan(self, args):
+        """A folder through the runner's layouts; a single image file as a one-item job (decoded here)."""
+        from PIL import Image
+
+        from boomerang.errors import SettingError
+        from boomerang.imageio import read_image
+        from boomerang.tasks.layout import Item, Layout, scan
+
+        path = Path(args.input)
+        if path.is_file():
+            try:
+                with Image.open(path) as im:  # the header only: refuse a too large output before decoding
+                    _check_output_pixels(path.name, im.size[1], im.size[0], float(args.scale), SettingError)
+            except (OSError, ValueError) as exc:
+                if isinstance(exc, SettingError):
+                    raise
+            read_image(path)  # a bad file: one error naming it, before the model loads
+            return Layout("file", path.parent, [Item(0, path.name, path)])
+        return scan(args.input, args.layout)
+
+    def before_load(self, ctx: Context, args) -> None:
+        from boomerang import jobs
+        from boomerang.enhance.image import window_settings
+
+        ctx.info = jobs.model_info(ctx.settings.model)
+        o = ctx.options
+        window_settings(ctx.info, o["tile_size"], o["tile_overlap"])  # e.g. a tile size the pixel model cannot take
+
+    def block_size(self, ctx: Context) -> int:
+        return int(ctx.settings.batch_size or 1)
+
+    def fit(self, ctx: Context, loaded):
+        from boomerang.enhance.resample import upsample
+        from boomerang.enhance.settings import output_size
+        from boomerang.imageio import to_model_channels
+
+        from boomerang.imageio import ImageInputError
+
+        x = to_model_channels(loaded.pixels, int(ctx.model.image_channels))
+        _check_output_pixels(loaded.name, x.shape[0], x.shape[1], ctx.options["scale"], ImageInputError)
+        h, w = output_size(x.shape[0], x.shape[1], ctx.options["scale"])
+        return upsample(x, h, w, ctx.options["upsampler"]), _Input(x)
+
+    def sample_batch(self, ctx: Context, x0, generators, plan, prompts):
+        import numpy as np
+
+        from boomerang.enhance.image import enhance_images
+
+        o, s = ctx.options, ctx.settings
+        out = [None] * len(generators)
+        groups: dict = {}
+        for i in range(len(generators)):
+            groups.setdefault(s.prompt if prompts is None else prompts[i], []).append(i)
+        for prompt, idx in groups.items():
+            res = enhance_images(
+                ctx.model, [x0[i] for i in idx], scale=o["scale"], level=plan.level, plan=plan,
+                generators=[generators[i] for i in idx], steps=s.steps, scheduler=s.scheduler, eta=s.eta,
+                tile_size=o["tile_size"], tile_overlap=o["tile_overlap"], tile_batch=o["tile_batch"],
+                consistency=o["consistency"], colour_fix=o["colour_fix"], upsampler=o["upsampler"],
+                prompt=prompt or "", negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale,
+            )
+            for i, r in zip(idx, res):
+                out[i] = r.pixels
+        return np.stack(out), None
+
+    def record(self, ctx: Context, unit: Unit, plan, output, read, pixels) -> dict:
+        row = super().record(ctx, unit, plan, output, read, pixels)
+        h, w = pixels.shape[:2]
+        return row | {"width": int(w), "height": int(h), **ctx.options}

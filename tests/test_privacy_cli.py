@@ -1,0 +1,116 @@
+"""``boomerang audit-privacy`` through the real CLI (in process, as tests/test_cli_cases.py does)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from boomerang.cli import main
+from boomerang.privacy import Link, write_links
+
+CASES = Path(__file__).parent / "data" / "cases"
+
+
+@pytest.fixture(scope="module")
+def digit_dirs(tmp_path_factory):
+    """REAL: 60 real digits in class folders; ANON: noisy copies of 20 of them under opaque names; links."""
+    from boomerang.data import load_dataset
+
+    ds = load_dataset("mnist5k")
+    root = tmp_path_factory.mktemp("audit")
+    real, anon = root / "real", root / "anon"
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(60):
+        name = f"{ds.labels[i]}/d{i:02d}.png"
+        (real / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ds.images[i, 0]).save(real / name)
+        names.append(name)
+    anon.mkdir()
+    links = []
+    for k, i in enumerate(range(0, 60, 3)):
+        noisy = np.clip(ds.images[i, 0].astype(int) + rng.integers(-20, 21, (28, 28)), 0, 255).astype(np.uint8)
+        out = f"{rng.integers(1 << 60):016x}.png"
+        Image.fromarray(noisy).save(anon / out)
+        links.append(Link(names[i], out))
+    write_links(root / "links.jsonl", links)
+    return real, anon, root / "links.jsonl"
+
+
+def test_audit_privacy_prints_the_table_and_writes_json(digit_dirs, tmp_path, capsys):
+    real, anon, links = digit_dirs
+    code = main(["audit-privacy", str(real), str(anon), "--link-file", str(links), "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "20 anonymised images, 60 real candidates" in out and "top-1" in out and "top-5" in out
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["features"] == "pixels" and rep["num_queries"] == 20 and rep["top1"]["hits"] == 20
+    assert rep["chance_top1"] == pytest.approx(1 / 60) and rep["skipped"] == []
+    assert sum(b["count"] for b in rep["rank_histogram"]) == 20
+
+
+@pytest.mark.parametrize("features", ["ssim", "classifier"])
+def test_audit_privacy_other_feature_spaces(digit_dirs, features, capsys):
+    real, anon, links = digit_dirs
+    assert main(["audit-privacy", str(real), str(anon), "--link-file", str(links), "--features", features]) == 0
+    out = capsys.readouterr().out
+    assert f"features {features}" in out and "100.0%" in out  # light noise: every source found first
+
+
+def test_audit_privacy_skips_bad_files_with_exit_3(digit_dirs, tmp_path, capsys):
+    real, anon, links = digit_dirs
+    anon2 = tmp_path / "anon"
+    shutil.copytree(anon, anon2)
+    extra = [Link("0/d01.png", bad) for bad in ("truncated.jpg", "empty.png", "not_an_image.png")]
+    for ln in extra:
+        shutil.copy(CASES / ln.output, anon2 / ln.output)
+    lines = links.read_text().splitlines() + [json.dumps({"source": ln.source, "output": ln.output}) for ln in extra]
+    (tmp_path / "l.jsonl").write_text("\n".join(lines) + "\n")
+    code = main(["audit-privacy", str(real), str(anon2), "--link-file", str(tmp_path / "l.jsonl"),
+                 "--json", str(tmp_path / "r.json")])
+    assert code == 3
+    assert "skipped: 3" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert sorted(s["file"] for s in rep["skipped"]) == sorted(f"ANON_DIR/{ln.output}" for ln in extra)
+    assert rep["num_queries"] == 20
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--size", "0"], "--size must be a positive integer"),
+    (["--threads", "x"], "--threads must be a positive integer"),
+    (["--background", "nocolour"], "--background"),
+    (["--features", "lpips"], "invalid choice"),
+])
+def test_audit_privacy_bad_flags(digit_dirs, extra, words, capsys):
+    real, anon, links = digit_dirs
+    assert main(["audit-privacy", str(real), str(anon), "--link-file", str(links), *extra]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_audit_privacy_refuses_missing_inputs_and_writing_into_inputs(digit_dirs, tmp_path, capsys):
+    real, anon, links = digit_dirs
+    assert main(["audit-privacy", str(real), str(tmp_path / "nope"), "--link-file", str(links)]) == 2
+    assert "ANON_DIR" in capsys.readouterr().err
+    assert main(["audit-privacy", str(real), str(anon), "--link-file", str(tmp_path / "none.jsonl")]) == 2
+    assert "no such link file" in capsys.readouterr().err
+    before = sorted(p.name for p in anon.iterdir())
+    assert main(["audit-privacy", str(real), str(anon), "--link-file", str(links),
+                 "--json", str(anon / "report.json")]) == 2
+    assert "inside ANON_DIR" in capsys.readouterr().err
+    assert sorted(p.name for p in anon.iterdir()) == before
+
+
+def test_audit_privacy_help_imports_no_torch():
+    code = ("import sys\nfrom boomerang.cli import main\nassert main(['audit-privacy', '--help']) == 0\n"
+            "assert 'torch' not in sys.modules\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "--link-file" in res.stdout and "--features" in res.stdout
