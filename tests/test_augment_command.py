@@ -193,3 +193,32 @@ def test_original_named_like_a_sample_is_refused(tmp_path, tiny_pixel_dir, capsy
     code = main(["augment", str(src), "--out", str(tmp_path / "o"), "--model", str(tiny_pixel_dir),
                  "--samples-per-image", "1", "--include-originals"])
     assert code == 2 and "--include-originals" in capsys.readouterr().err
+
+
+def test_real_digits_with_the_bundled_model_keep_their_class(tmp_path):
+    """boomerang augment on real mnist5k training digits (class folders), bundled model, level 0.2:
+    every sample carries its folder's label, and the reference classifier still reads that digit."""
+    import torch
+
+    from boomerang.assets import default_model_path
+    from boomerang.classifier import load_classifier
+    from boomerang.data import load_dataset, load_split
+
+    ds = load_dataset("mnist5k")
+    train = load_split(default_model_path() / "split.json")["train"]
+    src = tmp_path / "in"
+    for c in range(10):
+        idx = [t for t in train if ds.labels[t] == c][0]
+        (src / str(c)).mkdir(parents=True)
+        Image.fromarray(ds.images[idx, 0]).save(src / str(c) / f"{idx:04d}.png")
+    out = tmp_path / "out"
+    code = main_for(AugmentTask(), [str(src), "--out", str(out), "--level", "0.2", "--samples-per-image", "2",
+                                    "--steps", "20", "--no-progress"])
+    assert code == 0
+    rows = _rows(out / "level0.200" / "metadata.jsonl")
+    assert len(rows) == 20 and all(r["label"] == r["file_name"].split("/")[0] for r in rows)
+    x = torch.stack([torch.from_numpy(np.asarray(Image.open(out / "level0.200" / r["file_name"]), np.float32))[None]
+                     for r in rows]) / 127.5 - 1.0
+    with torch.no_grad():
+        pred = load_classifier()(x).argmax(1).tolist()
+    assert sum(str(p) == r["label"] for p, r in zip(pred, rows)) >= 18
