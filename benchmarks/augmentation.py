@@ -302,7 +302,7 @@ def train_one(args, ds, split, pool, work, regime: int, arm: str, seed: int, glo
                 from PIL import Image
 
                 with Image.open(path) as im:
-                    cache_images[path] = np.asarray(im, dtype=np.uint8)[None]
+                    cache_images[path] = np.array(im, dtype=np.uint8)[None]  # writable: no torch warning
             return cache_images[path]
 
         data = BoomerangAugmented(base, work / "cache", samples_per_image=K, p=args.p, level=level, load=load,
@@ -390,7 +390,12 @@ def mean_ci(xs):
 def report(args, work: pathlib.Path) -> dict:
     from _common import machine, save_json
 
-    runs = [json.loads(line) for line in (work / "runs.jsonl").read_text().splitlines()]
+    runs, seen = [], set()
+    for line in (work / "runs.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if (r["regime"], r["arm"], r["seed"]) not in seen:  # the first record of a run counts
+            seen.add((r["regime"], r["arm"], r["seed"]))
+            runs.append(r)
     timing_path = work / "precompute_timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     table = []
@@ -409,12 +414,16 @@ def report(args, work: pathlib.Path) -> dict:
                           "train_wall_s": round(sum(r["wall_s"] for r in rs), 1)})
     settings = {k: getattr(args, k) for k in ("seeds", "pool_per_class", "samples_per_image", "p", "sample_steps",
                                               "scheduler", "train_steps", "batch_size", "lr", "width")}
-    out = {"settings": settings, "levels": list(LEVELS), "regimes": list(REGIMES), "table": table,
+    not_run = [{"regime": rg, "arm": a} for rg in REGIMES for a in ARMS
+                if not any(r["regime"] == rg and r["arm"] == a for r in runs)]
+    out = {"settings": settings, "levels": list(LEVELS), "regimes": list(REGIMES), "table": table, "not_run": not_run,
            "precompute": timing, "train_wall_s_total": round(sum(r["wall_s"] for r in runs), 1),
            "runs": runs, "machine": machine()}
     save_json("augmentation", out)
     _plot(table)
     print(markdown_table(table))
+    if not_run:
+        print("not run: " + ", ".join(f"{r['arm']} at {r['regime']} per class" for r in not_run))
     return out
 
 
@@ -442,8 +451,10 @@ def _plot(table) -> None:
     regimes = sorted({r["regime"] for r in table})
     fig, axes = plt.subplots(1, len(regimes), figsize=(5.5 * len(regimes), 4.2), squeeze=False)
     for ax, regime in zip(axes[0], regimes):
-        rows = [r for r in table if r["regime"] == regime]
-        ys = np.arange(len(rows))[::-1]
+        by_arm = {r["arm"]: r for r in table if r["regime"] == regime}
+        rows = [by_arm[a] for a in ARMS if a in by_arm]
+        ys_all = np.arange(len(ARMS))[::-1]  # one slot per arm in every panel
+        ys = [y for y, a in zip(ys_all, ARMS) if a in by_arm]
         for y, r in zip(ys, rows):
             lo, hi = r["ci95"]
             colour = "black" if r["arm"] == "real" else ("tab:blue" if r["arm"].startswith("boomerang") else "tab:grey")
@@ -453,7 +464,7 @@ def _plot(table) -> None:
         base = [r for r in rows if r["arm"] == "real"]
         if base and base[0]["ci95"][0] is not None:
             ax.axvspan(100 * base[0]["ci95"][0], 100 * base[0]["ci95"][1], color="black", alpha=0.08)
-        ax.set_yticks(ys, [r["arm"] for r in rows])
+        ax.set_yticks(ys_all, [a if a in by_arm else f"{a} (not run)" for a in ARMS])
         ax.set_xlabel("test accuracy (%), 500 real test digits")
         ax.set_title(f"{regime} training images per class")
     fig.suptitle("Augmentation on mnist5k: mean and 95% interval over seeds (dots: single seeds)")

@@ -135,6 +135,11 @@ def test_cases_bad_files_skipped_and_reported_sizes_exact(tmp_path, tiny_pixel_d
     d = out / "level0.300"
     expected = {"odd_427x640": (640, 427), "exif_rotate6": (20, 40), "tiny_1x1": (1, 1), "gray16_ramp": None,
                 "cmyk": None, "rgba_hidden_red": None, "palette_transparency": None}
+    if (src / "under_8000x6000.png").exists():
+        expected["under_8000x6000"] = (8000, 6000)
+    if (src / "icc_linear_gray128.png").exists():
+        expected["icc_linear_gray128"] = (32, 32)
+    readable = len(list(src.iterdir())) - 3
     for stem, size in expected.items():
         with Image.open(src / f"{stem}{'.jpg' if stem in ('cmyk', 'exif_rotate6') else '.png'}") as im:
             want = size or im.size
@@ -143,8 +148,8 @@ def test_cases_bad_files_skipped_and_reported_sizes_exact(tmp_path, tiny_pixel_d
                 assert im.size == want, stem
                 assert "exif" not in im.info
     rows = _rows(d / "metadata.jsonl")
-    assert len(rows) == 14 and not any(r["source"] in ("empty.png", "truncated.jpg") for r in rows)
-    assert len(read_manifest(out, 0.3)) == 14
+    assert len(rows) == 2 * readable and not any(r["source"] in ("empty.png", "truncated.jpg") for r in rows)
+    assert len(read_manifest(out, 0.3)) == 2 * readable
 
 
 def test_rerun_continues_and_writes_the_same_bytes(tmp_path, tiny_pixel_dir):
@@ -188,3 +193,32 @@ def test_original_named_like_a_sample_is_refused(tmp_path, tiny_pixel_dir, capsy
     code = main(["augment", str(src), "--out", str(tmp_path / "o"), "--model", str(tiny_pixel_dir),
                  "--samples-per-image", "1", "--include-originals"])
     assert code == 2 and "--include-originals" in capsys.readouterr().err
+
+
+def test_real_digits_with_the_bundled_model_keep_their_class(tmp_path):
+    """boomerang augment on real mnist5k training digits (class folders), bundled model, level 0.2:
+    every sample carries its folder's label, and the reference classifier still reads that digit."""
+    import torch
+
+    from boomerang.assets import default_model_path
+    from boomerang.classifier import load_classifier
+    from boomerang.data import load_dataset, load_split
+
+    ds = load_dataset("mnist5k")
+    train = load_split(default_model_path() / "split.json")["train"]
+    src = tmp_path / "in"
+    for c in range(10):
+        idx = [t for t in train if ds.labels[t] == c][0]
+        (src / str(c)).mkdir(parents=True)
+        Image.fromarray(ds.images[idx, 0]).save(src / str(c) / f"{idx:04d}.png")
+    out = tmp_path / "out"
+    code = main_for(AugmentTask(), [str(src), "--out", str(out), "--level", "0.2", "--samples-per-image", "2",
+                                    "--steps", "20", "--no-progress"])
+    assert code == 0
+    rows = _rows(out / "level0.200" / "metadata.jsonl")
+    assert len(rows) == 20 and all(r["label"] == r["file_name"].split("/")[0] for r in rows)
+    x = torch.stack([torch.from_numpy(np.asarray(Image.open(out / "level0.200" / r["file_name"]), np.float32))[None]
+                     for r in rows]) / 127.5 - 1.0
+    with torch.no_grad():
+        pred = load_classifier()(x).argmax(1).tolist()
+    assert sum(str(p) == r["label"] for p, r in zip(pred, rows)) >= 18
