@@ -124,6 +124,30 @@ def quality_section(q: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(q: dict) -> str:
+    """The short figure table of README's ldm-mnist5k-text section."""
+    t, own, g, n = q["text_to_image"], q["boomerang_own_caption"], q["guided"], q["negative_prompt"]
+    lv = lambda d, key, lvl: f"{100 * d['by_level'][lvl][key]['share']:.0f}%"  # noqa: E731
+    rows = [
+        "| measure (`benchmarks/latent_quality.py`, sizes in the card) | result |",
+        "| --- | --- |",
+        f"| VAE round trip, test split: PSNR / classifier accuracy (originals {100 * q['vae']['classifier_accuracy_original']['share']:.1f}%) | "
+        f"{q['vae']['psnr_db']['mean']:.1f} dB / {_pct(q['vae']['classifier_accuracy_round_trip'])} |",
+        f"| text to image, share of the prompted class ({t['samples_per_class']} per class), guidance "
+        + " / ".join(t["by_guidance"]) + " | " + " / ".join(_pct(r["overall"]) for r in t["by_guidance"].values())
+        + f" (target >= 90%: {'met' if t['meets_target'] else 'not met'}) |",
+        f"| Boomerang with the own caption ({own['n_inputs']} test digits): class retention at level 0.2 / 0.4 / 0.6 / 1.0 | "
+        + " / ".join(lv(own, "retention", k) for k in ("0.2", "0.4", "0.6", "1.0")) + " |",
+        f"| digit a with the prompt of b != a ({g['n_inputs']} digits): classified b at level 0.2 / 0.4 / 0.6 / 0.8 / 1.0 | "
+        + " / ".join(lv(g, "share_prompted_b", k) for k in ("0.2", "0.4", "0.6", "0.8", "1.0"))
+        + f"; the prompt wins from level {g['prompt_wins_from_level']} |",
+        f"| negative prompt (class most confused with the prompted one), guidance 3 / 7.5 / 12: without -> with | "
+        + " / ".join(f"{100 * n['table'][w + '|none']['share']:.0f}% -> {100 * n['table'][w + '|negative']['share']:.0f}%"
+                     for w in ("3.0", "7.5", "12.0")) + " |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
 def write_card(run: pathlib.Path, quality: dict | None, notes: str) -> None:
     info = json.loads((run / "train_config.json").read_text())
     c = info["config"]
@@ -199,8 +223,12 @@ def main(argv=None) -> int:
     p.add_argument("--quality", default=None, help="benchmarks/results/latent_quality.json")
     p.add_argument("--notes", default="", help="extra paragraph for the card's training section (markdown)")
     p.add_argument("--card-only", action="store_true", help="rewrite the card, do not copy the run")
+    p.add_argument("--readme-table", action="store_true", help="print README's figure table (needs --quality) and exit")
     a = p.parse_args(argv)
     run = pathlib.Path(a.run)
+    if a.readme_table:
+        print(readme_table(json.loads(pathlib.Path(a.quality).read_text())), end="")
+        return 0
     if not a.card_only:
         copy_run(run)
     quality = json.loads(pathlib.Path(a.quality).read_text()) if a.quality else None

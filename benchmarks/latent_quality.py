@@ -20,11 +20,12 @@ Class prompts are ``"a handwritten <word>"`` (``ldm_parts.class_prompt``).
    the input against the level; the first level at which b wins over a.
    Plot: docs/latent_guided.png.
 5. ``reference``: the authors' notebook schedule (noise at int(T level),
-   dpmsolver++ with --steps and pndm with 2 x --steps, posterior mode) at
+   dpmsolver++ with --reference-steps and pndm with twice that, posterior mode) at
    every level: that it runs, evaluations, finite output, class retention.
 6. ``negative_prompt``: share of the prompted class at guidance 1, 3, 7.5, 12
    without and with a negative prompt (the prompt of the class that the model
-   confused most often with the prompted one at guidance 3 in part 2).
+   confused most often with the prompted one at guidance 3 in part 2); the same seeds as part 2, whose
+   samples are reused for the cells without a negative prompt.
 
 Writes ``benchmarks/results/latent_quality.json`` and ``docs/latent_guided.png``.
 
@@ -60,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--n-reference", type=int, default=20, help="test digits of part 5")
     p.add_argument("--n-negative", type=int, default=20, help="samples per class and cell of part 6")
     p.add_argument("--steps", type=int, default=50, help="Boomerang step budget of a full chain")
+    p.add_argument("--reference-steps", type=int, default=50,
+                   help="part 5: dpmsolver++ steps; pndm gets twice as many (the notebook: 50 and 100)")
     p.add_argument("--boomerang-guidance", type=float, default=7.5, help="guidance of parts 3-5")
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
@@ -69,7 +72,7 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     if a.quick:
         a.n_t2i, a.n_inputs, a.n_guided, a.n_reference, a.n_negative = 4, 20, 10, 2, 2
-        a.t2i_steps, a.steps = min(a.t2i_steps, 5), min(a.steps, 10)
+        a.t2i_steps, a.steps, a.reference_steps = min(a.t2i_steps, 5), min(a.steps, 10), min(a.reference_steps, 5)
     a.guidance = [float(g) for g in a.guidance.split(",") if g.strip()]
     return a
 
@@ -196,6 +199,15 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
                  "command": " ".join(["python benchmarks/latent_quality.py", *(argv if argv is not None else sys.argv[1:])]),
                  "machine": machine(), "prompt_template": class_prompt(7).replace("seven", "<word>")}
 
+    out_json = pathlib.Path(args.out_json)
+
+    def save() -> None:  # after every part, so that a failure later keeps the figures so far
+        import json
+
+        res["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+
     # 1. VAE round trip on the test split.
     t0 = time.monotonic()
     x_test = x_all[test_idx]
@@ -207,6 +219,7 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
                   "classifier_accuracy_original": share(classify(x_test) == labels[test_idx]),
                   "classifier_accuracy_round_trip": share(classify(rec) == labels[test_idx])}
     timings["vae_s"] = time.monotonic() - t0
+    save()
     print("vae", res["vae"], flush=True)
 
     # 2. Text to image at each guidance scale: all class prompts in one batched call.
@@ -232,6 +245,7 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
                             "scheduler": "ddim", "eta": 0.0, "steps": args.t2i_steps,
                             "samples_per_class": args.n_t2i}
     timings["text_to_image_s"] = time.monotonic() - t0
+    save()
 
     # 3. Boomerang with the input's own caption.
     t0 = time.monotonic()
@@ -245,6 +259,7 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     res["boomerang_own_caption"] = {"by_level": own, "scheduler": "ddpm", "schedule": "exact", "steps": args.steps,
                                     "guidance_scale": args.boomerang_guidance, "n_inputs": int(len(idx3))}
     timings["boomerang_own_caption_s"] = time.monotonic() - t0
+    save()
 
     # 4. Guided local sampling: class a with the prompt of class b.
     t0 = time.monotonic()
@@ -264,12 +279,13 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
                      "n_inputs": int(len(idx4)), "scheduler": "ddpm", "steps": args.steps,
                      "guidance_scale": args.boomerang_guidance}
     timings["guided_s"] = time.monotonic() - t0
+    save()
 
     # 5. The reference (notebook) schedule with dpmsolver++ and pndm.
     t0 = time.monotonic()
     idx5 = balanced(labels, test_idx, args.n_reference)
     ref: dict = {}
-    for sched, steps in (("dpmsolver++", args.steps), ("pndm", 2 * args.steps)):
+    for sched, steps in (("dpmsolver++", args.reference_steps), ("pndm", 2 * args.reference_steps)):
         rows = {}
         for level in LEVELS:
             out, evals = run(x_all[idx5], [(int(i), 2) for i in idx5], [class_prompt(c) for c in labels[idx5]],
@@ -280,6 +296,7 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
         ref[sched] = {"steps": steps, "by_level": rows}
     res["reference"] = {"by_scheduler": ref, "n_inputs": int(len(idx5)), "guidance_scale": args.boomerang_guidance}
     timings["reference_s"] = time.monotonic() - t0
+    save()
 
     # 6. Negative prompt and guidance scale (the same seeds with and without the negative prompt).
     t0 = time.monotonic()
@@ -291,11 +308,15 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
         neg_class[c] = int(np.argmax(wrong)) if wrong.sum() else (c + 1) % 10
     table: dict = {}
     cls6 = np.repeat(np.arange(10), args.n_negative)
-    keys6 = [(200_000 + int(c), i % args.n_negative) for i, c in enumerate(cls6)]
+    keys6 = [(100_000 + int(c), i % args.n_negative) for i, c in enumerate(cls6)]  # part 2's first seeds per class
+    first = np.concatenate([np.arange(c * args.n_t2i, c * args.n_t2i + args.n_negative) for c in range(10)])
     for w in (1.0, 3.0, 7.5, 12.0):
         for with_neg in (False, True):
             if w <= 1 and with_neg:  # no unconditional pass: the negative prompt is never encoded
                 table[f"{w}|negative"] = table[f"{w}|none"]
+                continue
+            if not with_neg and w in preds and args.n_negative <= args.n_t2i:  # the same samples as part 2
+                table[f"{w}|none"] = share(preds[w][first] == cls6)
                 continue
             negs = [class_prompt(neg_class[c]) if with_neg else "" for c in cls6]
             out, _ = run(torch.zeros(len(cls6), 3, 32, 32), keys6, [class_prompt(c) for c in cls6], negs,
@@ -309,12 +330,7 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     timings["negative_prompt_s"] = time.monotonic() - t0
 
     timings["total_s"] = time.monotonic() - t_start
-    res["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
-    out_json = pathlib.Path(args.out_json)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    import json
-
-    out_json.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    save()
     print(f"wrote {out_json}")
     plot(res, args.out_plot)
     return 0
