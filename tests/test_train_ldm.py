@@ -21,7 +21,7 @@ from boomerang.ldm_parts import (
 
 TINY = dict(vae_channels=[16, 16, 16], unet_channels=[32, 32], unet_layers=1, unet_heads=2, text_width=32,
             text_layers=1, text_heads=2, vae_batch_size=8, batch_size=8, warmup_steps=2, checkpoint_every=2,
-            progress=False, threads=1)
+            progress=False, threads=1, max_train_images=64)
 
 
 def _cfg(tmp_path, name="run", **kw):

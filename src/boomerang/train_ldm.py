@@ -63,6 +63,8 @@ class LdmTrainConfig(LdmShape):
             this many minutes of this invocation; ``--resume`` continues.
         checkpoint_every: steps between atomic checkpoints (both stages).
         seed: initialisation, batch order, captions, posterior samples, noise and timesteps.
+        max_train_images: train on only the first N images of the training split
+            (``None``: all of it; small runs and tests).
         threads: torch CPU threads (``None`` = torch's default).
     """
 
@@ -83,6 +85,7 @@ class LdmTrainConfig(LdmShape):
     checkpoint_every: int = 250
     seed: int = 0
     split_seed: int = 0
+    max_train_images: int | None = None
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     device: str = "cpu"
@@ -92,6 +95,8 @@ class LdmTrainConfig(LdmShape):
 
     def validate(self) -> None:
         """Raise ValueError (naming the flag and how to fix it) for bad settings."""
+        if self.max_train_images is not None and int(self.max_train_images) < 1:
+            raise ValueError(f"--max-train-images must be >= 1, got {self.max_train_images}")
         if self.data != "mnist5k":
             raise ValueError(f"--data must be mnist5k (captions come from its digit labels), got {self.data!r}")
         for name in ("vae_channels", "unet_channels"):
@@ -423,6 +428,8 @@ def train_ldm(cfg: LdmTrainConfig) -> dict:
     ds = load_dataset(cfg.data)
     split = make_split(ds.labels, seed=cfg.split_seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction)
     train_idx = np.asarray(split["train"])
+    if cfg.max_train_images is not None:
+        train_idx = train_idx[:int(cfg.max_train_images)]
     if len(train_idx) < max(cfg.batch_size, cfg.vae_batch_size):
         raise ValueError(f"only {len(train_idx)} training images; lower --batch-size / --vae-batch-size")
     x_train = digits_to_rgb32(ds.images[train_idx])
@@ -507,29 +514,31 @@ def add_train_ldm_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
     p.add_argument("--vae-channels", type=_int_list, default=d.vae_channels, help="default 16,32,32 (32x32 -> 8x8)")
     p.add_argument("--unet-channels", type=_int_list, default=d.unet_channels, help="default 32,64,64")
-    p.add_argument("--unet-layers", type=int, default=d.unet_layers)
-    p.add_argument("--unet-heads", type=int, default=d.unet_heads)
-    p.add_argument("--text-width", type=int, default=d.text_width)
-    p.add_argument("--text-layers", type=int, default=d.text_layers)
-    p.add_argument("--text-heads", type=int, default=d.text_heads)
+    p.add_argument("--unet-layers", type=int, default=d.unet_layers, help="ResNet layers per UNet block")
+    p.add_argument("--unet-heads", type=int, default=d.unet_heads, help="attention heads of the UNet's cross-attention")
+    p.add_argument("--text-width", type=int, default=d.text_width, help="hidden width of the CLIP text encoder")
+    p.add_argument("--text-layers", type=int, default=d.text_layers, help="transformer layers of the text encoder")
+    p.add_argument("--text-heads", type=int, default=d.text_heads, help="attention heads of the text encoder")
     p.add_argument("--vae-steps", type=int, default=d.vae_steps, help="stage-1 steps (default %(default)s)")
-    p.add_argument("--vae-batch-size", type=int, default=d.vae_batch_size)
-    p.add_argument("--vae-lr", type=float, default=d.vae_lr)
-    p.add_argument("--kl-weight", type=float, default=d.kl_weight)
+    p.add_argument("--vae-batch-size", type=int, default=d.vae_batch_size, help="stage-1 (VAE) batch size")
+    p.add_argument("--vae-lr", type=float, default=d.vae_lr, help="stage-1 learning rate")
+    p.add_argument("--kl-weight", type=float, default=d.kl_weight, help="weight of the VAE's KL term")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help="stage-2 steps (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--empty-caption-fraction", type=float, default=d.empty_caption_fraction)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="stage-2 (UNet + text encoder) batch size")
+    p.add_argument("--lr", type=float, default=d.lr, help="stage-2 learning rate")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear learning-rate warm-up steps of either stage")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient-norm clip of stage 2")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="EMA decay cap of the exported weights")
+    p.add_argument("--empty-caption-fraction", type=float, default=d.empty_caption_fraction, help="share of captions replaced by \"\" (for classifier-free guidance)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop cleanly after this many minutes of this invocation (--resume continues)")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--split-seed", type=int, default=d.split_seed)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between atomic checkpoints")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, batch order, captions and noise")
+    p.add_argument("--max-train-images", type=int, default=None,
+                   help="train on only the first N images of the training split (default: all)")
+    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/val/test split of the data")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of the data held out for validation")
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="share of the data held out for testing")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --output")
