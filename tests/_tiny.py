@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+from boomerang.ldm_parts import bytes_to_unicode
+
 SD_SCHEDULER = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
     skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False, clip_sample=False,
@@ -50,23 +52,10 @@ def make_tiny_pixel_model(path, *, size: int = 8, channels: int = 1, eps_scale: 
     return path
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable unicode character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 def _write_tokenizer_files(folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     """A byte-level BPE vocabulary in CLIP's format: every byte (alone and with
     '</w>'), the special tokens, and a few merges."""
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab_list = chars + [c + "</w>" for c in chars]
     merges = ["c a", "ca t</w>", "p e", "pe r", "s o"]
     for m in merges:

@@ -61,7 +61,7 @@ def caption_words() -> list[str]:
 # --------------------------------------------------------------------------- tokenizer
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible table byte -> printable unicode character."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -79,7 +79,7 @@ def tokenizer_vocab_and_merges(words: list[str]) -> tuple[dict[str, int], list[s
     with ``</w>``), one left-to-right merge chain per word (``s e``, ``se v``,
     ..., ``seve n</w>``) so that each word becomes one token, and the special
     tokens. Any other text still tokenizes (into bytes and word pieces)."""
-    b2u = _bytes_to_unicode()
+    b2u = bytes_to_unicode()
     chars = list(b2u.values())
     vocab_list = chars + [c + "</w>" for c in chars]
     merges: list[str] = []

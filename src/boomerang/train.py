@@ -503,16 +503,23 @@ def _cli_args(cfg: TrainConfig) -> list[str]:
     return args
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """Run ``boomerang train`` from parsed arguments; returns the exit status (2 = bad input)."""
-    names = {f for f in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+def run_config_command(command: str, config_class, train_fn, args: argparse.Namespace) -> int:
+    """Build ``config_class`` from the parsed flags it has fields for, run ``train_fn(cfg)``
+    and print its summary as JSON; a ValueError becomes one ``boomerang COMMAND: error:``
+    line. Returns the exit status (0 done, 2 bad input). Shared by ``train`` and ``train-ldm``."""
+    names = set(config_class.__dataclass_fields__)
+    cfg = config_class(**{k: v for k, v in vars(args).items() if k in names})
     try:
-        summary = train(cfg)
+        summary = train_fn(cfg)
     except ValueError as e:
         from boomerang.cli import user_message
 
-        print(f"boomerang train: error: {user_message(e)}", file=sys.stderr)
+        print(f"boomerang {command}: error: {user_message(e)}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
     return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``boomerang train`` from parsed arguments; returns the exit status (2 = bad input)."""
+    return run_config_command("train", TrainConfig, train, args)

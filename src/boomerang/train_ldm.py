@@ -549,14 +549,6 @@ def add_train_ldm_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_train_ldm(args: argparse.Namespace) -> int:
     """Run ``boomerang train-ldm`` from parsed arguments; returns the exit status (2 = bad input)."""
-    names = set(LdmTrainConfig.__dataclass_fields__)
-    cfg = LdmTrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-    try:
-        summary = train_ldm(cfg)
-    except ValueError as e:
-        from boomerang.cli import user_message
+    from boomerang.train import run_config_command
 
-        print(f"boomerang train-ldm: error: {user_message(e)}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
+    return run_config_command("train-ldm", LdmTrainConfig, train_ldm, args)
