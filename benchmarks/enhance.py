@@ -65,15 +65,11 @@ def parse_args(argv=None):
     return a
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    """95% Wilson score interval of k/n."""
-    if n == 0:
-        return [0.0, 1.0]
-    ph = k / n
-    den = 1 + z * z / n
-    mid = (ph + z * z / (2 * n)) / den
-    half = z * np.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
-    return [round(float(mid - half), 4), round(float(mid + half), 4)]
+def wilson(k: int, n: int) -> list[float]:
+    """95% Wilson score interval of a share k/n as [low, high], rounded (``boomerang.metrics.wilson_interval``)."""
+    from boomerang.metrics import wilson_interval
+
+    return [round(float(v), 4) for v in wilson_interval(int(k), int(n))]
 
 
 def mean_ci(v) -> dict:

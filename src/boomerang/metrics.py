@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-__all__ = ["as_unit_float", "image_distance", "quantize8", "STRIP_ABOVE_PIXELS"]
+__all__ = ["wilson_interval", "as_unit_float", "image_distance", "quantize8", "STRIP_ABOVE_PIXELS"]
 
 #: Images of more pixels than this are compared in strips of rows (float64 per
 #: strip only), so that comparing an 8000x6000 sample needs tens of MB, not GB.
@@ -173,3 +173,25 @@ def _distance_in_strips(sample: np.ndarray, reference: np.ndarray, rows: int = _
     psnr = None if mse == 0.0 else float(10.0 * math.log10(1.0 / mse))
     ssim = float(ssim_sum / ssim_n) if win >= 3 and ssim_n else None
     return {"mse": mse, "psnr": psnr, "ssim": ssim}
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion ``hits / n`` (95% for z = 1.96).
+
+    Returns:
+        ``(low, high)`` in [0, 1]; ``(0.0, 1.0)`` when ``n == 0``.
+
+    Raises:
+        ValueError: ``hits`` outside [0, n].
+    """
+    if not 0 <= hits <= n:
+        raise ValueError(f"hits must be in [0, n], got hits={hits}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    low = 0.0 if hits == 0 else max(0.0, centre - half)
+    high = 1.0 if hits == n else min(1.0, centre + half)
+    return low, high

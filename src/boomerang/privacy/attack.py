@@ -30,31 +30,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from boomerang.metrics import wilson_interval  # noqa: F401  (re-exported)
 from boomerang.privacy.features import FeatureSpace, _check_images, resolve_feature_space
 
 __all__ = ["Rate", "LinkageReport", "LinkageAttack", "wilson_interval", "source_ranks", "linkage_attack", "rank_histogram"]
-
-
-def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion ``hits / n`` (95% for z = 1.96).
-
-    Returns:
-        ``(low, high)`` in [0, 1]; ``(0.0, 1.0)`` when ``n == 0``.
-
-    Raises:
-        ValueError: ``hits`` outside [0, n].
-    """
-    if not 0 <= hits <= n:
-        raise ValueError(f"hits must be in [0, n], got hits={hits}, n={n}")
-    if n == 0:
-        return 0.0, 1.0
-    p = hits / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low = 0.0 if hits == 0 else max(0.0, centre - half)
-    high = 1.0 if hits == n else min(1.0, centre + half)
-    return low, high
 
 
 @dataclass
