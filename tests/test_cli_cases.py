@@ -227,3 +227,13 @@ def test_installed_script_reports_bad_file_without_traceback(inputs: Path, tmp_p
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "not_an_image.png" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_img2img_level_below_one_step_is_refused_not_copied(inputs: Path, pixel_model: Path, tmp_path: Path,
+                                                            capsys) -> None:
+    """The case table: level x steps < 1 on img2img names the smallest level that denoises; nothing written."""
+    out = tmp_path / "out"
+    rc, err = run_cli([str(inputs / "odd_427x640.png"), "--model", str(pixel_model), "--out", str(out), "--level",
+                       "0.2", "--steps", "4", "--schedule", "img2img", "--num-samples", "1"], capsys)
+    assert rc == 2 and "--level >= 0.250 at 4 steps" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

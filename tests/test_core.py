@@ -193,11 +193,20 @@ def test_img2img_equals_stable_diffusion_img2img_pipeline(tiny_sd_model, schedul
     assert out.plan.timestep == out.plan.timesteps[0] and out.num_denoiser_evals == len(out.plan.timesteps)
 
 
-def test_img2img_zero_kept_steps_returns_the_vae_round_trip(tiny_sd_model):
+def test_zero_kept_steps_are_refused_naming_the_smallest_level(tiny_sd_model):
+    """Never a silent copy of the input: a positive level that keeps no img2img step
+    (int(steps x level) = 0) is refused, and the level the message names does denoise;
+    level 0 stays the identity (the VAE round trip)."""
+    from boomerang.errors import SettingError
+
     m = tiny_sd_model
     x = image(1, 3, 16, 16)
-    out = boomerang_sample(m, x, generators=gens([0]), level=0.05, schedule="img2img", steps=15, scheduler="ddim")
-    assert out.num_denoiser_evals == 0 and out.plan.timestep is None  # int(15 * 0.05) == 0 kept steps
+    with pytest.raises(SettingError, match=r"level >= 0\.067 at 15 steps"):  # int(15 * 0.05) == 0 kept steps
+        boomerang_sample(m, x, generators=gens([0]), level=0.05, schedule="img2img", steps=15, scheduler="ddim")
+    out = boomerang_sample(m, x, generators=gens([0]), level=0.067, schedule="img2img", steps=15, scheduler="ddim")
+    assert out.num_denoiser_evals == 1
+    out = boomerang_sample(m, x, generators=gens([0]), level=0.0, schedule="img2img", steps=15, scheduler="ddim")
+    assert out.num_denoiser_evals == 0 and out.plan.timestep is None
     torch.testing.assert_close(out.samples, m.decode(m.encode(x)).clamp(-1, 1), atol=0, rtol=0)
 
 

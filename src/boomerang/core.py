@@ -175,7 +175,8 @@ def plan(
             * ``'img2img'``: diffusers' StableDiffusionImg2ImgPipeline ``strength``
               semantics: set_timesteps(steps), init = min(int(steps strength),
               steps), keep ``timesteps[(steps - init) order:]``, noise at the first
-              kept timestep. Zero kept steps (strength < 1/steps): the identity.
+              kept timestep. Zero kept steps (0 < strength < 1/steps): refused with a
+              SettingError naming the smallest level that denoises.
             * ``'reference'``: the authors' notebook: noise at
               t_ref = min(int(T level), T-1), the usual grid set_timesteps(steps)
               with every timestep above t_ref skipped (the first denoised
@@ -254,11 +255,22 @@ def plan(
                 begin = entry_index(sched, kept)
         grid = tuple(full[begin:])
         if not grid:
+            if lvl > 0 and schedule == "img2img":  # never a silent copy of the input (the case table)
+                raise SettingError(_too_small_message(lvl, steps))
             t_noise = None
     if t_noise is None:  # the identity: nothing added, nothing denoised
         return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
     check_start_sigma(scheduler, config, t_noise)  # x_t is made at t_noise
     return NoisePlan(lvl, int(t_noise), grid, T, schedule, scheduler, steps, begin, float(alphas[int(t_noise)]))
+
+
+def _too_small_message(level: float, steps: int) -> str:
+    """The refusal for a positive img2img level that keeps no step (int(steps x level) = 0),
+    naming the smallest level (3 decimals) that denoises at this step count."""
+    smallest = next(k / 1000 for k in range(1, 1001) if int(steps * (k / 1000)) >= 1)
+    return (f"`level` {level:g} with `schedule` img2img denoises nothing (int(`steps` x `level`) = "
+            f"int({steps} x {level:g}) = 0 kept steps): the input would come back unchanged; use `level` >= "
+            f"{smallest:.3f} at {steps} steps, more `steps`, or `schedule` exact (which always takes at least one step)")
 
 
 _make_plan = plan  # boomerang_sample's argument ``plan`` shadows the function
