@@ -82,6 +82,12 @@ def test_unexpected_and_misshaped_tensors_are_refused(tiny_pixel_dir, tmp_path):
     with pytest.raises(IncompleteWeightsError, match=r"1 unexpected parameter\(s\): leftover.weight"):
         load_model(extra)
 
+    wrong = tmp_path / "wrong"
+    shutil.copytree(tiny_pixel_dir, wrong)
+    _edit_weights(wrong / "unet", lambda t: {**t, "conv_out.bias": torch.zeros(t["conv_out.bias"].numel() + 1)})
+    with pytest.raises(IncompleteWeightsError, match=r"1 parameter\(s\) of the wrong shape: conv_out.bias"):
+        load_model(wrong)
+
 
 @pytest.mark.parametrize("component,prefix,name", [
     ("vae", "decoder.conv_out.", "decoder.conv_out.weight"),

@@ -117,9 +117,11 @@ def check_loading_info(component: str, folder, loading_info: dict) -> None:
         parts.append(f"{len(unexpected)} unexpected parameter(s): {_names(unexpected)}")
     if mismatched:
         parts.append(f"{len(mismatched)} parameter(s) of the wrong shape: {_names(mismatched)}")
+    risk = ("loading them would leave layers randomly initialised" if (missing or mismatched)
+            else "they belong to another model or version")
     raise IncompleteWeightsError(
         f"{folder}: the {component} weights do not match its config.json ({'; '.join(parts)}); "
-        "loading them would leave layers randomly initialised. Use the complete weights of this model "
+        f"{risk}. Use the complete weights of this model "
         "(download the folder again, or export it again with save_pretrained)"
     )
 
@@ -481,8 +483,15 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
         files += _weight_files(layout[name], allow_pickle)
     sched_config = _component_config(layout["scheduler"], "scheduler_config.json")
     def checked(component, cls, **kwargs):
-        net, loading_info = cls.from_pretrained(layout[component], use_safetensors=safe, output_loading_info=True,
-                                                **kwargs)
+        try:
+            net, loading_info = cls.from_pretrained(layout[component], use_safetensors=safe,
+                                                    output_loading_info=True, **kwargs)
+        except RuntimeError as exc:  # diffusers raises on a tensor of the wrong shape instead of reporting it
+            if "size mismatch for" not in str(exc):
+                raise
+            names = [part.split(":")[0].strip() for part in str(exc).split("size mismatch for ")[1:]]
+            loading_info = {"mismatched_keys": names}
+            net = None
         check_loading_info(component, layout[component], loading_info)
         return net
 
