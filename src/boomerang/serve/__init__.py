@@ -123,4 +123,8 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         folders.cleanup()
         signal.signal(signal.SIGTERM, previous)
-    return 0
+    # Gradio returns from launch on Ctrl-C / SIGTERM but leaves non-daemon threads that keep the
+    # process alive; the run folders are gone and nothing else is pending, so end the process here.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
