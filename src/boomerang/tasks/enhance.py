@@ -77,7 +77,7 @@ class EnhanceTask(Task):
         p.add_argument("--layout", default="auto", choices=LAYOUTS,
                        help="input layout of a folder (default auto)")
         p.add_argument("--engine", default="local", choices=ENGINES,
-                       help="local (default): this process; ray: Ray Data actors (pip install 'boomerang[ray]')")
+                       help="local (default): this process; ray: Ray Data actors (pip install -e '.[ray]')")
         p.add_argument("--workers", default=None, metavar="N", help="--engine ray: number of model actors")
         p.add_argument("--restart", action="store_true", help="delete the job in OUT_DIR and start over")
         p.add_argument("--scale", default=4, help="upsampling factor in [1, 64], e.g. 4, 8 or 2.5 (default %(default)s); "
