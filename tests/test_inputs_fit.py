@@ -92,9 +92,14 @@ def test_read_for_model_reduces_large_inputs_exactly(tmp_path, monkeypatch):
     loaded, reference, fitted = imageio.read_for_model(path, channels=1, native_size=8)
     assert loaded.decoded_scale == 413 // (imageio.REDUCE_KEEP * 8) and loaded.size == (517, 413)
     full = imageio.read_image(path)
-    assert np.array_equal(reference, imageio.to_model_channels(full.pixels, 1))
+    # an 8-bit file: the reference is held as the 8-bit values every output is written with
+    assert reference.dtype == np.uint8
+    assert np.array_equal(reference, metrics.quantize8(imageio.to_model_channels(full.pixels, 1)))
     assert fitted.pixels.shape == (8, 8, 1) and fitted.method == "resize"
-    assert fitted.restore(fitted.pixels).shape == (413, 517, 1)
+    restored = fitted.restore(fitted.pixels)
+    assert restored.shape == (413, 517, 1) and restored.dtype == np.float32
+    as_bytes = fitted.restore(fitted.pixels, dtype=np.uint8)  # quantised strip by strip: the same bytes
+    assert as_bytes.dtype == np.uint8 and np.array_equal(as_bytes, metrics.quantize8(restored))
     # the reduced path is close to fitting the full decode
     direct = imageio.fit_for_model(imageio.to_model_channels(full.pixels, 1), native_size=8)
     assert np.abs(direct.pixels - fitted.pixels).max() < 0.1
@@ -102,6 +107,45 @@ def test_read_for_model_reduces_large_inputs_exactly(tmp_path, monkeypatch):
     monkeypatch.setattr(_imfit, "LARGE_INPUT_PIXELS", 10**9)
     loaded2, reference2, fitted2 = imageio.read_for_model(path, channels=1, native_size=8)
     assert loaded2.decoded_scale == 1 and np.array_equal(fitted2.pixels, direct.pixels)
+
+
+def test_large_inputs_level0_is_the_input_in_the_cli_and_the_api(tmp_path, monkeypatch, capsys):
+    """The byte reference of a large 8-bit file: level 0 writes the input's own gray values
+    (the CLI) and gives float32 values in [0, 1] (the API); a 16-bit file keeps a float reference."""
+    monkeypatch.setattr(_imfit, "LARGE_INPUT_PIXELS", 50_000)
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    path = tmp_path / "big.png"
+    Image.fromarray(rgb, "RGB").save(path)
+    out = tmp_path / "out"
+    rc = main(["sample", str(path), "--level", "0,0.3", "--steps", "2", "--num-samples", "1", "--no-progress",
+               "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    expect = metrics.quantize8(imageio.to_model_channels(imageio.read_image(path).pixels, 1))[..., 0]
+    assert np.array_equal(np.asarray(Image.open(out / "big" / "level0.000_s000.png")), expect)
+    with Image.open(out / "big" / "level0.300_s000.png") as im:
+        assert im.size == (260, 300)
+    import boomerang
+
+    (sample,) = list(boomerang.api.run(boomerang.api.prepare([path], boomerang.api.SampleSettings(level=[0.0], num_samples=1), stream=True)))
+    assert sample.pixels.dtype == np.float32 and np.array_equal(metrics.quantize8(sample.pixels)[..., 0], expect)
+
+    deep = tmp_path / "deep.png"
+    Image.fromarray(rng.integers(0, 65536, (300, 260), dtype=np.uint16).astype(np.int32), "I").save(deep)
+    _loaded, reference, _fitted = imageio.read_for_model(deep, channels=1, native_size=28)
+    assert reference.dtype == np.float32
+
+
+def test_save_image_writes_uint8_values_as_they_are(tmp_path):
+    rng = np.random.default_rng(4)
+    q = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    imageio.save_image(q, tmp_path / "a.png")
+    imageio.save_image(q.astype(np.float32) / 255, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), q)
+    assert metrics.quantize8(q) is q
+    with pytest.raises(ValueError, match="uint8"):
+        imageio.save_image(q.astype(np.int64), tmp_path / "c.png")
 
 
 def test_distance_in_strips_matches_scikit_image():

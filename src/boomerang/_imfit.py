@@ -94,20 +94,26 @@ class FittedImage:
     pad: tuple[int, int] = (0, 0)
     _restore: Callable[[np.ndarray], np.ndarray] = field(default=lambda x: x, repr=False)
 
-    def restore(self, out_pixels: np.ndarray) -> np.ndarray:
+    def restore(self, out_pixels: np.ndarray, dtype=np.float32) -> np.ndarray:
         """Bring a model output back to the input's exact size.
 
         Args:
             out_pixels: float ``(h, w)`` or ``(h, w, C)`` with the shape of
                 ``self.pixels`` (any channel count), values in ``[0, 1]``.
+            dtype: ``np.float32`` (default), or ``np.uint8`` for the 8-bit values
+                a PNG holds (``rint(clip(x, 0, 1) * 255)``, computed in strips
+                of rows: a large output never exists as full-size floats).
 
         Returns:
-            ``float32`` ``(H, W, C)`` (``(H, W)`` for 2-D input) with the
-            original height and width, values clipped to ``[0, 1]``.
+            ``dtype`` ``(H, W, C)`` (``(H, W)`` for 2-D input) with the
+            original height and width, float values clipped to ``[0, 1]``.
 
         Raises:
-            ValueError: ``out_pixels`` does not have the model size.
+            ValueError: ``out_pixels`` does not have the model size, or a
+                ``dtype`` other than float32 / uint8.
         """
+        if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.uint8)):
+            raise ValueError(f"restore() gives float32 or uint8, not {np.dtype(dtype)}")
         out = np.asarray(out_pixels, dtype=np.float32)
         mh, mw = self.pixels.shape[:2]
         if out.ndim not in (2, 3) or out.shape[:2] != (mh, mw):
@@ -115,8 +121,13 @@ class FittedImage:
         squeeze = out.ndim == 2
         if squeeze:
             out = out[..., None]
-        res = np.asarray(self._restore(out), dtype=np.float32)
-        res = np.clip(res, 0.0, 1.0, out=res if res.flags.writeable and res.base is None else None)
+        if self.method == "resize":
+            res = self._restore(out, dtype=dtype)  # quantised strip by strip
+        else:
+            res = np.asarray(self._restore(out), dtype=np.float32)
+            res = np.clip(res, 0.0, 1.0, out=res if res.flags.writeable and res.base is None else None)
+            if np.dtype(dtype) == np.uint8:
+                res = _quantize8(res)
         w, h = self.original_size
         assert res.shape[:2] == (h, w), (res.shape, self.original_size)
         return res[..., 0] if squeeze else res
@@ -189,7 +200,7 @@ def fit_for_model(
         if (h, w) == (native_size, native_size) == x.shape[:2]:
             return FittedImage(x.copy(), original, "identity")
         model = _resize(x, native_size, native_size)
-        return FittedImage(model, original, "resize", _restore=lambda out: _resize(out, h, w))
+        return FittedImage(model, original, "resize", _restore=lambda out, dtype=np.float32: _resize(out, h, w, dtype))
 
     ph = (-h) % multiple_of
     pw = (-w) % multiple_of
@@ -199,10 +210,17 @@ def fit_for_model(
     return FittedImage(model, original, "pad", pad=(ph, pw), _restore=lambda out: out[:h, :w].copy())
 
 
-def _resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, C) float32 -> (height, width, C) float32, Lanczos per channel in mode F
-    (written channel by channel into one array: memory ~ the output once)."""
-    out = np.empty((height, width, x.shape[-1]), np.float32)
+def _quantize8(x: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8 ``rint(clip(x, 0, 1) * 255)``, as images are written."""
+    return np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _resize(x: np.ndarray, height: int, width: int, dtype=np.float32) -> np.ndarray:
+    """(H, W, C) float32 -> (height, width, C) ``dtype``, Lanczos per channel in mode F
+    (written channel by channel into one array: memory ~ the output once). Values are
+    clipped to [0, 1]; ``np.uint8`` quantises each strip as images are written."""
+    as_bytes = np.dtype(dtype) == np.uint8
+    out = np.empty((height, width, x.shape[-1]), np.uint8 if as_bytes else np.float32)
     # Large outputs are made in strips of rows (Pillow's `box`: the filter still reads the
     # source rows around each strip), so no full-size temporary is made besides `out`.
     rows = height if height * width <= 4_000_000 else max(1, 1_000_000 // width)
@@ -216,10 +234,11 @@ def _resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
             else:
                 img = src.resize((width, y1 - y0), Image.Resampling.LANCZOS,
                                  box=(0.0, y0 * scale, float(x.shape[1]), y1 * scale))
-            out[y0:y1, :, c] = np.asarray(img, dtype=np.float32)
-            del img
-    # Lanczos overshoots slightly at sharp edges; keep the [0, 1] contract.
-    return np.clip(out, 0.0, 1.0, out=out)
+            strip = np.asarray(img, dtype=np.float32)
+            # Lanczos overshoots slightly at sharp edges; keep the [0, 1] contract.
+            out[y0:y1, :, c] = _quantize8(strip) if as_bytes else np.clip(strip, 0.0, 1.0)
+            del img, strip
+    return out
 
 
 def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
@@ -268,7 +287,7 @@ def warn_fit(loaded: LoadedImage, fitted: FittedImage, channels: int) -> None:
 LARGE_INPUT_PIXELS: int = 16_000_000
 #: A reduced decode keeps at least this many source pixels per model pixel along each side.
 REDUCE_KEEP: int = 4
-_STRIP_ROWS = 256
+_STRIP_ROWS = 64
 
 
 def read_for_model(
@@ -290,9 +309,10 @@ def read_for_model(
     factor k that keeps at least :data:`REDUCE_KEEP` x ``native_size`` pixels on
     each side (``Image.reduce(k)``, a box filter), then Lanczos to
     ``native_size``; the reference (the input in the model's channels, at full
-    size, for level 0 and the distances) is converted in strips of rows. Peak
-    memory is about the decoded file plus one float32 plane per model channel,
-    never a float RGBA copy of the whole image. ``fitted.restore`` returns the
+    size, for level 0 and the distances) is converted in strips of rows and,
+    for 8-bit files, held as uint8 (the values every output is written with).
+    Peak memory is about the decoded file plus one byte per pixel and model
+    channel, never a float copy of the whole image. ``fitted.restore`` returns the
     input's exact size.
 
     Args:
@@ -303,7 +323,9 @@ def read_for_model(
     Returns:
         ``loaded``: the description (:class:`LoadedImage`; for large files its
         ``pixels`` take no memory and ``decoded_scale`` is k); ``reference``:
-        float32 ``(H, W, channels)`` in [0, 1]; ``fitted``: a :class:`FittedImage`.
+        float32 ``(H, W, channels)`` in [0, 1], except for a large 8-bit file:
+        uint8 ``(H, W, channels)`` in 0..255 (``rint(x * 255)`` of the float
+        values); ``fitted``: a :class:`FittedImage`.
 
     Raises:
         ImageInputError, ValueError: as :func:`read_image`.
@@ -351,10 +373,15 @@ def _read_large(path: Path, bg: np.ndarray, max_pixels: int | None, channels: in
     small = _from_pil(_reduce(img, k), name, path, bg)
     fitted = fit_for_model(to_model_channels(small.pixels, channels), native_size=native_size,
                            multiple_of=multiple_of, restore_size=(w, h))
-    reference = np.empty((h, w, channels), np.float32)
+    # 8-bit files: the reference is held as the 8-bit values every output is written with
+    # (a quarter of float32's memory); deeper files keep float32.
+    as_bytes = small.bit_depth <= 8
+    reference = np.empty((h, w, channels), np.uint8 if as_bytes else np.float32)
     for y in range(0, h, _STRIP_ROWS):
         part = _from_pil(img.crop((0, y, w, min(h, y + _STRIP_ROWS))), name, path, bg)
-        reference[y:y + part.height] = to_model_channels(part.pixels, channels)
+        strip = to_model_channels(part.pixels, channels)
+        reference[y:y + part.height] = _quantize8(strip) if as_bytes else strip
+    del img
     loaded = LoadedImage(
         pixels=_hollow((h, w, 3)), size=(w, h), bit_depth=small.bit_depth, is_grayscale=small.is_grayscale,
         name=name, path=path, source_mode=small.source_mode, had_alpha=small.had_alpha,

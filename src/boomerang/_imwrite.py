@@ -45,7 +45,8 @@ def save_image(
 
     Args:
         pixels: float ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``, values in
-            ``[0, 1]`` (clipped; NaN is an error). Quantised with rounding.
+            ``[0, 1]`` (clipped; NaN is an error), quantised with rounding; or
+            uint8 values 0..255, written as they are (8-bit output).
         path: destination; should end in ``.png`` (the format is PNG whatever
             the suffix). The folder must exist.
         bit_depth: 8 or 16 bits per sample.
@@ -61,11 +62,20 @@ def save_image(
     """
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
-    x = np.asarray(pixels, dtype=np.float32)
+    x = np.asarray(pixels)
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3 or x.shape[-1] not in (1, 3) or x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"pixels must be (H, W), (H, W, 1) or (H, W, 3), got shape {np.shape(pixels)}")
+    if x.dtype == np.uint8 and bit_depth == 8 and grayscale is None:  # already the bytes to write
+        _write_quantized(x, path, grayscale)
+        return
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / np.float32(255)
+    elif not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"pixels must be float in [0, 1] or uint8, got {x.dtype}")
+    else:
+        x = x.astype(np.float32, copy=False)
     if not np.all(np.isfinite(x)):
         raise ValueError("pixels hold NaN or infinite values; refusing to write them as an image")
     if grayscale is True:
@@ -77,6 +87,12 @@ def save_image(
     q = np.empty(x.shape, np.uint8 if bit_depth == 8 else np.uint16)
     for y in range(0, x.shape[0], 1024):  # in strips: no full-size float temporaries
         q[y:y + 1024] = np.rint(np.clip(x[y:y + 1024], 0.0, 1.0) * top)
+    _write_quantized(q, path, grayscale)
+
+
+def _write_quantized(q: np.ndarray, path, grayscale: bool | None) -> None:
+    """Encode (H, W, 1 | 3) uint8 / uint16 values as PNG and write them atomically."""
+    bit_depth = 8 if q.dtype == np.uint8 else 16
     if q.shape[-1] == 3 and grayscale is None and np.array_equal(q[..., 0], q[..., 1]) and np.array_equal(
         q[..., 1], q[..., 2]
     ):

@@ -34,7 +34,7 @@ class _Input:
     index: int
     source: Any  # what the user passed (path, PIL image, array)
     loaded: Any  # imageio.LoadedImage
-    reference: Any = None  # float32 (H, W, C) in [0, 1], model channels, input size
+    reference: Any = None  # float32 (H, W, C) in [0, 1] (uint8 0..255 for large 8-bit files), model channels, input size
     fitted: Any = None  # imageio.FittedImage
     fit_args: Any = None  # (background_rgb, channels, native_size, multiple): set for inputs that may be released
 
@@ -434,7 +434,7 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
                 for inp in job.inputs:
                     inp.ensure()
                     for j in range(s.num_samples):
-                        yield record(inp, j, level, plan, inp.reference, config, 0)
+                        yield record(inp, j, level, plan, _unit_float32(inp.reference), config, 0)
                     inp.release()
                     bar.update(s.num_samples)
                 continue
@@ -460,6 +460,13 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
                             it.release()  # no-op unless prepared with stream=True
     finally:
         bar.close()
+
+
+def _unit_float32(pixels):
+    """float32 in [0, 1]: a uint8 reference (large 8-bit inputs) divided by 255, floats as they are."""
+    import numpy as np
+
+    return pixels.astype(np.float32) / np.float32(255) if pixels.dtype == np.uint8 else pixels
 
 
 def identity_scheduler_config(plan, model) -> dict:

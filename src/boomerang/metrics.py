@@ -28,7 +28,7 @@ __all__ = ["wilson_interval", "as_unit_float", "image_distance", "quantize8", "S
 #: Images of more pixels than this are compared in strips of rows (float64 per
 #: strip only), so that comparing an 8000x6000 sample needs tens of MB, not GB.
 STRIP_ABOVE_PIXELS = 4_000_000
-_STRIP_ROWS = 128
+_STRIP_ROWS = 32
 
 
 def as_unit_float(image) -> np.ndarray:
@@ -71,8 +71,13 @@ def as_unit_float(image) -> np.ndarray:
 
 def quantize8(pixels) -> np.ndarray:
     """float values in [0, 1] -> uint8 ``rint(clip(x, 0, 1) * 255)`` (how images are written),
-    computed in strips of rows so that large images need no full-size float temporaries."""
+    computed in strips of rows so that large images need no full-size float temporaries.
+    A uint8 array is already quantised and comes back as it is (no copy)."""
     x = np.asarray(pixels)
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"quantize8 takes float values in [0, 1] or uint8, not {x.dtype}")
     q = np.empty(x.shape, np.uint8)
     for y in range(0, x.shape[0], 1024):
         q[y:y + 1024] = np.rint(np.clip(x[y:y + 1024], 0.0, 1.0) * 255)

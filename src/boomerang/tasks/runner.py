@@ -231,7 +231,8 @@ def process_block(ctx: Context, block: int, units: list[Unit], progress=None) ->
                 if any(p is not None for p in per_item):
                     prompts = [ctx.settings.prompt if p is None else p for p in per_item]
             samples, output = ctx.task.sample_batch(ctx, x0, gens, plan, prompts)
-            outs = (reads[v.item.index].fitted.restore(arr) for v, arr in zip(group, samples))  # one at a time
+            # one at a time, as the 8-bit values written (a large output is never held as floats)
+            outs = (reads[v.item.index].fitted.restore(arr, dtype=np.uint8) for v, arr in zip(group, samples))
         for u, pix in zip(group, outs):
             if pix.ndim == 2:
                 pix = pix[..., None]

@@ -243,10 +243,11 @@ def _open(path):
 
 
 def _to_pil(pixels):
-    import numpy as np
     from PIL import Image
 
-    q = np.rint(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8)
+    from boomerang.metrics import quantize8
+
+    q = quantize8(pixels)  # float or uint8 (large inputs): no full-size float temporaries
     return Image.fromarray(q[..., 0] if q.shape[-1] == 1 else q)
 
 
