@@ -54,8 +54,14 @@ class _Input:
     def __init__(self, pixels):
         self.pixels = pixels
 
-    def restore(self, out):
-        return out
+    def restore(self, out, dtype=None):
+        """``out`` as it is (float32), or its 8-bit values for ``dtype=np.uint8``."""
+        import numpy as np
+
+        from boomerang.metrics import quantize8
+
+        out = np.asarray(out, dtype=np.float32)
+        return quantize8(out) if dtype is not None and np.dtype(dtype) == np.uint8 else out
 
 
 class EnhanceTask(Task):
