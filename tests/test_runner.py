@@ -202,9 +202,12 @@ def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, tiny_
     assert sorted(json.loads(line)["block"] for line in journal) == list(range(16))
 
 
-def test_sigterm_stops_after_the_current_block_and_resumes(tmp_path, tiny_pixel_dir):
+@pytest.mark.parametrize("kernels,batch", [("auto", "1"), ("plain", "3")])
+def test_sigterm_stops_after_the_current_block_and_resumes(tmp_path, tiny_pixel_dir, kernels, batch):
+    """Also with --kernels plain: fixed blocks make a resumed job byte-identical without invariant kernels."""
     src = _digits(tmp_path / "in", [f"{i:02d}.png" for i in range(30)])
-    argv = lambda out: [str(src), *_args(tiny_pixel_dir, out, "--batch-size", "1", "--threads", "1")]  # noqa: E731
+    argv = lambda out: [str(src), *_args(tiny_pixel_dir, out, "--batch-size", batch, "--threads", "1",  # noqa: E731
+                                         "--kernels", kernels)]
     ref, out = tmp_path / "ref", tmp_path / "out"
     assert _wait(_fork_job(argv(ref))) == 0
     pid = _fork_job(argv(out))
@@ -215,7 +218,7 @@ def test_sigterm_stops_after_the_current_block_and_resumes(tmp_path, tiny_pixel_
     os.kill(pid, signal.SIGTERM)
     assert _wait(pid) == 130
     lines = journal.read_text().splitlines()
-    assert 2 <= len(lines) < 30 and all(json.loads(line)["written"] for line in lines)
+    assert 2 <= len(lines) < 30 // int(batch) and all(json.loads(line)["written"] for line in lines)
     assert not (out / "report.json").exists()
     assert _wait(_fork_job(argv(out))) == 0
     assert _tree(out) == _tree(ref)
@@ -239,3 +242,14 @@ def test_ray_engine_writes_the_same_bytes_as_the_local_engine(tmp_path, tiny_pix
         ray.shutdown()
     assert _tree(remote) == _tree(local) and len(_tree(local)) == 6 * 2 + 2
     assert (remote / ".job" / "journal.jsonl").read_text().count("\n") == 6
+
+
+def test_kernels_setting_sets_the_models_batch_invariance(tiny_pixel_dir):
+    from boomerang import jobs
+    from boomerang.errors import SettingError
+
+    assert jobs.load(tiny_pixel_dir).batch_invariant is True  # the CPU default
+    assert jobs.load(tiny_pixel_dir, kernels="plain").batch_invariant is False
+    assert jobs.load(tiny_pixel_dir, kernels="invariant").batch_invariant is True
+    with pytest.raises(SettingError, match="kernels must be one of auto, invariant, plain"):
+        jobs.load(tiny_pixel_dir, kernels="fast")

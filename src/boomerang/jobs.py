@@ -303,7 +303,8 @@ def fit_input(loaded, fit_args) -> tuple:
     return ref, imageio.fit_for_model(ref, native_size=native, multiple_of=multiple)
 
 
-def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "float32", allow_pickle: bool = False):
+def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "float32", allow_pickle: bool = False,
+         kernels: str = "auto"):
     """Load a diffusion model once, to pass as ``model=`` to :func:`boomerang.api.sample`.
 
     Args:
@@ -312,6 +313,8 @@ def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: ``float32``, ``float16`` or ``bfloat16``.
         allow_pickle: also accept pickle weights (only for files you trust).
+        kernels: ``auto``, ``invariant`` or ``plain`` (see ``SampleSettings.kernels``);
+            sets the model's ``batch_invariant``.
 
     Returns:
         A ``boomerang.models.DiffusionModel``.
@@ -320,10 +323,13 @@ def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "
         ValueError: missing folder, unknown layout, hub id not available offline,
             pickle weights without ``allow_pickle``, CUDA requested but not available.
     """
-    s = SampleSettings(model=model, device=device, dtype=dtype, allow_pickle=allow_pickle)  # validates
+    s = SampleSettings(model=model, device=device, dtype=dtype, allow_pickle=allow_pickle, kernels=kernels)  # validates
     from boomerang.models import load_model
 
-    return load_model(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
+    loaded = load_model(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
+    if s.kernels != "auto":
+        loaded.batch_invariant = s.kernels == "invariant"
+    return loaded
 
 
 def sample_batch(model, x0, generators, plan, settings: SampleSettings,
@@ -401,7 +407,7 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
 
     s = job.settings
     if job.model is None:
-        job.model = load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
+        job.model = load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, kernels=s.kernels)
     model = job.model
     channels = int(model.image_channels)
     batch = resolve_batch_size(job)

@@ -31,6 +31,8 @@ __all__ = [
 DEFAULT_LEVEL = 0.3
 #: Accepted ``dtype`` names.
 DTYPES = ("float32", "float16", "bfloat16")
+#: Kernel choices (``SampleSettings.kernels``): ``auto`` = batch-invariant on the CPU, plain on CUDA.
+KERNELS = ("auto", "invariant", "plain")
 #: Reverse schedules (the same names as ``boomerang.core.SCHEDULES``; kept here so
 #: that settings can be checked without importing torch).
 SCHEDULES = ("exact", "img2img", "reference")
@@ -146,6 +148,13 @@ class SampleSettings:
             Pillow colour name or ``#rrggbb`` (default ``white``).
         allow_pickle: allow loading pickle (``.bin``/``.ckpt``) weights; by
             default only safetensors are loaded.
+        kernels: ``auto`` (default: batch-invariant kernels on the CPU, the
+            device's own on CUDA), ``invariant`` (a sample never depends on
+            the batch it ran in; on CUDA the networks then run item by item)
+            or ``plain`` (torch's fastest kernels: a sample may differ in its
+            last bits with the batch size; dataset jobs still reproduce
+            exactly on resume and on any number of workers, because each item
+            always runs in the same fixed block). See ``models.DiffusionModel.batch_invariant``.
 
     Raises:
         SettingError: (a ValueError, on construction) naming the parameter and
@@ -170,6 +179,7 @@ class SampleSettings:
     batch_size: int | None = None
     background: str = "white"
     allow_pickle: bool = False
+    kernels: str = "auto"
 
     def __post_init__(self) -> None:
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -218,6 +228,8 @@ class SampleSettings:
         if self.dtype not in DTYPES:
             raise SettingError(f"`dtype` must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         put("device", parse_device(self.device))
+        if self.kernels not in KERNELS:
+            raise SettingError(f"`kernels` must be one of {', '.join(KERNELS)}, got {self.kernels!r}")
         self.background_rgb  # validates the colour
         if self.model is not None:
             put("model", str(self.model))

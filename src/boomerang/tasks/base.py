@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from boomerang.settings import DEFAULT_LEVEL, DTYPES, SCHEDULES, SampleSettings
+from boomerang.settings import DEFAULT_LEVEL, DTYPES, KERNELS, SCHEDULES, SampleSettings
 from boomerang.tasks.layout import LAYOUTS, Item, Layout
 
 __all__ = ["Unit", "Read", "Context", "Task", "add_sampling_arguments", "settings_from_args", "ENGINES"]
@@ -114,6 +114,11 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--threads", default=None, metavar="N",
                    help="torch CPU threads, or 'torch' for torch's own choice (default: the cores idle at "
                         "start, or OMP_NUM_THREADS if set)")
+    p.add_argument("--kernels", default=d["kernels"], choices=KERNELS,
+                   help="auto: batch-invariant on the CPU, the device's own on CUDA; invariant: a sample never "
+                        "depends on its batch; plain: torch's fastest kernels, a sample may differ in its last "
+                        "bits with --batch-size (dataset jobs still reproduce on resume and with any --workers) "
+                        "(default %(default)s)")
     p.add_argument("--background", default=d["background"],
                    help="colour that transparent pixels are composited over (default %(default)s)")
     p.add_argument("--allow-pickle", action="store_true",
@@ -148,7 +153,7 @@ def settings_from_args(args: argparse.Namespace) -> SampleSettings:
         steps=args.steps, scheduler=args.scheduler, schedule=args.schedule, from_noise=args.from_noise,
         eta=args.eta, model=args.model, prompt=args.prompt, negative_prompt=args.negative_prompt,
         guidance_scale=args.guidance_scale, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-        background=args.background, allow_pickle=args.allow_pickle,
+        background=args.background, allow_pickle=args.allow_pickle, kernels=args.kernels,
     )
 
 

@@ -122,7 +122,7 @@ def load(ctx: Context, threads=None) -> None:
 
         torch.set_num_threads(threads)
     s = ctx.settings
-    ctx.model = jobs.load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
+    ctx.model = jobs.load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, kernels=s.kernels)
 
 
 def model_description(ctx: Context) -> dict:
