@@ -16,7 +16,7 @@ and its VAE decoder at 256x256), the script checks that item i of a batch of 7
 equals the item run alone and in reversed order (bit for bit), and times one
 denoiser call (median of interleaved repeats) at batch 1, 4, 16, 64.
 
-    python benchmarks/batch_invariance.py [--model DIR] [--threads 1] [--repeat 3] [--out DIR]
+    .venv/bin/python benchmarks/batch_invariance.py [--model DIR] [--threads 1] [--repeat 3] [--out DIR]
 
 Prints a table; writes batch_invariance.json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """

@@ -8,7 +8,7 @@ through the Python API that the CLI uses (``boomerang.api.sample``) with
 from the median time. Target: auto is no slower than the best fixed batch by
 more than 10% (auto / best >= 0.90).
 
-    python benchmarks/batching.py [--model DIR] [--device cpu] [--dtype float32] [--repeat 3] [--out DIR]
+    .venv/bin/python benchmarks/batching.py [--model DIR] [--device cpu] [--dtype float32] [--repeat 3] [--out DIR]
 
 Writes batching[_<device>_<dtype>].json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """

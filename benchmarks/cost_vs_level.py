@@ -9,7 +9,7 @@ boomerang/levels.py, computed here independently:
 and times the call (bundled model or its architecture, batch 4, 50-step budget,
 ddpm). Wall time should be proportional to n. Plots both to cost_vs_level.png.
 
-    python benchmarks/cost_vs_level.py [--model DIR] [--steps 50] [--batch 4] [--out DIR] [--plots DIR]
+    .venv/bin/python benchmarks/cost_vs_level.py [--model DIR] [--steps 50] [--batch 4] [--out DIR] [--plots DIR]
 
 Writes cost_vs_level.json into --out (default benchmarks/out/) and
 cost_vs_level.png into --plots (default: the --out folder); ``--out

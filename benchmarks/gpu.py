@@ -6,7 +6,7 @@ at batch 1/4/16/64 and the automatic batch size) on ``--device`` (default
 cuda) for each dtype, and records the GPU's name with every figure. Without a
 CUDA GPU it prints why and exits with status 2, writing nothing.
 
-    python benchmarks/gpu.py [--device cuda] [--dtypes float16,bfloat16] [--model DIR] [--out DIR]
+    .venv/bin/python benchmarks/gpu.py [--device cuda] [--dtypes float16,bfloat16] [--model DIR] [--out DIR]
 
 Writes gpu.json (every item and dtype in one file)
 into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).

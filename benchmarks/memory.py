@@ -11,7 +11,7 @@ model or its architecture via --model, --threads 1); its peak RSS is read with
    inputs of one batch at a time, so memory may grow up to one batch of inputs
    (1 -> 16) but not beyond (16 -> 50); holding every input would add ~4 MB each.
 
-    python benchmarks/memory.py [--model DIR] [--out DIR]
+    .venv/bin/python benchmarks/memory.py [--model DIR] [--out DIR]
 
 Writes memory.json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """

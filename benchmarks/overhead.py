@@ -18,7 +18,7 @@ per-pair ratios and the ratio of medians are printed beside it.
 Also printed: the bare loop with PyTorch's default (not batch-invariant)
 kernels, i.e. what bit-exact batch invariance costs.
 
-    python benchmarks/overhead.py [--model DIR] [--device cpu] [--dtype float32] [--repeat 5] [--out DIR]
+    .venv/bin/python benchmarks/overhead.py [--model DIR] [--device cpu] [--dtype float32] [--repeat 5] [--out DIR]
 
 Target: ratio <= 1.05. Writes overhead[_<device>_<dtype>].json
 into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).

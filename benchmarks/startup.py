@@ -9,7 +9,7 @@ Each figure is the median of fresh subprocesses:
   bundled model (else its architecture with random weights, same file size)
   twice: the first call also pays diffusers' lazy imports of its model classes.
 
-    python benchmarks/startup.py [--model DIR] [--repeat 5] [--out DIR]
+    .venv/bin/python benchmarks/startup.py [--model DIR] [--repeat 5] [--out DIR]
 
 Writes startup.json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """

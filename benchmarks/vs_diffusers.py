@@ -13,7 +13,7 @@ also with ``batch_invariant=False`` (the pipeline's own kernels). Outputs are co
 (max |difference| in [0, 1] pixel units). In float16/bfloat16 the pipeline's VAE
 runs in that dtype (a copy) while boomerang's stays float32, as it always does.
 
-    python benchmarks/vs_diffusers.py [--device cpu] [--dtype float32] [--repeat 3] [--out DIR]
+    .venv/bin/python benchmarks/vs_diffusers.py [--device cpu] [--dtype float32] [--repeat 3] [--out DIR]
 
 Writes vs_diffusers[_<device>_<dtype>].json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
