@@ -38,8 +38,7 @@ model and classifier were trained on; ``split.json`` of the model):
 
 Run (what produced benchmarks/results/privacy_utility.json and docs/privacy_utility.png)::
 
-    OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/privacy_utility.py --out benchmarks/results --plots docs \
-        > privacy_utility.log 2>&1 &
+    OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/privacy_utility.py --out benchmarks/results --plots docs > privacy_utility.log 2>&1 &
 
 It writes ``privacy_utility.json`` into ``--out`` (default ``benchmarks/out/``,
 git-ignored) and ``privacy_utility.png`` into ``--plots`` (default: the
