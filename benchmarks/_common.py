@@ -8,7 +8,15 @@
   bigger than the test-tiny one so that ratios mean something: 256x256 RGB
   images, VAE factor 8 (32x32x4 latents), a cross-attention UNet and a 77-token
   CLIP text encoder.
-* :func:`median`, :func:`timeit`, :func:`save_json`, :func:`machine`.
+* :func:`add_out_argument`, :func:`save_json`, :func:`plot_path`: where results go.
+  Every script that writes results takes ``--out DIR`` (its JSON, under the
+  script's usual file name) and, if it draws figures or screenshots,
+  ``--plots DIR`` (default: the ``--out`` folder). The default ``--out`` is
+  ``benchmarks/out/``, which git ignores, so running a benchmark never rewrites
+  a tracked file. Refreshing the committed copies is explicit:
+  ``--out benchmarks/results`` (JSON) and ``--plots docs`` (the figures the
+  README and docs/ show). Relative paths are relative to the current folder.
+* :func:`median`, :func:`timeit`, :func:`machine`, :func:`boomerang_exe`.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results"  # the committed results: written only with --out benchmarks/results
+OUT = ROOT / "benchmarks" / "out"  # default --out (git-ignored)
 CACHE = ROOT / "benchmarks" / ".cache"  # generated stand-in models (git-ignored)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(ROOT / "tests"))  # tests/_tiny.py (tokenizer files)
@@ -49,12 +58,63 @@ def machine() -> dict:
             "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def save_json(name: str, data: dict) -> pathlib.Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def add_out_argument(parser, *, plots: bool = False, name: str | None = None) -> None:
+    """Add ``--out DIR`` (and with ``plots``, ``--plots DIR``) to ``parser``: the one
+    rule every benchmark script that writes files follows (see the module docstring).
+
+    After parsing, ``args.out`` is a :class:`pathlib.Path` (default ``benchmarks/out/``)
+    and ``args.plots`` is the figures' folder (default: ``args.out``); pass them to
+    :func:`save_json` and :func:`plot_path`, which create the folder when they write.
+    With ``name`` (the script's results name), ``--name NAME`` lets a variant run
+    write ``NAME.json`` (and ``NAME.png``) beside the main run's files.
+    """
+    parser.add_argument("--out", metavar="DIR", type=pathlib.Path, default=OUT,
+                        help="folder for the results JSON (default benchmarks/out/, git-ignored; "
+                             "--out benchmarks/results refreshes the committed results)")
+    if plots:
+        parser.add_argument("--plots", metavar="DIR", type=pathlib.Path, default=None,
+                            help="folder for the figures (default: the --out folder; "
+                                 "--plots docs refreshes the figures the docs show)")
+    if name:
+        parser.add_argument("--name", default=name,
+                            help="results name: writes NAME.json (and NAME.png) (default %(default)s)")
+
+
+def _shown(path: pathlib.Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def save_json(name: str, data: dict, out: pathlib.Path | str) -> pathlib.Path:
+    """Write ``data`` to ``<out>/<name>.json`` (``out`` is the script's ``--out``); returns the path."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {_shown(path)}")
     return path
+
+
+def plot_path(args, filename: str) -> pathlib.Path:
+    """Where a figure called ``filename`` goes: ``--plots`` if given, else ``--out``
+    (created if missing)."""
+    folder = pathlib.Path(getattr(args, "plots", None) or args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / filename
+
+
+def boomerang_exe() -> str:
+    """The ``boomerang`` console script of the Python running this script (so that
+    ``.venv/bin/python benchmarks/X.py`` measures that venv's CLI without activating
+    it), else the one on PATH."""
+    import shutil
+
+    beside = pathlib.Path(sys.executable).parent / "boomerang"
+    exe = str(beside) if beside.is_file() else shutil.which("boomerang")
+    if not exe:
+        raise SystemExit("benchmarks: no `boomerang` command next to this Python or on PATH; "
+                         "install the package first (.venv/bin/pip install -e \".[bench]\")")
+    return exe
 
 
 def median(xs):
@@ -138,8 +198,9 @@ def make_small_sd(path: pathlib.Path | None = None) -> str:
 
 def bench_parser(doc: str, *, repeat: int, model: bool = True):
     """The flags every timing benchmark shares: --model (default: the bundled
-    model or its stand-in), --device, --dtype, --threads (default 1) and
-    --repeat. Scripts add their own flags to the returned parser."""
+    model or its stand-in), --device, --dtype, --threads (default 1),
+    --repeat and --out (:func:`add_out_argument`). Scripts add their own flags
+    to the returned parser."""
     import argparse
 
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
@@ -149,4 +210,5 @@ def bench_parser(doc: str, *, repeat: int, model: bool = True):
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=repeat)
+    add_out_argument(ap)
     return ap

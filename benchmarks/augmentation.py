@@ -33,12 +33,15 @@ number of optimisation steps and the same batch size:
 
 Stages (all resumable; --work keeps the cache and per-run results):
 
-    python benchmarks/augmentation.py --stage precompute   # Boomerang + global samples (timed)
-    python benchmarks/augmentation.py --stage train        # every (regime, arm, seed) not yet done
-    python benchmarks/augmentation.py --stage report       # JSON, table, docs/augmentation.png
-    python benchmarks/augmentation.py                      # all three
+    .venv/bin/python benchmarks/augmentation.py --stage precompute   # Boomerang + global samples (timed)
+    .venv/bin/python benchmarks/augmentation.py --stage train        # every (regime, arm, seed) not yet done
+    .venv/bin/python benchmarks/augmentation.py --stage report       # JSON, table, augmentation.png
+    .venv/bin/python benchmarks/augmentation.py                      # all three
 
-Writes ``benchmarks/results/augmentation.json`` and ``docs/augmentation.png``.
+The report writes ``augmentation.json`` into ``--out`` (default
+``benchmarks/out/``, git-ignored) and ``augmentation.png`` into ``--plots``
+(default: the ``--out`` folder); ``--stage report --out benchmarks/results
+--plots docs`` refreshes the committed copies from the runs in ``--work``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import add_out_argument, plot_path  # noqa: E402
+
 LEVELS = (0.2, 0.4, 0.6)
 REGIMES = (10, 50)
 ARMS = ("real", "classical", "boomerang-0.2", "boomerang-0.4", "boomerang-0.6", "boomerang-0.4+classical", "global")
@@ -82,6 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--regimes", default=",".join(map(str, REGIMES)))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--chunk", type=int, default=4, help="images per model call while precomputing (x K samples)")
+    add_out_argument(p, plots=True)
     return p.parse_args(argv)
 
 
@@ -419,8 +426,8 @@ def report(args, work: pathlib.Path) -> dict:
     out = {"settings": settings, "levels": list(LEVELS), "regimes": list(REGIMES), "table": table, "not_run": not_run,
            "precompute": timing, "train_wall_s_total": round(sum(r["wall_s"] for r in runs), 1),
            "runs": runs, "machine": machine()}
-    save_json("augmentation", out)
-    _plot(table)
+    save_json("augmentation", out, args.out)
+    _plot(table, plot_path(args, "augmentation.png"))
     print(markdown_table(table))
     if not_run:
         print("not run: " + ", ".join(f"{r['arm']} at {r['regime']} per class" for r in not_run))
@@ -442,7 +449,7 @@ def markdown_table(table) -> str:
     return "\n".join(lines)
 
 
-def _plot(table) -> None:
+def _plot(table, path: pathlib.Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -469,9 +476,8 @@ def _plot(table) -> None:
         ax.set_title(f"{regime} training images per class")
     fig.suptitle("Augmentation on mnist5k: mean and 95% interval over seeds (dots: single seeds)")
     fig.tight_layout()
-    path = ROOT / "docs" / "augmentation.png"
     fig.savefig(path, dpi=110)
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path}")
 
 
 def main(argv=None) -> int:

@@ -16,9 +16,9 @@ and its VAE decoder at 256x256), the script checks that item i of a batch of 7
 equals the item run alone and in reversed order (bit for bit), and times one
 denoiser call (median of interleaved repeats) at batch 1, 4, 16, 64.
 
-    python benchmarks/batch_invariance.py [--model DIR] [--threads 1] [--repeat 3]
+    .venv/bin/python benchmarks/batch_invariance.py [--model DIR] [--threads 1] [--repeat 3] [--out DIR]
 
-Prints a table; writes benchmarks/results/batch_invariance.json.
+Prints a table; writes batch_invariance.json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import bundled_or_standin, machine, make_small_sd, median, save_json
+from _common import add_out_argument, bundled_or_standin, machine, make_small_sd, median, save_json
 
 MODES = {"a_per_item": (True, "per_item"), "b_kernels": (True, "kernels"), "b0_native": (False, "kernels"),
          "c_plain": (False, "kernels")}
@@ -99,6 +99,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--batches", default="1,4,16,64")
     ap.add_argument("--sd-max-batch", type=int, default=16, help="largest batch timed for the SD UNet (time)")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     import torch
 
@@ -170,7 +171,7 @@ def main(argv=None):
                 + f" b/c={row['b_kernels'] / row['c_plain']:.2f}")
     set_mode(pix, "b_kernels")
     set_mode(sd, "b_kernels")
-    save_json("batch_invariance", result)
+    save_json("batch_invariance", result, args.out)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ through the Python API that the CLI uses (``boomerang.api.sample``) with
 from the median time. Target: auto is no slower than the best fixed batch by
 more than 10% (auto / best >= 0.90).
 
-    python benchmarks/batching.py [--model DIR] [--device cpu] [--dtype float32] [--repeat 3]
+    .venv/bin/python benchmarks/batching.py [--model DIR] [--device cpu] [--dtype float32] [--repeat 3] [--out DIR]
 
-Writes benchmarks/results/batching[_<device>_<dtype>].json.
+Writes batching[_<device>_<dtype>].json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     res = run_all(model=args.model, device=args.device, dtype=args.dtype, repeat=args.repeat)
     suffix = "" if (args.device, args.dtype) == ("cpu", "float32") else f"_{args.device}_{args.dtype}".replace(":", "")
-    save_json("batching" + suffix, res)
+    save_json("batching" + suffix, res, args.out)
 
 
 if __name__ == "__main__":

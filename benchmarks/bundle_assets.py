@@ -1,6 +1,6 @@
 """Copy a finished training run and classifier into the package and write their cards.
 
-    python benchmarks/bundle_assets.py \
+    .venv/bin/python benchmarks/bundle_assets.py \
         --run runs/ddpm-mnist5k --classifier runs/classifier-mnist5k \
         [--quality benchmarks/results/model_quality.json]
 
@@ -10,6 +10,9 @@ split.json and train_config.json -- never the training checkpoint -- into
 metrics and split into ``src/boomerang/assets/classifier-mnist5k``, then writes
 each folder's README.md (model card) from the recorded settings and, when
 given, the quality figures of ``benchmarks/model_quality.py``.
+
+Not a benchmark, and so without ``--out``: it writes into the package's tracked
+assets on purpose (that is its job); run it only to ship a new model.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Copy a finished ``boomerang train-ldm`` run into the package and write its card.
 
-    python benchmarks/bundle_ldm.py --run runs/ldm-mnist5k-text \
+    .venv/bin/python benchmarks/bundle_ldm.py --run runs/ldm-mnist5k-text \
         [--quality benchmarks/results/latent_quality.json]
 
 Copies only the diffusers pipeline files (model_index.json, vae/, text_encoder/,
@@ -8,6 +8,9 @@ tokenizer/, unet/, scheduler/), split.json and train_config.json -- never the
 training checkpoints -- into ``src/boomerang/assets/ldm-mnist5k-text`` and
 writes its README.md (model card) from the recorded settings and, when given,
 the figures of ``benchmarks/latent_quality.py``.
+
+Not a benchmark, and so without ``--out``: it writes into the package's tracked
+assets on purpose (that is its job); run it only to ship a new model.
 """
 
 from __future__ import annotations

@@ -7,11 +7,13 @@ boomerang/levels.py, computed here independently:
     t = round(level (T - 1)),   n = min(t + 1, max(1, ceil(steps (t + 1) / T)))
 
 and times the call (bundled model or its architecture, batch 4, 50-step budget,
-ddpm). Wall time should be proportional to n. Plots both to docs/cost_vs_level.png.
+ddpm). Wall time should be proportional to n. Plots both to cost_vs_level.png.
 
-    python benchmarks/cost_vs_level.py [--model DIR] [--steps 50] [--batch 4]
+    .venv/bin/python benchmarks/cost_vs_level.py [--model DIR] [--steps 50] [--batch 4] [--out DIR] [--plots DIR]
 
-Writes benchmarks/results/cost_vs_level.json.
+Writes cost_vs_level.json into --out (default benchmarks/out/) and
+cost_vs_level.png into --plots (default: the --out folder); ``--out
+benchmarks/results --plots docs`` refreshes the committed copies.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import argparse
 import math
 import time
 
-from _common import ROOT, bundled_or_standin, machine, save_json
+from _common import add_out_argument, bundled_or_standin, machine, plot_path, save_json
 
 
 def main(argv=None):
@@ -29,7 +31,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--plot", default=str(ROOT / "docs" / "cost_vs_level.png"))
+    add_out_argument(ap, plots=True)
     args = ap.parse_args(argv)
     import torch
 
@@ -83,10 +85,11 @@ def main(argv=None):
     ax.legend(loc="upper left", fontsize=7)
     ax.set_title("Boomerang cost against level", fontsize=9)
     fig.tight_layout()
-    fig.savefig(args.plot)
-    print(f"wrote {args.plot}")
+    png = plot_path(args, "cost_vs_level.png")
+    fig.savefig(png)
+    print(f"wrote {png}")
     save_json("cost_vs_level", {"machine": machine(), "model": desc, "batch": args.batch, "steps": args.steps,
-                                "T": T, "rows": rows, "rule_holds": holds, "plot": "docs/cost_vs_level.png"})
+                                "T": T, "rows": rows, "rule_holds": holds, "plot": png.name}, args.out)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,15 @@ consistency error (mean |box-downsampled 8-bit output - input| in 8-bit
 units) and, for 8x, the seam score (mean |gradient| across window borders /
 mean |gradient| elsewhere; 1.0 = no seam).
 
-Writes ``benchmarks/results/enhance.json`` and ``docs/enhance.png``.
+Writes ``enhance.json`` into ``--out`` (default ``benchmarks/out/``, git-ignored)
+and ``enhance.png`` into ``--plots`` (default: the ``--out`` folder); ``--name``
+names a variant run's files instead (``enhance_high_levels.json``, ...).
 
-    OMP_NUM_THREADS=1 python benchmarks/enhance.py                # the run in README (see JSON for the time)
-    python benchmarks/enhance.py --quick                          # 40 digits, 1 sheet
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/enhance.py        # the run in README (see JSON for the time)
+    .venv/bin/python benchmarks/enhance.py --quick                  # 40 digits, 1 sheet
+    .venv/bin/python benchmarks/enhance.py --table --out benchmarks/results   # README's table
+
+``--out benchmarks/results --plots docs`` refreshes the committed results and figure.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import add_out_argument, plot_path  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -56,9 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="40 digits, 1 sheet")
     p.add_argument("--no-8x", action="store_true")
-    p.add_argument("--table", action="store_true", help="only print the Markdown table of --out-json (for README)")
-    p.add_argument("--out-json", default=str(ROOT / "benchmarks" / "results" / "enhance.json"))
-    p.add_argument("--out-plot", default=str(ROOT / "docs" / "enhance.png"))
+    p.add_argument("--table", action="store_true", help="only print the Markdown table of <--out>/<--name>.json (for README)")
+    add_out_argument(p, plots=True, name="enhance")
     a = p.parse_args(argv)
     if a.quick:
         a.n_digits, a.sheets = min(a.n_digits, 40), min(a.sheets, 1)
@@ -123,7 +129,11 @@ def main(argv=None) -> int:
     if args.table:
         import json
 
-        print(table(json.loads(pathlib.Path(args.out_json).read_text())))
+        path = args.out / f"{args.name}.json"
+        if not path.is_file():
+            raise SystemExit(f"enhance.py --table: no {path}; run the benchmark first, or pass "
+                             "--out benchmarks/results for the committed results")
+        print(table(json.loads(path.read_text())))
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -196,7 +206,8 @@ def main(argv=None) -> int:
             evals = res[0].num_denoiser_evals
         return out, round(time.monotonic() - t0, 1), evals
 
-    results: dict = {"settings": vars(args) | {"model": str(model_dir.name), "upsampler": "bicubic (Pillow)",
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "plots")}  # where files go is no setting
+    results: dict = {"settings": settings | {"model": str(model_dir.name), "upsampler": "bicubic (Pillow)",
                                                  "degradation": "box average (Pillow-equivalent block mean)"}}
     outputs: dict = {}
 
@@ -248,8 +259,7 @@ def main(argv=None) -> int:
     from _common import machine, save_json
 
     results["machine"] = machine()
-    save_json(pathlib.Path(args.out_json).stem, results) if pathlib.Path(args.out_json).parent == ROOT / "benchmarks" / "results" \
-        else pathlib.Path(args.out_json).write_text(__import__("json").dumps(results, indent=2))
+    save_json(args.name, results, args.out)
     plot(outputs, results, args, c_levels, levels)
     return 0
 
@@ -287,9 +297,9 @@ def plot(outputs, results, args, c_levels, levels):
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(("8x: " if j == 0 else "") + title.replace("7x7", "28x28"), fontsize=7, loc="left")
     fig.suptitle("4x (7->28, top) and tiled 8x (28->224, bottom) enhancement of test digits", fontsize=8)
-    pathlib.Path(args.out_plot).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out_plot, dpi=110, bbox_inches="tight")
-    print(f"wrote {args.out_plot}")
+    png = plot_path(args, f"{args.name}.png")
+    fig.savefig(png, dpi=110, bbox_inches="tight")
+    print(f"wrote {png}")
 
 
 if __name__ == "__main__":

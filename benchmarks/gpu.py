@@ -6,10 +6,10 @@ at batch 1/4/16/64 and the automatic batch size) on ``--device`` (default
 cuda) for each dtype, and records the GPU's name with every figure. Without a
 CUDA GPU it prints why and exits with status 2, writing nothing.
 
-    python benchmarks/gpu.py [--device cuda] [--dtypes float16,bfloat16] [--model DIR]
+    .venv/bin/python benchmarks/gpu.py [--device cuda] [--dtypes float16,bfloat16] [--model DIR] [--out DIR]
 
-Writes benchmarks/results/gpu.json (and the per-item files with a
-_cuda_<dtype> suffix).
+Writes gpu.json (every item and dtype in one file)
+into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import machine, save_json
+from _common import add_out_argument, machine, save_json
 
 
 def main(argv=None):
@@ -26,6 +26,7 @@ def main(argv=None):
     ap.add_argument("--dtypes", default="float16,bfloat16")
     ap.add_argument("--model", default=None)
     ap.add_argument("--repeat", type=int, default=5)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     import torch
 
@@ -48,7 +49,7 @@ def main(argv=None):
              "vs_diffusers": vs_diffusers.run_all(device=args.device, dtype=dtype, repeat=args.repeat),
              "batching": batching.run_all(model=args.model, device=args.device, dtype=dtype, repeat=args.repeat)}
         out["results"][dtype] = r
-    save_json("gpu", out)
+    save_json("gpu", out, args.out)
     return 0
 
 

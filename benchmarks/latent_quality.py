@@ -18,7 +18,7 @@ Class prompts are ``"a handwritten <word>"`` (``ldm_parts.class_prompt``).
 4. ``guided``: test digits of class a with the prompt of class b != a (b runs
    over the 9 other classes): share classified as b, share still a and SSIM to
    the input against the level; the first level at which b wins over a.
-   Plot: docs/latent_guided.png.
+   Plot: latent_guided.png.
 5. ``reference``: the authors' notebook schedule (noise at int(T level),
    dpmsolver++ with --reference-steps and pndm with twice that, posterior mode) at
    every level: that it runs, evaluations, finite output, class retention.
@@ -27,10 +27,13 @@ Class prompts are ``"a handwritten <word>"`` (``ldm_parts.class_prompt``).
    confused most often with the prompted one at guidance 3 in part 2); the same seeds as part 2, whose
    samples are reused for the cells without a negative prompt.
 
-Writes ``benchmarks/results/latent_quality.json`` and ``docs/latent_guided.png``.
+Writes ``latent_quality.json`` into ``--out`` (default ``benchmarks/out/``,
+git-ignored; rewritten after every part) and ``latent_guided.png`` into
+``--plots`` (default: the ``--out`` folder); ``--out benchmarks/results --plots
+docs`` refreshes the committed copies.
 
-    python benchmarks/latent_quality.py --threads 1          # the sizes recorded in the JSON
-    python benchmarks/latent_quality.py --quick              # tiny counts (smoke run)
+    .venv/bin/python benchmarks/latent_quality.py --threads 1          # the sizes recorded in the JSON
+    .venv/bin/python benchmarks/latent_quality.py --quick              # tiny counts (smoke run)
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import add_out_argument, machine, plot_path  # noqa: E402
+
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 TARGETS = {"text_to_image_best_share_min": 0.90}
 
@@ -67,8 +74,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out-json", default=str(ROOT / "benchmarks" / "results" / "latent_quality.json"))
-    p.add_argument("--out-plot", default=str(ROOT / "docs" / "latent_guided.png"))
+    add_out_argument(p, plots=True)
     a = p.parse_args(argv)
     if a.quick:
         a.n_t2i, a.n_inputs, a.n_guided, a.n_reference, a.n_negative = 4, 20, 10, 2, 2
@@ -152,9 +158,6 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     from boomerang.models import _resolve, load_model
     from boomerang.seeds import item_generator
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from _common import machine
-
     t_start = time.monotonic()
     timings: dict[str, float] = {}
     model_dir = _resolve(args.model, json_only=True)
@@ -192,11 +195,11 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
         return torch.cat(outs), evals
 
     res: dict = {"model": str(model_dir), "weights_sha256": model.weights_sha256, "targets": TARGETS,
-                 "settings": {k: v for k, v in vars(args).items() if k not in ("out_json", "out_plot")},
+                 "settings": {k: v for k, v in vars(args).items() if k not in ("out", "plots")},
                  "command": " ".join(["python benchmarks/latent_quality.py", *(argv if argv is not None else sys.argv[1:])]),
                  "machine": machine(), "prompt_template": class_prompt(7).replace("seven", "<word>")}
 
-    out_json = pathlib.Path(args.out_json)
+    out_json = args.out / "latent_quality.json"
 
     def save() -> None:  # after every part, so that a failure later keeps the figures so far
         import json
@@ -329,12 +332,12 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     timings["total_s"] = time.monotonic() - t_start
     save()
     print(f"wrote {out_json}")
-    plot(res, args.out_plot)
+    plot(res, plot_path(args, "latent_guided.png"))
     return 0
 
 
 def plot(res: dict, path: str) -> None:
-    """docs/latent_guided.png: guided local sampling (class a, prompt b) and own-caption retention vs level."""
+    """latent_guided.png (docs/ shows it): guided local sampling (class a, prompt b) and own-caption retention vs level."""
     import matplotlib
 
     matplotlib.use("Agg")

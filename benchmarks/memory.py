@@ -11,22 +11,21 @@ model or its architecture via --model, --threads 1); its peak RSS is read with
    inputs of one batch at a time, so memory may grow up to one batch of inputs
    (1 -> 16) but not beyond (16 -> 50); holding every input would add ~4 MB each.
 
-    python benchmarks/memory.py [--model DIR]
+    .venv/bin/python benchmarks/memory.py [--model DIR] [--out DIR]
 
-Writes benchmarks/results/memory.json.
+Writes memory.json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import ROOT, bundled_or_standin, machine, save_json
+from _common import ROOT, add_out_argument, boomerang_exe, bundled_or_standin, machine, save_json
 
 WRAP = """
 import json, resource, subprocess, sys, time
@@ -50,12 +49,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--many", type=int, default=50)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     import numpy as np
     from PIL import Image
 
     folder, desc = bundled_or_standin(args.model)
-    exe = shutil.which("boomerang") or str(ROOT / ".venv" / "bin" / "boomerang")
+    exe = boomerang_exe()
     base = [exe, "sample", "--model", folder, "--threads", "1", "--no-progress"]
     res = {"machine": machine(), "model": desc}
     rng = np.random.default_rng(0)
@@ -82,7 +82,7 @@ def main(argv=None):
     print(f"growth 1 -> 16 inputs (one batch of inputs decoded at a time): {one_batch:+.0f} MB")
     print(f"growth 16 -> {args.many} inputs: {grow:+.0f} MB ({grow / (args.many - 16):+.2f} MB per extra input; "
           "holding every input would cost ~4 MB each)")
-    save_json("memory", res)
+    save_json("memory", res, args.out)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,13 @@ Measures, with the bundled reference classifier as the only feature network
   split and the global samples, with the same distance between the test
   split and the held-out *val* split (real vs real) as the floor.
 
-Writes ``benchmarks/results/model_quality.json`` (all figures, counts,
-settings, targets and wall times) and ``docs/model_quality.png``.
+Writes ``model_quality.json`` (all figures, counts, settings, targets and wall
+times) into ``--out`` (default ``benchmarks/out/``, git-ignored) and
+``model_quality.png`` into ``--plots`` (default: the ``--out`` folder);
+``--out benchmarks/results --plots docs`` refreshes the committed copies.
 
-    python benchmarks/model_quality.py            # full run (18 min on the 2-core CPU, --threads 2)
-    python benchmarks/model_quality.py --quick    # smaller counts, recorded in the JSON
+    .venv/bin/python benchmarks/model_quality.py            # full run (18 min on the 2-core CPU, --threads 2)
+    .venv/bin/python benchmarks/model_quality.py --quick    # smaller counts, recorded in the JSON
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import add_out_argument, plot_path  # noqa: E402
+
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 TARGETS = {
     "global_confident_share_min": 0.85,
@@ -69,8 +75,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out-json", default=str(ROOT / "benchmarks" / "results" / "model_quality.json"))
-    p.add_argument("--out-plot", default=str(ROOT / "docs" / "model_quality.png"))
+    add_out_argument(p, plots=True)
     a = p.parse_args(argv)
     if a.quick:
         a.n_global, a.n_inputs, a.n_variety_inputs = min(a.n_global, 200), min(a.n_inputs, 50), min(a.n_variety_inputs, 5)
@@ -291,7 +296,7 @@ def main(argv=None) -> int:
         "model": str(model_dir.relative_to(ROOT) if model_dir.is_relative_to(ROOT) else model_dir),
         "model_weights_sha256": model.weights_sha256,
         "model_training": train_info,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out_json", "out_plot")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "plots")},
         "boomerang_sampler": f"boomerang.core.boomerang_sample, schedule exact, scheduler {args.scheduler}, "
                              f"steps budget {args.steps} (about level x {args.steps} denoiser calls)",
         "counts": {"global": n, "boomerang_inputs": int(len(chosen)), "variety_inputs": int(len(var_chosen)),
@@ -307,12 +312,13 @@ def main(argv=None) -> int:
                         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out_json = pathlib.Path(args.out_json)
+    out_json = args.out / "model_quality.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(result, indent=1))
+    png = plot_path(args, "model_quality.png")
     plot(result, g01[:64], np.stack(example_rows, 1), imgs01[[chosen[np.flatnonzero(labels[chosen] == c)[0]] for c in (0, 2, 4, 7, 9)]],
-         pathlib.Path(args.out_plot))
-    print(json.dumps({"checks": checks, "json": str(out_json), "plot": args.out_plot}, indent=1))
+         png)
+    print(json.dumps({"checks": checks, "json": str(out_json), "plot": str(png)}, indent=1))
     return 0
 
 

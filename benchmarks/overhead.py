@@ -18,9 +18,10 @@ per-pair ratios and the ratio of medians are printed beside it.
 Also printed: the bare loop with PyTorch's default (not batch-invariant)
 kernels, i.e. what bit-exact batch invariance costs.
 
-    python benchmarks/overhead.py [--model DIR] [--device cpu] [--dtype float32] [--repeat 5]
+    .venv/bin/python benchmarks/overhead.py [--model DIR] [--device cpu] [--dtype float32] [--repeat 5] [--out DIR]
 
-Target: ratio <= 1.05. Writes benchmarks/results/overhead[_<device>_<dtype>].json.
+Target: ratio <= 1.05. Writes overhead[_<device>_<dtype>].json
+into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def main(argv=None):
     out["met"] = all(r["ratio"] <= 1.05 for r in out["results"])
     print("target ratio <= 1.05:", "met" if out["met"] else "NOT met")
     suffix = "" if (args.device, args.dtype) == ("cpu", "float32") else f"_{args.device}_{args.dtype}"
-    save_json("overhead" + suffix.replace(":", ""), out)
+    save_json("overhead" + suffix.replace(":", ""), out, args.out)
 
 
 if __name__ == "__main__":

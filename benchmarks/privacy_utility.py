@@ -38,9 +38,12 @@ model and classifier were trained on; ``split.json`` of the model):
 
 Run (what produced benchmarks/results/privacy_utility.json and docs/privacy_utility.png)::
 
-    OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/privacy_utility.py > privacy_utility.log 2>&1 &
+    OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/privacy_utility.py --out benchmarks/results --plots docs > privacy_utility.log 2>&1 &
 
-``--quick`` runs a small smoke version (no files written unless ``--out`` is given).
+It writes ``privacy_utility.json`` into ``--out`` (default ``benchmarks/out/``,
+git-ignored) and ``privacy_utility.png`` into ``--plots`` (default: the
+``--out`` folder); ``--name`` names a variant run's files. ``--quick`` runs a
+small smoke version, written as ``privacy_utility_quick`` unless ``--name`` is given.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import RESULTS, machine, save_json  # noqa: E402
+from _common import add_out_argument, machine, plot_path, save_json  # noqa: E402
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -147,20 +150,21 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 sources, 2 levels, 1 seed, 1 epoch")
-    ap.add_argument("--out", default=None, help="results name (default privacy_utility; --quick: none)")
-    ap.add_argument("--plot", default=str(ROOT / "docs" / "privacy_utility.png"))
-    ap.add_argument("--replot", metavar="JSON", help="only redraw the plot and print the table from a results file")
+    ap.add_argument("--replot", metavar="JSON",
+                    help="only redraw the plot (into --plots, as <--name>.png) and print the tables from a results file")
+    add_out_argument(ap, plots=True, name="privacy_utility")
     args = ap.parse_args(argv)
     if args.replot:
         result = json.loads(pathlib.Path(args.replot).read_text())
         print(markdown_table(result))
         print()
         print(summary_table(result))
-        plot(result, pathlib.Path(args.plot))
+        plot(result, plot_path(args, f"{args.name}.png"))
         return 0
     if args.quick:
         args.n_sources, args.levels, args.seeds, args.epochs = 20, "0.5,1.0", "0", 1
-    out_name = args.out if args.out else (None if args.quick else "privacy_utility")
+        if args.name == "privacy_utility":  # a smoke run never takes the main run's file names
+            args.name = "privacy_utility_quick"
 
     import numpy as np
     import torch
@@ -292,9 +296,8 @@ def main(argv=None) -> int:
         "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/privacy_utility.py " + " ".join(argv or sys.argv[1:]),
     }
     print(markdown_table(result))
-    if out_name:
-        save_json(out_name, result)
-        plot(result, pathlib.Path(args.plot))
+    save_json(args.name, result, args.out)
+    plot(result, plot_path(args, f"{args.name}.png"))
     log(f"total {timings['total_s']} s")
     return 0
 

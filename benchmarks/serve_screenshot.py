@@ -1,14 +1,18 @@
-"""Screenshots of ``boomerang serve`` after a run: docs/serve.png (Samples tab) and
-docs/serve_sweep.png (Level sweep tab), plus the time the page took, in
-benchmarks/results/serve_screenshot.json.
+"""Screenshots of ``boomerang serve`` after a run: serve.png (Samples tab) and
+serve_sweep.png (Level sweep tab), plus the time the page took, in
+serve_screenshot.json.
 
 Starts the real command (bundled model, one torch thread) on a free local port,
 drives Debian's Chromium with Playwright as a visitor would (pick the shipped
 example 7.png, set the level, run; then the sweep), and stops the server.
 
     .venv/bin/python benchmarks/serve_screenshot.py
+    .venv/bin/python benchmarks/serve_screenshot.py --out benchmarks/results --plots docs   # refresh docs/serve*.png
 
-Needs the ``app`` and ``test`` extras and /usr/bin/chromium (scripts/setup-test-deps.sh).
+The JSON goes to ``--out`` (default ``benchmarks/out/``, git-ignored), the
+screenshots to ``--plots`` (default: the ``--out`` folder); docs/serve.md shows
+the copies in docs/. Needs the ``app`` and ``bench`` extras and /usr/bin/chromium
+(scripts/setup-test-deps.sh).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from _common import ROOT, machine, save_json
+from _common import add_out_argument, machine, plot_path, save_json
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -31,7 +35,7 @@ def main() -> None:
     ap.add_argument("--level", default="0.4")
     ap.add_argument("--num-samples", default="8")
     ap.add_argument("--sweep", default="0.1,0.3,0.5,0.7,0.9")
-    ap.add_argument("--out", default=str(ROOT / "docs"))
+    add_out_argument(ap, plots=True)
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -69,7 +73,7 @@ def main() -> None:
             page.wait_for_function("document.querySelector('#run-info').innerText.includes('t = ')")
             t_run = time.perf_counter() - t1
             page.wait_for_timeout(500)
-            page.screenshot(path=f"{args.out}/serve.png", full_page=True)
+            page.screenshot(path=str(plot_path(args, "serve.png")), full_page=True)
             page.get_by_role("tab", name="Level sweep").click()
             page.locator("#sweep-levels textarea, #sweep-levels input").first.fill(args.sweep)
             t2 = time.perf_counter()
@@ -77,7 +81,7 @@ def main() -> None:
             page.wait_for_selector("#sheet img", timeout=300_000)
             t_sweep = time.perf_counter() - t2
             page.wait_for_timeout(500)
-            page.screenshot(path=f"{args.out}/serve_sweep.png", full_page=True)
+            page.screenshot(path=str(plot_path(args, "serve_sweep.png")), full_page=True)
             b.close()
     finally:
         proc.terminate()
@@ -88,7 +92,7 @@ def main() -> None:
         "seconds_until_listening": round(t_listen, 1), "seconds_sample_run": round(t_run, 1),
         "seconds_sweep_run": round(t_sweep, 1), "machine": machine(),
     }
-    save_json("serve_screenshot", result)
+    save_json("serve_screenshot", result, args.out)
     print(result)
 
 

@@ -9,21 +9,20 @@ Each figure is the median of fresh subprocesses:
   bundled model (else its architecture with random weights, same file size)
   twice: the first call also pays diffusers' lazy imports of its model classes.
 
-    python benchmarks/startup.py [--model DIR] [--repeat 5]
+    .venv/bin/python benchmarks/startup.py [--model DIR] [--repeat 5] [--out DIR]
 
-Writes benchmarks/results/startup.json.
+Writes startup.json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
 
-from _common import ROOT, bundled_or_standin, machine, median, save_json
+from _common import ROOT, add_out_argument, boomerang_exe, bundled_or_standin, machine, median, save_json
 
 PROBE = """
 import sys, contextlib, io
@@ -61,8 +60,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--repeat", type=int, default=5)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
-    exe = shutil.which("boomerang") or str(ROOT / ".venv" / "bin" / "boomerang")
+    exe = boomerang_exe()
     res = {"machine": machine(), "repeat": args.repeat}
     for name, cmd in (("help", [exe, "--help"]), ("sample_help", [exe, "sample", "--help"])):
         med, ts = _wall(cmd, args.repeat)
@@ -91,7 +91,7 @@ def main(argv=None):
           f"(medians of {len(loads)})")
     res["met"] = res["help_s"] < 1.0 and not res["help_modules"]["torch"] and not res["sample_help_modules"]["torch"]
     print(f"target: --help < 1 s without torch: {'met' if res['met'] else 'NOT met'}")
-    save_json("startup", res)
+    save_json("startup", res, args.out)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,15 @@ cell is the median of ``--repeats`` runs with a 95% interval (t distribution
 over the runs); the last column says whether the default was within 10% of the
 best of 1 thread and all cores.
 
-    python benchmarks/threads.py --repeats 3 --out benchmarks/results/threads.json
+    .venv/bin/python benchmarks/threads.py --repeats 3
+
+Writes threads.json into ``--out`` (default ``benchmarks/out/``, git-ignored;
+``--out benchmarks/results`` refreshes the committed copy) when the whole run ends.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import pathlib
@@ -27,6 +29,9 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIGIT = ROOT / "examples" / "digits" / "7.png"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import add_out_argument, save_json  # noqa: E402
 
 
 def _busy(stop) -> None:  # one core's worth of load
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
     p.add_argument("--num-samples", type=int, default=8, help="samples of the job (default %(default)s)")
     p.add_argument("--loads", default=None,
                    help="comma-separated numbers of busy processes (default: 0, cores, 2 x cores)")
-    p.add_argument("--out", default=None, help="results JSON (default: print only)")
+    add_out_argument(p)
     args = p.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     loads = [int(v) for v in args.loads.split(",")] if args.loads else [0, cores, 2 * cores]
@@ -108,14 +113,10 @@ def main(argv=None) -> int:
     for r in rows:
         cells = [f"{r['median'][c]:.1f} s [{r['ci95'][c][0]:.1f}, {r['ci95'][c][1]:.1f}]" for c in configs]
         print(f"| {r['busy_processes']} | " + " | ".join(cells) + f" | {r['auto_vs_best']:.2f} |")
-    if args.out:
-        out = pathlib.Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        job = {"image": str(DIGIT.relative_to(ROOT)), "level": args.level, "num_samples": args.num_samples,
-               "model": "bundled", "repeats": args.repeats, "cores": cores}
-        out.write_text(json.dumps({"job": job, "rows": rows, "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                                  indent=2) + "\n")
-        print(f"wrote {out}")
+    job = {"image": str(DIGIT.relative_to(ROOT)), "level": args.level, "num_samples": args.num_samples,
+           "model": "bundled", "repeats": args.repeats, "cores": cores}
+    save_json("threads", {"job": job, "rows": rows, "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+              args.out)
     return 0
 
 

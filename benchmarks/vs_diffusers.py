@@ -13,9 +13,9 @@ also with ``batch_invariant=False`` (the pipeline's own kernels). Outputs are co
 (max |difference| in [0, 1] pixel units). In float16/bfloat16 the pipeline's VAE
 runs in that dtype (a copy) while boomerang's stays float32, as it always does.
 
-    python benchmarks/vs_diffusers.py [--device cpu] [--dtype float32] [--repeat 3]
+    .venv/bin/python benchmarks/vs_diffusers.py [--device cpu] [--dtype float32] [--repeat 3] [--out DIR]
 
-Writes benchmarks/results/vs_diffusers[_<device>_<dtype>].json.
+Writes vs_diffusers[_<device>_<dtype>].json into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     res = run_all(device=args.device, dtype=args.dtype, repeat=args.repeat, batch=args.batch, scheduler=args.scheduler)
     suffix = "" if (args.device, args.dtype) == ("cpu", "float32") else f"_{args.device}_{args.dtype}".replace(":", "")
-    save_json("vs_diffusers" + suffix, res)
+    save_json("vs_diffusers" + suffix, res, args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,155 @@
+"""Benchmark scripts follow one output rule and their documented commands work as written.
+
+* Every ``benchmarks/*.py`` that writes files takes ``--out DIR`` (and ``--plots DIR``
+  if it draws figures or screenshots), parses its flags before importing torch, and
+  by default writes into ``benchmarks/out/``, which git ignores: running a benchmark
+  never rewrites the committed ``benchmarks/results/`` or ``docs/``.
+* Every ``python benchmarks/X.py ...`` command in README.md, BENCHMARKS.md and docs/
+  runs the set-up's ``.venv/bin/python`` and uses only flags the script has.
+* The README's set-up installs the ``bench`` extra, and that extra (with the core
+  dependencies) covers every third-party module the scripts import.
+
+No benchmark runs: each script is started with ``--help`` only (well under a second each).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+# They copy a training run into src/boomerang/assets/ on purpose (their docstrings say so).
+ASSET_BUILDERS = {"bundle_assets.py", "bundle_ldm.py"}
+WRITES = re.compile(r"save_json\(|\.write_text\(|\.write_bytes\(|savefig\(|\.screenshot\(|open\([^)]*[\"'][wa]")
+PLOTS = re.compile(r"savefig\(|\.screenshot\(")
+DOCS = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+# Runs a script as `python benchmarks/X.py --help` would (its folder first on sys.path),
+# then reports whether torch was imported before argparse exited.
+_HELP = """
+import io, json, runpy, sys, contextlib
+path = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+sys.argv = [path, "--help"]
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit:
+        pass
+print(json.dumps({"help": buf.getvalue(), "torch": "torch" in sys.modules}))
+"""
+
+
+def _help(script: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _HELP, str(script), str(BENCH)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, f"{script.name} --help failed:\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, dict]:
+    with ThreadPoolExecutor(4) as pool:
+        return dict(zip((s.name for s in SCRIPTS), pool.map(_help, SCRIPTS)))
+
+
+def test_every_writing_script_takes_out_and_plots(helps):
+    writers = [s for s in SCRIPTS if WRITES.search(s.read_text(encoding="utf-8")) and s.name not in ASSET_BUILDERS]
+    assert len(writers) >= 15, [s.name for s in writers]  # the search finds the scripts at all
+    for s in writers:
+        h = helps[s.name]
+        assert "--out DIR" in h["help"], f"{s.name} has no --out DIR"
+        if PLOTS.search(s.read_text(encoding="utf-8")):
+            assert "--plots DIR" in h["help"], f"{s.name} draws figures but has no --plots DIR"
+        assert not h["torch"], f"{s.name} imports torch before parsing its flags (slow --help)"
+        src = s.read_text(encoding="utf-8")
+        for old in ("--out-json", "--out-plot", '"docs" /', "RESULTS"):
+            assert old not in src, f"{s.name} still writes by the old rule ({old})"
+
+
+def test_asset_builders_say_why_they_write_into_the_package():
+    for name in ASSET_BUILDERS:
+        doc = ast.get_docstring(ast.parse((BENCH / name).read_text(encoding="utf-8")))
+        assert "src/boomerang/assets" in doc and "on purpose" in doc, name
+
+
+def test_default_out_is_git_ignored_and_save_json_writes_there(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import _common
+
+    assert _common.OUT == BENCH / "out"
+    rel = _common.OUT.relative_to(ROOT) / "x.json"
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True, text=True)
+    if inside.returncode == 0:
+        assert subprocess.run(["git", "check-ignore", "-q", str(rel)], cwd=ROOT).returncode == 0, rel
+    else:  # an unpacked copy without .git: the pattern must still be there
+        assert "benchmarks/out/" in (ROOT / ".gitignore").read_text().splitlines()
+
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    _common.add_out_argument(ap, plots=True)
+    args = ap.parse_args([])
+    assert args.out == _common.OUT and _common.plot_path(argparse.Namespace(out=tmp_path, plots=None), "f.png") \
+        == tmp_path / "f.png"
+    args = ap.parse_args(["--out", str(tmp_path / "o"), "--plots", str(tmp_path / "p")])
+    path = _common.save_json("r", {"a": 1}, args.out)
+    assert path == tmp_path / "o" / "r.json" and json.loads(path.read_text()) == {"a": 1}
+    assert _common.plot_path(args, "f.png") == tmp_path / "p" / "f.png" and (tmp_path / "p").is_dir()
+
+
+def _commands():
+    """(file, interpreter, script, rest of the line) of every `... benchmarks/X.py ...` command in the docs."""
+    pat = re.compile(r"([\w./]*python)\s+benchmarks/(\w+\.py)([^`\n]*)")
+    for doc in DOCS:
+        for m in pat.finditer(doc.read_text(encoding="utf-8")):
+            yield doc.relative_to(ROOT), m.group(1), m.group(2), m.group(3)
+
+
+def test_documented_benchmark_commands_work_as_written(helps):
+    cmds = list(_commands())
+    assert len(cmds) >= 20, cmds
+    for doc, python, script, rest in cmds:
+        where = f"{doc}: {python} benchmarks/{script}{rest}"
+        assert python == ".venv/bin/python", f"{where}: use .venv/bin/python (the README's set-up) from the root"
+        assert script in helps, f"{where}: no such script"
+        rest = re.split(r"\s[>#|&]", rest)[0]  # a redirect or a shell comment ends the flags
+        for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", rest):
+            assert re.search(rf"(?<![\w-]){flag}\b", helps[script]["help"]), f"{where}: {script} has no {flag}"
+
+
+def _dists(spec: str) -> str:
+    return re.split(r"[<>=!\[ ;]", spec, maxsplit=1)[0].lower()
+
+
+def test_readme_setup_and_bench_extra_cover_what_the_scripts_import():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert re.search(r'\.venv/bin/pip install torch==[\d.]+ -e "\.\[bench\]"', readme)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    have = {_dists(d) for d in project["dependencies"] + project["optional-dependencies"]["bench"]}
+    # import name -> distribution; scipy comes with scikit-image
+    dist_of = {"PIL": "pillow", "skimage": "scikit-image", "scipy": "scikit-image", "sklearn": "scikit-learn"}
+    local = {"boomerang", "_common", "_tiny", *(s.stem for s in SCRIPTS)}
+    seen = set()
+    for s in SCRIPTS:
+        for node in ast.walk(ast.parse(s.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in local or top == "__future__":
+                    continue
+                seen.add(top)
+                assert dist_of.get(top, top).lower() in have, f"{s.name} imports {top}: not in the bench extra"
+    assert {"torch", "matplotlib", "playwright"} <= seen, seen
