@@ -14,7 +14,8 @@ temporary folder, then times, on the bundled model:
 * ``ray`` (with ``--ray``): the same job with ``--engine ray --workers 1``,
   including Ray's start and the actor's model load.
 
-Overhead = runner time / bare time - 1 (target <= 5%). Writes runner.json
+Overhead = runner time / bare time - 1 (target <= 5%). ``--kernels plain`` runs both
+with torch's plain kernels (the floor of issue 13; results in runner_plain.json). Writes runner.json
 into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the committed copy).
 """
 
@@ -38,6 +39,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--ray", action="store_true")
+    p.add_argument("--kernels", default="auto", choices=("auto", "invariant", "plain"),
+                   help="kernels of both the bare loop and the job (default auto = batch-invariant on the CPU); "
+                        "results of 'plain' go to runner_plain.json")
     add_out_argument(p)
     a = p.parse_args()
 
@@ -61,7 +65,7 @@ def main() -> None:
         Image.fromarray(ds.images[i, 0]).save(d / f"{i:05d}.png")
 
     t = time.perf_counter()
-    model = load(None)
+    model = load(None, kernels=a.kernels)
     load_s = time.perf_counter() - t
     plan = core.plan(model, level=a.level, steps=a.steps)
     items = scan(src).items
@@ -79,7 +83,8 @@ def main() -> None:
         out = tmp / f"out-{engine}"
         shutil.rmtree(out, ignore_errors=True)
         argv = [str(src), "--out", str(out), "--level", str(a.level), "--steps", str(a.steps), "--batch-size",
-                str(a.batch_size), "--threads", str(a.threads), "--no-progress", "--engine", engine]
+                str(a.batch_size), "--threads", str(a.threads), "--no-progress", "--engine", engine,
+                "--kernels", a.kernels]
         import boomerang.tasks.runner as R
 
         loaded = {}
@@ -108,7 +113,8 @@ def main() -> None:
     best = {k: min(v) for k, v in rows.items()}
     result = {
         "n_images": a.n, "level": a.level, "steps": a.steps, "denoiser_evals_per_image": plan.num_denoiser_evals,
-        "batch_size": a.batch_size, "threads": a.threads, "model_load_s": load_s,
+        "batch_size": a.batch_size, "threads": a.threads, "kernels": a.kernels,
+        "batch_invariant": bool(model.batch_invariant), "model_load_s": load_s,
         "seconds": rows, "images_per_s": {k: a.n / v for k, v in best.items()},
         "runner_overhead": best["runner"] / best["bare"] - 1.0,
         "seconds_per_image": {k: v / a.n for k, v in best.items()},
@@ -117,7 +123,7 @@ def main() -> None:
     if "ray" in best:
         result["ray_vs_local"] = best["ray"] / best["runner"]
     print(result)
-    save_json("runner", result, a.out)
+    save_json("runner_plain" if a.kernels == "plain" else "runner", result, a.out)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
