@@ -134,18 +134,14 @@ def relpath(ds, index: int) -> str:
 
 
 def precompute(args, ds, split, work: pathlib.Path) -> dict:
-    """Boomerang samples of every pool image at every level, and the global samples; timed.
-
-    Order (so that the smallest regime's arms can start early): Boomerang samples of the
-    images the smallest regime uses, the global samples it draws from, then the rest of
-    both. Resumable: finished files are kept and skipped.
+    """Boomerang samples of every pool image at every level (the ``augment`` command), then
+    the global samples; timed. Resumable: finished files are kept and skipped.
     """
     import torch
     from PIL import Image
 
     import boomerang
     from boomerang import core, seeds
-    from boomerang.augment import level_dirname, sample_relpath, write_manifest
     from boomerang.classifier import load_classifier
 
     K = args.samples_per_image
@@ -154,54 +150,39 @@ def precompute(args, ds, split, work: pathlib.Path) -> dict:
     first = sorted({i for s in range(args.seeds) for i in subset(pool, s, min(regimes))})
     rest = sorted({i for c in range(10) for i in pool[c]} - set(first))
     n_global = max(regimes) * 10 * K  # as many as the largest regime uses (50 per class x 10 classes x K)
-    n_global_first = min(n_global, min(regimes) * 10 * K)  # what the smallest regime uses
     in_dir, cache = work / "in", work / "cache"
     for i in first + rest:  # the augment command's input: class folders of PNGs
         p = in_dir / relpath(ds, i)
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(ds.images[i, 0]).save(p)
-    model = boomerang.load()
-    clf = load_classifier()
     timing_path = work / "precompute_timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {"boomerang_s": 0.0, "global_s": 0.0}
-    done_images: list[int] = []
 
-    def local(images):
+    def local() -> None:
+        """Every pool image's K samples at every level, with the command users run:
+        ``boomerang augment IN --level 0.2,0.4,0.6 --samples-per-image K --out CACHE`` (resumable:
+        a rerun continues the job; sample j of an image is seeded by (0, its relative path, j),
+        the same noise at every level)."""
+        import subprocess
+
+        cmd = [sys.executable, "-m", "boomerang.cli", "augment", str(in_dir), "--out", str(cache),
+               "--level", ",".join(str(lv) for lv in LEVELS), "--samples-per-image", str(K),
+               "--steps", str(args.sample_steps), "--scheduler", args.scheduler, "--seed", "0",
+               "--batch-size", str(args.chunk * K), "--threads", str(args.threads), "--no-progress"]
+        print("+", " ".join(cmd[2:]), file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        for start in range(0, len(images), args.chunk):
-            chunk = images[start:start + args.chunk]
-            todo = [lv for lv in LEVELS
-                    if not all((cache / level_dirname(lv) / sample_relpath(relpath(ds, i), j)).exists()
-                               for i in chunk for j in range(K))]
-            x0 = torch.from_numpy(np.repeat(ds.images[chunk], K, axis=0)).float() / 127.5 - 1.0  # [len*K, 1, 28, 28]
-            for lv in todo:
-                # Sample j of image i draws from item_generator(0, i, j): the same noise at every level,
-                # independent of the chunking and order (the dataset index is the image's identity).
-                gens = [seeds.item_generator(0, i, j) for i in chunk for j in range(K)]
-                out = core.boomerang_sample(model, x0, generators=gens, level=lv, steps=args.sample_steps,
-                                            scheduler=args.scheduler)
-                pix = ((out.samples.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-                for n, (i, j) in enumerate((i, j) for i in chunk for j in range(K)):
-                    p = cache / level_dirname(lv) / sample_relpath(relpath(ds, i), j)
-                    p.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = p.with_suffix(".tmp.png")
-                    Image.fromarray(pix[n, 0]).save(tmp)
-                    os.replace(tmp, p)
-            if todo:
-                print(f"boomerang: {start + len(chunk)}/{len(images)} images, {time.monotonic() - t0:.0f} s",
-                      file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        if proc.returncode != 0:
+            raise SystemExit(f"boomerang augment failed (exit {proc.returncode})")
         timing["boomerang_s"] += time.monotonic() - t0
-        done_images.extend(images)
-        for lv in LEVELS:  # the manifest of what exists so far (the augment layout)
-            rows = [{"file_name": sample_relpath(relpath(ds, i), j), "source": relpath(ds, i), "sample_index": j,
-                     "level": lv, "label": int(ds.labels[i]), "seed": seeds.item_seed(0, i, j)}
-                    for i in sorted(done_images) for j in range(K)]
-            write_manifest(cache / level_dirname(lv), rows)
-        timing["boomerang_images"] = len(done_images)
+        timing["boomerang_images"] = len(first) + len(rest)
+        timing["boomerang_command"] = "boomerang " + " ".join(cmd[4:])
         timing_path.write_text(json.dumps(timing, indent=1))
 
     def global_(start_at, stop):
+        model = boomerang.load()
+        clf = load_classifier()
         gdir = work / "global"
         gdir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
@@ -226,10 +207,8 @@ def precompute(args, ds, split, work: pathlib.Path) -> dict:
         timing["global_samples"] = stop
         timing_path.write_text(json.dumps(timing, indent=1))
 
-    local(first)
-    global_(0, n_global_first)
-    local(rest)
-    global_(n_global_first, n_global)
+    local()
+    global_(0, n_global)
     return timing
 
 

@@ -107,7 +107,7 @@ class ModelCache:
                 from boomerang import api
 
                 s = self.spec
-                self._model = api.load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, kernels=s.kernels)
+                self._model = api.load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
             return self._model
 
 
