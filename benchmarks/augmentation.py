@@ -71,7 +71,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--stage", choices=("precompute", "train", "report", "all"), default="all")
     p.add_argument("--work", default=str(ROOT / "runs" / "augmentation"), help="cache and per-run results")
-    p.add_argument("--seeds", type=int, default=5, help="training seeds (= subsets) per arm and regime")
+    p.add_argument("--seeds", type=int, default=20, help="training seeds (= subsets) per arm and regime")
     p.add_argument("--pool-per-class", type=int, default=50, help="images per class the subsets are drawn from")
     p.add_argument("--samples-per-image", type=int, default=4, help="K: Boomerang samples per image and level")
     p.add_argument("--p", type=float, default=0.5, help="probability that an item shows a generated image")
@@ -177,7 +177,7 @@ def precompute(args, ds, split, work: pathlib.Path) -> dict:
             raise SystemExit(f"boomerang augment failed (exit {proc.returncode})")
         timing["boomerang_s"] += time.monotonic() - t0
         timing["boomerang_images"] = len(first) + len(rest)
-        timing["boomerang_command"] = "boomerang " + " ".join(cmd[4:])
+        timing["boomerang_command"] = "boomerang " + " ".join(cmd[3:])
         timing_path.write_text(json.dumps(timing, indent=1))
 
     def global_(start_at, stop):
