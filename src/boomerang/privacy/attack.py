@@ -155,7 +155,8 @@ class LinkageReport:
             label = str(b["from"]) if b["from"] == b["to"] else f"{b['from']}-{b['to']}"
             lines.append(f"  {label:>12}: {b['count']}")
         if self.skipped:
-            lines.append(f"skipped: {len(self.skipped)} (listed in the JSON report)")
+            names = ", ".join(str(sk["file"]) for sk in self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else "")
+            lines.append(f"skipped: {len(self.skipped)} ({names}; reasons in the --json report)")
         return "\n".join(lines)
 
 

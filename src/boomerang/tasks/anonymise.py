@@ -97,7 +97,7 @@ class AnonymiseTask(Task):
         "captions carried through) under opaque names. Higher levels hide the source better and keep less of it; "
         "measure with boomerang audit-privacy. This is not differential privacy (see docs/privacy.md)."
     )
-    defaults: dict = {"num_samples": 1}
+    defaults: dict = {"num_samples": 1, "level_required": True}
 
     def parser_kwargs(self) -> dict:
         return {"epilog": (

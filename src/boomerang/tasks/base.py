@@ -79,11 +79,13 @@ class Context:
 def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     """The sampling flags every task shares, with defaults from :class:`SampleSettings`
     (``defaults`` overrides them per task, e.g. ``num_samples=1``)."""
+    level_required = bool(defaults.pop("level_required", False))
     d = {f: SampleSettings.__dataclass_fields__[f].default for f in SampleSettings.__dataclass_fields__}
     d.update(defaults)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--level", default=d["level"],
-                   help=f"noise level in [0, 1], or a comma-separated list such as 0.2,0.5,0.8 (default {DEFAULT_LEVEL})")
+                   help="noise level in [0, 1], or a comma-separated list such as 0.2,0.5,0.8 "
+                        + ("(required: no default)" if level_required else f"(default {d['level'] or DEFAULT_LEVEL})"))
     g.add_argument("--timestep", default=None,
                    help="training timestep(s) in [0, T-1] instead of --level (comma-separated list allowed)")
     p.add_argument("--num-samples", default=d["num_samples"], help="samples per image and level (default %(default)s)")

@@ -131,6 +131,8 @@ def scan(root, layout: str = "auto") -> Layout:
             or no images at all.
     """
     root = Path(root)
+    if not root.exists():
+        raise SettingError(f"`input` {root}: no such file or folder. Check the path (quote it if it contains spaces).")
     if not root.is_dir():
         raise SettingError(f"`input` {root} is not a folder (a dataset job reads a folder of images)")
     if layout not in LAYOUTS:
