@@ -140,7 +140,10 @@ def test_output_inside_input_and_bad_flags_are_refused(tmp_path, tiny_pixel_dir,
     assert "--level" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert main_for(Task(), [str(tmp_path / "nope"), *_args(tiny_pixel_dir, tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "IN_DIR" in err and "nope is not a folder" in err
+    assert "IN_DIR" in err and "nope: no such file or folder" in err
+    (tmp_path / "file.png").write_bytes(b"x")
+    assert main_for(Task(), [str(tmp_path / "file.png"), *_args(tiny_pixel_dir, tmp_path / "o")]) == 2
+    assert "file.png is not a folder" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- kills
