@@ -125,3 +125,17 @@ def test_karras_config_refused_on_the_exact_grid_honoured_on_the_schedulers_own(
     out = boomerang_sample(model, x, generators=gens([0]), level=1.0, steps=10, scheduler=name, schedule="img2img")
     assert list(out.plan.timesteps) == [int(t) for t in sched.timesteps]  # the config's own grid, all of it
     assert out.scheduler_config["use_karras_sigmas"] is True
+
+
+@pytest.mark.parametrize("name,schedule", [("ddpm", "img2img"), ("ddim", "reference"), ("pndm", "img2img"),
+                                           ("ddpm", "exact")])
+def test_karras_config_is_refused_by_schedulers_that_ignore_it(karras_pixel_dir, name, schedule):
+    """diffusers keeps use_karras_sigmas in any scheduler's config but only some use it: the
+    others are refused by name instead of sampling silently on their plain grid."""
+    from boomerang.core import plan
+
+    model = load_model(karras_pixel_dir)
+    with pytest.raises(ValueError, match=f"use_karras_sigmas=true, which `?scheduler`? {name} does not use"):
+        plan(model, level=0.5, steps=10, scheduler=name, schedule=schedule)
+    with pytest.raises(ValueError, match="use_karras_sigmas=true"):
+        plan(model, steps=10, scheduler=name, from_noise=True)

@@ -47,6 +47,7 @@ from boomerang.levels import NoisePlan
 from boomerang.schedulers import (
     CUSTOM_GRID_SCHEDULERS,
     SCHEDULER_NAMES,
+    check_sigma_spacing_supported,
     make_scheduler,
     set_grid,
     step_kwargs,
@@ -214,6 +215,7 @@ def plan(
             "only `scheduler` ddpm can use it"
         )
     sched = make_scheduler(scheduler, config)
+    check_sigma_spacing_supported(scheduler, sched)  # never a silently ignored Karras (or other) spacing
     T = int(sched.config.num_train_timesteps)
     alphas = sched.alphas_cumprod
 

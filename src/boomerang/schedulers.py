@@ -44,7 +44,9 @@ Sigma spacing. A model's scheduler config may ask for Karras, exponential,
 beta or Lu-lambda sigmas (``use_karras_sigmas`` ...). Those choose their own
 timesteps, so the exact grid cannot honour them: :func:`set_grid` refuses with
 one message. The img2img / reference schedules and from-noise sampling use the
-scheduler's own grid and honour the config as it is; it is never changed.
+scheduler's own grid and honour the config as it is; it is never changed. A
+scheduler whose class does not take the key (ddpm, ddim, pndm) would ignore it:
+:func:`check_sigma_spacing_supported` refuses that on every schedule.
 
 Deterministic solvers (ddim with eta=0, euler, dpmsolver++, pndm, heun,
 dpmsolver, lms, unipc, deis, kdpm2) get the variety between samples only from
@@ -305,6 +307,28 @@ def sigma_spacing(scheduler) -> str | None:
         if scheduler.config.get(key):
             return key
     return None
+
+
+def check_sigma_spacing_supported(name: str, scheduler) -> None:
+    """Refuse a sigma spacing (``use_karras_sigmas`` ...) that the scheduler's class does not take.
+
+    diffusers keeps such a key in the config of any scheduler but only the classes whose
+    constructor takes it use it; the others would silently sample on their plain grid.
+
+    Raises:
+        SettingError: naming the key, the scheduler, and the schedulers that honour it.
+    """
+    from boomerang.errors import SettingError
+
+    key = sigma_spacing(scheduler)
+    if key is None or key in inspect.signature(type(scheduler).__init__).parameters:
+        return
+    takes = [n for n, c in _CLASSES.items() if key in inspect.signature(c.__init__).parameters]
+    raise SettingError(
+        f"the model's scheduler config asks for {key}=true, which `scheduler` {name} does not use (diffusers "
+        f"would ignore it and sample on the plain grid); use `scheduler` {' / '.join(takes) or '(none here)'}"
+        f" with `schedule` img2img or reference, or set \"{key}\": false in the model's scheduler_config.json"
+    )
 
 
 def check_exact_grid(scheduler) -> None:
