@@ -125,6 +125,10 @@ def test_nan_weights_exit_2_name_the_dtype_and_the_tensor_and_leave_no_image(tin
     assert len(line.splitlines()) == 1 and "--dtype float32" in line and "unet.conv_out.bias" in line
     assert "run again with --dtype float32" not in line  # already float32
     assert not out.exists()
+    # in bfloat16 too, the damaged tensor is named (float32 would not help)
+    rc, err = _run([str(digit), "--model", str(nan), "--level", "0.5", "--dtype", "bfloat16", "--out", str(out),
+                    *COMMON], capsys)
+    assert rc == 2 and "--dtype bfloat16" in err and "unet.conv_out.bias" in err and "run again with" not in err
 
 
 def test_overflow_in_float32_says_float32_is_already_in_use(tiny_pixel_dir, tmp_path, digit, capsys):

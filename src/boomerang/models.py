@@ -165,16 +165,12 @@ def nonfinite_message(model, where: str = "the model") -> str:
         where: which output was not finite, e.g. ``'the UNet'``, ``'the VAE decoder'``.
 
     The message marks the parameter in backticks (a :class:`SettingError` template: the
-    library says ``dtype``, the CLI ``--dtype``). float16 / bfloat16: try float32 (bfloat16 from float16). float32:
-    if some weights are themselves NaN/inf the message names them (a damaged
-    weights file); otherwise the model overflows even in float32.
+    library says ``dtype``, the CLI ``--dtype``). Weights that are themselves NaN/inf
+    are named first, whatever the dtype (a damaged weights file). Otherwise float16 /
+    bfloat16: try float32 (bfloat16 from float16); float32: the model overflows even there.
     """
     dtype = model if isinstance(model, str) else getattr(model, "dtype", "float32")
     head = f"{where} produced NaN or infinite values with `dtype` {dtype}"
-    if dtype == "float16":
-        return f"{head}; float16 overflows in some models: run again with `dtype` float32 (or bfloat16 on a GPU that has it)"
-    if dtype == "bfloat16":
-        return f"{head}; run again with `dtype` float32"
     bad = []
     if not isinstance(model, str):
         for comp in ("unet", "vae", "text_encoder"):
@@ -186,9 +182,13 @@ def nonfinite_message(model, where: str = "the model") -> str:
             for name, t in net.state_dict().items():
                 if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                     bad.append(f"{comp}.{name}")
-    if bad:
+    if bad:  # damaged weights first: no dtype would help
         return (f"{head}: {len(bad)} weight tensor(s) hold NaN/inf ({_names(bad)}); the weights file is damaged: "
                 "download or export the model again")
+    if dtype == "float16":
+        return f"{head}; float16 overflows in some models: run again with `dtype` float32 (or bfloat16 on a GPU that has it)"
+    if dtype == "bfloat16":
+        return f"{head}; run again with `dtype` float32"
     return (f"{head} (already the widest dtype): the model's weights or its scheduler config do not fit this "
             "input; check the model with another image, `scheduler` ddpm, or a lower `level`")
 
