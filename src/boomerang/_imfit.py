@@ -26,6 +26,7 @@ from boomerang._imread import (
     _open_file,
     read_image,
 )
+from boomerang.metrics import quantize8
 
 __all__ = [
     "to_model_channels",
@@ -127,7 +128,7 @@ class FittedImage:
             res = np.asarray(self._restore(out), dtype=np.float32)
             res = np.clip(res, 0.0, 1.0, out=res if res.flags.writeable and res.base is None else None)
             if np.dtype(dtype) == np.uint8:
-                res = _quantize8(res)
+                res = quantize8(res)
         w, h = self.original_size
         assert res.shape[:2] == (h, w), (res.shape, self.original_size)
         return res[..., 0] if squeeze else res
@@ -210,11 +211,6 @@ def fit_for_model(
     return FittedImage(model, original, "pad", pad=(ph, pw), _restore=lambda out: out[:h, :w].copy())
 
 
-def _quantize8(x: np.ndarray) -> np.ndarray:
-    """float in [0, 1] -> uint8 ``rint(clip(x, 0, 1) * 255)``, as images are written."""
-    return np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
-
-
 def _resize(x: np.ndarray, height: int, width: int, dtype=np.float32) -> np.ndarray:
     """(H, W, C) float32 -> (height, width, C) ``dtype``, Lanczos per channel in mode F
     (written channel by channel into one array: memory ~ the output once). Values are
@@ -236,7 +232,7 @@ def _resize(x: np.ndarray, height: int, width: int, dtype=np.float32) -> np.ndar
                                  box=(0.0, y0 * scale, float(x.shape[1]), y1 * scale))
             strip = np.asarray(img, dtype=np.float32)
             # Lanczos overshoots slightly at sharp edges; keep the [0, 1] contract.
-            out[y0:y1, :, c] = _quantize8(strip) if as_bytes else np.clip(strip, 0.0, 1.0)
+            out[y0:y1, :, c] = quantize8(strip) if as_bytes else np.clip(strip, 0.0, 1.0)
             del img, strip
     return out
 
@@ -380,7 +376,7 @@ def _read_large(path: Path, bg: np.ndarray, max_pixels: int | None, channels: in
     for y in range(0, h, _STRIP_ROWS):
         part = _from_pil(img.crop((0, y, w, min(h, y + _STRIP_ROWS))), name, path, bg)
         strip = to_model_channels(part.pixels, channels)
-        reference[y:y + part.height] = _quantize8(strip) if as_bytes else strip
+        reference[y:y + part.height] = quantize8(strip) if as_bytes else strip
     del img
     loaded = LoadedImage(
         pixels=_hollow((h, w, 3)), size=(w, h), bit_depth=small.bit_depth, is_grayscale=small.is_grayscale,
