@@ -18,7 +18,18 @@ bundled reference classifier against the true labels (95% Wilson interval),
 PSNR and SSIM to the ground truth (mean and 95% interval over digits),
 consistency error (mean |box-downsampled 8-bit output - input| in 8-bit
 units) and, for 8x, the seam score (mean |gradient| across window borders /
-mean |gradient| elsewhere; 1.0 = no seam).
+mean |gradient| elsewhere; 1.0 = no seam). Every method is scored on the same
+digits, so each is also compared with bicubic digit by digit
+(:func:`paired_difference`): the accuracy difference with a 95% paired
+bootstrap interval over digits, the discordant counts and the exact McNemar
+p-value (``vs_bicubic`` in the JSON; ``--table`` prints a second table).
+
+Digits: the test split in class-balanced order (0, 1, ..., 9, 0, 1, ...;
+500 digits). 4x takes the first ``--n-digits``; the 8x sheets take the next
+``64 * --sheets`` from position ``--first-sheet-digit`` (default: right after
+the 4x digits, so the README's sheet is positions 150-213). ``--no-4x`` runs
+only the 8x part (the sheets still start at ``--n-digits`` unless
+``--first-sheet-digit`` says otherwise); ``--no-8x`` only the 4x part.
 
 Writes ``enhance.json`` into ``--out`` (default ``benchmarks/out/``, git-ignored)
 and ``enhance.png`` into ``--plots`` (default: the ``--out`` folder); ``--name``
@@ -27,6 +38,8 @@ names a variant run's files instead (``enhance_high_levels.json``, ...).
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/enhance.py        # the run in README (see JSON for the time)
     .venv/bin/python benchmarks/enhance.py --quick                  # 40 digits, 1 sheet
     .venv/bin/python benchmarks/enhance.py --table --out benchmarks/results   # README's table
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/enhance.py --no-4x --sheets 5 --levels 0.3,0.4,0.5 \
+        --consistency-levels 0.5 --colour-fix-levels "" --out benchmarks/results --name enhance_8x_sheets
 
 ``--out benchmarks/results --plots docs`` refreshes the committed results and figure.
 """
@@ -51,6 +64,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n-digits", type=int, default=150, help="test digits for 4x (class-balanced)")
     p.add_argument("--sheets", type=int, default=1, help="8x8 sheets of test digits for 8x")
+    p.add_argument("--first-sheet-digit", type=int, default=None,
+                   help="position in the class-balanced test order where the 8x sheets start (default: --n-digits)")
+    p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples of the paired comparison with bicubic")
     p.add_argument("--levels", default="0.1,0.2,0.3,0.4,0.5")
     p.add_argument("--consistency-levels", default="0.3,0.5")
     p.add_argument("--colour-fix-levels", default="0.3")
@@ -62,13 +78,61 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="40 digits, 1 sheet")
-    p.add_argument("--no-8x", action="store_true")
+    p.add_argument("--no-8x", action="store_true", help="run only the 4x part")
+    p.add_argument("--no-4x", action="store_true", help="run only the 8x part")
     p.add_argument("--table", action="store_true", help="only print the Markdown table of <--out>/<--name>.json (for README)")
     add_out_argument(p, plots=True, name="enhance")
     a = p.parse_args(argv)
     if a.quick:
         a.n_digits, a.sheets = min(a.n_digits, 40), min(a.sheets, 1)
+    if a.no_4x and a.no_8x:
+        p.error("--no-4x and --no-8x leave nothing to run; drop one of them")
+    if a.first_sheet_digit is None:
+        a.first_sheet_digit = a.n_digits
+    if a.sheets < 1 or a.first_sheet_digit < 0 or a.first_sheet_digit + 64 * a.sheets > N_TEST:
+        p.error(f"--sheets {a.sheets} from --first-sheet-digit {a.first_sheet_digit} needs digits "
+                f"{a.first_sheet_digit}-{a.first_sheet_digit + 64 * a.sheets - 1} of the {N_TEST} test digits; "
+                "use fewer sheets or an earlier start")
+    if a.n_boot < 100:
+        p.error("--n-boot must be at least 100")
     return a
+
+
+N_TEST = 500  # test digits of mnist5k's split (50 per class); checked against the split at run time
+
+
+def paired_difference(correct_a, correct_b, n_boot: int = 10_000, seed: int = 0) -> dict:
+    """Accuracy of method A minus that of method B scored on the same digits (a paired comparison).
+
+    ``correct_a``, ``correct_b``: [N] booleans (or 0/1), digit i right by A / by B.
+    Returns ``difference`` = (a_only - b_only) / N, its 95% percentile interval
+    ``ci95`` from ``n_boot`` paired bootstrap resamples of the N digits (seeded;
+    each resample draws N digits with replacement, keeping A's and B's outcome on
+    a digit together), the counts ``both``, ``neither``, ``a_only``, ``b_only``
+    (the discordant pairs), and ``mcnemar_p``: the exact two-sided McNemar test,
+    P(a binomial(a_only + b_only, 1/2) count is at least as far from its mean),
+    1.0 when there are no discordant pairs. Raises ValueError if the lengths
+    differ or are 0.
+    """
+    import math
+
+    a = np.asarray(correct_a, dtype=bool).ravel()
+    b = np.asarray(correct_b, dtype=bool).ravel()
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"paired_difference: correct_a and correct_b must have the same non-zero length "
+                         f"(got {a.size} and {b.size})")
+    n = a.size
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    m = a_only + b_only
+    k = min(a_only, b_only)
+    p = min(1.0, 2.0 * sum(math.comb(m, i) for i in range(k + 1)) / 2.0 ** m) if m else 1.0
+    # a digit's paired outcome is +1 (A only), -1 (B only) or 0, so a resample is a multinomial draw of the three
+    counts = np.random.default_rng(seed).multinomial(n, [a_only / n, b_only / n, 1.0 - m / n], size=n_boot)
+    diffs = (counts[:, 0] - counts[:, 1]) / n
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return {"difference": round((a_only - b_only) / n, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
+            "both": int((a & b).sum()), "neither": int((~a & ~b).sum()), "a_only": a_only, "b_only": b_only,
+            "mcnemar_p": round(p, 6), "n": n, "n_boot": n_boot}
 
 
 def wilson(k: int, n: int) -> list[float]:
@@ -121,6 +185,15 @@ def table(results: dict) -> str:
             seam = r.get("seam_score")
             lines.append(f"| {label} | {name} | {pct(r)} | {num(r['psnr_db'], '.2f')} | {num(r['ssim'], '.3f')} | "
                          f"{num(r['consistency_error_8bit'], '.2f')} | {'-' if seam is None else f'{seam:.3f}'} |")
+    paired = [(label, name, r["vs_bicubic"]) for key, label in (("x4", "4x (7->28)"), ("x8", "8x tiled (28->224)"))
+              for name, r in results.get(key, {}).get("methods", {}).items() if r.get("vs_bicubic")]
+    if paired:  # runs before the paired comparison was added have none
+        lines += ["", "| setting | method vs bicubic (same digits) | right by both | method only | bicubic only | "
+                  "difference, points [95% CI] | exact McNemar p |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for label, name, d in paired:
+            lo, hi = d["ci95"]
+            lines.append(f"| {label} | {name} | {d['both']} | {d['a_only']} | {d['b_only']} | "
+                         f"{100 * d['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {d['mcnemar_p']:.2g} |")
     return "\n".join(lines)
 
 
@@ -160,6 +233,8 @@ def main(argv=None) -> int:
     # class-balanced order: 0,1,...,9,0,1,... over the test split
     per = [test[labels_all == c] for c in range(10)]
     order = [int(per[c][i]) for i in range(min(len(x) for x in per)) for c in range(10)]
+    if len(order) != N_TEST:
+        raise SystemExit(f"enhance.py: the split has {len(order)} class-balanced test digits, not {N_TEST}")
     imgs01 = ds.images[:, 0].astype(np.float32) / 255.0
 
     levels = [float(x) for x in args.levels.split(",") if x]
@@ -186,7 +261,7 @@ def main(argv=None) -> int:
             psnr = [peak_signal_noise_ratio(g, o, data_range=1.0) for g, o in zip(cg, co)]
         ssim = [structural_similarity(g, o, data_range=1.0, win_size=7) for g, o in zip(cg, co)]
         return {"accuracy": round(k / len(labels), 4), "accuracy_ci95": wilson(k, len(labels)), "correct": k,
-                "n": int(len(labels)), "psnr_db": mean_ci(psnr), "ssim": mean_ci(ssim),
+                "n": int(len(labels)), "correct_by_digit": "".join("1" if v else "0" for v in pred == labels), "psnr_db": mean_ci(psnr), "ssim": mean_ci(ssim),
                 "consistency_error_8bit": mean_ci(cons)}
 
     def run(name, kw, gt: np.ndarray, low: np.ndarray, factor: int, tile_overlap=None, first_index=0):
@@ -211,26 +286,37 @@ def main(argv=None) -> int:
                                                  "degradation": "box average (Pillow-equivalent block mean)"}}
     outputs: dict = {}
 
+    def vs_bicubic(block: dict) -> None:
+        """Add each method's paired comparison with bicubic (same digits) to its entry."""
+        base = block["methods"].get("bicubic")
+        for name, r in block["methods"].items():
+            if base is not None and name not in ("bicubic", "ground truth"):
+                r["vs_bicubic"] = paired_difference([c == "1" for c in r["correct_by_digit"]],
+                                                    [c == "1" for c in base["correct_by_digit"]],
+                                                    n_boot=args.n_boot, seed=args.seed)
+
     # ---- 4x: 28 -> 7 -> 28
     idx = np.array(order[: args.n_digits])
     gt4 = imgs01[idx]
     lab4 = ds.labels[idx]
     low4 = box_down(gt4, 4)
-    results["x4"] = {"n_digits": len(idx), "methods": {}}
-    for name, kw in methods:
-        out, secs, evals = run(name, kw, gt4, low4, 4)
-        r = score(out, gt4, low4, 4, lambda a: a, lab4) | {"seconds": secs, "window_evals_per_image": evals}
-        results["x4"]["methods"][name] = r
-        outputs[("x4", name)] = out[:8]
-        print(f"4x {name:32s} acc {r['accuracy']:.3f} {r['accuracy_ci95']} psnr {r['psnr_db']['mean'] or float('inf'):.2f} "
-              f"ssim {r['ssim']['mean']:.3f} cons {r['consistency_error_8bit']['mean']:.2f} ({secs}s)", flush=True)
+    if not args.no_4x:
+        results["x4"] = {"n_digits": len(idx), "order_positions": [0, len(idx)],
+                         "test_indices": [int(i) for i in idx], "methods": {}}
+        for name, kw in methods:
+            out, secs, evals = run(name, kw, gt4, low4, 4)
+            r = score(out, gt4, low4, 4, lambda a: a, lab4) | {"seconds": secs, "window_evals_per_image": evals}
+            results["x4"]["methods"][name] = r
+            outputs[("x4", name)] = out[:8]
+            print(f"4x {name:32s} acc {r['accuracy']:.3f} {r['accuracy_ci95']} psnr {r['psnr_db']['mean'] or float('inf'):.2f} "
+                  f"ssim {r['ssim']['mean']:.3f} cons {r['consistency_error_8bit']['mean']:.2f} ({secs}s)", flush=True)
+        vs_bicubic(results["x4"])
 
     # ---- 8x tiled: 224x224 sheets of 8x8 digits -> 28x28 -> 224x224
     if not args.no_8x:
         n_sheet = 64
-        sidx = np.array(order[args.n_digits: args.n_digits + n_sheet * args.sheets])
-        if len(sidx) < n_sheet * args.sheets:
-            sidx = np.array(order[: n_sheet * args.sheets])
+        first = args.first_sheet_digit
+        sidx = np.array(order[first: first + n_sheet * args.sheets])  # length checked in parse_args
         digits = imgs01[sidx].reshape(args.sheets, 8, 8, 28, 28)
         gt8 = digits.transpose(0, 1, 3, 2, 4).reshape(args.sheets, 224, 224)
         lab8 = ds.labels[sidx]
@@ -241,7 +327,8 @@ def main(argv=None) -> int:
 
         overlap = 7 if args.tile_overlap is None else args.tile_overlap
         starts = tile_starts(224, 28, overlap)
-        results["x8"] = {"n_sheets": args.sheets, "n_digits": len(sidx), "tile": 28, "overlap": overlap,
+        results["x8"] = {"n_sheets": args.sheets, "n_digits": len(sidx), "order_positions": [first, first + len(sidx)],
+                         "test_indices": [int(i) for i in sidx], "tile": 28, "overlap": overlap,
                          "windows_per_step": len(starts) ** 2, "methods": {}}
         for name, kw in methods:
             out, secs, evals = run(name, kw, gt8, low8, 8, tile_overlap=overlap, first_index=10_000)
@@ -252,8 +339,15 @@ def main(argv=None) -> int:
             print(f"8x {name:32s} acc {r['accuracy']:.3f} {r['accuracy_ci95']} psnr {r['psnr_db']['mean'] or float('inf'):.2f} "
                   f"ssim {r['ssim']['mean']:.3f} cons {r['consistency_error_8bit']['mean']:.2f} "
                   f"seam {r['seam_score']:.3f} ({secs}s)", flush=True)
+        vs_bicubic(results["x8"])
+        for name, r in results["x8"]["methods"].items():
+            if "vs_bicubic" in r:
+                d = r["vs_bicubic"]
+                print(f"8x {name:32s} vs bicubic {100 * d['difference']:+.1f} points [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
+                      f"({d['a_only']} only by it, {d['b_only']} only by bicubic; McNemar p {d['mcnemar_p']:.3g})")
         outputs[("x8", "input")], outputs[("x8", "truth")] = low8[:1], gt8[:1]
-    outputs[("x4", "input")], outputs[("x4", "truth")] = low4[:8], gt4[:8]
+    if not args.no_4x:
+        outputs[("x4", "input")], outputs[("x4", "truth")] = low4[:8], gt4[:8]
 
     results["wall_seconds"] = round(time.monotonic() - t_start, 1)
     from _common import machine, save_json
@@ -271,7 +365,8 @@ def plot(outputs, results, args, c_levels, levels):
     import matplotlib.pyplot as plt
 
     # columns: input, bicubic, two enhanced settings, truth
-    best_c = max(c_levels, key=lambda lv: results["x4"]["methods"][f"enhance+consistency L={lv:g}"]["accuracy"]) if c_levels else None
+    key = "x4" if "x4" in results else "x8"  # the setting that picks the consistency level shown
+    best_c = max(c_levels, key=lambda lv: results[key]["methods"][f"enhance+consistency L={lv:g}"]["accuracy"]) if c_levels else None
     cols = [("input", "input (7x7)"), ("bicubic", "bicubic")]
     lo = min(levels) if levels else None
     if lo is not None:
@@ -279,7 +374,7 @@ def plot(outputs, results, args, c_levels, levels):
     if best_c is not None:
         cols.append((f"enhance+consistency L={best_c:g}", f"+consistency L={best_c:g}"))
     cols.append(("truth", "ground truth"))
-    n = outputs[("x4", "bicubic")].shape[0]
+    n = outputs[("x4", "bicubic")].shape[0] if ("x4", "bicubic") in outputs else 0
     has8 = ("x8", "bicubic") in outputs
     fig = plt.figure(figsize=(2.0 * len(cols), 1.1 * n / 2 + (2.6 if has8 else 0)))
     rows4 = (n + 1) // 2
@@ -296,7 +391,8 @@ def plot(outputs, results, args, c_levels, levels):
             ax.imshow(outputs[("x8", key)][0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(("8x: " if j == 0 else "") + title.replace("7x7", "28x28"), fontsize=7, loc="left")
-    fig.suptitle("4x (7->28, top) and tiled 8x (28->224, bottom) enhancement of test digits", fontsize=8)
+    fig.suptitle("4x (7->28, top) and tiled 8x (28->224, bottom) enhancement of test digits" if n else
+                 "tiled 8x (28->224) enhancement of test digits (first sheet)", fontsize=8)
     png = plot_path(args, f"{args.name}.png")
     fig.savefig(png, dpi=110, bbox_inches="tight")
     print(f"wrote {png}")
