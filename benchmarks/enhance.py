@@ -81,6 +81,9 @@ def parse_args(argv=None):
     p.add_argument("--no-8x", action="store_true", help="run only the 4x part")
     p.add_argument("--no-4x", action="store_true", help="run only the 8x part")
     p.add_argument("--table", action="store_true", help="only print the Markdown table of <--out>/<--name>.json (for README)")
+    p.add_argument("--without", default=None, metavar="START-END",
+                   help="with --table: also compare with bicubic on the 8x digits outside these positions of the "
+                        "class-balanced order (e.g. 150-213, the sheet the levels were chosen on)")
     add_out_argument(p, plots=True, name="enhance")
     a = p.parse_args(argv)
     if a.quick:
@@ -95,6 +98,14 @@ def parse_args(argv=None):
                 "use fewer sheets or an earlier start")
     if a.n_boot < 100:
         p.error("--n-boot must be at least 100")
+    if a.without is not None:
+        try:
+            lo, hi = (int(v) for v in a.without.split("-"))
+        except ValueError:
+            p.error(f"--without {a.without!r}: give two positions as START-END, e.g. 150-213")
+        if not 0 <= lo <= hi < N_TEST:
+            p.error(f"--without {a.without}: need 0 <= START <= END < {N_TEST}")
+        a.without = (lo, hi)
     return a
 
 
@@ -169,8 +180,10 @@ def seam_score(imgs: np.ndarray, starts: list[int], tile: int) -> float:
     return float(across.mean() / inside.mean())
 
 
-def table(results: dict) -> str:
-    """The README table: one row per method and setting."""
+def table(results: dict, without: tuple[int, int] | None = None, n_boot: int = 10_000, seed: int = 0) -> str:
+    """The README table: one row per method and setting; then, where the results have them, each
+    method's paired comparison with bicubic, and with ``without = (start, end)`` the 8x comparison
+    again on the digits outside those class-balanced-order positions (inclusive)."""
     def pct(r):
         lo, hi = r["accuracy_ci95"]
         return f"{100 * r['accuracy']:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]"
@@ -194,6 +207,23 @@ def table(results: dict) -> str:
             lo, hi = d["ci95"]
             lines.append(f"| {label} | {name} | {d['both']} | {d['a_only']} | {d['b_only']} | "
                          f"{100 * d['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {d['mcnemar_p']:.2g} |")
+    x8 = results.get("x8", {})
+    if without is not None and "order_positions" in x8 and "bicubic" in x8["methods"]:
+        pos = np.arange(*x8["order_positions"])
+        keep = (pos < without[0]) | (pos > without[1])
+        base = np.array([c == "1" for c in x8["methods"]["bicubic"]["correct_by_digit"]])[keep]
+        lines += ["", f"8x digits outside positions {without[0]}-{without[1]} ({int(keep.sum())} digits; "
+                  f"bicubic {100 * base.mean():.1f}%):", "",
+                  "| method | accuracy % | method only | bicubic only | difference, points [95% CI] | exact McNemar p |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for name, r in x8["methods"].items():
+            if name in ("bicubic", "ground truth"):
+                continue
+            c = np.array([v == "1" for v in r["correct_by_digit"]])[keep]
+            d = paired_difference(c, base, n_boot=n_boot, seed=seed)
+            lo, hi = d["ci95"]
+            lines.append(f"| {name} | {100 * c.mean():.1f} | {d['a_only']} | {d['b_only']} | "
+                         f"{100 * d['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {d['mcnemar_p']:.2g} |")
     return "\n".join(lines)
 
 
@@ -206,7 +236,7 @@ def main(argv=None) -> int:
         if not path.is_file():
             raise SystemExit(f"enhance.py --table: no {path}; run the benchmark first, or pass "
                              "--out benchmarks/results for the committed results")
-        print(table(json.loads(path.read_text())))
+        print(table(json.loads(path.read_text()), without=args.without, n_boot=args.n_boot, seed=args.seed))
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch

@@ -98,3 +98,20 @@ def test_table_prints_the_paired_comparison(bench):
     # results without paired comparisons (the older runs) print only the first table
     del results["x8"]["methods"]["enhance L=0.4"]["vs_bicubic"]
     assert "McNemar" not in bench.table(results)
+
+
+def test_table_without_a_range_of_positions(bench):
+    # 8x digits at order positions 10-19; positions 10-14 dropped, leaving 15-19:
+    # bicubic right on 15, 16; the method on 15, 17, 18, 19 -> 3 method only, 1 bicubic only, +40 points,
+    # p = 2 * (1 + 4) / 16
+    row = {"accuracy": 0.5, "accuracy_ci95": [0.2, 0.8], "psnr_db": {"mean": 10.0}, "ssim": {"mean": 0.1},
+           "consistency_error_8bit": {"mean": 1.0}, "seam_score": 1.0}
+    results = {"x8": {"order_positions": [10, 20], "methods": {
+        "bicubic": dict(row, correct_by_digit="1111111000"), "enhance L=0.4": dict(row, correct_by_digit="0000010111")}}}
+    text = bench.table(results, without=(10, 14))
+    assert "outside positions 10-14 (5 digits; bicubic 40.0%)" in text
+    assert "| enhance L=0.4 | 80.0 | 3 | 1 | +40.0 [" in text and "| 0.62 |" in text
+    assert bench.parse_args(["--table", "--without", "150-213"]).without == (150, 213)
+    for bad in ("150", "213-150", "a-b", "0-500"):
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--table", "--without", bad])
