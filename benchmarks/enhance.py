@@ -143,7 +143,7 @@ def paired_difference(correct_a, correct_b, n_boot: int = 10_000, seed: int = 0)
     lo, hi = np.quantile(diffs, [0.025, 0.975])
     return {"difference": round((a_only - b_only) / n, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
             "both": int((a & b).sum()), "neither": int((~a & ~b).sum()), "a_only": a_only, "b_only": b_only,
-            "mcnemar_p": round(p, 6), "n": n, "n_boot": n_boot}
+            "mcnemar_p": float(f"{p:.4g}"), "n": n, "n_boot": n_boot}
 
 
 def wilson(k: int, n: int) -> list[float]:

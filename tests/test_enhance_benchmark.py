@@ -4,6 +4,7 @@ that choose which digits run, checked fast; the benchmark itself is not a test."
 from __future__ import annotations
 
 import importlib.util
+import math
 import pathlib
 
 import numpy as np
@@ -39,6 +40,9 @@ def test_counts_difference_and_exact_mcnemar_by_hand(bench):
     assert d["mcnemar_p"] == pytest.approx(0.03125) and d["difference"] == pytest.approx(0.6)
     r = bench.paired_difference(*reversed(_pairs(0, 6, 0, 4)))
     assert r["mcnemar_p"] == pytest.approx(0.03125) and r["difference"] == pytest.approx(-0.6)
+    # 49 discordant pairs for A, 7 for B: p = 2 * sum_{i<=7} C(56, i) / 2**56 is tiny but not 0 (4 digits kept)
+    p = 2 * sum(math.comb(56, i) for i in range(8)) / 2**56
+    assert bench.paired_difference(*_pairs(0, 49, 7, 0))["mcnemar_p"] == pytest.approx(p, rel=1e-3) and p < 1e-7
     # equal discordant counts: p = 1; no discordant pairs: p = 1 and a zero-width interval at 0
     assert bench.paired_difference(*_pairs(2, 2, 2, 2))["mcnemar_p"] == pytest.approx(1.0)
     d = bench.paired_difference(*_pairs(5, 0, 0, 5))
