@@ -38,8 +38,9 @@ names a variant run's files instead (``enhance_high_levels.json``, ...).
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/enhance.py        # the run in README (see JSON for the time)
     .venv/bin/python benchmarks/enhance.py --quick                  # 40 digits, 1 sheet
     .venv/bin/python benchmarks/enhance.py --table --out benchmarks/results   # README's table
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/enhance.py --no-4x --sheets 5 --levels 0.3,0.4,0.5 \
-        --consistency-levels 0.5 --colour-fix-levels "" --out benchmarks/results --name enhance_8x_sheets
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/enhance.py --no-4x --first-sheet-digit 22 --sheets 7 \
+        --levels 0.3,0.4,0.5 --consistency-levels 0.5 --colour-fix-levels "" \
+        --out benchmarks/results --name enhance_8x_sheets      # README's 8x run on 448 digits (+ --seed 1)
 
 ``--out benchmarks/results --plots docs`` refreshes the committed results and figure.
 """
