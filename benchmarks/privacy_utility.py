@@ -65,6 +65,7 @@ import argparse
 import json
 import math
 import pathlib
+import shlex
 import sys
 import time
 
@@ -299,18 +300,18 @@ def main(argv=None) -> int:
     log(f"{len(sources)} sources, {len(train_idx)} candidates, {len(test_idx)} test digits; levels {levels}")
     data["attacks"] = {feats: LinkageAttack(data["candidates"], feats) for feats in ("pixels", "classifier")}
 
+    command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/privacy_utility.py " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
     if args.reuse:
         result = reuse_unconditional(args.reuse, settings)
         log(f"unconditional arm taken from {args.reuse} (run {result['machine']['utc']})")
     else:
         result = unconditional_arm(args, data, settings, levels, seeds)
-        result["command"] = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/privacy_utility.py " + " ".join(
-            argv or sys.argv[1:])
+        result["command"] = command
     result.pop("text_arm", None)
     if args.text_model:
         result["text_arm"] = text_arm(args, data, levels, seeds)
-        result["text_arm"]["command"] = ("OMP_NUM_THREADS=1 .venv/bin/python benchmarks/privacy_utility.py "
-                                         + " ".join(argv or sys.argv[1:]))
+        result["text_arm"]["command"] = command
     print(markdown_table(result))
     if result.get("text_arm"):
         print()
