@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import sys
 import time
@@ -295,10 +296,25 @@ def write_metadata_file(out: Path, records: list[dict], fmt: str = "jsonl") -> P
 # ----------------------------------------------------------------------------- the whole job
 
 
-class _Stop:
-    """SIGINT / SIGTERM: finish the current block, then stop (a second Ctrl-C interrupts at once)."""
+def _say(text: str) -> None:
+    """Write to stderr from a signal handler (no buffered-stream re-entry)."""
+    try:
+        os.write(sys.stderr.fileno(), text.encode())
+    except (OSError, ValueError, AttributeError):  # stderr closed or replaced by an object without a fd
+        pass
 
-    def __init__(self):
+
+class _Stop:
+    """SIGINT / SIGTERM: finish the current block, then stop (a second Ctrl-C interrupts at once).
+
+    The first signal prints one line saying so: a block can take minutes (one large image through
+    ``enhance``), and a Ctrl-C that seems ignored invites a SIGKILL. Work of an interrupted block
+    is redone by the next run (its outputs are not journalled yet), so stopping at once loses
+    nothing that was journalled.
+    """
+
+    def __init__(self, name: str = "job"):
+        self.name = name
         self.signum = None
         self._old = {}
 
@@ -313,6 +329,10 @@ class _Stop:
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if self.signum is None:
+            what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            _say(f"\nboomerang {self.name}: {what}: stopping after the current block (its outputs are being "
+                 "written); press Ctrl-C again to stop at once (that block is redone when you rerun).\n")
         self.signum = signum
 
     def __exit__(self, *exc):
@@ -353,7 +373,7 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
 
     stopped = None
     try:
-        with _Stop() if task.resumable else _NoStop() as stop:
+        with _Stop(task.name) if task.resumable else _NoStop() as stop:
             if engine == "ray":
                 from boomerang.tasks.ray_engine import run_blocks
 
