@@ -29,13 +29,34 @@ def test_every_option_of_every_command_has_a_description_and_its_default():
             if not action.option_strings or action.nargs == 0 or action.help == argparse.SUPPRESS:
                 continue
             text = action.help or ""
-            words = text.replace("(default", "").strip()
-            if "default" not in text or not words:
+            words = text.replace("(default", "").replace("(required)", "").strip()
+            said = "(required)" in text if action.required else "default" in text
+            if not said or not words:
                 missing.append(f"{name} {action.option_strings[0]}: {text!r}")
     assert not missing, missing
     # and it renders (no stray % in a help text)
     for name, sub in _subparsers(build_parser()).items():
         sub.format_help()
+
+
+def test_help_says_required_never_an_empty_default_and_one_workers_wording():
+    workers, seen = set(), set()
+    for name, sub in _subparsers(build_parser()).items():
+        text = " ".join(sub.format_help().split())
+        assert "(default )" not in text and "(default: )" not in text, name
+        for action in sub._actions:
+            flag = action.option_strings[0] if action.option_strings else action.dest
+            if action.required and action.option_strings:
+                assert "(required)" in action.help and "default" not in action.help, (name, flag, action.help)
+                seen.add(f"{name} {flag}")
+            if action.default == "" and action.option_strings:
+                assert "(default: empty)" in action.help, (name, flag, action.help)
+            if flag == "--workers":
+                workers.add(action.help)
+    assert {"audit-privacy --link-file", "enhance --out", "anonymise --out"} <= seen, seen
+    assert len(workers) == 1, workers
+    help_text = " ".join(_subparsers(build_parser())["audit-privacy"].format_help().split())
+    assert "(required)" in help_text.split("options:")[1].split("--link-file PATH")[1].split("--features")[0], help_text
 
 
 @pytest.mark.parametrize("argv,hint", [

@@ -45,7 +45,8 @@ def _subparser(parser: argparse.ArgumentParser, name):
 
 
 def _with_defaults(parser: argparse.ArgumentParser) -> None:
-    """Every option of every subcommand says its default in --help (added where its text does not)."""
+    """Every option of every subcommand says its default in --help (added where its text does not):
+    ``(required)`` for a required option, ``(default: empty)`` for an empty string."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
@@ -53,11 +54,19 @@ def _with_defaults(parser: argparse.ArgumentParser) -> None:
             continue
         if not action.option_strings or action.help == argparse.SUPPRESS or action.nargs == 0:
             continue  # positionals, flags (store_true/false), --help, --version
-        if action.help is None:
-            action.help = ""
-        if "default" not in action.help:
-            shown = "%(default)s" if action.default is not None else "none"
-            action.help = (action.help + " " if action.help else "") + f"(default {shown})"
+        text = action.help or ""
+        if action.required:
+            shown = "(required)"
+        elif "default" in text:
+            continue
+        elif action.default is None:
+            shown = "(default none)"
+        elif action.default == "":
+            shown = "(default: empty)"
+        else:
+            shown = "(default %(default)s)"
+        if shown not in text:
+            action.help = (text + " " if text else "") + shown
 
 
 def build_parser() -> argparse.ArgumentParser:
