@@ -320,8 +320,9 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     """Run ``boomerang train-classifier``; returns the exit status (2 = bad input)."""
     if args.threads is not None:
         if args.threads <= 0:
-            print(f"boomerang train-classifier: error: --threads must be > 0, got {args.threads}", file=sys.stderr)
-            return 2
+            from boomerang.cli import print_error
+
+            return print_error(f"--threads must be > 0, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
@@ -332,9 +333,8 @@ def run_train_classifier(args: argparse.Namespace) -> int:
                              label_smoothing=args.label_smoothing, device=args.device,
                              progress=args.progress)
     except ValueError as e:
-        from boomerang.cli import user_message
+        from boomerang.cli import print_error, user_message
 
-        print(f"boomerang train-classifier: error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return print_error(user_message(e))
     print(json.dumps(m))
     return 0

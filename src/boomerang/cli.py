@@ -204,7 +204,9 @@ def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _error(message: str, status: int) -> int:
+def print_error(message: str, status: int = 2) -> int:
+    """Print the one error line of every command, ``boomerang: error: <message>``, on stderr;
+    returns ``status`` (the exit status). Every command's errors go through here."""
     print(f"boomerang: error: {message}", file=sys.stderr)
     return status
 
@@ -250,15 +252,15 @@ def run_task_command(args: argparse.Namespace) -> int:
     try:
         return run_task(args.task, args)
     except KeyboardInterrupt:
-        return _error("interrupted", 130)
+        return print_error("interrupted", 130)
     except ValueError as exc:  # SettingError and ImageInputError are ValueErrors
         if args.debug:
             raise
-        return _error(user_message(exc), 2)
+        return print_error(user_message(exc), 2)
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback with --debug
         if args.debug:
             raise
-        return _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
+        return print_error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

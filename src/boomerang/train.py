@@ -505,17 +505,16 @@ def _cli_args(cfg: TrainConfig) -> list[str]:
 
 def run_config_command(command: str, config_class, train_fn, args: argparse.Namespace) -> int:
     """Build ``config_class`` from the parsed flags it has fields for, run ``train_fn(cfg)``
-    and print its summary as JSON; a ValueError becomes one ``boomerang COMMAND: error:``
+    and print its summary as JSON; a ValueError becomes one ``boomerang: error: ...``
     line. Returns the exit status (0 done, 2 bad input). Shared by ``train`` and ``train-ldm``."""
     names = set(config_class.__dataclass_fields__)
     cfg = config_class(**{k: v for k, v in vars(args).items() if k in names})
     try:
         summary = train_fn(cfg)
     except ValueError as e:
-        from boomerang.cli import user_message
+        from boomerang.cli import print_error, user_message
 
-        print(f"boomerang {command}: error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return print_error(user_message(e))
     print(json.dumps(summary))
     return 0
 
