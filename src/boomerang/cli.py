@@ -133,7 +133,7 @@ def _int_list(text: str) -> list[int]:
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``train`` subcommand on an argparse ``subparsers`` object."""
-    from boomerang.train import TrainConfig
+    from boomerang.train import TrainConfig, add_training_run_arguments
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -163,16 +163,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="largest EMA decay of the exported weights")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between atomic checkpoints")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights and the training noise")
-    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/val/test split")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of the data held out for validation")
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="share of the data held out for testing")
     p.add_argument("--num-train-timesteps", type=int, default=d.num_train_timesteps, help="T of the noise schedule")
     p.add_argument("--beta-schedule", default=d.beta_schedule,
                    help="squaredcos_cap_v2 (cosine, default), linear or scaled_linear")
-    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N, mps or auto (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.safetensors")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_training_run_arguments(p, d, resume_help="continue from OUTPUT/checkpoint.safetensors")
     p.set_defaults(func=_lazy("boomerang.train", "run_train"))
     return p
 
