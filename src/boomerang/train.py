@@ -75,7 +75,8 @@ def check_training_flags(cfg, *, positive=(), non_negative=(), rates=("lr",)) ->
         raise ValueError(f"--max-minutes must be > 0, got {cfg.max_minutes}")
 
 
-def add_training_run_arguments(p: argparse.ArgumentParser, d, *, resume_help: str) -> None:
+def add_training_run_arguments(p: argparse.ArgumentParser, d, *, resume_help: str,
+                               no_progress_help: str = "no progress bar") -> None:
     """The flags of a training run that ``train`` and ``train-ldm`` share (defaults from the
     config ``d``): the data split, --device, --threads, --resume and --no-progress."""
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/val/test split")
@@ -84,7 +85,7 @@ def add_training_run_arguments(p: argparse.ArgumentParser, d, *, resume_help: st
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help=resume_help)
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="log lines instead of a progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help=no_progress_help)
 
 # Settings that must not change when a run is resumed.
 _FROZEN_ON_RESUME = (

@@ -515,7 +515,8 @@ def add_train_ldm_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, batch order, captions and noise")
     p.add_argument("--max-train-images", type=int, default=None,
                    help="train on only the first N images of the training split (default: all)")
-    add_training_run_arguments(p, d, resume_help="continue from the checkpoints in --output")
+    add_training_run_arguments(p, d, resume_help="continue from the checkpoints in --output",
+                               no_progress_help="log lines instead of a progress bar")
     p.set_defaults(func=run_train_ldm)
     return p
 
