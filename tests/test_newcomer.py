@@ -59,6 +59,25 @@ def test_help_says_required_never_an_empty_default_and_one_workers_wording():
     assert "(required)" in help_text.split("options:")[1].split("--link-file PATH")[1].split("--features")[0], help_text
 
 
+@pytest.mark.parametrize("argv", [
+    ["sample", "IMG"], ["anonymise", "DIR", "--out", "OUT", "--level", "0.3"],  # serve: as sample (test_serve.py)
+    ["train", "--output", "OUT"], ["train-ldm", "--output", "OUT"], ["train-classifier", "--output", "OUT"],
+    ["audit-privacy", "DIR", "DIR", "--link-file", "LINKS"],
+])
+@pytest.mark.parametrize("value", ["abc", "0", "1.5"])
+def test_a_bad_threads_value_is_one_line_naming_the_flag_and_what_it_takes(argv, value, tmp_path, capsys):
+    img = tmp_path / "in" / "d.png"
+    img.parent.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    (tmp_path / "links.jsonl").write_text("")
+    where = {"IMG": str(img), "DIR": str(img.parent), "OUT": str(tmp_path / "out"), "LINKS": str(tmp_path / "links.jsonl")}
+    assert main([where.get(a, a) for a in argv] + ["--threads", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("boomerang: error: --threads must be an integer >= 1"), err
+    assert repr(value) in err and ("'torch'" in err) == (argv[0] in ("sample", "anonymise")), err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("argv,hint", [
     (["sample", "x.png", "--lev", "0.3"], "see 'boomerang sample --help'"),
     (["sample", "x.png", "--no-such-flag"], "see 'boomerang sample --help'"),

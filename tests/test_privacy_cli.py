@@ -84,7 +84,7 @@ def test_audit_privacy_skips_bad_files_with_exit_3(digit_dirs, tmp_path, capsys)
 
 @pytest.mark.parametrize("extra, words", [
     (["--size", "0"], "--size must be a positive integer"),
-    (["--threads", "x"], "--threads must be a positive integer"),
+    (["--threads", "x"], "--threads must be an integer >= 1"),
     (["--background", "nocolour"], "--background"),
     (["--features", "lpips"], "invalid choice"),
 ])

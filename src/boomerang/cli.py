@@ -192,7 +192,7 @@ def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
     p.add_argument("--test-fraction", type=float, default=0.1, help="share held out for testing")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
     p.set_defaults(func=_lazy("boomerang.classifier", "run_train_classifier"))
     return p

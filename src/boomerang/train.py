@@ -56,7 +56,8 @@ def check_training_flags(cfg, *, positive=(), non_negative=(), rates=("lr",)) ->
 
     Raises:
         ValueError: e.g. ``--batch-size must be > 0, got 0``; also ``ema_decay`` outside [0, 1),
-            ``threads`` or ``max_minutes`` given and not > 0.
+            ``max_minutes`` given and not > 0, ``threads`` given and not an integer >= 1
+            (``boomerang.threads.check_threads``, which also turns ``"2"`` into 2).
     """
     for name in positive:
         if getattr(cfg, name) <= 0:
@@ -69,8 +70,9 @@ def check_training_flags(cfg, *, positive=(), non_negative=(), rates=("lr",)) ->
             raise ValueError(f"{_flag(name)} must be > 0, got {getattr(cfg, name)}")
     if not 0 <= cfg.ema_decay < 1:
         raise ValueError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
-    if cfg.threads is not None and cfg.threads <= 0:
-        raise ValueError(f"--threads must be > 0, got {cfg.threads}")
+    from boomerang.threads import check_threads
+
+    cfg.threads = check_threads(cfg.threads, allow_torch=False)  # "2" from the command line -> 2
     if cfg.max_minutes is not None and not cfg.max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {cfg.max_minutes}")
 
@@ -83,7 +85,7 @@ def add_training_run_arguments(p: argparse.ArgumentParser, d, *, resume_help: st
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of the data held out for validation")
     p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="share of the data held out for testing")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N, mps or auto (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help=resume_help)
     p.add_argument("--no-progress", dest="progress", action="store_false", help=no_progress_help)
 

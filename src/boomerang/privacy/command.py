@@ -90,11 +90,13 @@ def _inside(path: pathlib.Path, folder: pathlib.Path) -> bool:
 
 def run_audit_privacy(args: argparse.Namespace) -> int:
     """Run ``boomerang audit-privacy``; returns the exit status."""
-    from boomerang.cli import print_error
+    from boomerang.cli import print_error, user_message
+    from boomerang.errors import SettingError
+    from boomerang.threads import check_threads
 
     try:
         size = _positive_int(args.size, "--size")
-        threads = _positive_int(args.threads, "--threads")
+        threads = check_threads(args.threads, allow_torch=False)
         background = _background(args.background)
         real, anon = pathlib.Path(args.real_dir), pathlib.Path(args.anon_dir)
         for flag, d in (("REAL_DIR", real), ("ANON_DIR", anon)):
@@ -108,8 +110,8 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
                                "(commands never write into their input folders)")
             if not json_path.parent.is_dir():
                 raise _Bad(f"--json: folder {str(json_path.parent)!r} does not exist")
-    except _Bad as e:
-        return print_error(str(e))
+    except (_Bad, SettingError) as e:
+        return print_error(user_message(e))
 
     try:
         import torch
