@@ -179,4 +179,18 @@ class EnhanceTask(Task):
     def record(self, ctx: Context, unit: Unit, plan, output, read, pixels) -> dict:
         row = super().record(ctx, unit, plan, output, read, pixels)
         h, w = pixels.shape[:2]
-        return row | {"width": int(w), "height": int(h), **ctx.options}
+        tile, overlap = _windows(ctx)
+        return row | {"width": int(w), "height": int(h), **ctx.options, "tile_size": tile, "tile_overlap": overlap}
+
+
+def _windows(ctx: Context) -> tuple[int, int]:
+    """(tile_size, tile_overlap) in image pixels as used, defaults resolved
+    (``enhance.image.window_settings``; a latent model's windows times its VAE factor)."""
+    if "windows" not in ctx.extra:
+        from boomerang.enhance.image import window_settings
+
+        model = ctx.model if ctx.model is not None else ctx.info
+        tile, overlap = window_settings(model, ctx.options["tile_size"], ctx.options["tile_overlap"])
+        f = int(model.size_multiple) if model.kind == "latent" else 1
+        ctx.extra["windows"] = (tile * f, overlap * f)
+    return ctx.extra["windows"]
