@@ -169,9 +169,10 @@ def read_item(ctx: Context, item) -> Read:
 
     plain = type(ctx.task).transform is Task.transform and type(ctx.task).fit is Task.fit
     if plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
-        background, channels, native, multiple = jobs.fit_args_for(ctx.settings, ctx.model)
+        background, channels, native, multiple, vae_width = jobs.fit_args_for(ctx.settings, ctx.model)
         loaded, reference, fitted = imageio.read_for_model(item.path, channels=channels, native_size=native,
-                                                           multiple_of=multiple, background=background)
+                                                           multiple_of=multiple, background=background,
+                                                           vae_width=vae_width)
     else:
         loaded = imageio.read_image(item.path, background=ctx.settings.background_rgb)
         pixels = ctx.task.transform(ctx, item, loaded.pixels)
