@@ -35,11 +35,24 @@ model and classifier were trained on; ``split.json`` of the model):
   matched SSIM).
 * also: class retention (the reference classifier's accuracy on the released
   images against the sources' labels) and the mean SSIM to the sources.
+* **text arm** (``--text-model``, default ``ldm-mnist5k-text``; ``none``
+  skips it): the same sources released through the command users run,
+  ``boomerang anonymise SRC --model ldm-mnist5k-text --prompt-template
+  "{caption}" --guidance-scale 3 --scheduler ddim --eta 0 --steps 10``, where
+  SRC is an ``imagefolder`` whose ``caption`` column holds each digit's class
+  caption ("a handwritten seven"); one job for level 0 (the VAE round trip)
+  and every level; the outputs (32x32 RGB) are turned back into 28x28 gray
+  digits and measured with the same attacks, class retention and utility
+  (:mod:`_privacy_text`). Its samples are seeded by the job's secret key, as
+  for any user, so they differ between runs.
 
 Run (what produced benchmarks/results/privacy_utility.json and docs/privacy_utility.png)::
 
     OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/privacy_utility.py --out benchmarks/results --plots docs > privacy_utility.log 2>&1 &
 
+``--reuse benchmarks/results/privacy_utility.json`` takes the unconditional
+arm, real, synthetic and blur from an earlier run with the same sources,
+levels, sampler and training recipe, and computes only the text arm.
 It writes ``privacy_utility.json`` into ``--out`` (default ``benchmarks/out/``,
 git-ignored) and ``privacy_utility.png`` into ``--plots`` (default: the
 ``--out`` folder); ``--name`` names a variant run's files. ``--quick`` runs a
@@ -51,13 +64,14 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import shlex
 import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import add_out_argument, machine, plot_path, save_json  # noqa: E402
+import _privacy_text as pt  # noqa: E402
 from _common import add_out_argument, machine, make_parser, plot_path, save_json  # noqa: E402
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -136,7 +150,7 @@ def match_blur(x, target: float, lo: float = 0.05, hi: float = 20.0, iters: int 
     return sigma, mean_ssim(gaussian_blur(x, sigma), x)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     ap = make_parser(__doc__, first_paragraph=True)
     ap.add_argument("--n-sources", type=int, default=100, help="training digits replaced (an equal number per class)")
     ap.add_argument("--levels", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
@@ -149,37 +163,124 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds of the utility classifier")
     ap.add_argument("--batch-size", type=int, default=100, help="images per sampling call")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--text-model", default="ldm-mnist5k-text",
+                    help="text arm: the text-conditioned model given to `boomerang anonymise --model` "
+                         "(each source's class caption as its prompt); `none` skips the arm")
+    ap.add_argument("--guidance-scale", type=float, default=3.0, help="text arm: classifier-free guidance scale")
+    ap.add_argument("--prompt-template", default=pt.PROMPT_TEMPLATE,
+                    help="text arm: anonymise's --prompt-template over the sources' label/caption columns "
+                         "(default: %(default)s, the class caption); '' gives every item the empty prompt (a control)")
+    ap.add_argument("--reuse", metavar="JSON",
+                    help="take the unconditional arm (and real, synthetic, blur) from this results file instead of "
+                         "recomputing it; refused unless its sources, levels, sampler and training recipe are these "
+                         "(default: compute it)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 sources, 2 levels, 1 seed, 1 epoch")
-    ap.add_argument("--replot", metavar="JSON",
-                    help="only redraw the plot (into --plots, as <--name>.png) and print the tables from a results file "
-                         "(default: run the measurement)")
+    ap.add_argument("--replot", metavar="JSON", nargs="+",
+                    help="only redraw the plot (into --plots, as <--name>.png) and print the tables from a results "
+                         "file; with more files (runs with other --prompt-template / --guidance-scale), also the "
+                         "table that compares their text arms (default: run the measurement)")
     add_out_argument(ap, plots=True, name="privacy_utility")
     args = ap.parse_args(argv)
-    if args.replot:
-        result = json.loads(pathlib.Path(args.replot).read_text())
-        print(markdown_table(result))
-        print()
-        print(summary_table(result))
-        plot(result, plot_path(args, f"{args.name}.png"))
-        return 0
     if args.quick:
         args.n_sources, args.levels, args.seeds, args.epochs = 20, "0.5,1.0", "0", 1
         if args.name == "privacy_utility":  # a smoke run never takes the main run's file names
             args.name = "privacy_utility_quick"
+    if args.text_model.lower() == "none":
+        args.text_model = None
+    return args
+
+
+def base_settings(args, n_sources: int, n_candidates: int, n_test: int, levels, seeds) -> dict:
+    """The settings that make two runs' rows comparable (checked by ``--reuse``)."""
+    return {"n_sources": n_sources, "n_candidates": n_candidates, "n_test": n_test,
+            "levels": levels, "scheduler": args.scheduler, "steps": args.steps, "seed": 0,
+            "train_epochs": args.epochs, "train_batch_size": args.train_batch_size, "train_lr": args.lr,
+            "train_seeds": seeds}
+
+
+def evaluate(conditions: list[dict], released: dict, data: dict, seeds: list[int], args) -> dict:
+    """Fill in each condition's SSIM to source, class retention, re-identification (both attacks) and
+    utility (``--seeds`` fresh reference CNNs trained on ``released[c["key"]]``), in place.
+    Returns ``{"attack_s": ..., "utility_s": ...}``."""
+    import torch
+
+    from boomerang.classifier import classifier_accuracy, fit_classifier
+
+    clf, x_real, y_src = data["clf"], data["x_real"], data["y_src"]
+    t0 = time.monotonic()
+    for c in conditions:
+        x = released[c["key"]]
+        c["ssim_to_source"] = None if c["condition"] == "synthetic" else mean_ssim(x, x_real)
+        with torch.no_grad():
+            pred = torch.cat([clf(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])
+        c["class_retention"] = None if c["condition"] == "synthetic" else float((pred == y_src).float().mean())
+        if c["condition"] != "synthetic":  # synthetic images have no source to find
+            c["reid"] = {}
+            for feats in ("pixels", "classifier"):
+                rep = data["attacks"][feats].run(x, data["src_pos"])
+                c["reid"][feats] = {**{f"top{k}": rep.top[k].to_dict() for k in (1, 5)},
+                                    "chance_top1": rep.chance(1), "chance_top5": rep.chance(5),
+                                    "median_rank": rep.median_rank}
+    timings = {"attack_s": round(time.monotonic() - t0, 1)}
+    log(f"attacks done in {timings['attack_s']} s")
+    t0 = time.monotonic()
+    for c in conditions:
+        x = released[c["key"]]
+        y = data["y_synth"] if c["condition"] == "synthetic" else y_src
+        accs = []
+        for s in seeds:
+            net, info = fit_classifier(x, y, epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr, seed=s)
+            accs.append(classifier_accuracy(net, data["x_test"], data["y_test"]))
+        c["utility"] = mean_ci(accs)
+        c["train_steps"] = info["steps"]
+        log(f"{c['key']}: utility {c['utility']['mean']:.3f} {accs}"
+            + (f", top-1 pixels {c['reid']['pixels']['top1']['rate']:.3f} classifier "
+               f"{c['reid']['classifier']['top1']['rate']:.3f}" if "reid" in c else ""))
+    timings["utility_s"] = round(time.monotonic() - t0, 1)
+    return timings
+
+
+def first_level(conditions: list[dict], condition: str):
+    """The first level of ``condition`` where top-1 re-identification is <= 5% with both attacks (or None)."""
+    first = next((c for c in conditions if c["condition"] == condition
+                  and c["reid"]["pixels"]["top1"]["rate"] <= 0.05 and c["reid"]["classifier"]["top1"]["rate"] <= 0.05),
+                 None)
+    return None if first is None else {
+        "level": first["level"], "utility": first["utility"]["mean"], "utility_ci95": first["utility"]["ci95"],
+        "class_retention": first["class_retention"],
+        "top1_pixels": first["reid"]["pixels"]["top1"]["rate"],
+        "top1_classifier": first["reid"]["classifier"]["top1"]["rate"]}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        results = [json.loads(pathlib.Path(p).read_text()) for p in args.replot]
+        result = results[0]
+        print(markdown_table(result))
+        print()
+        print(summary_table(result))
+        if result.get("text_arm"):
+            print()
+            print(pt.text_markdown_table(result))
+            print()
+            print(pt.text_summary_table(result))
+        if len(results) > 1:
+            print()
+            print(pt.text_variants_table([r for r in results if r.get("text_arm")]))
+        plot(result, plot_path(args, f"{args.name}.png"))
+        return 0
 
     import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
     from boomerang.assets import default_model_path
-    from boomerang.classifier import classifier_accuracy, fit_classifier, load_classifier
+    from boomerang.classifier import load_classifier
     from boomerang.data import load_dataset, load_split
-    from boomerang.models import load_model
     from boomerang.privacy.attack import LinkageAttack
-    from boomerang.seeds import item_generator
 
     t_start = time.monotonic()
-    timings: dict[str, float] = {}
     levels = [float(v) for v in args.levels.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     ds = load_dataset("mnist5k")
@@ -190,15 +291,60 @@ def main(argv=None) -> int:
     sources = np.sort(np.concatenate([rng.choice(train_idx[ds.labels[train_idx] == c], per_class, replace=False)
                                       for c in range(10)]))
     to_x = lambda idx: torch.from_numpy(ds.images[idx]).float() / 127.5 - 1.0  # noqa: E731
-    x_real, y_src = to_x(sources), torch.from_numpy(ds.labels[sources])
-    candidates = to_x(train_idx)  # the attacker holds every real training digit
     cand_pos = {int(d): i for i, d in enumerate(train_idx)}
-    src_pos = np.array([cand_pos[int(d)] for d in sources])
-    x_test, y_test = to_x(test_idx), torch.from_numpy(ds.labels[test_idx])
+    data = {"ds": ds, "sources": sources, "x_real": to_x(sources), "y_src": torch.from_numpy(ds.labels[sources]),
+            "candidates": to_x(train_idx),  # the attacker holds every real training digit
+            "src_pos": np.array([cand_pos[int(d)] for d in sources]),
+            "x_test": to_x(test_idx), "y_test": torch.from_numpy(ds.labels[test_idx]), "clf": load_classifier()}
+    settings = base_settings(args, int(len(sources)), int(len(train_idx)), int(len(test_idx)), levels, seeds)
     log(f"{len(sources)} sources, {len(train_idx)} candidates, {len(test_idx)} test digits; levels {levels}")
+    data["attacks"] = {feats: LinkageAttack(data["candidates"], feats) for feats in ("pixels", "classifier")}
 
+    command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/privacy_utility.py " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
+    if args.reuse:
+        result = reuse_unconditional(args.reuse, settings)
+        log(f"unconditional arm taken from {args.reuse} (run {result['machine']['utc']})")
+    else:
+        result = unconditional_arm(args, data, settings, levels, seeds)
+        result["command"] = command
+    result.pop("text_arm", None)
+    if args.text_model:
+        result["text_arm"] = text_arm(args, data, levels, seeds)
+        result["text_arm"]["command"] = command
+    print(markdown_table(result))
+    if result.get("text_arm"):
+        print()
+        print(pt.text_markdown_table(result))
+    save_json(args.name, result, args.out)
+    plot(result, plot_path(args, f"{args.name}.png"))
+    log(f"total {time.monotonic() - t_start:.0f} s")
+    return 0
+
+
+def reuse_unconditional(path, settings: dict) -> dict:
+    """The results file at ``path`` without its text arm, if its settings give the same rows as ``settings``."""
+    old = json.loads(pathlib.Path(path).read_text())
+    differ = [k for k, v in settings.items() if old["settings"].get(k) != v]
+    if differ:
+        theirs = ", ".join(f"{k}={old['settings'].get(k)!r}" for k in differ)
+        raise SystemExit(f"--reuse {path}: its {', '.join(differ)} differ from this run's ({theirs}); "
+                         "rerun without --reuse")
+    return old
+
+
+def unconditional_arm(args, data: dict, settings: dict, levels, seeds) -> dict:
+    """The bundled unconditional model at each level, synthetic and blur at matched SSIM, real: the rows of
+    ``result["conditions"]``."""
+    import torch
+
+    from boomerang.models import load_model
+    from boomerang.seeds import item_generator
+
+    timings: dict[str, float] = {}
+    t_start = time.monotonic()
     model = load_model(None, device="cpu", dtype="float32")
-    clf = load_classifier()
+    sources, x_real, clf = data["sources"], data["x_real"], data["clf"]
 
     def release(level=None, from_noise=False):
         outs = []
@@ -223,7 +369,7 @@ def main(argv=None) -> int:
     t1 = time.monotonic()
     synth = release(from_noise=True)
     with torch.no_grad():
-        y_synth = torch.cat([clf(synth[i:i + 500]).argmax(1) for i in range(0, len(synth), 500)])
+        data["y_synth"] = torch.cat([clf(synth[i:i + 500]).argmax(1) for i in range(0, len(synth), 500)])
     released["synthetic"] = synth
     log(f"synthetic: sampled in {time.monotonic() - t1:.0f} s")
     timings["sampling_s"] = round(time.monotonic() - t0, 1)
@@ -243,64 +389,30 @@ def main(argv=None) -> int:
                   + [{"condition": "synthetic", "level": None, "key": "synthetic",
                       "labels": "reference classifier argmax (the model is unconditional)"}])
 
-    t0 = time.monotonic()
-    attacks = {feats: LinkageAttack(candidates, feats) for feats in ("pixels", "classifier")}
-    for c in conditions:
-        x = released[c["key"]]
-        c["ssim_to_source"] = None if c["condition"] == "synthetic" else mean_ssim(x, x_real)
-        with torch.no_grad():
-            pred = torch.cat([clf(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])
-        c["class_retention"] = None if c["condition"] == "synthetic" else float((pred == y_src).float().mean())
-        if c["condition"] != "synthetic":  # synthetic images have no source to find
-            c["reid"] = {}
-            for feats in ("pixels", "classifier"):
-                rep = attacks[feats].run(x, src_pos)
-                c["reid"][feats] = {**{f"top{k}": rep.top[k].to_dict() for k in (1, 5)},
-                                    "chance_top1": rep.chance(1), "chance_top5": rep.chance(5),
-                                    "median_rank": rep.median_rank}
-    timings["attack_s"] = round(time.monotonic() - t0, 1)
-    log(f"attacks done in {timings['attack_s']} s")
-
-    t0 = time.monotonic()
-    for c in conditions:
-        x = released[c["key"]]
-        y = y_synth if c["condition"] == "synthetic" else y_src
-        accs = []
-        for s in seeds:
-            net, info = fit_classifier(x, y, epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr, seed=s)
-            accs.append(classifier_accuracy(net, x_test, y_test))
-        c["utility"] = mean_ci(accs)
-        c["train_steps"] = info["steps"]
-        log(f"{c['key']}: utility {c['utility']['mean']:.3f} {accs}"
-            + (f", top-1 pixels {c['reid']['pixels']['top1']['rate']:.3f} classifier "
-               f"{c['reid']['classifier']['top1']['rate']:.3f}" if "reid" in c else ""))
-    timings["utility_s"] = round(time.monotonic() - t0, 1)
+    timings.update(evaluate(conditions, released, data, seeds, args))
     timings["total_s"] = round(time.monotonic() - t_start, 1)
-
-    first = next((c for c in conditions if c["condition"] == "boomerang"
-                  and c["reid"]["pixels"]["top1"]["rate"] <= 0.05 and c["reid"]["classifier"]["top1"]["rate"] <= 0.05),
-                 None)
-    result = {
-        "settings": {"n_sources": int(len(sources)), "n_candidates": int(len(train_idx)), "n_test": int(len(test_idx)),
-                     "levels": levels, "scheduler": args.scheduler, "steps": args.steps, "seed": 0,
-                     "train_epochs": args.epochs, "train_batch_size": args.train_batch_size, "train_lr": args.lr,
-                     "train_seeds": seeds,
-                     "model": "bundled ddpm-mnist5k", "classifier": "bundled classifier-mnist5k",
+    return {
+        "settings": {**settings, "model": "bundled ddpm-mnist5k", "classifier": "bundled classifier-mnist5k",
                      "threads": args.threads, "quick": args.quick},
         "machine": machine(),
         "timings": timings,
-        "first_level_top1_at_most_5pct": None if first is None else {
-            "level": first["level"], "utility": first["utility"]["mean"],
-            "top1_pixels": first["reid"]["pixels"]["top1"]["rate"],
-            "top1_classifier": first["reid"]["classifier"]["top1"]["rate"]},
+        "first_level_top1_at_most_5pct": first_level(conditions, "boomerang"),
         "conditions": [{k: v for k, v in c.items() if k != "key"} for c in conditions],
-        "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/privacy_utility.py " + " ".join(argv or sys.argv[1:]),
     }
-    print(markdown_table(result))
-    save_json(args.name, result, args.out)
-    plot(result, plot_path(args, f"{args.name}.png"))
-    log(f"total {timings['total_s']} s")
-    return 0
+
+
+def text_arm(args, data: dict, levels, seeds) -> dict:
+    """The same sources released by ``boomerang anonymise --model TEXT_MODEL --prompt-template "{caption}"``
+    (:func:`_privacy_text.release`; level 0 = the VAE round trip, then ``levels``), evaluated as the
+    unconditional arm: the ``text_arm`` part of the results."""
+    t_start = time.monotonic()
+    conditions, released, info = pt.release(args, data, [0.0] + [v for v in levels if v != 0])
+    timings = {"anonymise_s": info.pop("anonymise_s")}
+    timings.update(evaluate(conditions, released, data, seeds, args))
+    timings["total_s"] = round(time.monotonic() - t_start, 1)
+    return {**info, "machine": machine(), "timings": timings,
+            "first_level_top1_at_most_5pct": first_level(conditions, "boomerang_text"),
+            "conditions": [{k: v for k, v in c.items() if k != "key"} for c in conditions]}
 
 
 def _ci(u: dict) -> tuple[float, float]:
@@ -365,70 +477,10 @@ def summary_table(result: dict) -> str:
 
 
 def plot(result: dict, path: pathlib.Path) -> None:
-    import matplotlib
+    """The figure (:func:`_privacy_plot.plot`), written to ``path``."""
+    from _privacy_plot import plot as draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    conds = result["conditions"]
-    boom = [c for c in conds if c["condition"] == "boomerang"]
-    blur = [c for c in conds if c["condition"] == "blur"]
-    real = next(c for c in conds if c["condition"] == "real")
-    synth = next(c for c in conds if c["condition"] == "synthetic")
-    s = result["settings"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-
-    def errbar(ax, xs, rs, **kw):
-        ys = [100 * r["rate"] for r in rs]
-        lo = [100 * (r["rate"] - r["ci95"][0]) for r in rs]
-        hi = [100 * (r["ci95"][1] - r["rate"]) for r in rs]
-        ax.errorbar(xs, ys, yerr=[lo, hi], capsize=3, marker="o", **kw)
-
-    ax = axes[0]
-    for group, name, ls in ((boom, "Boomerang", "-"), (blur, "blur at matched SSIM", "--")):
-        xs = [c["level"] for c in group]
-        errbar(ax, xs, [c["reid"]["pixels"]["top1"] for c in group], ls=ls, color="C0",
-               mfc="C0" if ls == "-" else "white", label=f"{name}, pixel attack")
-        errbar(ax, xs, [c["reid"]["classifier"]["top1"] for c in group], ls=ls, color="C1",
-               mfc="C1" if ls == "-" else "white", label=f"{name}, classifier-feature attack")
-    ax.axhline(5, color="gray", lw=0.8, ls=":")
-    ax.axhline(100 / s["n_candidates"], color="black", lw=0.8, ls=":", label=f"chance (1/{s['n_candidates']})")
-    ax.set(xlabel="Boomerang level (blur: sigma matched to its SSIM)", ylabel="top-1 re-identification %",
-           title="Privacy: linkage attack", ylim=(-2, 102))
-    ax.legend(fontsize=7)
-
-    def util(ax, xs_of, group, **kw):
-        xs = [xs_of(c) for c in group]
-        m = [100 * c["utility"]["mean"] for c in group]
-        lo = [100 * (c["utility"]["mean"] - _ci(c["utility"])[0]) for c in group]
-        hi = [100 * (_ci(c["utility"])[1] - c["utility"]["mean"]) for c in group]
-        ax.errorbar(xs, m, yerr=[lo, hi], capsize=3, marker="o", **kw)
-
-    ax = axes[1]
-    util(ax, lambda c: c["level"], boom, color="C2", label="Boomerang (source labels)")
-    util(ax, lambda c: c["level"], blur, ls="--", color="C2", mfc="white", label="blur at matched SSIM")
-    ax.axhline(100 * real["utility"]["mean"], color="green", ls=":", label="real sources")
-    ax.axhline(100 * synth["utility"]["mean"], color="red", ls=":", label="synthetic (classifier-labelled)")
-    ax.set(xlabel="level (blur: sigma matched to its SSIM)", ylabel="test accuracy % (fresh CNN, 3 seeds)",
-           title="Utility (95% t-interval over seeds)")
-    ax.legend(fontsize=7)
-
-    ax = axes[2]
-    util(ax, lambda c: 100 * c["reid"]["pixels"]["top1"]["rate"], boom, color="C2", label="Boomerang")
-    util(ax, lambda c: 100 * c["reid"]["pixels"]["top1"]["rate"], blur, ls="--", color="C2", mfc="white",
-         label="blur at matched SSIM")
-    for c in boom:
-        ax.annotate(f"{c['level']:g}", (100 * c["reid"]["pixels"]["top1"]["rate"], 100 * c["utility"]["mean"]),
-                    fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.axhline(100 * synth["utility"]["mean"], color="red", ls=":", label="synthetic")
-    ax.set(xlabel="top-1 re-identification %, pixel attack", ylabel="test accuracy %",
-           title="Trade-off (labels: level)")
-    ax.legend(fontsize=7)
-    fig.suptitle(f"bundled ddpm-mnist5k, {s['n_sources']} training digits released, {s['n_candidates']} candidates, "
-                 f"{s['scheduler']} {s['steps']}-step budget", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    draw(result, path)
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 

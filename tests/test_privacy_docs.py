@@ -8,6 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "privacy_utility.json"
+# The text arm's control runs (docs/privacy.md): guidance 7.5, and the empty prompt instead of the caption.
+VARIANTS = [ROOT / "benchmarks" / "results" / f"privacy_utility_text_{v}.json" for v in ("g7.5", "empty")]
 
 
 def _script():
@@ -28,4 +30,20 @@ def test_readme_and_docs_quote_the_latest_results():
     if first is not None:
         assert f"level {first['level']:g}" in readme
     assert "not differential privacy" in readme and "not differential privacy" in docs
+    arm = result["text_arm"]  # the text-conditioned model with each source's class caption as its prompt
+    assert [c["level"] for c in arm["conditions"]] == [0.0] + result["settings"]["levels"]
+    assert mod.pt.text_summary_table(result) in readme
+    assert mod.pt.text_markdown_table(result) in docs
+    t_first = arm["first_level_top1_at_most_5pct"]
+    if t_first is not None:
+        for text in (readme, docs):
+            assert f"level {t_first['level']:g}" in text and f"{100 * t_first['utility']:.1f}%" in text
+    assert arm["anonymise_command"] in docs
+    assert "Not measured yet" not in docs
+    variants = [json.loads(p.read_text()) for p in VARIANTS]
+    assert [v["text_arm"]["settings"]["prompt_template"] for v in variants] == ["{caption}", ""]
+    assert [v["text_arm"]["settings"]["anonymise"]["guidance_scale"] for v in variants] == [7.5, 3.0]
+    assert mod.pt.text_variants_table([result, *variants]) in docs
+    for v in variants:
+        assert v["text_arm"]["command"] in docs
     assert (ROOT / "docs" / "privacy_utility.png").is_file()

@@ -164,16 +164,17 @@ def test_output_inside_input_and_bad_flags_are_refused(tmp_path, tiny_pixel_dir,
 # ----------------------------------------------------------------------------- kills
 
 
-def _fork_job(argv) -> int:
+def _fork_job(argv, stderr=os.devnull) -> int:
     pid = os.fork()
     if pid == 0:  # the child runs the job and never returns into pytest
         rc = 1
         try:
             import sys
 
-            sys.stderr = open(os.devnull, "w")
+            sys.stderr = open(stderr, "w")
             rc = main_for(Task(), argv)
         finally:
+            sys.stderr.flush()
             os._exit(rc)
     return pid
 
@@ -226,20 +227,45 @@ def test_sigterm_stops_after_the_current_block_and_resumes(tmp_path, tiny_pixel_
     src = _digits(tmp_path / "in", [f"{i:02d}.png" for i in range(30)])
     argv = lambda out: [str(src), *_args(tiny_pixel_dir, out, "--batch-size", batch, "--threads", "1",  # noqa: E731
                                          "--kernels", kernels)]
-    ref, out = tmp_path / "ref", tmp_path / "out"
+    ref, out, log = tmp_path / "ref", tmp_path / "out", tmp_path / "stderr.txt"
     assert _wait(_fork_job(argv(ref))) == 0
-    pid = _fork_job(argv(out))
+    pid = _fork_job(argv(out), stderr=log)
     journal = out / ".job" / "journal.jsonl"
     deadline = time.time() + 60
     while not (journal.exists() and journal.read_text().count("\n") >= 2) and time.time() < deadline:
         time.sleep(0.01)
     os.kill(pid, signal.SIGTERM)
     assert _wait(pid) == 130
+    said = log.read_text()
+    assert "SIGTERM: stopping after the current block" in said and "Rerun the same command to continue" in said
     lines = journal.read_text().splitlines()
     assert 2 <= len(lines) < 30 // int(batch) and all(json.loads(line)["written"] for line in lines)
     assert not (out / "report.json").exists()
     assert _wait(_fork_job(argv(out))) == 0
     assert _tree(out) == _tree(ref)
+
+
+def test_ctrl_c_says_it_is_stopping_and_a_second_one_stops_at_once_leaving_a_resumable_job(tmp_path, tiny_pixel_dir):
+    """One block of 30 images: the first Ctrl-C would wait for the whole block; the second interrupts it."""
+    src = _digits(tmp_path / "in", [f"{i:02d}.png" for i in range(30)])
+    argv = lambda out: [str(src), *_args(tiny_pixel_dir, out, "--batch-size", "30", "--threads", "1")]  # noqa: E731
+    ref, out, log = tmp_path / "ref", tmp_path / "out", tmp_path / "stderr.txt"
+    assert _wait(_fork_job(argv(ref))) == 0
+    pid = _fork_job(argv(out), stderr=log)
+    deadline = time.time() + 60
+    while not (out / ".job" / "job.json").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGINT)
+    while "Ctrl-C: stopping after the current block" not in log.read_text() and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGINT)
+    assert _wait(pid) == 130
+    assert "interrupted" in log.read_text()
+    assert not (out / ".job" / "journal.jsonl").exists() or not (out / ".job" / "journal.jsonl").read_text()
+    assert not (out / "report.json").exists()
+    assert _wait(_fork_job(argv(out))) == 0
+    assert _tree(out) == _tree(ref)
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
 # ----------------------------------------------------------------------------- ray

@@ -34,7 +34,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -296,31 +295,6 @@ def write_metadata_file(out: Path, records: list[dict], fmt: str = "jsonl") -> P
 # ----------------------------------------------------------------------------- the whole job
 
 
-class _Stop:
-    """SIGINT / SIGTERM: finish the current block, then stop (a second Ctrl-C interrupts at once)."""
-
-    def __init__(self):
-        self.signum = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = False, progress=None,
         argv=None) -> int:
     """Run a prepared, loaded job to the end (or to a stop signal); returns the exit status."""
@@ -328,6 +302,7 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
 
     from boomerang.imageio import atomic_write_bytes
     from boomerang.tasks.journal import JobFolder
+    from boomerang.tasks.stopping import NoStop, Stop
 
     task = ctx.task
     folder = JobFolder(ctx.out) if task.resumable else None
@@ -354,7 +329,7 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
 
     stopped = None
     try:
-        with _Stop() if task.resumable else _NoStop() as stop:
+        with Stop(task.name) if task.resumable else NoStop() as stop:
             if engine == "ray":
                 from boomerang.tasks.ray_engine import run_blocks
 
@@ -406,16 +381,6 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
               + (f"; skipped files are listed in {ctx.out / REPORT_NAME}" if skipped_list else ""), file=sys.stderr)
         return EXIT_SKIPPED if skipped_list else EXIT_OK
     return EXIT_OK
-
-
-class _NoStop:
-    signum = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def job_definition(ctx: Context) -> dict:

@@ -1,0 +1,300 @@
+"""The text-conditioned arm of ``benchmarks/privacy_utility.py`` (issue 9).
+
+The same sources are released through the command users run::
+
+    boomerang anonymise SRC --model ldm-mnist5k-text --prompt-template "{caption}" --level 0.1,...,1.0 \\
+        --guidance-scale G --scheduler ddim --eta 0 --steps S --link-file LINKS --out OUT
+
+* :func:`write_captioned_sources`: SRC is a Hugging Face ``imagefolder``: one
+  PNG per source digit, named after its mnist5k index, zero-padded from 28x28
+  to 32x32 (the layout ``ldm-mnist5k-text`` was trained on:
+  :func:`boomerang.ldm_parts.digits_to_rgb32`), and ``metadata.jsonl`` with
+  ``file_name``, ``label`` and ``caption`` = the class caption
+  (:func:`boomerang.ldm_parts.class_prompt`: ``"a handwritten seven"``, one of
+  the phrasings the model was trained on).
+* :func:`anonymise_command` builds the command line; :func:`run_anonymise` runs it.
+* :func:`read_release` follows the link file back to the sources and turns
+  each 32x32 RGB output into the 28x28 gray digit that the attacks, the
+  reference classifier and the utility CNN see (channel mean and centre crop,
+  as :func:`boomerang.ldm_parts.rgb32_to_digits`, then 8 bits again).
+* :func:`text_summary_table` / :func:`text_markdown_table`: the README's and
+  docs/privacy.md's tables of the arm.
+
+Every output is seeded by the job's secret key (drawn when ``anonymise``
+starts, as for any user), so a rerun draws new samples; the unconditional arm
+uses fixed seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import time
+
+#: The default prompt template given to ``--prompt-template``: the caption column as it is.
+PROMPT_TEMPLATE = "{caption}"
+PAD = 2  # 28x28 digits sit in the middle of the model's 32x32 images
+
+
+def write_captioned_sources(folder: pathlib.Path, images, labels, indices) -> list[str]:
+    """Write the sources as an ``imagefolder`` with class captions.
+
+    Args:
+        folder: a new or empty folder.
+        images: uint8 array ``[N, 1, 28, 28]`` (0..255), white digits on black.
+        labels: int array ``[N]`` (0..9).
+        indices: int array ``[N]``: each digit's mnist5k index (its file name, ``05123.png``).
+
+    Returns:
+        the file names, in input order.
+
+    Raises:
+        ValueError: shapes that do not match, or a non-empty ``folder``.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from boomerang.ldm_parts import class_prompt
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1] != 1 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 [N, 1, H, W], got {images.dtype} {images.shape}")
+    if not len(images) == len(labels) == len(indices):
+        raise ValueError(f"images, labels and indices differ in length: {len(images)}, {len(labels)}, {len(indices)}")
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise ValueError(f"{folder} is not empty")
+    names, rows = [], []
+    for img, label, idx in zip(images, labels, indices):
+        name = f"{int(idx):05d}.png"
+        Image.fromarray(np.pad(img[0], PAD)).save(folder / name)
+        names.append(name)
+        rows.append({"file_name": name, "label": int(label), "caption": class_prompt(int(label))})
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return names
+
+
+def anonymise_command(exe: str, src, out, link_file, levels, *, model: str, guidance_scale: float,
+                      scheduler: str, steps: int, threads: int, batch_size: int | None = None,
+                      prompt_template: str = PROMPT_TEMPLATE) -> list[str]:
+    """The ``boomerang anonymise`` command line of the arm (one job, every level).
+    ``prompt_template`` "" gives no ``--prompt-template``: every item gets the empty prompt, the
+    model's unconditional branch (the control that shows what the caption does)."""
+    cmd = [exe, "anonymise", str(src), "--out", str(out), "--level", ",".join(f"{v:g}" for v in levels),
+           "--model", model]
+    if prompt_template:
+        cmd += ["--prompt-template", prompt_template]
+    cmd += ["--guidance-scale", f"{guidance_scale:g}", "--scheduler", scheduler, "--steps", str(steps),
+            "--link-file", str(link_file), "--threads", str(threads), "--no-progress"]
+    if scheduler == "ddim":
+        cmd[cmd.index("--steps"):cmd.index("--steps")] = ["--eta", "0"]
+    if batch_size:
+        cmd += ["--batch-size", str(batch_size)]
+    return cmd
+
+
+def run_anonymise(cmd: list[str], log_file=None) -> float:
+    """Run the command (offline, its output into ``log_file`` or inherited); wall seconds.
+    Raises RuntimeError naming the exit status if it fails."""
+    t0 = time.monotonic()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with open(log_file, "w") if log_file else open(os.devnull, "w") as fh:
+        rc = subprocess.run(cmd, env=env, stdout=fh if log_file else None, stderr=fh if log_file else None).returncode
+    if rc != 0:
+        raise RuntimeError(f"boomerang anonymise exited with status {rc}" + (f" (log: {log_file})" if log_file else ""))
+    return time.monotonic() - t0
+
+
+def output_to_digit(path):
+    """One released PNG (gray or RGB, 32x32) -> float tensor ``[1, 28, 28]`` in [-1, 1] on the 8-bit grid:
+    channel mean, centre crop of 28 (the inverse of the padding), rounded to 8 bits."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    with Image.open(path) as im:
+        a = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im, dtype=np.float32)
+    if a.ndim == 3:
+        a = a.mean(axis=2)
+    h, w = a.shape
+    top, left = (h - 28) // 2, (w - 28) // 2
+    a = np.rint(a[top:top + 28, left:left + 28])
+    return torch.from_numpy(a).float().unsqueeze(0) / 127.5 - 1.0
+
+
+def read_release(out, link_file, names: list[str], levels) -> dict[float, "torch.Tensor"]:  # noqa: F821
+    """The released digits per level, in the sources' order: ``{level: [N, 1, 28, 28] in [-1, 1]}``.
+
+    Raises:
+        ValueError: a source without exactly one output at a level (the job did not finish).
+    """
+    import torch
+
+    from boomerang.privacy.links import read_links
+
+    single = len(levels) == 1
+    found: dict[tuple[str, float], pathlib.Path] = {}
+    for ln in read_links(link_file):
+        level = float(levels[0]) if single else float(ln.extra["level"])
+        key = (ln.source, round(level, 6))
+        if key in found:
+            raise ValueError(f"{ln.source} has two outputs at level {level:g}")
+        found[key] = pathlib.Path(out) / ln.output
+    result = {}
+    for level in levels:
+        missing = [n for n in names if (n, round(float(level), 6)) not in found]
+        if missing:
+            raise ValueError(f"no output at level {level:g} for {len(missing)} sources (first: {missing[0]})")
+        result[float(level)] = torch.stack([output_to_digit(found[(n, round(float(level), 6))]) for n in names])
+    return result
+
+
+def signal_kept(model_folder, levels) -> list[float]:
+    """sqrt(alpha_bar_t) at each level's timestep (:func:`boomerang.levels.level_to_timestep`; level 0: 1.0)
+    from a model folder's ``scheduler/scheduler_config.json``: how much of x0 survives the forward jump
+    (the two models' noise schedules differ, so the same level is not the same noise)."""
+    import torch
+    from diffusers import DDPMScheduler
+
+    from boomerang.levels import level_to_timestep
+
+    cfg = json.loads((pathlib.Path(model_folder) / "scheduler" / "scheduler_config.json").read_text())
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    sched = DDPMScheduler(**{k: cfg[k] for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule")
+                             if k in cfg})
+    ab = sched.alphas_cumprod
+    ts = [level_to_timestep(float(v), len(ab)) for v in levels]
+    return [1.0 if t is None else float(torch.sqrt(ab[t])) for t in ts]
+
+
+def release(args, data: dict, levels) -> tuple[list[dict], dict, dict]:
+    """Release ``data["sources"]`` at ``levels`` with ``boomerang anonymise`` in a temporary folder.
+
+    Args:
+        args: the benchmark's flags (``text_model``, ``prompt_template``, ``guidance_scale``, ``scheduler``, ``steps``,
+            ``threads``, ``batch_size``, ``quick``).
+        data: ``ds`` (the mnist5k dataset) and ``sources`` (its indices to release).
+        levels: the levels, one anonymise job for all.
+
+    Returns:
+        ``(conditions, released, info)``: one condition per level (``condition`` "boomerang_text",
+        ``level``, ``key``, ``signal_kept``), ``released[key]`` = ``[N, 1, 28, 28]`` in [-1, 1] in the
+        sources' order, and ``info`` (``settings``, ``anonymise_command``, ``anonymise_s``).
+    """
+    import tempfile
+
+    from boomerang.assets import default_model_path, named_model_path
+
+    from _common import boomerang_exe
+
+    ds, sources = data["ds"], data["sources"]
+    with tempfile.TemporaryDirectory(prefix="privacy_text_") as tmp:
+        tmp = pathlib.Path(tmp)
+        names = write_captioned_sources(tmp / "src", ds.images[sources], ds.labels[sources], sources)
+        cmd = anonymise_command(boomerang_exe(), tmp / "src", tmp / "out", tmp / "links.jsonl", levels,
+                                model=args.text_model, guidance_scale=args.guidance_scale,
+                                scheduler=args.scheduler, steps=args.steps, threads=args.threads,
+                                batch_size=args.batch_size, prompt_template=args.prompt_template)
+        shown = shlex.join(["boomerang"] + [str(c).replace(str(tmp), "TMP") for c in cmd[1:]])
+        print(f"[{time.strftime('%H:%M:%S')}] text arm: {shown}", flush=True)
+        try:
+            anonymise_s = run_anonymise(cmd, tmp / "anonymise.log")
+        except RuntimeError:
+            print((tmp / "anonymise.log").read_text(), flush=True)
+            raise
+        print(f"[{time.strftime('%H:%M:%S')}] text arm: anonymise took {anonymise_s:.0f} s", flush=True)
+        by_level = read_release(tmp / "out", tmp / "links.jsonl", names, levels)
+        job = json.loads((tmp / "out" / ".job" / "job.json").read_text())
+    kept = signal_kept(named_model_path(args.text_model) or pathlib.Path(args.text_model), levels)
+    kept_unconditional = signal_kept(default_model_path(), levels)
+    released = {f"text@{v:g}": x for v, x in by_level.items()}
+    conditions = [{"condition": "boomerang_text", "level": float(v), "key": f"text@{v:g}", "signal_kept": k,
+                   "signal_kept_unconditional": ku} for v, k, ku in zip(levels, kept, kept_unconditional)]
+    info = {"settings": {"model": args.text_model, "weights_sha256": job["model"]["weights_sha256"],
+                         "prompt_template": args.prompt_template,
+                         "captions": "boomerang.ldm_parts.class_prompt(label), e.g. 'a handwritten seven'",
+                         "levels": [float(v) for v in levels],
+                         "anonymise": {k: job["settings"][k] for k in ("model", "scheduler", "steps", "eta", "schedule",
+                                                                       "guidance_scale", "seed", "dtype")},
+                         "sources": "the unconditional arm's, 28x28 zero-padded to 32x32; outputs channel-averaged, "
+                                    "centre-cropped to 28x28 and rounded to 8 bits",
+                         "sample_seeds": "the anonymise job's secret key (fresh per run)",
+                         "threads": args.threads, "quick": args.quick},
+            "anonymise_command": shown, "anonymise_s": round(anonymise_s, 1)}
+    return conditions, released, info
+
+
+# -- tables
+
+
+def _p(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _util(u: dict) -> str:
+    lo, hi = max(0.0, u["ci95"][0]), min(1.0, u["ci95"][1])
+    return f"{_p(u['mean'])} [{_p(lo)}, {_p(hi)}]"
+
+
+def _ci(r: dict) -> str:
+    return f"{_p(r['rate'])} [{_p(r['ci95'][0])}, {_p(r['ci95'][1])}]"
+
+
+def text_summary_table(result: dict) -> str:
+    """The README's table of the text arm, each level beside the unconditional arm's."""
+    arm = result["text_arm"]
+    base = {c["level"]: c for c in result["conditions"] if c["condition"] == "boomerang"}
+    what = "caption" if arm["settings"]["prompt_template"] else "empty prompt"
+    rows = [f"| level | text + {what}: top-1 re-id % (pixels / classifier) | class retention % | utility % [95% CI] | "
+            "unconditional: top-1 % (pixels / classifier), class retention %, utility % |",
+            "| --- | --- | --- | --- | --- |"]
+    for c in arm["conditions"]:
+        r = c["reid"]
+        b = base.get(c["level"])
+        bl = (f"{_p(b['reid']['pixels']['top1']['rate'])} / {_p(b['reid']['classifier']['top1']['rate'])}, "
+              f"{_p(b['class_retention'])}, {_p(b['utility']['mean'])}") if b else ""
+        name = f"{c['level']:g}" + (" (VAE round trip)" if c["level"] == 0 else "")
+        rows.append(f"| {name} | {_p(r['pixels']['top1']['rate'])} / {_p(r['classifier']['top1']['rate'])} | "
+                    f"{_p(c['class_retention'])} | {_util(c['utility'])} | {bl} |")
+    return "\n".join(rows)
+
+
+def text_markdown_table(result: dict) -> str:
+    """docs/privacy.md's full table of the text arm: one row per level."""
+    arm = result["text_arm"]
+    rows = ["| level | sqrt(alpha_bar): text / unconditional model | SSIM to source | top-1 re-id, pixels % [95% CI] | "
+            "top-1 re-id, classifier % [95% CI] | top-5 re-id, pixels / classifier % | class retention % | "
+            "utility: test accuracy % [95% CI] |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in arm["conditions"]:
+        r = c["reid"]
+        rows.append(f"| {c['level']:g} | {c['signal_kept']:.3f} / {c['signal_kept_unconditional']:.3f} | "
+                    f"{c['ssim_to_source']:.3f} | "
+                    f"{_ci(r['pixels']['top1'])} | {_ci(r['classifier']['top1'])} | "
+                    f"{_p(r['pixels']['top5']['rate'])} / {_p(r['classifier']['top5']['rate'])} | "
+                    f"{_p(c['class_retention'])} | {_util(c['utility'])} |")
+    return "\n".join(rows)
+
+
+def text_variants_table(results: list[dict]) -> str:
+    """docs/privacy.md's comparison of text arms (caption vs empty prompt, guidance scales): per run, the
+    first level where top-1 re-identification is <= 5% with both attacks, and what is left there and at 1."""
+    rows = ["| prompt | guidance | first level with top-1 <= 5% (both attacks) | top-1 there, pixels / classifier % | "
+            "class retention there % | utility there % [95% CI] | class retention / utility at level 1 % |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for result in results:
+        arm = result["text_arm"]
+        st = arm["settings"]
+        prompt = f"`{st['prompt_template']}` (class caption)" if st["prompt_template"] else "empty"
+        f = arm["first_level_top1_at_most_5pct"]
+        last = next(c for c in arm["conditions"] if c["level"] == 1.0)
+        there = ("none", "", "", "") if f is None else (
+            f"{f['level']:g}", f"{_p(f['top1_pixels'])} / {_p(f['top1_classifier'])}", _p(f["class_retention"]),
+            _util({"mean": f["utility"], "ci95": f["utility_ci95"]}))
+        rows.append(f"| {prompt} | {st['anonymise']['guidance_scale']:g} | " + " | ".join(there)
+                    + f" | {_p(last['class_retention'])} / {_p(last['utility']['mean'])} |")
+    return "\n".join(rows)
