@@ -541,7 +541,7 @@ def cli_args(cfg) -> list[str]:
     return args
 
 
-def run_config_command(command: str, config_class, train_fn, args: argparse.Namespace) -> int:
+def run_config_command(config_class, train_fn, args: argparse.Namespace) -> int:
     """Build ``config_class`` from the parsed flags it has fields for, run ``train_fn(cfg)``
     and print its summary as JSON; a ValueError becomes one ``boomerang: error: ...``
     line. Returns the exit status (0 done, 2 bad input). Shared by ``train`` and ``train-ldm``."""
@@ -559,4 +559,4 @@ def run_config_command(command: str, config_class, train_fn, args: argparse.Name
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``boomerang train`` from parsed arguments; returns the exit status (2 = bad input)."""
-    return run_config_command("train", TrainConfig, train, args)
+    return run_config_command(TrainConfig, train, args)

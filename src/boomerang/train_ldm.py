@@ -525,4 +525,4 @@ def run_train_ldm(args: argparse.Namespace) -> int:
     """Run ``boomerang train-ldm`` from parsed arguments; returns the exit status (2 = bad input)."""
     from boomerang.train import run_config_command
 
-    return run_config_command("train-ldm", LdmTrainConfig, train_ldm, args)
+    return run_config_command(LdmTrainConfig, train_ldm, args)
