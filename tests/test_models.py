@@ -68,16 +68,22 @@ def test_none_is_the_bundled_model(monkeypatch, tiny_pixel_dir):
     assert read_model_info(None).source == str(tiny_pixel_dir)
 
 
-def test_pickle_weights_are_refused_unless_allowed(tiny_pixel_dir, tmp_path):
+def _pickled_copy(model_dir, tmp_path):
+    """A copy of a pixel model folder whose UNet weights are a pickle (.bin) only."""
     from diffusers import UNet2DModel
 
     folder = tmp_path / "pickled"
-    shutil.copytree(tiny_pixel_dir, folder)
+    shutil.copytree(model_dir, folder)
     unet = UNet2DModel.from_pretrained(folder / "unet")
     for p in (folder / "unet").glob("*.safetensors"):
         p.unlink()
     unet.save_pretrained(folder / "unet", safe_serialization=False)
     assert list((folder / "unet").glob("*.bin"))
+    return folder
+
+
+def test_pickle_weights_are_refused_unless_allowed(tiny_pixel_dir, tmp_path):
+    folder = _pickled_copy(tiny_pixel_dir, tmp_path)
     with pytest.raises(ValueError) as err:
         load_model(folder)
     assert "pickle" in str(err.value) and "--allow-pickle" in str(err.value)
@@ -92,15 +98,9 @@ def test_allowed_pickle_weights_load_without_a_stray_diffusers_line(tiny_pixel_d
     import subprocess
     import sys
 
-    from diffusers import UNet2DModel
     from PIL import Image
 
-    folder = tmp_path / "pickled"
-    shutil.copytree(tiny_pixel_dir, folder)
-    unet = UNet2DModel.from_pretrained(folder / "unet")
-    for p in (folder / "unet").glob("*.safetensors"):
-        p.unlink()
-    unet.save_pretrained(folder / "unet", safe_serialization=False)
+    folder = _pickled_copy(tiny_pixel_dir, tmp_path)
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
 
