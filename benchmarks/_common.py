@@ -16,11 +16,14 @@
   a tracked file. Refreshing the committed copies is explicit:
   ``--out benchmarks/results`` (JSON) and ``--plots docs`` (the figures the
   README and docs/ show). Relative paths are relative to the current folder.
+* :func:`make_parser`: every script's argument parser: each option has a help
+  text and ``--help`` shows its default (``(default: X)``).
 * :func:`median`, :func:`timeit`, :func:`machine`, :func:`boomerang_exe`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pathlib
@@ -58,6 +61,29 @@ def machine() -> dict:
             "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` of the benchmark scripts: each option's text ends with ``(default: X)``,
+    unless the text already says its default in words (``(default: the bundled model)``),
+    the option is a switch (``store_true``), or it has no default value to show (then its
+    text must say what happens without it). An empty string is shown as ``empty``."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.nargs == 0 or action.default in (None, argparse.SUPPRESS) \
+                or not action.option_strings:
+            return text
+        return text + (" (default: empty)" if action.default == "" else " (default: %(default)s)")
+
+
+def make_parser(doc: str, *, first_paragraph: bool = False) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark script: its description is the first line
+    (``first_paragraph``: the first paragraph) of the script's docstring ``doc``, and
+    ``--help`` shows every option's default (:class:`HelpFormatter`). Parsing imports no
+    torch: scripts import it after ``parse_args``, so ``--help`` answers at once."""
+    description = doc.split("\n\n")[0] if first_paragraph else doc.split("\n")[0]
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+
+
 def add_out_argument(parser, *, plots: bool = False, name: str | None = None) -> None:
     """Add ``--out DIR`` (and with ``plots``, ``--plots DIR``) to ``parser``: the one
     rule every benchmark script that writes files follows (see the module docstring).
@@ -69,7 +95,7 @@ def add_out_argument(parser, *, plots: bool = False, name: str | None = None) ->
     write ``NAME.json`` (and ``NAME.png``) beside the main run's files.
     """
     parser.add_argument("--out", metavar="DIR", type=pathlib.Path, default=OUT,
-                        help="folder for the results JSON (default benchmarks/out/, git-ignored; "
+                        help="folder for the results JSON (default: benchmarks/out/, git-ignored; "
                              "--out benchmarks/results refreshes the committed results)")
     if plots:
         parser.add_argument("--plots", metavar="DIR", type=pathlib.Path, default=None,
@@ -77,7 +103,7 @@ def add_out_argument(parser, *, plots: bool = False, name: str | None = None) ->
                                  "--plots docs refreshes the figures the docs show)")
     if name:
         parser.add_argument("--name", default=name,
-                            help="results name: writes NAME.json (and NAME.png) (default %(default)s)")
+                            help="results name: writes NAME.json (and NAME.png)")
 
 
 def _shown(path: pathlib.Path) -> str:
@@ -201,14 +227,14 @@ def bench_parser(doc: str, *, repeat: int, model: bool = True):
     model or its stand-in), --device, --dtype, --threads (default 1),
     --repeat and --out (:func:`add_out_argument`). Scripts add their own flags
     to the returned parser."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap = make_parser(doc)
     if model:
-        ap.add_argument("--model", default=None)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=repeat)
+        ap.add_argument("--model", default=None, metavar="DIR",
+                        help="pixel model folder (default: the bundled model, else a random-weight stand-in "
+                             "with its architecture)")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N")
+    ap.add_argument("--dtype", default="float32", help="precision of the networks: float32, float16 or bfloat16")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--repeat", type=int, default=repeat, help="timed repeats per measurement (the median is reported)")
     add_out_argument(ap)
     return ap

@@ -46,7 +46,6 @@ The report writes ``augmentation.json`` into ``--out`` (default
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -58,7 +57,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import add_out_argument, plot_path  # noqa: E402
+from _common import add_out_argument, make_parser, plot_path  # noqa: E402
 
 LEVELS = (0.2, 0.4, 0.6)
 REGIMES = (10, 50)
@@ -68,8 +67,10 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--stage", choices=("precompute", "train", "report", "all"), default="all")
+    p = make_parser(__doc__, first_paragraph=True)
+    p.add_argument("--stage", choices=("precompute", "train", "report", "all"), default="all",
+                   help="precompute: the Boomerang and global samples; train: every (regime, arm, seed) not yet done; "
+                        "report: JSON, table and figure; all: the three in turn")
     p.add_argument("--work", default=str(ROOT / "runs" / "augmentation"), help="cache and per-run results")
     p.add_argument("--seeds", type=int, default=20, help="training seeds (= subsets) per arm and regime")
     p.add_argument("--pool-per-class", type=int, default=50, help="images per class the subsets are drawn from")
@@ -77,16 +78,17 @@ def parse_args(argv=None):
     p.add_argument("--p", type=float, default=0.5, help="probability that an item shows a generated image")
     p.add_argument("--sample-steps", type=int, default=10,
                    help="step budget of a full chain for the samples (ddpm; level L uses about L x this)")
-    p.add_argument("--scheduler", default="ddpm")
+    p.add_argument("--scheduler", default="ddpm", help="boomerang scheduler of the samples")
     p.add_argument("--train-steps", type=int, default=120, help="optimisation steps per model (every arm)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--batch-size", type=int, default=32, help="training images per optimisation step")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle AdamW)")
     # DigitCNN at width 16 costs about a third of the reference classifier's width 32 per step:
     # the size that fitted this shared 2-core CPU (same layers, half the channels).
     p.add_argument("--width", type=int, default=16, help="DigitCNN width (the reference classifier's is 32)")
     p.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of the arms to train")
-    p.add_argument("--regimes", default=",".join(map(str, REGIMES)))
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--regimes", default=",".join(map(str, REGIMES)),
+                   help="comma-separated labelled training images per class")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--chunk", type=int, default=4, help="images per model call while precomputing (x K samples)")
     add_out_argument(p, plots=True)
     return p.parse_args(argv)

@@ -23,10 +23,9 @@ Prints a table; writes batch_invariance.json into --out (default benchmarks/out/
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from _common import add_out_argument, bundled_or_standin, machine, make_small_sd, median, save_json
+from _common import add_out_argument, bundled_or_standin, machine, make_parser, make_small_sd, median, save_json
 
 MODES = {"a_per_item": (True, "per_item"), "b_kernels": (True, "kernels"), "b0_native": (False, "kernels"),
          "c_plain": (False, "kernels")}
@@ -93,11 +92,11 @@ def wrap(fn, module):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = make_parser(__doc__)
     ap.add_argument("--model", default=None, help="pixel model folder (default: bundled, else a stand-in)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--batches", default="1,4,16,64")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved timed repeats per call (the median is reported)")
+    ap.add_argument("--batches", default="1,4,16,64", help="comma-separated batch sizes to time")
     ap.add_argument("--sd-max-batch", type=int, default=16, help="largest batch timed for the SD UNet (time)")
     add_out_argument(ap)
     args = ap.parse_args(argv)

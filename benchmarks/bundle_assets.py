@@ -17,11 +17,12 @@ assets on purpose (that is its job); run it only to ship a new model.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import shutil
 import sys
+
+from _common import make_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "src" / "boomerang" / "assets"
@@ -250,10 +251,11 @@ not a quality measure, which is why the benchmarks also report class shares and 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", default=str(ROOT / "runs" / "ddpm-mnist5k"))
-    p.add_argument("--classifier", default=str(ROOT / "runs" / "classifier-mnist5k"))
-    p.add_argument("--quality", default=None, help="model_quality.json to quote in the card")
+    p = make_parser(__doc__, first_paragraph=True)
+    p.add_argument("--run", default=str(ROOT / "runs" / "ddpm-mnist5k"), help="the diffusion model's training run folder")
+    p.add_argument("--classifier", default=str(ROOT / "runs" / "classifier-mnist5k"),
+                   help="the reference classifier's training run folder")
+    p.add_argument("--quality", default=None, help="model_quality.json to quote in the card (default: none quoted)")
     p.add_argument("--cards-only", action="store_true", help="only rewrite the README.md cards")
     p.add_argument("--history", default="", help="how the run was made, if not by one plain invocation "
                                                   "(interruptions, resumes); quoted in the card")

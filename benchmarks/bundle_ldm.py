@@ -15,11 +15,12 @@ assets on purpose (that is its job); run it only to ship a new model.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import shutil
 import sys
+
+from _common import make_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEST = ROOT / "src" / "boomerang" / "assets" / "ldm-mnist5k-text"
@@ -221,9 +222,11 @@ gradient clipping {c['grad_clip']}, EMA min({c['ema_decay']}, (1+step)/(10+step)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", default=str(ROOT / "runs" / "ldm-mnist5k-text"))
-    p.add_argument("--quality", default=None, help="benchmarks/results/latent_quality.json")
+    p = make_parser(__doc__, first_paragraph=True)
+    p.add_argument("--run", default=str(ROOT / "runs" / "ldm-mnist5k-text"), help="the latent model's training run folder")
+    p.add_argument("--quality", default=None,
+                   help="latent_quality.json to quote in the card, e.g. benchmarks/results/latent_quality.json "
+                        "(default: none quoted)")
     p.add_argument("--notes", default="", help="extra paragraph for the card's training section (markdown)")
     p.add_argument("--card-only", action="store_true", help="rewrite the card, do not copy the run")
     p.add_argument("--readme-table", action="store_true", help="print README's figure table (needs --quality) and exit")

@@ -18,19 +18,19 @@ benchmarks/results --plots docs`` refreshes the committed copies.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 
-from _common import add_out_argument, bundled_or_standin, machine, plot_path, save_json
+from _common import add_out_argument, bundled_or_standin, machine, make_parser, plot_path, save_json
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1)
+    ap = make_parser(__doc__)
+    ap.add_argument("--model", default=None, metavar="DIR",
+                    help="pixel model folder (default: the bundled model, else a stand-in with its architecture)")
+    ap.add_argument("--steps", type=int, default=50, help="step budget of a full chain")
+    ap.add_argument("--batch", type=int, default=4, help="images per timed call")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     add_out_argument(ap, plots=True)
     args = ap.parse_args(argv)
     import torch

@@ -47,7 +47,6 @@ names a variant run's files instead (``enhance_high_levels.json``, ...).
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import sys
@@ -58,33 +57,35 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import add_out_argument, plot_path  # noqa: E402
+from _common import add_out_argument, make_parser, plot_path  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = make_parser(__doc__, first_paragraph=True)
     p.add_argument("--n-digits", type=int, default=150, help="test digits for 4x (class-balanced)")
     p.add_argument("--sheets", type=int, default=1, help="8x8 sheets of test digits for 8x")
     p.add_argument("--first-sheet-digit", type=int, default=None,
                    help="position in the class-balanced test order where the 8x sheets start (default: --n-digits)")
     p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples of the paired comparison with bicubic")
-    p.add_argument("--levels", default="0.1,0.2,0.3,0.4,0.5")
-    p.add_argument("--consistency-levels", default="0.3,0.5")
-    p.add_argument("--colour-fix-levels", default="0.3")
+    p.add_argument("--levels", default="0.1,0.2,0.3,0.4,0.5", help="comma-separated levels of plain enhance")
+    p.add_argument("--consistency-levels", default="0.3,0.5",
+                   help="comma-separated levels of enhance with ILVR consistency (empty: none)")
+    p.add_argument("--colour-fix-levels", default="0.3",
+                   help="comma-separated levels of enhance with the colour fix (empty: none)")
     p.add_argument("--steps", type=int, default=25, help="step budget of a full chain (25: half the usual 50, to fit the run in ~25 min)")
-    p.add_argument("--scheduler", default="ddpm")
-    p.add_argument("--tile-overlap", type=int, default=None, help="8x window overlap in pixels (default 7)")
-    p.add_argument("--tile-batch", type=int, default=64)
+    p.add_argument("--scheduler", default="ddpm", help="Boomerang reverse process")
+    p.add_argument("--tile-overlap", type=int, default=None, help="8x window overlap in pixels (default: 7)")
+    p.add_argument("--tile-batch", type=int, default=64, help="windows per model call")
     p.add_argument("--weighting", default="feather", choices=["feather", "uniform"], help="window blending")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="base seed of the samples")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--quick", action="store_true", help="40 digits, 1 sheet")
     p.add_argument("--no-8x", action="store_true", help="run only the 4x part")
     p.add_argument("--no-4x", action="store_true", help="run only the 8x part")
     p.add_argument("--table", action="store_true", help="only print the Markdown table of <--out>/<--name>.json (for README)")
     p.add_argument("--without", default=None, metavar="START-END",
                    help="with --table: also compare with bicubic on the 8x digits outside these positions of the "
-                        "class-balanced order (e.g. 150-213, the sheet the levels were chosen on)")
+                        "class-balanced order (e.g. 150-213, the sheet the levels were chosen on; default: none)")
     add_out_argument(p, plots=True, name="enhance")
     a = p.parse_args(argv)
     if a.quick:

@@ -14,18 +14,18 @@ into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the 
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from _common import add_out_argument, machine, save_json
+from _common import add_out_argument, machine, make_parser, save_json
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--dtypes", default="float16,bfloat16")
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = make_parser(__doc__)
+    ap.add_argument("--device", default="cuda", help="CUDA device: cuda or cuda:N")
+    ap.add_argument("--dtypes", default="float16,bfloat16", help="comma-separated precisions to measure")
+    ap.add_argument("--model", default=None, metavar="DIR",
+                    help="pixel model folder (default: the bundled model, else a stand-in with its architecture)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed repeats per measurement (the median is reported)")
     add_out_argument(ap)
     args = ap.parse_args(argv)
     import torch

@@ -38,7 +38,6 @@ docs`` refreshes the committed copies.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import sys
@@ -49,20 +48,20 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import add_out_argument, machine, plot_path  # noqa: E402
+from _common import add_out_argument, machine, make_parser, plot_path  # noqa: E402
 
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 TARGETS = {"text_to_image_best_share_min": 0.90}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="ldm-mnist5k-text", help="model folder or short name (default the bundled one)")
+    p = make_parser(__doc__, first_paragraph=True)
+    p.add_argument("--model", default="ldm-mnist5k-text", help="model folder or short name")
     p.add_argument("--classifier", default=None, help="classifier folder (default: the bundled one)")
     p.add_argument("--quick", action="store_true", help="tiny counts for a smoke run")
     p.add_argument("--guidance", default="1,3,7.5", help="guidance scales of part 2")
     p.add_argument("--n-t2i", type=int, default=100, help="global samples per class prompt and guidance")
-    p.add_argument("--t2i-steps", type=int, default=25)
+    p.add_argument("--t2i-steps", type=int, default=25, help="ddim steps of the global samples of part 2")
     p.add_argument("--n-inputs", type=int, default=500, help="test digits of part 3 (500 = the whole test split)")
     p.add_argument("--n-guided", type=int, default=100, help="test digits of part 4")
     p.add_argument("--n-reference", type=int, default=20, help="test digits of part 5")
@@ -71,9 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--reference-steps", type=int, default=50,
                    help="part 5: dpmsolver++ steps; pndm gets twice as many (the notebook: 50 and 100)")
     p.add_argument("--boomerang-guidance", type=float, default=7.5, help="guidance of parts 3-5")
-    p.add_argument("--batch", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--batch", type=int, default=250, help="images per sampling call")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the samples")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_out_argument(p, plots=True)
     a = p.parse_args(argv)
     if a.quick:

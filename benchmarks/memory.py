@@ -18,14 +18,13 @@ Writes memory.json into --out (default benchmarks/out/; ``--out benchmarks/resul
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import ROOT, add_out_argument, boomerang_exe, bundled_or_standin, machine, save_json
+from _common import ROOT, add_out_argument, boomerang_exe, bundled_or_standin, machine, make_parser, save_json
 
 WRAP = """
 import json, resource, subprocess, sys, time
@@ -46,9 +45,10 @@ def peak(cmd) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--many", type=int, default=50)
+    ap = make_parser(__doc__)
+    ap.add_argument("--model", default=None, metavar="DIR",
+                    help="pixel model folder (default: the bundled model, else a stand-in with its architecture)")
+    ap.add_argument("--many", type=int, default=50, help="input images of the largest run (more than 16)")
     add_out_argument(ap)
     args = ap.parse_args(argv)
     import numpy as np

@@ -32,7 +32,6 @@ times) into ``--out`` (default ``benchmarks/out/``, git-ignored) and
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -45,7 +44,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import add_out_argument, plot_path  # noqa: E402
+from _common import add_out_argument, make_parser, plot_path  # noqa: E402
 
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 TARGETS = {
@@ -59,22 +58,23 @@ TARGETS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = make_parser(__doc__, first_paragraph=True)
     p.add_argument("--model", default=None, help="diffusers DDPMPipeline folder (default: the bundled model)")
     p.add_argument("--classifier", default=None, help="classifier folder (default: the bundled one)")
     p.add_argument("--quick", action="store_true", help="smaller counts (200 global, 50 inputs, 5 variety inputs)")
-    p.add_argument("--n-global", type=int, default=1000)
+    p.add_argument("--n-global", type=int, default=1000, help="global samples from pure noise")
     p.add_argument("--n-inputs", type=int, default=500,
                    help="test digits for retention/SSIM (class-balanced; 500 = the whole test split)")
-    p.add_argument("--n-variety-inputs", type=int, default=20)
-    p.add_argument("--variety-samples", type=int, default=8)
-    p.add_argument("--global-steps", type=int, default=25)
+    p.add_argument("--n-variety-inputs", type=int, default=20, help="test digits whose samples' variety is measured")
+    p.add_argument("--variety-samples", type=int, default=8, help="samples per variety input (at least 2)")
+    p.add_argument("--global-steps", type=int, default=25, help="ddim steps of the global samples")
     p.add_argument("--steps", type=int, default=50, help="Boomerang step budget of a full chain")
-    p.add_argument("--scheduler", default="ddpm", help="Boomerang reverse process (default ddpm, the paper's)")
-    p.add_argument("--nn-candidates", type=int, default=10)
-    p.add_argument("--batch", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--scheduler", default="ddpm", help="Boomerang reverse process (default: ddpm, the paper's)")
+    p.add_argument("--nn-candidates", type=int, default=10,
+                   help="nearest training images by L2 among which the near-copy SSIM is taken")
+    p.add_argument("--batch", type=int, default=250, help="images per sampling call")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the samples")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_out_argument(p, plots=True)
     a = p.parse_args(argv)
     if a.quick:

@@ -150,8 +150,8 @@ def run_all(*, model=None, device="cpu", dtype="float32", repeat=9, batch=16, sd
 
 def main(argv=None):
     ap = bench_parser(__doc__, repeat=9)
-    ap.add_argument("--sd-repeat", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--sd-repeat", type=int, default=4, help="timed repeats of the small SD model")
+    ap.add_argument("--batch", type=int, default=16, help="images per call")
     args = ap.parse_args(argv)
     import torch
 

@@ -61,7 +61,6 @@ small smoke version, written as ``privacy_utility_quick`` unless ``--name`` is g
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -73,8 +72,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _privacy_text as pt  # noqa: E402
-from _common import add_out_argument, machine, plot_path, save_json  # noqa: E402
-
+from _common import add_out_argument, machine, make_parser, plot_path, save_json  # noqa: E402
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
@@ -153,32 +151,34 @@ def match_blur(x, target: float, lo: float = 0.05, hi: float = 20.0, iters: int 
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n-sources", type=int, default=100)
-    ap.add_argument("--levels", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
-    ap.add_argument("--scheduler", default="ddim")
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--train-batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--batch-size", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=1)
+    ap = make_parser(__doc__, first_paragraph=True)
+    ap.add_argument("--n-sources", type=int, default=100, help="training digits replaced (an equal number per class)")
+    ap.add_argument("--levels", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
+                    help="comma-separated Boomerang levels of the released images")
+    ap.add_argument("--scheduler", default="ddim", help="Boomerang reverse process (ddim: eta 0)")
+    ap.add_argument("--steps", type=int, default=10, help="step budget of a full chain")
+    ap.add_argument("--epochs", type=int, default=12, help="training epochs of the utility classifier")
+    ap.add_argument("--train-batch-size", type=int, default=32, help="batch of the utility classifier's training")
+    ap.add_argument("--lr", type=float, default=5e-3, help="peak one-cycle learning rate of the utility classifier")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds of the utility classifier")
+    ap.add_argument("--batch-size", type=int, default=100, help="images per sampling call")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--text-model", default="ldm-mnist5k-text",
                     help="text arm: the text-conditioned model given to `boomerang anonymise --model` "
                          "(each source's class caption as its prompt); `none` skips the arm")
     ap.add_argument("--guidance-scale", type=float, default=3.0, help="text arm: classifier-free guidance scale")
     ap.add_argument("--prompt-template", default=pt.PROMPT_TEMPLATE,
                     help="text arm: anonymise's --prompt-template over the sources' label/caption columns "
-                         "(default %(default)s: the class caption); '' gives every item the empty prompt (a control)")
+                         "(default: %(default)s, the class caption); '' gives every item the empty prompt (a control)")
     ap.add_argument("--reuse", metavar="JSON",
                     help="take the unconditional arm (and real, synthetic, blur) from this results file instead of "
-                         "recomputing it; refused unless its sources, levels, sampler and training recipe are these")
+                         "recomputing it; refused unless its sources, levels, sampler and training recipe are these "
+                         "(default: compute it)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 sources, 2 levels, 1 seed, 1 epoch")
     ap.add_argument("--replot", metavar="JSON", nargs="+",
                     help="only redraw the plot (into --plots, as <--name>.png) and print the tables from a results "
                          "file; with more files (runs with other --prompt-template / --guidance-scale), also the "
-                         "table that compares their text arms")
+                         "table that compares their text arms (default: run the measurement)")
     add_out_argument(ap, plots=True, name="privacy_utility")
     args = ap.parse_args(argv)
     if args.quick:

@@ -21,26 +21,25 @@ into --out (default benchmarks/out/; ``--out benchmarks/results`` refreshes the 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from _common import add_out_argument, machine, save_json
+from _common import add_out_argument, machine, make_parser, save_json
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--n", type=int, default=500)
-    p.add_argument("--level", type=float, default=0.6)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--ray", action="store_true")
+    p = make_parser(__doc__, first_paragraph=True)
+    p.add_argument("--n", type=int, default=500, help="MNIST digits in the job")
+    p.add_argument("--level", type=float, default=0.6, help="Boomerang level")
+    p.add_argument("--steps", type=int, default=20, help="step budget of a full chain")
+    p.add_argument("--batch-size", type=int, default=16, help="images per sampling call")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--repeats", type=int, default=2, help="interleaved timed runs of each (the fastest is reported)")
+    p.add_argument("--ray", action="store_true", help="also time the job with --engine ray --workers 1")
     p.add_argument("--kernels", default="auto", choices=("auto", "invariant", "plain"),
-                   help="kernels of both the bare loop and the job (default auto = batch-invariant on the CPU); "
+                   help="kernels of both the bare loop and the job (default: auto = batch-invariant on the CPU); "
                         "results of 'plain' go to runner_plain.json")
     add_out_argument(p)
     a = p.parse_args()

@@ -25,7 +25,6 @@ git-ignored; ``--out benchmarks/results`` refreshes the committed copy).
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -36,17 +35,17 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import add_out_argument  # noqa: E402
+from _common import add_out_argument, make_parser  # noqa: E402
 
 SCHEDULES = ["linear", "scaled_linear", "squaredcos_cap_v2"]
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = make_parser(__doc__, first_paragraph=True)
     p.add_argument("--repeats", type=int, default=3, help="noise draws per test image")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_out_argument(p)
     args = p.parse_args(argv)
     import torch

@@ -17,21 +17,20 @@ git-ignored; ``--out benchmarks/results`` refreshes the committed copy).
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from _common import add_out_argument  # noqa: E402
+from _common import add_out_argument, make_parser  # noqa: E402
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--levels", default="0.4,0.9,0.999,1.0")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--threads", type=int, default=2)
+    p = make_parser(__doc__, first_paragraph=True)
+    p.add_argument("--levels", default="0.4,0.9,0.999,1.0", help="comma-separated Boomerang levels")
+    p.add_argument("--steps", type=int, default=50, help="step budget of a full chain")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     add_out_argument(p)
     args = p.parse_args(argv)
     import numpy as np

@@ -17,24 +17,23 @@ the copies in docs/. Needs the ``app`` and ``bench`` extras and /usr/bin/chromiu
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import subprocess
 import sys
 import time
 
-from _common import add_out_argument, machine, plot_path, save_json
+from _common import add_out_argument, machine, make_parser, plot_path, save_json
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--level", default="0.4")
-    ap.add_argument("--num-samples", default="8")
-    ap.add_argument("--sweep", default="0.1,0.3,0.5,0.7,0.9")
+    ap = make_parser(__doc__)
+    ap.add_argument("--level", default="0.4", help="level set on the Samples tab")
+    ap.add_argument("--num-samples", default="8", help="samples asked for on the Samples tab")
+    ap.add_argument("--sweep", default="0.1,0.3,0.5,0.7,0.9", help="levels of the Level sweep tab")
     add_out_argument(ap, plots=True)
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright

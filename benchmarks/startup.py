@@ -16,13 +16,12 @@ Writes startup.json into --out (default benchmarks/out/; ``--out benchmarks/resu
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
 
-from _common import ROOT, add_out_argument, boomerang_exe, bundled_or_standin, machine, median, save_json
+from _common import ROOT, add_out_argument, boomerang_exe, bundled_or_standin, machine, make_parser, median, save_json
 
 PROBE = """
 import sys, contextlib, io
@@ -57,9 +56,10 @@ def _wall(cmd, repeat):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = make_parser(__doc__)
+    ap.add_argument("--model", default=None, metavar="DIR",
+                    help="pixel model folder (default: the bundled model, else a stand-in with its architecture)")
+    ap.add_argument("--repeat", type=int, default=5, help="fresh subprocesses per figure (the median is reported)")
     add_out_argument(ap)
     args = ap.parse_args(argv)
     exe = boomerang_exe()

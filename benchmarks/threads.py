@@ -17,7 +17,6 @@ Writes threads.json into ``--out`` (default ``benchmarks/out/``, git-ignored;
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
 import pathlib
@@ -31,7 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIGIT = ROOT / "examples" / "digits" / "7.png"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import add_out_argument, save_json  # noqa: E402
+from _common import add_out_argument, make_parser, save_json  # noqa: E402
 
 
 def _busy(stop) -> None:  # one core's worth of load
@@ -72,10 +71,10 @@ def run_job(threads: str, args) -> float:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=3, help="runs per cell (default %(default)s)")
-    p.add_argument("--level", type=float, default=0.5, help="noise level of the job (default %(default)s)")
-    p.add_argument("--num-samples", type=int, default=8, help="samples of the job (default %(default)s)")
+    p = make_parser(__doc__)
+    p.add_argument("--repeats", type=int, default=3, help="runs per cell")
+    p.add_argument("--level", type=float, default=0.5, help="noise level of the job")
+    p.add_argument("--num-samples", type=int, default=8, help="samples of the job")
     p.add_argument("--loads", default=None,
                    help="comma-separated numbers of busy processes (default: 0, cores, 2 x cores)")
     add_out_argument(p)

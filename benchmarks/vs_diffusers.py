@@ -113,8 +113,8 @@ def run_all(*, device="cpu", dtype="float32", repeat=3, batch=16, scheduler="ddi
 
 def main(argv=None):
     ap = bench_parser(__doc__, repeat=5, model=False)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--scheduler", default="ddim")
+    ap.add_argument("--batch", type=int, default=16, help="images per call")
+    ap.add_argument("--scheduler", default="ddim", help="scheduler of both (a boomerang scheduler name)")
     args = ap.parse_args(argv)
     import torch
 

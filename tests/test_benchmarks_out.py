@@ -9,6 +9,9 @@
 * The README's set-up installs the ``bench`` extra, and that extra (with the core
   dependencies) covers every third-party module the scripts import.
 
+* Every option of every script has a help text, and ``--help`` shows the default of
+  every option that takes a value.
+
 No benchmark runs: each script is started with ``--help`` only (well under a second each).
 """
 
@@ -41,13 +44,24 @@ import io, json, runpy, sys, contextlib
 path = sys.argv[1]
 sys.path.insert(0, sys.argv[2])
 sys.argv = [path, "--help"]
+import argparse
+options = []
+print_help = argparse.ArgumentParser.print_help
+def record(self, file=None):  # every option of the parser that answers --help, as its --help shows it
+    fmt = self._get_formatter()
+    for a in self._actions:
+        if a.option_strings and a.help is not argparse.SUPPRESS and not isinstance(a, argparse._HelpAction):
+            options.append({"flags": a.option_strings, "help": fmt._expand_help(a) if a.help else "",
+                            "switch": a.nargs == 0})
+    return print_help(self, file)
+argparse.ArgumentParser.print_help = record
 buf = io.StringIO()
 with contextlib.redirect_stdout(buf):
     try:
         runpy.run_path(path, run_name="__main__")
     except SystemExit:
         pass
-print(json.dumps({"help": buf.getvalue(), "torch": "torch" in sys.modules}))
+print(json.dumps({"help": buf.getvalue(), "torch": "torch" in sys.modules, "options": options}))
 """
 
 
@@ -76,6 +90,20 @@ def test_every_writing_script_takes_out_and_plots(helps):
         src = s.read_text(encoding="utf-8")
         for old in ("--out-json", "--out-plot", '"docs" /', "RESULTS"):
             assert old not in src, f"{s.name} still writes by the old rule ({old})"
+
+
+def test_every_option_of_every_script_has_help_and_shows_its_default(helps):
+    """``--help`` of each script explains every option and, for options that take a value, its default."""
+    assert len(helps) == len(SCRIPTS) >= 19
+    for name, h in helps.items():
+        assert h["options"], f"{name}: --help listed no options"
+        for o in h["options"]:
+            flag = o["flags"][-1]
+            text = o["help"].strip()
+            assert len(text) >= 8, f"{name} {flag}: no help text"
+            if not o["switch"]:
+                assert "(default: " in text or "default: " in text, f"{name} {flag}: --help does not show its default"
+                assert "(default: None)" not in text and "(default: )" not in text, f"{name} {flag}: {text!r}"
 
 
 def test_asset_builders_say_why_they_write_into_the_package():

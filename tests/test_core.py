@@ -507,6 +507,21 @@ def test_cli_refuses_euler_at_level_1_on_the_cosine_model_before_writing(tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize("scheduler", ["heun", "euler"])
+def test_the_start_sigma_refusal_suggests_the_flag_the_user_gave(scheduler, tmp_path, capsys):
+    from boomerang.cli import main
+
+    digit = str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits" / "7.png")
+    out = tmp_path / "out"
+    assert main(["sample", digit, "--timestep", "999", "--scheduler", scheduler, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot start at t=999" in err and "a --timestep <= 998" in err and "--level" not in err, err
+    assert main(["sample", digit, "--level", "1", "--scheduler", scheduler, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a --level <= 0.998 (t <= 998)" in err and "--timestep" not in err, err
+    assert not out.exists()
+
+
 def test_reference_schedule_also_refuses_euler_noised_at_t_999(tmp_path, capsys):
     from boomerang.cli import main
 

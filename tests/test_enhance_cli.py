@@ -36,6 +36,24 @@ def test_one_image_exact_size_and_metadata(tmp_path, tiny_pixel_dir):
     assert img.size == (18, 13)  # round-half-up of 2.5 x (7, 5) = (17.5, 12.5)
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert rows[0]["scale"] == 2.5 and rows[0]["consistency"] is True and rows[0]["width"] == 18
+    # the windows as used, defaults resolved: the pixel model's native size and a quarter of it
+    native = json.loads((Path(tiny_pixel_dir) / "unet" / "config.json").read_text())["sample_size"]
+    assert (rows[0]["tile_size"], rows[0]["tile_overlap"]) == (native, native // 4)
+    out2 = tmp_path / "out2"
+    assert _run(src, "--scale", 2, "--level", 0.2, "--steps", 2, "--tile-overlap", 1, "--model", tiny_pixel_dir,
+                "--out", out2) == 0
+    row = json.loads((out2 / "metadata.jsonl").read_text().splitlines()[0])
+    assert (row["tile_size"], row["tile_overlap"]) == (native, 1)
+
+
+def test_latent_enhance_records_the_default_windows_in_image_pixels(tmp_path, tiny_sd_dir):
+    from boomerang.enhance.image import LATENT_TILE_SIZE
+
+    src = _img(tmp_path / "low.png", 8, 8)
+    out = tmp_path / "out"
+    assert _run(src, "--scale", 2, "--level", 0.2, "--steps", 2, "--model", tiny_sd_dir, "--out", out) == 0
+    row = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])
+    assert (row["tile_size"], row["tile_overlap"]) == (LATENT_TILE_SIZE, LATENT_TILE_SIZE // 4)
 
 
 def test_level_zero_writes_the_bicubic_upsampling(tmp_path, tiny_pixel_dir):

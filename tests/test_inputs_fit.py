@@ -136,6 +136,56 @@ def test_large_inputs_level0_is_the_input_in_the_cli_and_the_api(tmp_path, monke
     assert reference.dtype == np.float32
 
 
+def test_full_size_models_refuse_inputs_above_the_limit_naming_size_memory_and_fix():
+    # a latent model (no native size, VAE factor 8, SD's 128-channel VAE): 8000 x 6000 is refused
+    with pytest.raises(imageio.ImageInputError) as err:
+        imageio.check_full_size_input("big.png", 8000, 6000, native_size=None, multiple_of=8, vae_width=128)
+    msg = str(err.value)
+    gb = imageio.full_size_bytes(8000, 6000, 128) / 1e9
+    assert msg.startswith("big.png: 8000x6000 (48.0 MP) is too large") and f"about {gb:.0f} GB" in msg, msg
+    assert "750,000 latent pixels" in msg and "resize the image first (e.g. to 4616x3464)" in msg, msg
+    assert 4616 * 3464 <= imageio.FULL_SIZE_MAX_PIXELS and 4616 % 8 == 0 == 3464 % 8
+    # at the limit (after padding to the multiple): accepted; one multiple more: refused
+    imageio.check_full_size_input("ok.png", 100, 80, native_size=None, multiple_of=8, max_pixels=104 * 80)
+    with pytest.raises(imageio.ImageInputError, match="resize"):
+        imageio.check_full_size_input("pad.png", 100, 81, native_size=None, multiple_of=8, max_pixels=104 * 80)
+    # models with a native size take any input (resized for them): never refused here
+    imageio.check_full_size_input("big.png", 8000, 6000, native_size=28, multiple_of=1, max_pixels=10)
+
+
+def test_a_48_mp_input_for_the_latent_model_is_one_error_before_decoding(tmp_path, capsys, monkeypatch):
+    """The case file under_8000x6000.png with ldm-mnist5k-text: refused from its header, exit 2,
+    nothing written, no model loaded (no 48 MP run in a test)."""
+    import boomerang.models
+
+    monkeypatch.setattr(boomerang.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    out = tmp_path / "out"
+    rc = main(["sample", str(_case("under_8000x6000.png")), "--model", "ldm-mnist5k-text", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith("boomerang: error: under_8000x6000.png: 8000x6000 (48.0 MP) is too large") and "GB" in err
+    assert "resize the image first" in err and not out.exists()
+
+
+def test_a_dataset_job_skips_an_input_too_large_for_a_latent_model(tmp_path, tiny_sd_dir, monkeypatch, capsys):
+    from boomerang.tasks import Task, main_for
+
+    monkeypatch.setattr(_imfit, "FULL_SIZE_MAX_PIXELS", 40 * 40)
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(src / "small.png")
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(src / "large.png")
+    out = tmp_path / "out"
+    rc = main_for(Task(), [str(src), "--out", str(out), "--model", str(tiny_sd_dir), "--level", "0.3", "--steps", "2",
+                           "--no-progress"])
+    assert rc == 3, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    (skip,) = report["skipped_files"]
+    assert skip["file"] == "large.png" and "64x48" in skip["reason"] and "too large" in skip["reason"], skip
+    assert (out / "small.png").is_file() and not (out / "large.png").exists()
+
+
 def test_save_image_writes_uint8_values_as_they_are(tmp_path):
     rng = np.random.default_rng(4)
     q = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)

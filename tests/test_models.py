@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -66,21 +68,57 @@ def test_none_is_the_bundled_model(monkeypatch, tiny_pixel_dir):
     assert read_model_info(None).source == str(tiny_pixel_dir)
 
 
-def test_pickle_weights_are_refused_unless_allowed(tiny_pixel_dir, tmp_path):
+def _pickled_copy(model_dir, tmp_path):
+    """A copy of a pixel model folder whose UNet weights are a pickle (.bin) only."""
     from diffusers import UNet2DModel
 
     folder = tmp_path / "pickled"
-    shutil.copytree(tiny_pixel_dir, folder)
+    shutil.copytree(model_dir, folder)
     unet = UNet2DModel.from_pretrained(folder / "unet")
     for p in (folder / "unet").glob("*.safetensors"):
         p.unlink()
     unet.save_pretrained(folder / "unet", safe_serialization=False)
     assert list((folder / "unet").glob("*.bin"))
+    return folder
+
+
+def test_pickle_weights_are_refused_unless_allowed(tiny_pixel_dir, tmp_path):
+    folder = _pickled_copy(tiny_pixel_dir, tmp_path)
     with pytest.raises(ValueError) as err:
         load_model(folder)
     assert "pickle" in str(err.value) and "--allow-pickle" in str(err.value)
     model = load_model(folder, allow_pickle=True)
     assert model.kind == "pixel"
+
+
+def test_allowed_pickle_weights_load_without_a_stray_diffusers_line(tiny_pixel_dir, tmp_path):
+    """diffusers logs an error line when it looks for .safetensors first; a pickle-only folder
+    with --allow-pickle is loaded from its pickle file directly: stderr has only our lines.
+    (A fresh process: diffusers' log handler keeps the stderr of the process it was made in.)"""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    folder = _pickled_copy(tiny_pixel_dir, tmp_path)
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+
+    def cli(out):
+        code = "import sys; from boomerang.cli import main; sys.exit(main(sys.argv[1:]))"
+        return subprocess.run([sys.executable, "-c", code, "sample", str(img), "--model", str(folder), "--allow-pickle",
+                               "--level", "0.5", "--steps", "2", "--num-samples", "1", "--no-progress",
+                               "--out", str(tmp_path / out)], capture_output=True, text=True, timeout=300)
+
+    res = cli("out")
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert lines and all(ln.startswith(("wrote ", "boomerang: warning:")) for ln in lines), res.stderr
+    # a real problem still says so: a damaged pickle is one error line, nothing written
+    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"not a pickle")
+    res = cli("out2")
+    assert res.returncode in (1, 2) and res.stderr.startswith("boomerang: error:"), res.stderr
+    assert not (tmp_path / "out2").exists()
 
 
 def test_bad_device_and_dtype(tiny_pixel_dir):

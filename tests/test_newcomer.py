@@ -29,13 +29,53 @@ def test_every_option_of_every_command_has_a_description_and_its_default():
             if not action.option_strings or action.nargs == 0 or action.help == argparse.SUPPRESS:
                 continue
             text = action.help or ""
-            words = text.replace("(default", "").strip()
-            if "default" not in text or not words:
+            words = text.replace("(default", "").replace("(required)", "").strip()
+            said = "(required)" in text if action.required else "default" in text
+            if not said or not words:
                 missing.append(f"{name} {action.option_strings[0]}: {text!r}")
     assert not missing, missing
     # and it renders (no stray % in a help text)
     for name, sub in _subparsers(build_parser()).items():
         sub.format_help()
+
+
+def test_help_says_required_never_an_empty_default_and_one_workers_wording():
+    workers, seen = set(), set()
+    for name, sub in _subparsers(build_parser()).items():
+        text = " ".join(sub.format_help().split())
+        assert "(default )" not in text and "(default: )" not in text, name
+        for action in sub._actions:
+            flag = action.option_strings[0] if action.option_strings else action.dest
+            if action.required and action.option_strings:
+                assert "(required)" in action.help and "default" not in action.help, (name, flag, action.help)
+                seen.add(f"{name} {flag}")
+            if action.default == "" and action.option_strings:
+                assert "(default: empty)" in action.help, (name, flag, action.help)
+            if flag == "--workers":
+                workers.add(action.help)
+    assert {"audit-privacy --link-file", "enhance --out", "anonymise --out"} <= seen, seen
+    assert len(workers) == 1, workers
+    help_text = " ".join(_subparsers(build_parser())["audit-privacy"].format_help().split())
+    assert "(required)" in help_text.split("options:")[1].split("--link-file PATH")[1].split("--features")[0], help_text
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "IMG"], ["anonymise", "DIR", "--out", "OUT", "--level", "0.3"],  # serve: as sample (test_serve.py)
+    ["train", "--output", "OUT"], ["train-ldm", "--output", "OUT"], ["train-classifier", "--output", "OUT"],
+    ["audit-privacy", "DIR", "DIR", "--link-file", "LINKS"],
+])
+@pytest.mark.parametrize("value", ["abc", "0", "1.5"])
+def test_a_bad_threads_value_is_one_line_naming_the_flag_and_what_it_takes(argv, value, tmp_path, capsys):
+    img = tmp_path / "in" / "d.png"
+    img.parent.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    (tmp_path / "links.jsonl").write_text("")
+    where = {"IMG": str(img), "DIR": str(img.parent), "OUT": str(tmp_path / "out"), "LINKS": str(tmp_path / "links.jsonl")}
+    assert main([where.get(a, a) for a in argv] + ["--threads", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("boomerang: error: --threads must be an integer >= 1"), err
+    assert repr(value) in err and ("'torch'" in err) == (argv[0] in ("sample", "anonymise")), err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("argv,hint", [

@@ -84,7 +84,7 @@ def test_audit_privacy_skips_bad_files_with_exit_3(digit_dirs, tmp_path, capsys)
 
 @pytest.mark.parametrize("extra, words", [
     (["--size", "0"], "--size must be a positive integer"),
-    (["--threads", "x"], "--threads must be a positive integer"),
+    (["--threads", "x"], "--threads must be an integer >= 1"),
     (["--background", "nocolour"], "--background"),
     (["--features", "lpips"], "invalid choice"),
 ])
@@ -93,6 +93,22 @@ def test_audit_privacy_bad_flags(digit_dirs, extra, words, capsys):
     assert main(["audit-privacy", str(real), str(anon), "--link-file", str(links), *extra]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+def test_audit_privacy_errors_have_the_prefix_of_every_command(digit_dirs, tmp_path, capsys):
+    """One line, ``boomerang: error: ...``, exactly as ``boomerang sample`` says it."""
+    assert main(["sample", str(tmp_path / "missing.png")]) == 2
+    sample_err = capsys.readouterr().err
+    prefix = "boomerang: error: "
+    assert sample_err.startswith(prefix), sample_err
+    real, anon, links = digit_dirs
+    for argv in ([str(real), str(tmp_path / "nope"), "--link-file", str(links)],  # checked by the command
+                 [str(real), str(anon), "--link-file", str(tmp_path / "none.jsonl")],  # by the audit
+                 [str(real), str(anon), "--link-file", str(links), "--size", "0"],
+                 [str(real), str(anon)]):  # by the parser: --link-file is required
+        assert main(["audit-privacy", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(prefix) and err.count("\n") == 1, (argv, err)
 
 
 def test_audit_privacy_refuses_missing_inputs_and_writing_into_inputs(digit_dirs, tmp_path, capsys):

@@ -56,6 +56,21 @@ def test_folder_job_mirrors_names_and_writes_metadata(tmp_path, tiny_pixel_dir, 
     assert not list(out.rglob("*.tmp"))
 
 
+def test_the_rate_counts_only_outputs_made_by_this_run(tmp_path, tiny_pixel_dir, capsys):
+    import re
+
+    src = _digits(tmp_path / "in", ["a.png", "b.png", "c.png"])
+    out = tmp_path / "out"
+    assert main_for(Task(), [str(src), *_args(tiny_pixel_dir, out)]) == 0
+    first = capsys.readouterr().err
+    rate = re.search(r"\(3 outputs in .*, ([0-9.]+) outputs/s\)", first)
+    assert rate and float(rate.group(1)) > 0, first
+    assert main_for(Task(), [str(src), *_args(tiny_pixel_dir, out)]) == 0  # finished: nothing to make
+    again = capsys.readouterr().err
+    assert "done 3, skipped 0, total 3 (3 outputs in" in again and "all made before, none now" in again, again
+    assert "outputs/s" not in again, again
+
+
 def test_classes_and_imagefolder_layouts_carry_labels_and_captions(tmp_path, tiny_pixel_dir):
     classes = _digits(tmp_path / "classes", ["cat/1.png", "cat/2.png", "dog/1.png"])
     out = tmp_path / "o1"

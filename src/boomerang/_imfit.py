@@ -18,6 +18,7 @@ from boomerang._imread import (
     DEFAULT_MAX_PIXELS,
     LUMA_WEIGHTS,
     MIN_SIDE,
+    ImageInputError,
     ImageSource,
     LoadedImage,
     _check_background,
@@ -36,6 +37,9 @@ __all__ = [
     "warn_fit",
     "LARGE_INPUT_PIXELS",
     "REDUCE_KEEP",
+    "FULL_SIZE_MAX_PIXELS",
+    "full_size_bytes",
+    "check_full_size_input",
     "read_for_model",
 ]
 
@@ -286,6 +290,61 @@ REDUCE_KEEP: int = 4
 _STRIP_ROWS = 64
 
 
+#: The most pixels (after padding to the size multiple) an input may have for a model
+#: that runs at the image's own size (no native size: latent models). Their VAE works at
+#: full size, and their self-attention compares every latent pixel with every other, so
+#: cost grows faster than the area: 16 MP is e.g. 4608 x 3456. Larger inputs are refused
+#: (:func:`check_full_size_input`) before they are decoded and before the model loads.
+FULL_SIZE_MAX_PIXELS: int = 16_000_000
+#: Peak bytes per pixel and per channel of a VAE's full-size layers (float32, a few
+#: tensors alive at once): measured about 280 bytes per pixel on ldm-mnist5k-text's
+#: 16-channel VAE on the CPU (2048 x 2048 encode), i.e. 17.5 per channel.
+_VAE_BYTES_PER_PIXEL_CHANNEL = 18
+
+
+def full_size_bytes(width: int, height: int, vae_width: int | None = None) -> int:
+    """Rough peak memory (bytes) of a latent model's VAE on a ``width`` x ``height`` image:
+    18 bytes per pixel and per channel of its full-size layers (``vae_width``; default 128,
+    Stable Diffusion's VAE). A lower bound for the whole model: the UNet comes on top."""
+    return _VAE_BYTES_PER_PIXEL_CHANNEL * int(vae_width or 128) * int(width) * int(height)
+
+
+def check_full_size_input(name: str, width: int, height: int, *, native_size: int | None, multiple_of: int = 1,
+                          vae_width: int | None = None, max_pixels: int | None = None) -> None:
+    """Refuse an input too large for a model that runs at the image's own size.
+
+    Models with a ``native_size`` (pixel models) get a resized copy of any input and are never
+    refused here. Others (latent models) take the input itself, padded to ``multiple_of``: more
+    than ``max_pixels`` pixels (:data:`FULL_SIZE_MAX_PIXELS`) is refused with one message naming
+    the size, the memory its VAE alone would need (:func:`full_size_bytes`) and a size to resize to.
+
+    Args:
+        name: the input's name (file name or ``<memory>``), for the message.
+        width, height: the input's size in pixels (a file's header size will do: EXIF rotation keeps the area).
+        native_size, multiple_of, vae_width: the model's (``ModelInfo``).
+        max_pixels: the limit; default :data:`FULL_SIZE_MAX_PIXELS` (read when called).
+
+    Raises:
+        ImageInputError: (a ValueError) the input is too large; a dataset job skips the file.
+    """
+    if native_size is not None:
+        return
+    max_pixels = FULL_SIZE_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    f = max(1, int(multiple_of))
+    w, h = int(width) + (-int(width)) % f, int(height) + (-int(height)) % f
+    if w * h <= max_pixels:
+        return
+    shrink = (max_pixels / (w * h)) ** 0.5
+    sw, sh = (max(f, int(v * shrink) // f * f) for v in (width, height))
+    latents = (w // f) * (h // f)
+    raise ImageInputError(
+        f"{name}: {width}x{height} ({width * height / 1e6:.1f} MP) is too large for this model, which runs at the "
+        f"image's own size: its VAE alone would need about {full_size_bytes(w, h, vae_width) / 1e9:.0f} GB of "
+        f"memory, and its self-attention compares each of the {latents:,} latent pixels with every other. It takes "
+        f"at most {max_pixels / 1e6:.0f} MP: resize the image first (e.g. to {sw}x{sh}) or crop it."
+    )
+
+
 def read_for_model(
     source: ImageSource,
     *,
@@ -294,6 +353,7 @@ def read_for_model(
     multiple_of: int = 1,
     background: Sequence[int] = DEFAULT_BACKGROUND,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    vae_width: int | None = None,
 ) -> tuple[LoadedImage, np.ndarray, FittedImage]:
     """Read an image for a model: ``(loaded, reference, fitted)``, with bounded memory.
 
@@ -315,6 +375,10 @@ def read_for_model(
         source, background, max_pixels: as :func:`read_image`.
         channels, native_size, multiple_of: the model's, as
             :func:`to_model_channels` / :func:`fit_for_model`.
+        vae_width: the model's (``ModelInfo.vae_width``), for
+            :func:`check_full_size_input`: a model without a native size refuses
+            an input of more than :data:`FULL_SIZE_MAX_PIXELS`, from the file's
+            header, before decoding it.
 
     Returns:
         ``loaded``: the description (:class:`LoadedImage`; for large files its
@@ -324,8 +388,14 @@ def read_for_model(
         values); ``fitted``: a :class:`FittedImage`.
 
     Raises:
-        ImageInputError, ValueError: as :func:`read_image`.
+        ImageInputError, ValueError: as :func:`read_image`; an input too large
+            for a model without a native size (:func:`check_full_size_input`).
     """
+    if isinstance(source, (str, os.PathLike)) and native_size is None:
+        header = _peek_size(Path(source), max_pixels)
+        if header is not None:
+            check_full_size_input(Path(source).name, *header, native_size=None, multiple_of=multiple_of,
+                                  vae_width=vae_width)
     if isinstance(source, (str, os.PathLike)) and native_size is not None:
         bg = _check_background(background)
         path = Path(source)
@@ -333,6 +403,8 @@ def read_for_model(
         if header is not None and header[0] * header[1] > LARGE_INPUT_PIXELS:
             return _read_large(path, bg, max_pixels, channels, native_size, multiple_of)
     loaded = read_image(source, background=background, max_pixels=max_pixels)
+    check_full_size_input(loaded.name, *loaded.size, native_size=native_size, multiple_of=multiple_of,
+                          vae_width=vae_width)  # in-memory inputs (files: checked above from the header)
     reference = to_model_channels(loaded.pixels, channels)
     return loaded, reference, fit_for_model(reference, native_size=native_size, multiple_of=multiple_of)
 

@@ -33,6 +33,8 @@ class ModelInfo:
         size_multiple: latent models: the VAE downsampling factor (8 for SD);
             pixel models: the UNet's total downsampling factor (informational).
         takes_prompt: True for text-conditioned (latent SD) models.
+        vae_width: latent models: channels of the VAE's full-size layers (its first
+            ``block_out_channels``; 128 for SD), for memory estimates; pixel models: ``None``.
     """
 
     source: str
@@ -42,6 +44,7 @@ class ModelInfo:
     native_size: int | None
     size_multiple: int
     takes_prompt: bool
+    vae_width: int | None = None
 
 
 # ----------------------------------------------------------------------------- resolving a model argument
@@ -194,7 +197,8 @@ def _info_from_layout(root: pathlib.Path, layout: dict[str, Any]) -> ModelInfo:
                          2 ** (n_down - 1), False)
     vae = _component_config(layout["vae"])
     factor = 2 ** (len(vae.get("block_out_channels", (1, 1, 1, 1))) - 1)
-    return ModelInfo(str(root), "latent", T, int(vae.get("in_channels", 3)), None, factor, True)
+    width = int((vae.get("block_out_channels") or (128,))[0])
+    return ModelInfo(str(root), "latent", T, int(vae.get("in_channels", 3)), None, factor, True, width)
 
 
 def read_model_info(model: str | os.PathLike | None) -> ModelInfo:

@@ -318,13 +318,17 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
 
 def run_train_classifier(args: argparse.Namespace) -> int:
     """Run ``boomerang train-classifier``; returns the exit status (2 = bad input)."""
-    if args.threads is not None:
-        if args.threads <= 0:
-            print(f"boomerang train-classifier: error: --threads must be > 0, got {args.threads}", file=sys.stderr)
-            return 2
+    from boomerang.cli import print_error, user_message
+    from boomerang.threads import check_threads
+
+    try:
+        threads = check_threads(args.threads, allow_torch=False)
+    except ValueError as e:
+        return print_error(user_message(e))
+    if threads is not None:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     try:
         m = train_classifier(data=args.data, output=args.output, epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr, seed=args.seed, split_seed=args.split_seed, val_fraction=args.val_fraction,
@@ -332,9 +336,6 @@ def run_train_classifier(args: argparse.Namespace) -> int:
                              label_smoothing=args.label_smoothing, device=args.device,
                              progress=args.progress)
     except ValueError as e:
-        from boomerang.cli import user_message
-
-        print(f"boomerang train-classifier: error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return print_error(user_message(e))
     print(json.dumps(m))
     return 0

@@ -45,7 +45,8 @@ def _subparser(parser: argparse.ArgumentParser, name):
 
 
 def _with_defaults(parser: argparse.ArgumentParser) -> None:
-    """Every option of every subcommand says its default in --help (added where its text does not)."""
+    """Every option of every subcommand says its default in --help (added where its text does not):
+    ``(required)`` for a required option, ``(default: empty)`` for an empty string."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
@@ -53,11 +54,19 @@ def _with_defaults(parser: argparse.ArgumentParser) -> None:
             continue
         if not action.option_strings or action.help == argparse.SUPPRESS or action.nargs == 0:
             continue  # positionals, flags (store_true/false), --help, --version
-        if action.help is None:
-            action.help = ""
-        if "default" not in action.help:
-            shown = "%(default)s" if action.default is not None else "none"
-            action.help = (action.help + " " if action.help else "") + f"(default {shown})"
+        text = action.help or ""
+        if action.required:
+            shown = "(required)"
+        elif "default" in text:
+            continue
+        elif action.default is None:
+            shown = "(default none)"
+        elif action.default == "":
+            shown = "(default: empty)"
+        else:
+            shown = "(default %(default)s)"
+        if shown not in text:
+            action.help = (text + " " if text else "") + shown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,7 +133,7 @@ def _int_list(text: str) -> list[int]:
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``train`` subcommand on an argparse ``subparsers`` object."""
-    from boomerang.train import TrainConfig
+    from boomerang.train import TrainConfig, add_training_run_arguments
 
     d = TrainConfig()
     p = subparsers.add_parser(
@@ -154,16 +163,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="largest EMA decay of the exported weights")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between atomic checkpoints")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights and the training noise")
-    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/val/test split")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of the data held out for validation")
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="share of the data held out for testing")
     p.add_argument("--num-train-timesteps", type=int, default=d.num_train_timesteps, help="T of the noise schedule")
     p.add_argument("--beta-schedule", default=d.beta_schedule,
                    help="squaredcos_cap_v2 (cosine, default), linear or scaled_linear")
-    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N, mps or auto (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.safetensors")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_training_run_arguments(p, d, resume_help="continue from OUTPUT/checkpoint.safetensors")
     p.set_defaults(func=_lazy("boomerang.train", "run_train"))
     return p
 
@@ -189,13 +192,15 @@ def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
     p.add_argument("--test-fraction", type=float, default=0.1, help="share held out for testing")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
     p.set_defaults(func=_lazy("boomerang.classifier", "run_train_classifier"))
     return p
 
 
-def _error(message: str, status: int) -> int:
+def print_error(message: str, status: int = 2) -> int:
+    """Print the one error line of every command, ``boomerang: error: <message>``, on stderr;
+    returns ``status`` (the exit status). Every command's errors go through here."""
     print(f"boomerang: error: {message}", file=sys.stderr)
     return status
 
@@ -241,15 +246,15 @@ def run_task_command(args: argparse.Namespace) -> int:
     try:
         return run_task(args.task, args)
     except KeyboardInterrupt:
-        return _error("interrupted", 130)
+        return print_error("interrupted", 130)
     except ValueError as exc:  # SettingError and ImageInputError are ValueErrors
         if args.debug:
             raise
-        return _error(user_message(exc), 2)
+        return print_error(user_message(exc), 2)
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback with --debug
         if args.debug:
             raise
-        return _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
+        return print_error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,19 +110,22 @@ from boomerang.schedulers import UNCLIPPED_X0_SCHEDULERS  # noqa: E402  (every s
 MAX_START_SIGMA = 1000.0
 
 
-def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | None) -> None:
+def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | None, *,
+                      by_timestep: bool = False) -> None:
     """Refuse a start where an unclipped scheduler's first x0 estimate would be noise.
 
     Args:
         scheduler: a name from ``SCHEDULER_NAMES``.
         scheduler_config: the model's scheduler config (its ``alphas_cumprod`` is used).
         timestep: the noise timestep t of the plan, or ``None`` (identity: nothing to check).
+        by_timestep: the user gave a ``timestep`` (not a ``level``): the message suggests
+            the largest timestep that works instead of the largest level.
 
     Raises:
         SettingError: ``scheduler`` is ``euler`` or ``dpmsolver++`` and sigma_t =
             sqrt((1 - alpha_bar_t) / alpha_bar_t) > ``MAX_START_SIGMA`` (e.g. t = 999 of a
             cosine schedule, alpha_bar = 2.4e-9); the message names the schedulers and the
-            largest level that work.
+            largest level (or, with ``by_timestep``, timestep) that work.
     """
     if timestep is None or scheduler not in UNCLIPPED_X0_SCHEDULERS:
         return
@@ -132,11 +135,11 @@ def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | No
         return
     ok = int((sigma <= MAX_START_SIGMA).nonzero().max())
     T = len(ab)
+    smaller = f"a `timestep` <= {ok}" if by_timestep else f"a `level` <= {math.floor(1000 * ok / T) / 1000:.3f} (t <= {ok})"
     raise SettingError(
         f"`scheduler` {scheduler} cannot start at t={int(timestep)} of this model: alpha_bar_t = "
         f"{float(ab[int(timestep)]):.2g} (sigma_t = {float(sigma[int(timestep)]):.3g} > {MAX_START_SIGMA:g}) turns "
-        f"its first x0 estimate into noise; use `scheduler` ddpm or ddim, or a `level` <= "
-        f"{math.floor(1000 * ok / T) / 1000:.3f} (t <= {ok})"
+        f"its first x0 estimate into noise; use `scheduler` ddpm or ddim, or {smaller}"
     )
 
 
@@ -262,7 +265,7 @@ def plan(
             t_noise = None
     if t_noise is None:  # the identity: nothing added, nothing denoised
         return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
-    check_start_sigma(scheduler, config, t_noise)  # x_t is made at t_noise
+    check_start_sigma(scheduler, config, t_noise, by_timestep=timestep is not None)  # x_t is made at t_noise
     return NoisePlan(lvl, int(t_noise), grid, T, schedule, scheduler, steps, begin, float(alphas[int(t_noise)]))
 
 

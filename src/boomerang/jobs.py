@@ -36,7 +36,7 @@ class _Input:
     loaded: Any  # imageio.LoadedImage
     reference: Any = None  # float32 (H, W, C) in [0, 1] (uint8 0..255 for large 8-bit files), model channels, input size
     fitted: Any = None  # imageio.FittedImage
-    fit_args: Any = None  # (background_rgb, channels, native_size, multiple): set for inputs that may be released
+    fit_args: Any = None  # fit_args_for(...): set for inputs that may be released
 
     @property
     def path(self) -> Path | None:
@@ -72,9 +72,10 @@ class _Input:
 
         import numpy as np
 
-        background, channels, native, multiple = self.fit_args
+        background, channels, native, multiple, vae_width = self.fit_args
         loaded, self.reference, self.fitted = imageio.read_for_model(  # bounded memory for large files
-            self.source, channels=channels, native_size=native, multiple_of=multiple, background=background)
+            self.source, channels=channels, native_size=native, multiple_of=multiple, background=background,
+            vae_width=vae_width)
         # the RGB decode is not needed once the reference exists: keep its metadata only
         self.loaded = dataclasses.replace(loaded, pixels=np.broadcast_to(np.zeros((), np.float32), loaded.pixels.shape))
 
@@ -286,19 +287,28 @@ def model_info(model_id):
 
 
 def fit_args_for(settings: SampleSettings, info) -> tuple:
-    """(background_rgb, channels, native_size, multiple): how inputs are fitted to ``info``'s model.
-    Pixel models with a native size get exactly that square; others pad to a multiple."""
+    """(background_rgb, channels, native_size, multiple, vae_width): how inputs are fitted to ``info``'s
+    model. Pixel models with a native size get exactly that square; others pad to a multiple (and
+    refuse inputs too large to run at their own size: ``imageio.check_full_size_input``)."""
     native = getattr(info, "native_size", None)
     multiple = 1 if native else int(getattr(info, "size_multiple", 1) or 1)
-    return (settings.background_rgb, int(info.image_channels), native, multiple)
+    vae_width = getattr(getattr(info, "info", info), "vae_width", None)  # a loaded model keeps its ModelInfo in .info
+    return (settings.background_rgb, int(info.image_channels), native, multiple, vae_width)
 
 
 def fit_input(loaded, fit_args) -> tuple:
     """(reference, fitted): the decoded input in the model's channels at its own size
-    (float32 (H, W, C) in [0, 1]), and ``imageio.fit_for_model`` of it."""
+    (float32 (H, W, C) in [0, 1]), and ``imageio.fit_for_model`` of it.
+
+    Raises:
+        boomerang.imageio.ImageInputError: too large for a model without a native size
+            (``imageio.check_full_size_input``).
+    """
     from boomerang import imageio
 
-    _bg, channels, native, multiple = fit_args
+    _bg, channels, native, multiple, vae_width = fit_args
+    h, w = loaded.pixels.shape[:2]
+    imageio.check_full_size_input(loaded.name, w, h, native_size=native, multiple_of=multiple, vae_width=vae_width)
     ref = imageio.to_model_channels(loaded.pixels, channels)
     return ref, imageio.fit_for_model(ref, native_size=native, multiple_of=multiple)
 

@@ -477,14 +477,18 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
     from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 
     torch_dtype = getattr(torch, dtype)
-    safe = True if not allow_pickle else None
     files: list[pathlib.Path] = []
+    # Per component: safetensors when it has them, else (allow_pickle) the pickle file directly, so
+    # that diffusers never first looks for a .safetensors file and logs an error line about it.
+    safe: dict[str, bool] = {}
     for name in components:
-        files += _weight_files(layout[name], allow_pickle)
+        found = _weight_files(layout[name], allow_pickle)
+        safe[name] = any(p.name.endswith(".safetensors") for p in found)
+        files += found
     sched_config = _component_config(layout["scheduler"], "scheduler_config.json")
     def checked(component, cls, **kwargs):
         try:
-            net, loading_info = cls.from_pretrained(layout[component], use_safetensors=safe,
+            net, loading_info = cls.from_pretrained(layout[component], use_safetensors=safe[component],
                                                     output_loading_info=True, **kwargs)
         except RuntimeError as exc:  # diffusers raises on a tensor of the wrong shape instead of reporting it
             if "size mismatch for" not in str(exc):

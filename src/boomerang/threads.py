@@ -90,18 +90,37 @@ def default_threads() -> int:
     return max(1, min(cores, int(idle + 0.5)))
 
 
+def check_threads(value, *, allow_torch: bool = True) -> int | None:
+    """A ``threads`` value as every command takes it: ``None`` stays ``None``; an integer >= 1
+    (``2``, ``"2"``); with ``allow_torch``, ``'torch'`` -> ``None`` (torch's own choice).
+
+    Raises:
+        SettingError: (a ValueError) anything else, naming ``threads`` (``--threads`` on the
+            command line) and the values it takes.
+    """
+    if value is None:
+        return None
+    if allow_torch and str(value).strip().lower() == "torch":
+        return None
+    from boomerang.errors import SettingError
+    from boomerang.levels import check_positive_int
+
+    try:
+        return check_positive_int(value, "threads")
+    except SettingError:
+        accepted = "an integer >= 1 (the number of CPU threads), or 'torch' for torch's own choice" if allow_torch \
+            else "an integer >= 1 (the number of CPU threads)"
+        raise SettingError(f"`threads` must be {accepted}; got {value!r}") from None
+
+
 def resolve_threads(value) -> int | None:
     """The ``--threads`` value to use: ``None`` (not given) -> :func:`default_threads`;
     ``'torch'`` -> ``None`` (leave torch's own default, one per physical core); else an
-    integer >= 1.
+    integer >= 1 (:func:`check_threads`).
 
     Raises:
-        ValueError: anything else, naming ``--threads``.
+        SettingError: (a ValueError) anything else, naming ``threads``.
     """
     if value is None:
         return default_threads()
-    if str(value).strip().lower() == "torch":
-        return None
-    from boomerang.levels import check_positive_int
-
-    return check_positive_int(value, "--threads")
+    return check_threads(value, allow_torch=True)

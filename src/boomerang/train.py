@@ -39,6 +39,56 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 SPLIT_NAME = "split.json"
 CONFIG_NAME = "train_config.json"
 
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_training_flags(cfg, *, positive=(), non_negative=(), rates=("lr",)) -> None:
+    """The checks every training command shares (``train``, ``train-ldm``), one ValueError naming the flag.
+
+    Args:
+        cfg: a training config (``TrainConfig``, ``LdmTrainConfig``) with ``ema_decay``,
+            ``threads`` and ``max_minutes``.
+        positive: fields that must be > 0 (sizes, counts).
+        non_negative: fields that must be >= 0 (step counts).
+        rates: learning rates, which must be > 0.
+
+    Raises:
+        ValueError: e.g. ``--batch-size must be > 0, got 0``; also ``ema_decay`` outside [0, 1),
+            ``max_minutes`` given and not > 0, ``threads`` given and not an integer >= 1
+            (``boomerang.threads.check_threads``, which also turns ``"2"`` into 2).
+    """
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"{_flag(name)} must be > 0, got {getattr(cfg, name)}")
+    for name in non_negative:
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
+    for name in rates:
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"{_flag(name)} must be > 0, got {getattr(cfg, name)}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ValueError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    from boomerang.threads import check_threads
+
+    cfg.threads = check_threads(cfg.threads, allow_torch=False)  # "2" from the command line -> 2
+    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be > 0, got {cfg.max_minutes}")
+
+
+def add_training_run_arguments(p: argparse.ArgumentParser, d, *, resume_help: str,
+                               no_progress_help: str = "no progress bar") -> None:
+    """The flags of a training run that ``train`` and ``train-ldm`` share (defaults from the
+    config ``d``): the data split, --device, --threads, --resume and --no-progress."""
+    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/val/test split")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of the data held out for validation")
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="share of the data held out for testing")
+    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.add_argument("--threads", default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--resume", action="store_true", help=resume_help)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help=no_progress_help)
+
 # Settings that must not change when a run is resumed.
 _FROZEN_ON_RESUME = (
     "data", "image_size", "channels", "layers_per_block", "attention", "norm_groups",
@@ -132,21 +182,8 @@ class TrainConfig:
             )
         if self.norm_groups <= 0 or any(c % self.norm_groups for c in self.channels):
             raise ValueError(f"--norm-groups {self.norm_groups} must divide every --channels entry {self.channels}")
-        for name in ("batch_size", "layers_per_block", "checkpoint_every", "num_train_timesteps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.max_steps < 0:
-            raise ValueError(f"--max-steps must be >= 0, got {self.max_steps}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
-        if not self.lr > 0:
-            raise ValueError(f"--lr must be > 0, got {self.lr}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
-        if self.threads is not None and self.threads <= 0:
-            raise ValueError(f"--threads must be > 0, got {self.threads}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"--max-minutes must be > 0, got {self.max_minutes}")
+        check_training_flags(self, positive=("batch_size", "layers_per_block", "checkpoint_every", "num_train_timesteps"),
+                             non_negative=("max_steps", "warmup_steps"))
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
             raise ValueError(
                 f"--beta-schedule must be linear, scaled_linear or squaredcos_cap_v2, got {self.beta_schedule!r}"
@@ -429,7 +466,7 @@ def train(cfg: TrainConfig) -> dict:
             "hardware": _hardware(device),
             "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
                          "python": platform.python_version()},
-            "command": "boomerang train " + " ".join(_cli_args(cfg)),
+            "command": "boomerang train " + " ".join(cli_args(cfg)),
             "stopped": stopped,
             "skipped": [{"file": f, "reason": why} for f, why in ds.skipped],
         }
@@ -492,34 +529,34 @@ def train(cfg: TrainConfig) -> dict:
 # --------------------------------------------------------------------------- CLI
 
 
-def _cli_args(cfg: TrainConfig) -> list[str]:
-    d = TrainConfig()
+def cli_args(cfg) -> list[str]:
+    """The flags that rebuild the training config ``cfg`` (a ``TrainConfig`` or ``LdmTrainConfig``):
+    those whose value differs from the default, lists comma-separated (for train_config.json's command)."""
+    d = type(cfg)()
     args = []
     for k, v in asdict(cfg).items():
         if k in ("progress", "resume") or v == getattr(d, k):
             continue
-        flag = "--" + k.replace("_", "-")
-        args += [flag, ",".join(map(str, v)) if isinstance(v, list) else str(v)]
+        args += [_flag(k), ",".join(map(str, v)) if isinstance(v, list) else str(v)]
     return args
 
 
-def run_config_command(command: str, config_class, train_fn, args: argparse.Namespace) -> int:
+def run_config_command(config_class, train_fn, args: argparse.Namespace) -> int:
     """Build ``config_class`` from the parsed flags it has fields for, run ``train_fn(cfg)``
-    and print its summary as JSON; a ValueError becomes one ``boomerang COMMAND: error:``
+    and print its summary as JSON; a ValueError becomes one ``boomerang: error: ...``
     line. Returns the exit status (0 done, 2 bad input). Shared by ``train`` and ``train-ldm``."""
     names = set(config_class.__dataclass_fields__)
     cfg = config_class(**{k: v for k, v in vars(args).items() if k in names})
     try:
         summary = train_fn(cfg)
     except ValueError as e:
-        from boomerang.cli import user_message
+        from boomerang.cli import print_error, user_message
 
-        print(f"boomerang {command}: error: {user_message(e)}", file=sys.stderr)
-        return 2
+        return print_error(user_message(e))
     print(json.dumps(summary))
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``boomerang train`` from parsed arguments; returns the exit status (2 = bad input)."""
-    return run_config_command("train", TrainConfig, train, args)
+    return run_config_command(TrainConfig, train, args)

@@ -110,28 +110,16 @@ class LdmTrainConfig(LdmShape):
         side = 32 // (2 ** (len(self.vae_channels) - 1))
         if side % (2 ** (len(self.unet_channels) - 1)):
             raise ValueError(f"--unet-channels: {len(self.unet_channels)} levels do not divide the {side}-pixel latent")
-        for name in ("vae_batch_size", "batch_size", "checkpoint_every", "unet_layers", "text_width", "text_layers",
-                     "text_heads", "unet_heads"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        from boomerang.train import check_training_flags
+
+        check_training_flags(self, positive=("vae_batch_size", "batch_size", "checkpoint_every", "unet_layers",
+                                             "text_width", "text_layers", "text_heads", "unet_heads"),
+                             non_negative=("vae_steps", "max_steps", "warmup_steps", "kl_weight"),
+                             rates=("vae_lr", "lr"))
         if self.text_width % self.text_heads:
             raise ValueError(f"--text-width {self.text_width} must be divisible by --text-heads {self.text_heads}")
-        for name in ("vae_steps", "max_steps", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        for name in ("vae_lr", "lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.kl_weight < 0:
-            raise ValueError(f"--kl-weight must be >= 0, got {self.kl_weight}")
         if not 0 <= self.empty_caption_fraction < 1:
             raise ValueError(f"--empty-caption-fraction must be in [0, 1), got {self.empty_caption_fraction}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
-        if self.threads is not None and self.threads <= 0:
-            raise ValueError(f"--threads must be > 0, got {self.threads}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"--max-minutes must be > 0, got {self.max_minutes}")
 
 
 def _shape(cfg: LdmTrainConfig) -> LdmShape:
@@ -414,7 +402,7 @@ def train_ldm(cfg: LdmTrainConfig) -> dict:
 
     from boomerang.data import load_dataset, make_split, save_split
     from boomerang.ldm_parts import digits_to_rgb32
-    from boomerang.train import _atomic_write_text, _hardware, resolve_device
+    from boomerang.train import _atomic_write_text, _hardware, cli_args, resolve_device
 
     out = pathlib.Path(cfg.output)
     ckpts = [out / VAE_CHECKPOINT_NAME, out / "checkpoint.safetensors"]
@@ -449,7 +437,7 @@ def train_ldm(cfg: LdmTrainConfig) -> dict:
         info = dict(summary, config=asdict(cfg), n_train=int(len(train_idx)), hardware=_hardware(device),
                     versions={"torch": torch.__version__, "diffusers": diffusers.__version__,
                               "transformers": transformers.__version__, "python": platform.python_version()},
-                    command="boomerang train-ldm " + " ".join(_cli_args(cfg)))
+                    command="boomerang train-ldm " + " ".join(cli_args(cfg)))
         _atomic_write_text(config_path, json.dumps(info, indent=1))
 
     with _Stopper(cfg.max_minutes) as stopper:
@@ -488,19 +476,10 @@ def train_ldm(cfg: LdmTrainConfig) -> dict:
 # --------------------------------------------------------------------------- CLI
 
 
-def _cli_args(cfg: LdmTrainConfig) -> list[str]:
-    d = LdmTrainConfig()
-    args = []
-    for k, v in asdict(cfg).items():
-        if k in ("progress", "resume") or v == getattr(d, k):
-            continue
-        args += ["--" + k.replace("_", "-"), ",".join(map(str, v)) if isinstance(v, list) else str(v)]
-    return args
-
-
 def add_train_ldm_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``train-ldm`` subcommand on an argparse ``subparsers`` object."""
     from boomerang.cli import _int_list
+    from boomerang.train import add_training_run_arguments
 
     d = LdmTrainConfig()
     p = subparsers.add_parser(
@@ -536,13 +515,8 @@ def add_train_ldm_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, batch order, captions and noise")
     p.add_argument("--max-train-images", type=int, default=None,
                    help="train on only the first N images of the training split (default: all)")
-    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/val/test split of the data")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of the data held out for validation")
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="share of the data held out for testing")
-    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N, mps or auto (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --output")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="log lines instead of a progress bar")
+    add_training_run_arguments(p, d, resume_help="continue from the checkpoints in --output",
+                               no_progress_help="log lines instead of a progress bar")
     p.set_defaults(func=run_train_ldm)
     return p
 
@@ -551,4 +525,4 @@ def run_train_ldm(args: argparse.Namespace) -> int:
     """Run ``boomerang train-ldm`` from parsed arguments; returns the exit status (2 = bad input)."""
     from boomerang.train import run_config_command
 
-    return run_config_command("train-ldm", LdmTrainConfig, train_ldm, args)
+    return run_config_command(LdmTrainConfig, train_ldm, args)

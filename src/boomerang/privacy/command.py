@@ -5,7 +5,7 @@ Parsing imports no torch (``boomerang --help`` stays fast); the audit loads it.
 Exit status: 0 the audit ran on every linked image; 3 it ran, but some files
 or links were skipped (counted on the table's last line, listed in
 ``--json``); 2 bad input (a folder or link file missing or unusable, a bad
-flag): one ``boomerang audit-privacy: error: ...`` line, nothing written;
+flag): one ``boomerang: error: ...`` line (as every command), nothing written;
 1 an unexpected failure (``--debug`` shows the traceback).
 """
 
@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 
 from boomerang.privacy import FEATURE_SPACES
 
-PROG = "boomerang audit-privacy"
 #: Exit status when the audit ran but skipped files or links.
 EXIT_SKIPPED = 3
 
@@ -92,9 +90,13 @@ def _inside(path: pathlib.Path, folder: pathlib.Path) -> bool:
 
 def run_audit_privacy(args: argparse.Namespace) -> int:
     """Run ``boomerang audit-privacy``; returns the exit status."""
+    from boomerang.cli import print_error, user_message
+    from boomerang.errors import SettingError
+    from boomerang.threads import check_threads
+
     try:
         size = _positive_int(args.size, "--size")
-        threads = _positive_int(args.threads, "--threads")
+        threads = check_threads(args.threads, allow_torch=False)
         background = _background(args.background)
         real, anon = pathlib.Path(args.real_dir), pathlib.Path(args.anon_dir)
         for flag, d in (("REAL_DIR", real), ("ANON_DIR", anon)):
@@ -108,9 +110,8 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
                                "(commands never write into their input folders)")
             if not json_path.parent.is_dir():
                 raise _Bad(f"--json: folder {str(json_path.parent)!r} does not exist")
-    except _Bad as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    except (_Bad, SettingError) as e:
+        return print_error(user_message(e))
 
     try:
         import torch
@@ -123,9 +124,7 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
             report = audit_folders(real, anon, args.link_file, args.features, size=size, device=args.device,
                                    background=background)
         except AuditInputError as e:
-            msg = str(e).replace("size must be", "--size must be")
-            print(f"{PROG}: error: {msg}", file=sys.stderr)
-            return 2
+            return print_error(str(e).replace("size must be", "--size must be"))
         print(report.format_table())
         if json_path is not None:
             from boomerang.imageio import atomic_write_bytes
@@ -133,11 +132,9 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
             atomic_write_bytes(json_path, (json.dumps(report.to_dict(), indent=1) + "\n").encode("utf-8"))
             print(f"wrote {json_path}")
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return print_error("interrupted", 130)
     except Exception as e:  # noqa: BLE001 - one line unless --debug
         if args.debug:
             raise
-        print(f"{PROG}: error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return print_error(f"{type(e).__name__}: {e} (run again with --debug for the traceback)", 1)
     return EXIT_SKIPPED if report.skipped else 0

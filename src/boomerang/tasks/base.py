@@ -14,7 +14,8 @@ from typing import Any
 from boomerang.settings import DEFAULT_LEVEL, DTYPES, KERNELS, SCHEDULES, SampleSettings
 from boomerang.tasks.layout import LAYOUTS, Item, Layout
 
-__all__ = ["Unit", "Read", "Context", "Task", "add_sampling_arguments", "settings_from_args", "ENGINES"]
+__all__ = ["Unit", "Read", "Context", "Task", "add_sampling_arguments", "add_dataset_arguments", "add_job_arguments",
+           "settings_from_args", "ENGINES"]
 
 ENGINES = ("local", "ray")
 
@@ -139,6 +140,11 @@ def add_dataset_arguments(p: argparse.ArgumentParser, *, default_out: str | None
                    help="output folder (never inside IN_DIR); rerunning the same command continues the job")
     p.add_argument("--layout", default="auto", choices=LAYOUTS,
                    help="input layout: auto (default), folder, classes (first folder = label) or imagefolder")
+    add_job_arguments(p)
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """--engine, --workers and --restart: how a dataset job runs (the same words in every command)."""
     p.add_argument("--engine", default="local", choices=ENGINES,
                    help="local (default): this process; ray: Ray Data actors (pip install -e \".[ray]\"; "
                         "RAY_ADDRESS attaches to a cluster)")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from boomerang.tasks.base import ENGINES, Context, Task, Unit, add_sampling_arguments
+from boomerang.tasks.base import Context, Task, Unit, add_job_arguments, add_sampling_arguments
 from boomerang.tasks.layout import LAYOUTS
 
 __all__ = ["EnhanceTask"]
@@ -82,10 +82,7 @@ class EnhanceTask(Task):
                        help="output folder (never inside the input folder); rerunning continues the job")
         p.add_argument("--layout", default="auto", choices=LAYOUTS,
                        help="input layout of a folder (default auto)")
-        p.add_argument("--engine", default="local", choices=ENGINES,
-                       help="local (default): this process; ray: Ray Data actors (pip install -e '.[ray]')")
-        p.add_argument("--workers", default=None, metavar="N", help="--engine ray: number of model actors")
-        p.add_argument("--restart", action="store_true", help="delete the job in OUT_DIR and start over")
+        add_job_arguments(p)
         p.add_argument("--scale", default=4, help="upsampling factor in [1, 64], e.g. 4, 8 or 2.5 (default %(default)s); "
                        "outputs are round(scale x side)")
         p.add_argument("--tile-size", default=None, metavar="S",
@@ -182,4 +179,18 @@ class EnhanceTask(Task):
     def record(self, ctx: Context, unit: Unit, plan, output, read, pixels) -> dict:
         row = super().record(ctx, unit, plan, output, read, pixels)
         h, w = pixels.shape[:2]
-        return row | {"width": int(w), "height": int(h), **ctx.options}
+        tile, overlap = _windows(ctx)
+        return row | {"width": int(w), "height": int(h), **ctx.options, "tile_size": tile, "tile_overlap": overlap}
+
+
+def _windows(ctx: Context) -> tuple[int, int]:
+    """(tile_size, tile_overlap) in image pixels as used, defaults resolved
+    (``enhance.image.window_settings``; a latent model's windows times its VAE factor)."""
+    if "windows" not in ctx.extra:
+        from boomerang.enhance.image import window_settings
+
+        model = ctx.model if ctx.model is not None else ctx.info
+        tile, overlap = window_settings(model, ctx.options["tile_size"], ctx.options["tile_overlap"])
+        f = int(model.size_multiple) if model.kind == "latent" else 1
+        ctx.extra["windows"] = (tile * f, overlap * f)
+    return ctx.extra["windows"]

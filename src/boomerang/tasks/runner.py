@@ -168,9 +168,10 @@ def read_item(ctx: Context, item) -> Read:
 
     plain = type(ctx.task).transform is Task.transform and type(ctx.task).fit is Task.fit
     if plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
-        background, channels, native, multiple = jobs.fit_args_for(ctx.settings, ctx.model)
+        background, channels, native, multiple, vae_width = jobs.fit_args_for(ctx.settings, ctx.model)
         loaded, reference, fitted = imageio.read_for_model(item.path, channels=channels, native_size=native,
-                                                           multiple_of=multiple, background=background)
+                                                           multiple_of=multiple, background=background,
+                                                           vae_width=vae_width)
     else:
         loaded = imageio.read_image(item.path, background=ctx.settings.background_rgb)
         pixels = ctx.task.transform(ctx, item, loaded.pixels)
@@ -371,9 +372,12 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
             "outputs": len(records), "skipped_files": skipped_list,
         }
         atomic_write_bytes(ctx.out / REPORT_NAME, _dumps(report))
-        rate = len(records) / max(time.perf_counter() - t0, 1e-9)
+        made = sum(len(done[b]["records"]) for b in todo if b in done)  # outputs made by this run, not before
+        made_text = ("all made before, none now" if not made else
+                     f"{made / max(time.perf_counter() - t0, 1e-9):.2f} outputs/s" if made == len(records) else
+                     f"{made} made now, {made / max(time.perf_counter() - t0, 1e-9):.2f} outputs/s")
         print(f"boomerang {task.name}: done {n_items - len(skipped_list)}, skipped {len(skipped_list)}, total "
-              f"{n_items} ({len(records)} outputs in {ctx.out}, {rate:.2f} outputs/s)"
+              f"{n_items} ({len(records)} outputs in {ctx.out}, {made_text})"
               + (f"; skipped files are listed in {ctx.out / REPORT_NAME}" if skipped_list else ""), file=sys.stderr)
         return EXIT_SKIPPED if skipped_list else EXIT_OK
     return EXIT_OK
