@@ -131,7 +131,8 @@ def test_large_inputs_level0_is_the_input_in_the_cli_and_the_api(tmp_path, monke
     assert sample.pixels.dtype == np.float32 and np.array_equal(metrics.quantize8(sample.pixels)[..., 0], expect)
 
     deep = tmp_path / "deep.png"
-    Image.fromarray(rng.integers(0, 65536, (300, 260), dtype=np.uint16).astype(np.int32), "I").save(deep)
+    # 16-bit gray written as I;16 (Pillow 13 no longer writes 32-bit mode I as PNG)
+    Image.frombytes("I;16", (260, 300), rng.integers(0, 65536, (300, 260), dtype=np.uint16).astype("<u2").tobytes()).save(deep)
     _loaded, reference, _fitted = imageio.read_for_model(deep, channels=1, native_size=28)
     assert reference.dtype == np.float32
 
