@@ -222,3 +222,21 @@ def test_real_digits_with_the_bundled_model_keep_their_class(tmp_path):
     with torch.no_grad():
         pred = load_classifier()(x).argmax(1).tolist()
     assert sum(str(p) == r["label"] for p, r in zip(pred, rows)) >= 18
+
+
+def test_restart_with_other_levels_deletes_the_old_jobs_level_folders(tmp_path, tiny_pixel_dir, capsys):
+    """--restart deletes what the old job wrote (samples, per-level metadata, manifest, originals,
+    the folders left empty), whatever its settings were; the new job's files are all that remain."""
+    src = _images(tmp_path / "in", ["3/a.png", "7/c.png"])
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    assert _augment(src, out, tiny_pixel_dir, "--level", "0.6", "--include-originals") == 0
+    assert (out / "level0.600" / MANIFEST_NAME).is_file() and (out / "level0.600" / "3" / "a.png").is_file()
+    capsys.readouterr()
+    assert _augment(src, out, tiny_pixel_dir, "--level", "0.5") == 2  # other settings: refused
+    assert "--restart" in capsys.readouterr().err
+    assert _augment(src, out, tiny_pixel_dir, "--level", "0.5", "--restart") == 0
+    assert _augment(src, ref, tiny_pixel_dir, "--level", "0.5") == 0
+    tree = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))  # noqa: E731
+    assert not (out / "level0.600").exists()
+    assert tree(out) == tree(ref)
+    assert (src / "3" / "a.png").is_file()  # the originals copied into OUT went, never the input's

@@ -63,6 +63,7 @@ class JobFolder:
         self.dir = self.out / JOB_DIR
         self.job_path = self.dir / "job.json"
         self.journal_path = self.dir / "journal.jsonl"
+        self.outputs_path = self.dir / "outputs.json"  # the job's files besides its samples (for restart)
 
     def exists(self) -> bool:
         return self.job_path.is_file()
@@ -73,8 +74,12 @@ class JobFolder:
         except (OSError, json.JSONDecodeError) as exc:
             raise SettingError(f"{self.job_path} cannot be read ({exc}); start over with `restart`") from None
 
-    def start(self, definition: dict, *, restart: bool = False) -> dict:
+    def start(self, definition: dict, *, restart: bool = False, other_outputs=()) -> dict:
         """Create the job, or check that ``definition`` matches the existing one.
+
+        ``other_outputs``: the files the job writes besides the samples its journal lists
+        (metadata files, manifests, copied originals; relative to ``out``), recorded so that
+        a later ``restart``, whatever its settings, deletes them too (:meth:`clear`).
 
         Returns:
             The journal: ``{block index: entry}`` of finished blocks.
@@ -98,6 +103,7 @@ class JobFolder:
                 )
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.outputs_path, (json.dumps(sorted(set(other_outputs)), indent=1) + "\n").encode())
             atomic_write_bytes(self.job_path, (json.dumps(definition, indent=2, sort_keys=True) + "\n").encode())
         remove_temp_files(self.out)
         return self.read_journal()
@@ -134,16 +140,32 @@ class JobFolder:
             os.close(fd)
 
     def clear(self) -> None:
-        """Delete the job: the files its journal lists, its metadata and report, and the job folder."""
+        """Delete the job: the files its journal lists, the other files it recorded at its start
+        (metadata, manifests, originals), the folders that leaves empty, and the job folder."""
         if not self.dir.is_dir():
             return
-        for entry in self.read_journal().values():
-            for rec in entry.get("written", []):
-                try:
-                    (self.out / rec).unlink()
-                except OSError:
-                    pass
-        for name in ("job.json", "journal.jsonl"):
+        names = [rec for entry in self.read_journal().values() for rec in entry.get("written", [])]
+        try:
+            names += [str(n) for n in json.loads(self.outputs_path.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, TypeError):
+            pass  # a job from before outputs.json, or a damaged file: its samples still go
+        root = self.out.resolve()
+        folders = set()
+        for rec in names:
+            path = self.out / rec
+            if root not in path.resolve().parents:
+                continue  # never outside the output folder
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            folders.update(p for p in path.parents if p != self.out and self.out in p.parents)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            try:
+                folder.rmdir()  # only if empty
+            except OSError:
+                pass
+        for name in ("job.json", "journal.jsonl", "outputs.json"):
             try:
                 (self.dir / name).unlink()
             except OSError:

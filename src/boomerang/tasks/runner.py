@@ -314,7 +314,8 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
     if folder is not None:
         if restart:
             _remove_outputs(ctx)
-        done = folder.start(job_definition(ctx), restart=restart)
+        other = ["metadata.jsonl", "metadata.csv", REPORT_NAME, *task.other_outputs(ctx)]
+        done = folder.start(job_definition(ctx), restart=restart, other_outputs=other)
     todo = [b for b in sorted(blocks) if b not in done]
     show = sys.stderr.isatty() if progress is None else bool(progress)
     total = len(ctx.extra["units"])
