@@ -164,7 +164,20 @@ def test_output_inside_input_and_bad_flags_are_refused(tmp_path, tiny_pixel_dir,
 # ----------------------------------------------------------------------------- kills
 
 
-def _fork_job(argv, stderr=os.devnull) -> int:
+class _HeldTask(Task):
+    """The plain dataset task, but sampling waits while the file ``OUT/../hold`` exists
+    (after creating ``OUT/../sampling``): a block that takes as long as the test wants."""
+
+    def sample_batch(self, ctx, x0, generators, plan, prompts):
+        hold = ctx.out.parent / "hold"
+        (ctx.out.parent / "sampling").touch()
+        deadline = time.time() + 60
+        while hold.exists() and time.time() < deadline:
+            time.sleep(0.01)
+        return super().sample_batch(ctx, x0, generators, plan, prompts)
+
+
+def _fork_job(argv, stderr=os.devnull, task=Task) -> int:
     pid = os.fork()
     if pid == 0:  # the child runs the job and never returns into pytest
         rc = 1
@@ -172,7 +185,7 @@ def _fork_job(argv, stderr=os.devnull) -> int:
             import sys
 
             sys.stderr = open(stderr, "w")
-            rc = main_for(Task(), argv)
+            rc = main_for(task(), argv)
         finally:
             sys.stderr.flush()
             os._exit(rc)
@@ -237,7 +250,7 @@ def test_sigterm_stops_after_the_current_block_and_resumes(tmp_path, tiny_pixel_
     os.kill(pid, signal.SIGTERM)
     assert _wait(pid) == 130
     said = log.read_text()
-    assert "SIGTERM: stopping after the current block" in said and "Rerun the same command to continue" in said
+    assert "SIGTERM: stopping" in said and "Rerun the same command to continue" in said
     lines = journal.read_text().splitlines()
     assert 2 <= len(lines) < 30 // int(batch) and all(json.loads(line)["written"] for line in lines)
     assert not (out / "report.json").exists()
@@ -245,27 +258,58 @@ def test_sigterm_stops_after_the_current_block_and_resumes(tmp_path, tiny_pixel_
     assert _tree(out) == _tree(ref)
 
 
-def test_ctrl_c_says_it_is_stopping_and_a_second_one_stops_at_once_leaving_a_resumable_job(tmp_path, tiny_pixel_dir):
-    """One block of 30 images: the first Ctrl-C would wait for the whole block; the second interrupts it."""
+def test_ctrl_c_while_a_block_is_sampled_stops_at_once_and_the_block_is_redone(tmp_path, tiny_pixel_dir):
+    """One block of 30 images, held in sampling: a single Ctrl-C stops the job without waiting for
+    the block (as one large image through enhance would make it wait), nothing is journalled or
+    half-written, and the rerun writes the same bytes as an uninterrupted run."""
     src = _digits(tmp_path / "in", [f"{i:02d}.png" for i in range(30)])
     argv = lambda out: [str(src), *_args(tiny_pixel_dir, out, "--batch-size", "30", "--threads", "1")]  # noqa: E731
     ref, out, log = tmp_path / "ref", tmp_path / "out", tmp_path / "stderr.txt"
-    assert _wait(_fork_job(argv(ref))) == 0
-    pid = _fork_job(argv(out), stderr=log)
+    assert _wait(_fork_job(argv(ref), task=_HeldTask)) == 0
+    (tmp_path / "sampling").unlink()
+    (tmp_path / "hold").touch()
+    pid = _fork_job(argv(out), stderr=log, task=_HeldTask)
     deadline = time.time() + 60
-    while not (out / ".job" / "job.json").exists() and time.time() < deadline:
+    while not (tmp_path / "sampling").exists() and time.time() < deadline:
         time.sleep(0.01)
-    os.kill(pid, signal.SIGINT)
-    while "Ctrl-C: stopping after the current block" not in log.read_text() and time.time() < deadline:
-        time.sleep(0.01)
+    t0 = time.time()
     os.kill(pid, signal.SIGINT)
     assert _wait(pid) == 130
-    assert "interrupted" in log.read_text()
-    assert not (out / ".job" / "journal.jsonl").exists() or not (out / ".job" / "journal.jsonl").read_text()
-    assert not (out / "report.json").exists()
-    assert _wait(_fork_job(argv(out))) == 0
+    assert time.time() - t0 < 30  # not held until the 60 s deadline
+    said = log.read_text()
+    assert "Ctrl-C: stopping now; the block in progress is dropped" in said
+    assert "Rerun the same command to continue" in said
+    journal = out / ".job" / "journal.jsonl"
+    assert not journal.exists() or not journal.read_text()
+    assert not (out / "report.json").exists() and not list(out.rglob("*.png"))
+    (tmp_path / "hold").unlink()
+    assert _wait(_fork_job(argv(out), task=_HeldTask)) == 0
     assert _tree(out) == _tree(ref)
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_second_ctrl_c_interrupts_at_once_where_the_first_waits_for_the_writes():
+    """Outside the interruptible section (writing) the first signal only asks to stop; the second
+    raises KeyboardInterrupt; inside it the first raises StopRequested."""
+    from boomerang.tasks.stopping import Stop, StopRequested
+
+    with Stop("test") as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        assert stop.signum == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    with Stop("test") as stop:
+        with pytest.raises(StopRequested):
+            with stop.interruptible():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+        assert stop.signum == signal.SIGTERM
+        with pytest.raises(StopRequested):  # a stop already asked for: the next section does not start
+            with stop.interruptible():
+                pass
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # ----------------------------------------------------------------------------- ray

@@ -25,8 +25,8 @@ they are batch invariant anyway).
 
 Exit status of dataset commands: 0 every item done; 3 done, but some input
 files were skipped (listed in ``OUT/report.json``); 2 bad usage (nothing
-written); 1 an unexpected failure; 130 stopped by Ctrl-C / SIGTERM after the
-current block (rerun the same command to continue).
+written); 1 an unexpected failure; 130 stopped by Ctrl-C / SIGTERM (the block in
+progress is dropped, never half-written; rerun the same command to continue).
 """
 
 from __future__ import annotations
@@ -182,11 +182,14 @@ def read_item(ctx: Context, item) -> Read:
     return Read(loaded, reference, fitted)
 
 
-def process_block(ctx: Context, block: int, units: list[Unit], progress=None) -> dict:
+def process_block(ctx: Context, block: int, units: list[Unit], progress=None, stop=None) -> dict:
     """Sample and write one block; returns its journal entry.
 
     Every output is written atomically (``imageio.save_image``: PNG, no metadata)
     before the entry is returned; the caller appends the entry to the journal.
+    Reading and sampling run inside ``stop.interruptible()`` (a
+    :class:`~boomerang.tasks.stopping.Stop`), where a stop signal abandons the block
+    by raising ``StopRequested``; writes never do.
 
     Returns:
         ``{"block", "written": [names], "records": [rows], "skipped": [{"file", "reason"}]}``.
@@ -198,18 +201,21 @@ def process_block(ctx: Context, block: int, units: list[Unit], progress=None) ->
     import numpy as np
 
     from boomerang import core, imageio
+    from boomerang.tasks.stopping import NoStop
 
+    stop = stop or NoStop()
     reads: dict[int, Read] = {}
     skipped = []
-    for u in units:
-        if u.item.index in reads or any(s["file"] == u.item.relpath for s in skipped):
-            continue
-        try:
-            reads[u.item.index] = read_item(ctx, u.item)
-        except imageio.ImageInputError as exc:
-            if not ctx.task.resumable:
-                raise
-            skipped.append({"file": u.item.relpath, "reason": str(exc)})
+    with stop.interruptible():
+        for u in units:
+            if u.item.index in reads or any(s["file"] == u.item.relpath for s in skipped):
+                continue
+            try:
+                reads[u.item.index] = read_item(ctx, u.item)
+            except imageio.ImageInputError as exc:
+                if not ctx.task.resumable:
+                    raise
+                skipped.append({"file": u.item.relpath, "reason": str(exc)})
     todo = [u for u in units if u.item.index in reads]
     # One sampling call per (plan, shape the model sees), in unit order.
     groups: dict[tuple, list[Unit]] = {}
@@ -230,7 +236,8 @@ def process_block(ctx: Context, block: int, units: list[Unit], progress=None) ->
                 per_item = [ctx.task.prompt(ctx, u.item) for u in group]
                 if any(p is not None for p in per_item):
                     prompts = [ctx.settings.prompt if p is None else p for p in per_item]
-            samples, output = ctx.task.sample_batch(ctx, x0, gens, plan, prompts)
+            with stop.interruptible():
+                samples, output = ctx.task.sample_batch(ctx, x0, gens, plan, prompts)
             # one at a time, as the 8-bit values written (a large output is never held as floats)
             outs = (reads[v.item.index].fitted.restore(arr, dtype=np.uint8) for v, arr in zip(group, samples))
         for u, pix in zip(group, outs):
@@ -302,7 +309,7 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
 
     from boomerang.imageio import atomic_write_bytes
     from boomerang.tasks.journal import JobFolder
-    from boomerang.tasks.stopping import NoStop, Stop
+    from boomerang.tasks.stopping import NoStop, Stop, StopRequested
 
     task = ctx.task
     folder = JobFolder(ctx.out) if task.resumable else None
@@ -337,7 +344,10 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
                 run_blocks(ctx, todo, blocks, finished, bar, stop, workers=workers)
             else:
                 for b in todo:
-                    entry = process_block(ctx, b, blocks[b], progress=bar.update)
+                    try:
+                        entry = process_block(ctx, b, blocks[b], progress=bar.update, stop=stop)
+                    except StopRequested:
+                        break  # the block is not journalled: the next run redoes it
                     finished(entry)
                     if stop.signum is not None:
                         break

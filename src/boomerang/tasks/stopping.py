@@ -7,11 +7,19 @@ blocks and checks ``stop.signum`` after each journalled block; tasks that cannot
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 
-__all__ = ["Stop", "NoStop"]
+__all__ = ["Stop", "NoStop", "StopRequested"]
+
+
+class StopRequested(BaseException):
+    """Raised by :class:`Stop`'s handler inside an interruptible section (reading and sampling
+    a block): the block is abandoned, unjournalled, and redone by the next run. A
+    ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` on the way
+    (e.g. around an image decoder) can turn it into a skipped file."""
 
 
 def _say(text: str) -> None:
@@ -23,18 +31,33 @@ def _say(text: str) -> None:
 
 
 class Stop:
-    """SIGINT / SIGTERM: finish the current block, then stop (a second Ctrl-C interrupts at once).
+    """SIGINT / SIGTERM: stop the job without a half-written file, leaving it resumable.
 
-    The first signal prints one line saying so: a block can take minutes (one large image through
-    ``enhance``), and a Ctrl-C that seems ignored invites a SIGKILL. Work of an interrupted block
-    is redone by the next run (its outputs are not journalled yet), so stopping at once loses
-    nothing that was journalled.
+    While a block is read and sampled (inside :meth:`interruptible`) the first signal stops at
+    once: it raises :class:`StopRequested`, the block is dropped (not journalled) and the next
+    run redoes it. A block can take minutes (one large image through ``enhance``), so waiting
+    for it would make the signal look ignored. While outputs are written the signal only sets
+    ``signum``: the runner stops after the block's writes and journal entry. A second Ctrl-C
+    always interrupts at once (``KeyboardInterrupt``). Either way one line on stderr says what
+    happens.
     """
 
     def __init__(self, name: str = "job"):
         self.name = name
         self.signum = None
         self._old = {}
+        self._interruptible = False
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """The section in which a stop signal abandons the block (reading and sampling, no writes)."""
+        if self.signum is not None:
+            raise StopRequested
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -47,11 +70,18 @@ class Stop:
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        if self.signum is None:
-            what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            _say(f"\nboomerang {self.name}: {what}: stopping after the current block (its outputs are being "
-                 "written); press Ctrl-C again to stop at once (that block is redone when you rerun).\n")
+        first = self.signum is None
         self.signum = signum
+        if not first:
+            return
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self._interruptible:
+            self._interruptible = False
+            _say(f"\nboomerang {self.name}: {what}: stopping now; the block in progress is dropped and "
+                 "redone when you rerun the same command.\n")
+            raise StopRequested
+        _say(f"\nboomerang {self.name}: {what}: stopping after the outputs being written; press Ctrl-C "
+             "again to stop at once (that block is redone when you rerun).\n")
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -62,6 +92,10 @@ class NoStop:
     """The stand-in for tasks that do not resume: no handler, never a stop request."""
 
     signum = None
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        yield
 
     def __enter__(self):
         return self
