@@ -74,9 +74,13 @@ def server(tmp_path_factory):
         proc.kill()
         proc.wait()
         pytest.fail(f"boomerang serve did not stop on SIGTERM:\n{log.read_text()}")
-    # SIGTERM stops it like Ctrl-C: its run folders are gone.
-    root = re.search(r"run folders in (\S+)", log.read_text()).group(1)
+    # SIGTERM stops it like Ctrl-C: its run folders are gone, and it says so in its own words.
+    said = log.read_text()
+    root = re.search(r"run folders in (\S+)", said).group(1)
     assert not Path(root).exists(), root
+    assert proc.returncode == 0, said
+    assert f"boomerang serve: open http://127.0.0.1:{url.rsplit(':', 1)[1]}" in said and "boomerang serve: stopped" in said
+    assert "share=True" not in said and "Keyboard interruption" not in said and "Closing server" not in said, said
 
 
 @pytest.fixture(scope="module")

@@ -303,12 +303,30 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
 
 
 def launch(app, *, host: str, port: int, allowed: list[Path]):
-    """Serve ``app`` on ``host:port`` until interrupted (blocking), offline: no share link, no
-    analytics, system fonts."""
+    """Serve ``app`` on ``host:port`` until Ctrl-C (``KeyboardInterrupt``; blocking), offline: no
+    share link, no analytics, system fonts. Gradio's own start and stop lines (which suggest a
+    ``share=True`` the command line cannot set) are replaced by two lines of ours on stderr."""
+    import contextlib
+    import io
+    import sys
+    import time
+
     import gradio as gr
 
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])
     app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,
-               allowed_paths=[str(p) for p in allowed], theme=theme, css=CSS, quiet=False, ssr_mode=False,
-               mcp_server=False)
+               allowed_paths=[str(p) for p in allowed], theme=theme, css=CSS, quiet=True, ssr_mode=False,
+               mcp_server=False, prevent_thread_lock=True)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    print(f"boomerang serve: open http://{shown}:{port}/ (served on {host}); Ctrl-C stops the server",
+          file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with contextlib.redirect_stdout(io.StringIO()):  # gradio's "Closing server running on port ..."
+            app.close()
+    print("boomerang serve: stopped", file=sys.stderr, flush=True)
