@@ -485,7 +485,7 @@ def test_unclipped_schedulers_refuse_a_start_at_huge_sigma(tiny_pixel_dir):
     cosine = json.loads((default_model_path() / "scheduler" / "scheduler_config.json").read_text())
     assert cosine["beta_schedule"] == "squaredcos_cap_v2"
     for name in ("euler", "dpmsolver++"):
-        with pytest.raises(ValueError, match=r"t=999.*use scheduler ddpm or ddim, or a level <= 0\.998 \(t <= 998\)"):
+        with pytest.raises(ValueError, match=r"t=999.*use scheduler ddpm or ddim, or a level <= 0\.998 \(it starts at t <= 998 on every schedule\)"):
             check_start_sigma(name, cosine, 999)
         check_start_sigma(name, cosine, 998)  # sigma ~ 645: accepted
     for name in ("ddpm", "ddim"):  # they clip x0: accepted at any t
@@ -518,7 +518,7 @@ def test_the_start_sigma_refusal_suggests_the_flag_the_user_gave(scheduler, tmp_
     assert "cannot start at t=999" in err and "a --timestep <= 998" in err and "--level" not in err, err
     assert main(["sample", digit, "--level", "1", "--scheduler", scheduler, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "a --level <= 0.998 (t <= 998)" in err and "--timestep" not in err, err
+    assert "a --level <= 0.998 (it starts at t <= 998 on every schedule)" in err and "--timestep" not in err, err
     assert not out.exists()
 
 

@@ -135,7 +135,7 @@ def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | No
         return
     ok = int((sigma <= MAX_START_SIGMA).nonzero().max())
     T = len(ab)
-    smaller = f"a `timestep` <= {ok}" if by_timestep else f"a `level` <= {math.floor(1000 * ok / T) / 1000:.3f} (t <= {ok})"
+    smaller = f"a `timestep` <= {ok}" if by_timestep else f"a `level` <= {math.floor(1000 * ok / T) / 1000:.3f} (it starts at t <= {ok} on every schedule)"
     raise SettingError(
         f"`scheduler` {scheduler} cannot start at t={int(timestep)} of this model: alpha_bar_t = "
         f"{float(ab[int(timestep)]):.2g} (sigma_t = {float(sigma[int(timestep)]):.3g} > {MAX_START_SIGMA:g}) turns "
