@@ -154,6 +154,7 @@ def tiled_boomerang(
     # 3. Forward jump of the whole image: x_t = sqrt(alpha_bar_t) z0 + sqrt(1 - alpha_bar_t) eps.
     eps = _noise(generators, tuple(z0.shape[1:]), z0.device)
     x = sched.add_noise(z0, eps, timesteps[:1].repeat(z0.shape[0]))
+    del eps  # image-sized: not needed after the forward jump
 
     ilvr = None
     if consistency_low is not None:
