@@ -293,6 +293,7 @@ def test_a_second_ctrl_c_interrupts_at_once_where_the_first_waits_for_the_writes
     raises KeyboardInterrupt; inside it the first raises StopRequested."""
     from boomerang.tasks.stopping import Stop, StopRequested
 
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN under nohup
     with Stop("test") as stop:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.01)
@@ -309,7 +310,7 @@ def test_a_second_ctrl_c_interrupts_at_once_where_the_first_waits_for_the_writes
         with pytest.raises(StopRequested):  # a stop already asked for: the next section does not start
             with stop.interruptible():
                 pass
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
 
 
 # ----------------------------------------------------------------------------- ray
