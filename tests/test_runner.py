@@ -342,3 +342,25 @@ def test_kernels_setting_sets_the_models_batch_invariance(tiny_pixel_dir):
     assert jobs.load(tiny_pixel_dir, kernels="invariant").batch_invariant is True
     with pytest.raises(SettingError, match="kernels must be one of auto, invariant, plain"):
         jobs.load(tiny_pixel_dir, kernels="fast")
+
+
+def test_a_rerun_keeps_the_thread_count_the_job_started_with(tmp_path, tiny_pixel_dir, capsys):
+    """Other thread counts may move a pixel by one grey level: without --threads a rerun uses the
+    job's own (job.json), an explicit other --threads is honoured with one warning line."""
+    import torch
+
+    src = _digits(tmp_path / "in", ["a.png", "b.png"])
+    out = tmp_path / "out"
+    before = torch.get_num_threads()
+    try:
+        assert main_for(Task(), [str(src), *_args(tiny_pixel_dir, out, "--threads", "1")]) == 0
+        assert json.loads((out / ".job" / "job.json").read_text())["threads"] == 1
+        torch.set_num_threads(2)
+        assert main_for(Task(), [str(src), *_args(tiny_pixel_dir, out)]) == 0  # default threads
+        assert torch.get_num_threads() == 1 and "warning" not in capsys.readouterr().err
+        assert main_for(Task(), [str(src), *_args(tiny_pixel_dir, out, "--threads", "2")]) == 0
+        assert torch.get_num_threads() == 2
+        err = capsys.readouterr().err
+        assert "this job started with --threads 1; continuing with 2" in err
+    finally:
+        torch.set_num_threads(before)

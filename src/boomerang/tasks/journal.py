@@ -94,7 +94,9 @@ class JobFolder:
             self.clear()
         if self.exists():
             old = self.read_job()
-            diff = _differences(old, definition)
+            # the thread count is kept or warned about by the runner, never a refusal
+            diff = _differences({k: v for k, v in old.items() if k != "threads"},
+                                {k: v for k, v in definition.items() if k != "threads"})
             if diff:
                 raise SettingError(
                     f"{self.out} holds a job started with other settings: {'; '.join(diff[:4])}"

@@ -316,6 +316,8 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
     ctx.block_size = ctx.extra.get("block_size") or default_block_size(ctx)
     if folder is not None and folder.exists() and not restart and not ctx.settings.batch_size:
         ctx.block_size = int(folder.read_job().get("block_size") or ctx.block_size)  # continue as started
+    if folder is not None and folder.exists() and not restart and engine == "local":
+        _continue_with_threads(ctx, folder.read_job().get("threads"))
     blocks = blocks_of(ctx)
     done: dict[int, dict] = {}
     if folder is not None:
@@ -394,6 +396,25 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
     return EXIT_OK
 
 
+def _continue_with_threads(ctx: Context, started) -> None:
+    """A resumed job keeps the CPU thread count it started with (job.json ``threads``): float sums
+    split by thread, so another count may move a written pixel by one grey level. The default
+    count follows the idle cores, so without ``--threads`` the job's own is used; an explicit other
+    ``--threads`` is honoured, with one warning line."""
+    import torch
+
+    now = torch.get_num_threads()
+    if started is None or int(started) == now or str(ctx.settings.device).startswith("cuda"):
+        return
+    if ctx.extra.get("threads_given"):
+        print(f"boomerang: warning: this job started with --threads {started}; continuing with {now} "
+              "may change written pixels by one grey level (leave --threads out to continue with "
+              f"{started})", file=sys.stderr)
+        return
+    torch.set_num_threads(int(started))
+    ctx.extra["threads"] = int(started)
+
+
 def job_definition(ctx: Context) -> dict:
     """What defines a job (job.json): a rerun must match it to continue."""
     from boomerang import __version__
@@ -411,7 +432,14 @@ def job_definition(ctx: Context) -> dict:
                   "items": len(ctx.items), "digest": ctx.layout.digest()},
         "block_size": ctx.block_size,
         "boomerang_version": __version__,
+        "threads": _torch_threads(),  # not compared on resume: see _continue_with_threads
     }
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _sha256_json(obj) -> str:
@@ -458,6 +486,7 @@ def run_task(task: Task, args) -> int:
     ctx = prepare(task, args)
     load(ctx, threads)
     ctx.extra["threads"] = threads
+    ctx.extra["threads_given"] = getattr(args, "threads", None) is not None
     ctx.extra["block_size"] = task.block_size(ctx)
     ctx.extra["args"] = args
     return run(ctx, engine=engine, workers=workers, restart=bool(getattr(args, "restart", False)),
