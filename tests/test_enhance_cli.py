@@ -114,3 +114,16 @@ def test_a_too_large_output_is_refused_before_decoding(tmp_path, tiny_pixel_dir,
     assert _run(CASES / "under_8000x6000.png", "--scale", 2, "--model", tiny_pixel_dir, "--out", out) == 2
     err = capsys.readouterr().err
     assert "--scale" in err and "16000x12000" in err and not out.exists()
+
+
+def test_a_colour_input_to_a_gray_model_is_said_once_per_file(tmp_path, tiny_pixel_dir, capsys):
+    rng = np.random.default_rng(1)
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8), "RGB").save(src / "colour.png")
+    _img(src / "gray.png")
+    assert _run(src, "--scale", 2, "--level", 0.2, "--steps", 5, "--model", tiny_pixel_dir, "--out",
+                tmp_path / "out", "--no-progress") == 0
+    err = capsys.readouterr().err
+    assert err.count("colour to gray") == 1 and "colour.png: colour to gray" in err and "gray.png:" not in err
+    assert Image.open(tmp_path / "out" / "colour.png").mode == "L"

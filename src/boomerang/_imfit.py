@@ -259,8 +259,14 @@ def fit_warning(loaded: LoadedImage, fitted: FittedImage, channels: int) -> str 
     Said when a pixel model's native size is less than half the input's width
     or height, or when a colour input goes to a one-channel model: the samples
     are resized back to the input size but hold no more detail (and no colour)
-    than the model's input.
+    than the model's input. ``enhance`` (``fitted.method == "enhance"``) keeps the size, so
+    only the colour-to-gray loss is said there.
     """
+    if getattr(fitted, "method", None) == "enhance":
+        if channels == 1 and not loaded.is_grayscale:
+            return (f"{loaded.name}: colour to gray: this model takes one-channel images, so the enhanced image is "
+                    "gray. For colour images use a colour model (--model)")
+        return None
     if fitted.method != "resize":
         return None
     w, h = loaded.size

@@ -362,7 +362,7 @@ def run(ctx: Context, *, engine: str = "local", workers=None, restart: bool = Fa
         bar.close()
     if stopped is not None and len(done) < len(blocks):
         left = total - sum(len(blocks[b]) for b in done)
-        print(f"boomerang {task.name}: stopped; {left} of {total} outputs left. Rerun the same command to continue.",
+        print(f"boomerang {task.name}: stopped; {left} of {total} outputs still to make. Rerun the same command to continue.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
 
