@@ -3,21 +3,19 @@ the global arm's mixing), checked fast; the study itself is a benchmark, not a t
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import numpy as np
 import pytest
+
+from _bench import load_benchmark
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("augmentation_study", ROOT / "benchmarks" / "augmentation.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("augmentation", "augmentation_study")
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,20 @@ that choose which digits run, checked fast; the benchmark itself is not a test."
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import pathlib
 
 import numpy as np
 import pytest
 
+from _bench import load_benchmark
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("enhance_benchmark", ROOT / "benchmarks" / "enhance.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("enhance", "enhance_benchmark")
 
 
 def _pairs(both, a_only, b_only, neither):

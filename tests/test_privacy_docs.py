@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from _bench import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "privacy_utility.json"
@@ -13,10 +14,7 @@ VARIANTS = [ROOT / "benchmarks" / "results" / f"privacy_utility_text_{v}.json" f
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("privacy_utility", ROOT / "benchmarks" / "privacy_utility.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("privacy_utility")
 
 
 def test_readme_and_docs_quote_the_latest_results():

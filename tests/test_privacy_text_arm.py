@@ -13,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+from _bench import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 
@@ -108,11 +110,7 @@ def test_read_release_refuses_an_unfinished_job(pt, tmp_path):
 
 
 def test_reuse_takes_the_unconditional_arm_only_with_the_same_settings(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("privacy_utility", BENCH / "privacy_utility.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("privacy_utility")
     args = mod.parse_args(["--quick"])
     settings = mod.base_settings(args, 20, 4000, 500, [0.5, 1.0], [0])
     (tmp_path / "r.json").write_text(json.dumps({"settings": {**settings, "model": "m"}, "conditions": [],
