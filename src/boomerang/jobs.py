@@ -161,8 +161,6 @@ class Sample:
         Returns:
             ``{"mse": float, "psnr": float | None, "ssim": float | None}``.
         """
-        import numpy as np
-
         from boomerang.metrics import image_distance, quantize8
 
         return image_distance(quantize8(self.pixels), quantize8(self.reference))  # bounded memory for large images

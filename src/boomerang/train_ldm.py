@@ -35,7 +35,7 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from boomerang.ldm_parts import LdmShape
 

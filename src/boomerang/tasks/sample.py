@@ -104,8 +104,6 @@ class SampleTask(Task):
     # -- one row of metadata.json per sample
 
     def record(self, ctx: Context, unit: Unit, plan, output, read, pixels) -> dict:
-        import numpy as np
-
         from boomerang import __version__
         from boomerang.metrics import image_distance, quantize8
 
