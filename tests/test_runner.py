@@ -291,7 +291,7 @@ def test_ctrl_c_while_a_block_is_sampled_stops_at_once_and_the_block_is_redone(t
 def test_a_second_ctrl_c_interrupts_at_once_where_the_first_waits_for_the_writes():
     """Outside the interruptible section (writing) the first signal only asks to stop; the second
     raises KeyboardInterrupt; inside it the first raises StopRequested."""
-    from boomerang.tasks.stopping import Stop, StopRequested
+    from boomerang.stopping import Stop, StopRequested
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN under nohup
     with Stop("test") as stop:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from boomerang._imfit import to_model_channels
+from boomerang.fileio import atomic_write_bytes, follow_umask  # noqa: F401  (re-exported by boomerang.imageio)
 
 __all__ = [
     "save_image",
@@ -132,34 +132,6 @@ def _encode_png16_rgb(q: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same
-    folder, fsync, then ``os.replace``. On any error the temporary file is
-    removed and ``path`` is left as it was, so an interrupted run never leaves a
-    truncated file. Used for every file the project writes (images, metadata,
-    training checkpoints).
-
-    Raises:
-        OSError: if the folder does not exist or is not writable.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 class WriteJournal:
     """Remembers the files (and folders) one run writes, so that a failed run can
     take them back: no image is ever left without the metadata that describes it.
@@ -200,23 +172,6 @@ class WriteJournal:
                 pass
         self.files, self.folders = [], []
 
-
-def follow_umask(folder: str | os.PathLike[str]) -> None:
-    """Give every file under ``folder`` the mode ``0o666 & ~umask`` (and folders
-    ``0o777 & ~umask``), as a plain ``open()`` would: libraries that write through
-    temporary files leave 0600 behind."""
-    mask = _umask()
-    root = Path(folder)
-    for p in [root, *root.rglob("*")]:
-        if p.is_symlink():
-            continue
-        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_output_dir(

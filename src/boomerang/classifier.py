@@ -318,7 +318,7 @@ def train_classifier(data: str = "mnist5k", output: str = "runs/classifier-mnist
 
 def run_train_classifier(args: argparse.Namespace) -> int:
     """Run ``boomerang train-classifier``; returns the exit status (2 = bad input)."""
-    from boomerang.cli import print_error, user_message
+    from boomerang.messages import print_error, user_message
     from boomerang.threads import check_threads
 
     try:

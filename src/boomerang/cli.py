@@ -21,52 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-
-class _OneLineErrorParser(argparse.ArgumentParser):
-    """argparse parser whose usage errors are one line (``boomerang: error: ...``,
-    exit status 2) instead of the usage text followed by the error; subparsers
-    inherit the class."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)  # --lev is an error, never a silent --level
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        self.exit(2, f"boomerang: error: {message} (see '{self.prog} --help')\n")
-
-
-def _subparser(parser: argparse.ArgumentParser, name):
-    """The parser of subcommand ``name`` (``parser`` itself when there is none)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
-            return action.choices[name]
-    return parser
-
-
-def _with_defaults(parser: argparse.ArgumentParser) -> None:
-    """Every option of every subcommand says its default in --help (added where its text does not):
-    ``(required)`` for a required option, ``(default: empty)`` for an empty string."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                _with_defaults(sub)
-            continue
-        if not action.option_strings or action.help == argparse.SUPPRESS or action.nargs == 0:
-            continue  # positionals, flags (store_true/false), --help, --version
-        text = action.help or ""
-        if action.required:
-            shown = "(required)"
-        elif "default" in text:
-            continue
-        elif action.default is None:
-            shown = "(default none)"
-        elif action.default == "":
-            shown = "(default: empty)"
-        else:
-            shown = "(default %(default)s)"
-        if shown not in text:
-            action.help = (text + " " if text else "") + shown
+from boomerang.argparsing import OneLineErrorParser, int_list, subparser, with_defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     from boomerang.tasks import add_task_parsers
     from boomerang.train_ldm import add_train_ldm_parser
 
-    parser = _OneLineErrorParser(
+    parser = OneLineErrorParser(
         prog="boomerang",
         description="Boomerang: local sampling on image manifolds with pretrained diffusion models.",
     )
@@ -89,8 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_privacy_parser(sub)
     add_serve_parser(sub)
     add_train_ldm_parser(sub)
-    _with_defaults(parser)
+    with_defaults(parser)
     return parser
+
+
+def _run_task(args) -> int:
+    from boomerang.tasks.command import run_task_command
+
+    return run_task_command(args)
 
 
 def _lazy(module: str, name: str):
@@ -104,31 +65,7 @@ def _lazy(module: str, name: str):
     return call
 
 
-def flag_of(name: str) -> str:
-    """The command-line flag of a library parameter: ``num_samples`` -> ``--num-samples``.
-    The one place where library parameter names become flags (see ``boomerang.errors``)."""
-    return _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-
-
-#: Parameters whose flag is not ``--`` + the name with hyphens.
-_FLAG_NAMES = {"images": "IMAGE", "input": "IN_DIR"}
-
-
-def user_message(exc: BaseException) -> str:
-    """The one-line message for a user error: a SettingError rendered with flags, else ``str(exc)``."""
-    from boomerang.errors import SettingError
-
-    return exc.render(flag_of) if isinstance(exc, SettingError) else str(exc)
-
-
 # --------------------------------------------------------------------------- train, train-classifier
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64,64, got {text!r}")
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
@@ -147,8 +84,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
     p.add_argument("--image-size", type=int, default=None,
                    help="folders only: resize images to this side (default: the images' own size)")
-    p.add_argument("--channels", type=_int_list, default=d.channels, help="UNet channels per level (default 32,64,64)")
-    p.add_argument("--attention", type=_int_list, default=None,
+    p.add_argument("--channels", type=int_list, default=d.channels, help="UNet channels per level (default 32,64,64)")
+    p.add_argument("--attention", type=int_list, default=None,
                    help="0/1 self-attention per level (default: at the second level only, e.g. 0,1,0)")
     p.add_argument("--layers-per-block", type=int, default=d.layers_per_block, help="ResNet layers per UNet level")
     p.add_argument("--norm-groups", type=int, default=d.norm_groups, help="GroupNorm groups (must divide every channel count)")
@@ -198,13 +135,6 @@ def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def print_error(message: str, status: int = 2) -> int:
-    """Print the one error line of every command, ``boomerang: error: <message>``, on stderr;
-    returns ``status`` (the exit status). Every command's errors go through here."""
-    print(f"boomerang: error: {message}", file=sys.stderr)
-    return status
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the subcommand.
 
@@ -216,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # named by the subcommand's parser, whose --help lists its flags
-            _subparser(parser, getattr(args, "command", None)).error("unrecognized arguments: " + " ".join(extra))
+            subparser(parser, getattr(args, "command", None)).error("unrecognized arguments: " + " ".join(extra))
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     args._argv = list(sys.argv[1:] if argv is None else argv)
@@ -228,33 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     said: list[str] = []
     with warnings.catch_warnings():  # library warnings: one line each, "boomerang: warning: ...", printed when
         warnings.showwarning = lambda message, *a, **k: said.append(str(message))  # the command ends, unless
-        rc = int(run_task_command(args) if getattr(args, "task", None) is not None else args.func(args))
+        rc = int(_run_task(args) if getattr(args, "task", None) is not None else args.func(args))
     if rc != 2:  # it stopped on bad input (exit 2: its one error line is all that is said)
         for message in dict.fromkeys(said):
             print(f"boomerang: warning: {message}", file=sys.stderr)
     return rc
-
-
-# --------------------------------------------------------------------------- tasks (sample, dataset jobs)
-
-
-def run_task_command(args: argparse.Namespace) -> int:
-    """Run a task command (``boomerang sample`` and the dataset commands) on the shared runner;
-    returns the exit status (see the module docstring)."""
-    from boomerang.tasks.runner import run_task
-
-    try:
-        return run_task(args.task, args)
-    except KeyboardInterrupt:
-        return print_error("interrupted", 130)
-    except ValueError as exc:  # SettingError and ImageInputError are ValueErrors
-        if args.debug:
-            raise
-        return print_error(user_message(exc), 2)
-    except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback with --debug
-        if args.debug:
-            raise
-        return print_error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,7 @@ names *flags* (``--level must be ...``). A :class:`SettingError` carries its
 message with the parameter names marked in backticks, so one message serves
 both: ``str(error)`` drops the marks (the library's wording), and
 ``error.render(flag_of)`` puts the CLI's flag in place of each name (done in
-one place, :func:`boomerang.cli.flag_of`).
+one place, :func:`boomerang.messages.flag_of`).
 """
 
 from __future__ import annotations

@@ -550,7 +550,7 @@ def run_config_command(config_class, train_fn, args: argparse.Namespace) -> int:
     try:
         summary = train_fn(cfg)
     except ValueError as e:
-        from boomerang.cli import print_error, user_message
+        from boomerang.messages import print_error, user_message
 
         return print_error(user_message(e))
     print(json.dumps(summary))

@@ -478,7 +478,7 @@ def train_ldm(cfg: LdmTrainConfig) -> dict:
 
 def add_train_ldm_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``train-ldm`` subcommand on an argparse ``subparsers`` object."""
-    from boomerang.cli import _int_list
+    from boomerang.argparsing import int_list
     from boomerang.train import add_training_run_arguments
 
     d = LdmTrainConfig()
@@ -491,8 +491,8 @@ def add_train_ldm_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--data", default=d.data, help="mnist5k (captions come from its labels)")
     p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
-    p.add_argument("--vae-channels", type=_int_list, default=d.vae_channels, help="default 16,32,32 (32x32 -> 8x8)")
-    p.add_argument("--unet-channels", type=_int_list, default=d.unet_channels, help="default 32,64,64")
+    p.add_argument("--vae-channels", type=int_list, default=d.vae_channels, help="default 16,32,32 (32x32 -> 8x8)")
+    p.add_argument("--unet-channels", type=int_list, default=d.unet_channels, help="default 32,64,64")
     p.add_argument("--unet-layers", type=int, default=d.unet_layers, help="ResNet layers per UNet block")
     p.add_argument("--unet-heads", type=int, default=d.unet_heads, help="attention heads of the UNet's cross-attention")
     p.add_argument("--text-width", type=int, default=d.text_width, help="hidden width of the CLIP text encoder")

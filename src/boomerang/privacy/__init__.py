@@ -26,12 +26,10 @@ when called.
 from __future__ import annotations
 
 from boomerang.privacy.links import Link, LinkFileError, read_links, write_links
+from boomerang.privacy.spaces import FEATURE_SPACES
 
 __all__ = ["Link", "LinkFileError", "read_links", "write_links", "linkage_attack", "LinkageAttack", "audit_folders",
            "wilson_interval", "FEATURE_SPACES"]
-
-#: Built-in feature spaces of the attack (see :mod:`boomerang.privacy.features`).
-FEATURE_SPACES = ("pixels", "ssim", "classifier")
 
 
 def linkage_attack(*args, **kwargs):

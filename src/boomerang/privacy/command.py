@@ -15,7 +15,7 @@ import argparse
 import json
 import pathlib
 
-from boomerang.privacy import FEATURE_SPACES
+from boomerang.privacy.spaces import FEATURE_SPACES
 
 #: Exit status when the audit ran but skipped files or links.
 EXIT_SKIPPED = 3
@@ -90,7 +90,7 @@ def _inside(path: pathlib.Path, folder: pathlib.Path) -> bool:
 
 def run_audit_privacy(args: argparse.Namespace) -> int:
     """Run ``boomerang audit-privacy``; returns the exit status."""
-    from boomerang.cli import print_error, user_message
+    from boomerang.messages import print_error, user_message
     from boomerang.errors import SettingError
     from boomerang.threads import check_threads
 

@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from boomerang.privacy import FEATURE_SPACES  # the names accepted here and by --features (torch-free)
+from boomerang.privacy.spaces import FEATURE_SPACES  # the names accepted here and by --features (torch-free)
 
 __all__ = [
     "FEATURE_SPACES",

@@ -80,7 +80,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # SettingError / ImageInputError: one line, flags named as flags
         if args.debug:
             raise
-        from boomerang.cli import user_message
+        from boomerang.messages import user_message
 
         return _error(user_message(exc))
 

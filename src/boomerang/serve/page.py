@@ -59,7 +59,7 @@ class LevelInfo:
         try:
             t = self.timestep(float(level))
         except (TypeError, ValueError) as exc:
-            from boomerang.cli import user_message
+            from boomerang.messages import user_message
 
             return user_message(exc)
         if t is None:
@@ -131,7 +131,7 @@ class PageActions:
         from boomerang.api import SampleSettings
         from boomerang.imageio import read_image
 
-        from boomerang.cli import user_message
+        from boomerang.messages import user_message
 
         try:
             loaded = read_image(path, background=SampleSettings(background=background).background_rgb)

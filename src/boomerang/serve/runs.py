@@ -252,7 +252,7 @@ def error_line(exc: BaseException, run: Path | None = None) -> str:
     Paths inside the run's ``input/`` folder are shown by file name, as the
     visitor named them (what ``boomerang sample NAME`` run next to the file says).
     """
-    from boomerang.cli import user_message
+    from boomerang.messages import user_message
 
     msg = user_message(exc)  # parameter names become flags (`level` -> --level), as the CLI prints them
     if run is not None:
@@ -283,10 +283,10 @@ def _parse_sample(argv: list[str]):
     """(the sample task, its parsed args) for ``argv`` (``["sample", ...]``); ValueError on a usage error."""
     global _SAMPLE_PARSER
     if _SAMPLE_PARSER is None:
-        from boomerang.cli import _OneLineErrorParser
+        from boomerang.argparsing import OneLineErrorParser
         from boomerang.tasks import add_parser, get_task
 
-        class _Raising(_OneLineErrorParser):
+        class _Raising(OneLineErrorParser):
             def error(self, message: str):  # the page shows the message; no exit
                 raise ValueError(message)
 

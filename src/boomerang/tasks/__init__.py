@@ -88,9 +88,10 @@ def add_task_parsers(subparsers) -> None:
 def main_for(task: Task, argv: list[str]) -> int:
     """Run one task as a command line of its own (``argv`` without the command name):
     for tasks that are not registered in the CLI, e.g. in tests and notebooks."""
-    from boomerang.cli import _OneLineErrorParser, run_task_command
+    from boomerang.argparsing import OneLineErrorParser
+    from boomerang.tasks.command import run_task_command
 
-    parser = _OneLineErrorParser(prog=f"boomerang {task.name}")
+    parser = OneLineErrorParser(prog=f"boomerang {task.name}")
     sub = parser.add_subparsers(dest="command")
     add_parser(sub, task)
     try:

@@ -210,7 +210,7 @@ class AnonymiseTask(Task):
 
     def finish(self, ctx: Context, records: list[dict], skipped: list[dict]) -> None:
         from boomerang.privacy.links import Link, write_links
-        from boomerang.tasks.runner import write_metadata_file
+        from boomerang.tasks.metadata import write_metadata_file
 
         units = ctx.extra["units"]
         several_levels = len(ctx.starts) > 1

@@ -119,7 +119,7 @@ class AugmentTask(Task):
     def finish(self, ctx: Context, records: list[dict], skipped: list[dict]) -> None:
         """Per level folder: the metadata file, the manifest and (option) the originals."""
         from boomerang.augment.layout import write_manifest
-        from boomerang.tasks.runner import write_metadata_file
+        from boomerang.tasks.metadata import write_metadata_file
 
         fmt = self._metadata_format(ctx)
         bad = {s["file"] for s in skipped}

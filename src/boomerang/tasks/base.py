@@ -312,7 +312,7 @@ class Task:
     def finish(self, ctx: Context, records: list[dict], skipped: list[dict]) -> None:
         """Write what depends on every output: by default the output metadata file
         (``metadata.jsonl``, or ``metadata.csv`` when the input had one), rows in unit order."""
-        from boomerang.tasks.runner import write_metadata_file
+        from boomerang.tasks.metadata import write_metadata_file
 
         fmt = ctx.layout.metadata_format if ctx.layout is not None and ctx.layout.metadata_format else "jsonl"
         write_metadata_file(ctx.out, records, fmt)

@@ -1,6 +1,6 @@
 """``--engine ray``: the runner's blocks through Ray Data (optional extra ``ray``).
 
-The same :func:`boomerang.tasks.runner.process_block` runs inside a pool of Ray
+The same :func:`boomerang.tasks.blocks.process_block` runs inside a pool of Ray
 actors: ``ray.data.from_items`` of the unfinished block indices, then
 ``map_batches`` with a callable class (:class:`BlockActor`) that loads the model
 once per actor (``num_gpus=1`` per actor on CUDA) and, for each block, samples
@@ -57,7 +57,7 @@ class BlockActor:
     """
 
     def __init__(self, payload: bytes, threads: int | None = None):
-        from boomerang.tasks.runner import blocks_of, load
+        from boomerang.tasks.blocks import blocks_of, load
 
         self.ctx = pickle.loads(payload)
         if str(self.ctx.settings.device).startswith("cuda"):
@@ -67,7 +67,7 @@ class BlockActor:
         self.blocks = blocks_of(self.ctx)
 
     def __call__(self, batch: dict) -> dict:
-        from boomerang.tasks.runner import process_block
+        from boomerang.tasks.blocks import process_block
 
         entries = []
         for b in batch["block"]:

@@ -217,7 +217,7 @@ class SampleTask(Task):
 
 
 def _model_info(ctx: Context) -> dict:
-    from boomerang.tasks.runner import model_description
+    from boomerang.tasks.blocks import model_description
 
     return model_description(ctx)
 

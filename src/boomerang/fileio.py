@@ -1,0 +1,97 @@
+"""Every file the project writes, written atomically; JSON and JSON Lines written and read in one place.
+
+Torch-free and PIL-free: any module may import this one. A file is written to a
+temporary file in the same folder, flushed, fsynced and renamed over the target
+(``os.replace``), so an interrupted run never leaves a truncated file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "json_bytes", "write_json", "write_jsonl", "read_json",
+           "read_jsonl", "follow_umask"]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same
+    folder, fsync, then ``os.replace``. On any error the temporary file is
+    removed and ``path`` is left as it was, so an interrupted run never leaves a
+    truncated file. Used for every file the project writes (images, metadata,
+    training checkpoints).
+
+    Raises:
+        OSError: if the folder does not exist or is not writable.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_bytes(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> bytes:
+    """``obj`` as UTF-8 JSON ending in a newline; NaN and infinity refused (``ValueError``: not JSON)."""
+    return (json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (see :func:`json_bytes`); returns the path."""
+    atomic_write_bytes(path, json_bytes(obj, indent=indent, sort_keys=sort_keys))
+    return Path(path)
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> Path:
+    """Write one JSON object per line (JSON Lines) to ``path`` atomically; returns the path."""
+    atomic_write_bytes(path, b"".join(json_bytes(r, indent=None) for r in rows))
+    return Path(path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON value stored in ``path`` (UTF-8). Raises ``OSError`` or ``json.JSONDecodeError``."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """The values of a JSON Lines file, one per non-empty line."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def follow_umask(folder: str | os.PathLike[str]) -> None:
+    """Give every file under ``folder`` the mode ``0o666 & ~umask`` (and folders
+    ``0o777 & ~umask``), as a plain ``open()`` would: libraries that write through
+    temporary files leave 0600 behind."""
+    mask = _umask()
+    root = Path(folder)
+    for p in [root, *root.rglob("*")]:
+        if p.is_symlink():
+            continue
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
