@@ -36,12 +36,18 @@ NAMES = list(dict.fromkeys([c["name"] for c in cases.CASES] + list(GOLDEN["cases
 
 
 @pytest.fixture(scope="module")
-def rerun(tmp_path_factory):
-    """All cases, run once in one fresh interpreter (isolated from the other tests' state)."""
+def rerun(request, tmp_path_factory):
+    """The selected cases (all, unless -k narrows them), run once in one fresh interpreter
+    (isolated from the other tests' state)."""
+    selected = [item.callspec.params["name"] for item in request.session.items
+                if getattr(item, "originalname", None) == "test_golden"]
     tmp = tmp_path_factory.mktemp("golden")
     result = tmp / "result.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(CASES_FILE), str(result)], cwd=tmp, env=env,
+    known = [n for n in selected if any(c["name"] == n for c in cases.CASES)]
+    if not known:  # only goldens whose case is gone: nothing to run
+        return {}, None
+    proc = subprocess.run([sys.executable, str(CASES_FILE), str(result), *known], cwd=tmp, env=env,
                           capture_output=True, text=True, timeout=900)
     got = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else {}
     return got, proc
