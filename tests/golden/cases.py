@@ -178,6 +178,7 @@ def run_cases(names=None, log=sys.stderr) -> dict[str, dict]:
     ``"files"`` for a case that failed)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.pop("RAY_ADDRESS", None)  # the ray case starts its own local Ray, never a cluster's
     chosen = [c for c in CASES if names is None or c["name"] in names]
     unknown = set(names or ()) - {c["name"] for c in CASES}
     if unknown:
