@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from boomerang import levels
+from boomerang.core import plan as make_plan
 from boomerang.enhance import check_enhance_args, output_size
 from boomerang.enhance.colour import colour_fix, gaussian_blur
 from boomerang.enhance.image import enhance_image, enhance_images, window_settings
@@ -79,7 +79,12 @@ def _x0(b=2, h=21, w=30, seed=0):
     return torch.rand((b, 1, h, w), generator=g) * 1.8 - 0.9
 
 
-PLAN = levels.plan_exact(level=0.4, steps=20, num_train_timesteps=1000)
+def _plan(level=0.4, scheduler="ddpm", steps=20):
+    """The exact plan ``boomerang sample`` makes (boomerang.core.plan) for the stand-in's schedule."""
+    return make_plan(_StandIn(_pixelwise).scheduler_config, level=level, scheduler=scheduler, steps=steps)
+
+
+PLAN = _plan()
 
 
 # ----------------------------------------------------------------------------- windows
@@ -105,10 +110,10 @@ def test_tile_starts_cover_and_overlap():
 def test_tiled_equals_untiled_for_a_pixelwise_denoiser(scheduler, weighting):
     model = _StandIn(_pixelwise)
     x0 = _x0()
-    plan = levels.plan_exact(level=0.3, steps=20, num_train_timesteps=1000)
-    untiled = tiled_boomerang(model, x0, plan, _gens(2), tile=64, overlap=0, scheduler=scheduler)
+    plan = _plan(level=0.3, scheduler=scheduler)
+    untiled = tiled_boomerang(model, x0, plan, _gens(2), tile=64, overlap=0)
     assert model.calls == plan.num_denoiser_evals  # one window: the whole image
-    tiled = tiled_boomerang(model, x0, plan, _gens(2), tile=8, overlap=3, weighting=weighting, scheduler=scheduler)
+    tiled = tiled_boomerang(model, x0, plan, _gens(2), tile=8, overlap=3, weighting=weighting)
     torch.testing.assert_close(tiled, untiled, atol=2e-6, rtol=0)  # everywhere, borders included
     assert (tiled - untiled)[..., 0, :].abs().max() <= 2e-6 and (tiled - untiled)[..., :, -1].abs().max() <= 2e-6
 
@@ -125,8 +130,8 @@ def test_tiled_equals_untiled_with_consistency():
 def test_equality_test_can_fail_for_a_context_dependent_denoiser():
     model = _StandIn(_blur)
     x0 = _x0()
-    untiled = tiled_boomerang(model, x0, PLAN, _gens(2), tile=64, overlap=0, scheduler="ddim")
-    tiled = tiled_boomerang(model, x0, PLAN, _gens(2), tile=8, overlap=3, scheduler="ddim")
+    untiled = tiled_boomerang(model, x0, _plan(scheduler="ddim"), _gens(2), tile=64, overlap=0)
+    tiled = tiled_boomerang(model, x0, _plan(scheduler="ddim"), _gens(2), tile=8, overlap=3)
     assert (tiled - untiled).abs().max() > 1e-3
 
 

@@ -35,7 +35,7 @@ DDPM and Stable Diffusion):
   the truncated chain [0, t].
 
 The compatibility schedules ``img2img`` and ``reference`` need a scheduler
-object and live in :mod:`boomerang.core`.
+object and live in :mod:`boomerang.planning` (re-exported by :mod:`boomerang.core`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 All scheduler math is diffusers'. This module only chooses the class, fixes a
 few options that the Boomerang grid needs, and adapts DDIM so that it can
-follow an arbitrary descending grid of training timesteps.
+follow an arbitrary descending grid of training timesteps (the ``Grid*``
+classes live in :mod:`boomerang.scheduler_grids` and are re-exported here).
 
 Names (``SCHEDULER_NAMES``):
 
@@ -61,9 +62,7 @@ from typing import Any
 import inspect
 
 from diffusers import (
-    DDIMScheduler,
     DDPMScheduler,
-    DEISMultistepScheduler,
     DPMSolverMultistepScheduler,
     DPMSolverSinglestepScheduler,
     EulerDiscreteScheduler,
@@ -72,7 +71,13 @@ from diffusers import (
     KDPM2DiscreteScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
-    UniPCMultistepScheduler,
+)
+
+from boomerang.scheduler_grids import (  # the classes that follow a custom grid (re-exported)
+    GridDDIMScheduler,
+    GridDEISScheduler,
+    GridLMSScheduler,
+    GridUniPCScheduler,
 )
 
 __all__ = [
@@ -111,120 +116,6 @@ UNCLIPPED_X0_SCHEDULERS: tuple[str, ...] = tuple(n for n in SCHEDULER_NAMES if n
 SIGMA_SPACING_KEYS: tuple[str, ...] = (
     "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas",
 )
-
-
-class _GapSteps(int):
-    """An int (the number of inference steps) whose ``T // self`` is a given gap.
-
-    DDIMScheduler.step computes the previous timestep as
-    ``t - num_train_timesteps // num_inference_steps``, i.e. it assumes an evenly
-    spaced grid. While a :class:`GridDDIMScheduler` steps, its
-    ``num_inference_steps`` is one of these, so that expression evaluates to the
-    gap between the current grid entry and the next one (or to t + 1 at the last
-    entry, so prev = -1 and DDIM's final step uses ``final_alpha_cumprod``).
-    Python calls ``__rfloordiv__`` of an int subclass before ``int.__floordiv__``.
-    """
-
-    gap: int
-
-    def __new__(cls, value: int, gap: int):
-        obj = super().__new__(cls, value)
-        obj.gap = int(gap)
-        return obj
-
-    def __rfloordiv__(self, other):  # other // self
-        return self.gap
-
-
-class GridDDIMScheduler(DDIMScheduler):
-    """DDIMScheduler that can follow a custom descending grid of timesteps.
-
-    ``set_timesteps(timesteps=[...])`` stores the grid; ``step`` then sets
-    ``num_inference_steps`` to a :class:`_GapSteps` holding the gap to the next
-    grid entry and calls ``DDIMScheduler.step`` unchanged, so all DDIM math
-    (eta, clipping, prediction types, final_alpha_cumprod) stays diffusers'.
-    With ``set_timesteps(num_inference_steps)`` it is exactly DDIMScheduler.
-    """
-
-    _grid: list[int] | None = None
-
-    def set_timesteps(self, num_inference_steps: int | None = None, device=None, timesteps: list[int] | None = None):
-        if (num_inference_steps is None) == (timesteps is None):
-            raise ValueError("pass exactly one of num_inference_steps or timesteps")
-        if timesteps is None:
-            self._grid = None
-            return super().set_timesteps(num_inference_steps, device=device)
-        import numpy as np
-        import torch
-
-        grid = [int(t) for t in timesteps]
-        if not grid or any(a <= b for a, b in zip(grid, grid[1:])) or grid[-1] < 0:
-            raise ValueError(f"custom timesteps must be non-empty, strictly decreasing and >= 0, got {grid}")
-        if grid[0] >= self.config.num_train_timesteps:
-            raise ValueError(f"custom timesteps must be < num_train_timesteps={self.config.num_train_timesteps}")
-        self._grid = grid
-        self.num_inference_steps = len(grid)
-        self.timesteps = torch.from_numpy(np.array(grid, dtype=np.int64)).to(device)
-
-    def step(self, model_output, timestep, sample, *args, **kwargs):
-        if self._grid is None:
-            return super().step(model_output, timestep, sample, *args, **kwargs)
-        t = int(timestep)
-        i = self._grid.index(t)  # ValueError if t is off the grid: a caller bug
-        prev = self._grid[i + 1] if i + 1 < len(self._grid) else -1
-        self.num_inference_steps = _GapSteps(len(self._grid), t - prev)
-        try:
-            return super().step(model_output, timestep, sample, *args, **kwargs)
-        finally:
-            self.num_inference_steps = len(self._grid)
-
-
-class _GridSigmas:
-    """Mixin: ``set_timesteps(timesteps=[...])`` for sigma-based schedulers whose diffusers
-    class has no custom grid (LMS, UniPC, DEIS).
-
-    The scheduler first builds its own state for ``len(timesteps)`` steps (solver
-    order, history buffers, its final sigma), then its grid is replaced: ``timesteps``
-    = the given training steps and ``sigmas`` = sqrt((1 - alpha_bar_t) / alpha_bar_t)
-    at exactly those steps (what the class's own interpolation gives at integer t),
-    followed by the final sigma the class chose. All step math stays diffusers'.
-    """
-
-    def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None, **kwargs):
-        if timesteps is None:
-            return super().set_timesteps(num_inference_steps, device=device, **kwargs)
-        import numpy as np
-        import torch
-
-        grid = _check_grid(timesteps, self.config.num_train_timesteps)
-        super().set_timesteps(len(grid), device=device)
-        ac = self.alphas_cumprod.double().cpu().numpy()
-        sig = np.sqrt((1 - ac) / ac)[grid]
-        last = float(self.sigmas[-1])
-        self.sigmas = torch.from_numpy(np.concatenate([sig, [last]])).to(self.sigmas.device, self.sigmas.dtype)
-        self.timesteps = torch.tensor(grid, dtype=self.timesteps.dtype, device=self.timesteps.device)
-        self.num_inference_steps = len(grid)
-
-
-def _check_grid(timesteps, T: int) -> list[int]:
-    grid = [int(t) for t in timesteps]
-    if not grid or any(a <= b for a, b in zip(grid, grid[1:])) or grid[-1] < 0:
-        raise ValueError(f"custom timesteps must be non-empty, strictly decreasing and >= 0, got {grid}")
-    if grid[0] >= T:
-        raise ValueError(f"custom timesteps must be < num_train_timesteps={T}")
-    return grid
-
-
-class GridLMSScheduler(_GridSigmas, LMSDiscreteScheduler):
-    """LMSDiscreteScheduler that can follow a custom grid (see :class:`_GridSigmas`)."""
-
-
-class GridUniPCScheduler(_GridSigmas, UniPCMultistepScheduler):
-    """UniPCMultistepScheduler that can follow a custom grid (see :class:`_GridSigmas`)."""
-
-
-class GridDEISScheduler(_GridSigmas, DEISMultistepScheduler):
-    """DEISMultistepScheduler that can follow a custom grid (see :class:`_GridSigmas`)."""
 
 
 _CLASSES = {

@@ -28,8 +28,11 @@ the input back (up to the final clamp to [-1, 1] and 8-bit rounding). For a
 fractional scale the blocks of D overlap and the step is repeated
 ``iterations`` times (a Landweber iteration) to approach D(x) = r.
 
-Sigma-space schedulers (Euler: samples are x_t / sqrt(alpha_bar_t)) use
-r_t = r + sigma_t D(eps') instead.
+Sigma-space schedulers (Euler, Heun, LMS: samples are x_t / sqrt(alpha_bar_t),
+``boomerang.schedulers.works_in_sigma_space``) use r_t = r + sigma_t D(eps')
+instead. The step runs once per completed reverse step, as the hook of
+:func:`boomerang.reverse.reverse_process` (a second-order step such as heun's:
+after its corrector), at the alpha_bar of the timestep x has reached.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ class Consistency:
             alpha_bar: alpha_bar of the timestep x is at (1.0 for the final x0).
             generators: one torch.Generator per item; eps' is drawn from them
                 (on the CPU, float32, full resolution), only when alpha_bar < 1.
-            sigma_space: x is x_t / sqrt(alpha_bar_t) (Euler).
+            sigma_space: x is x_t / sqrt(alpha_bar_t) (Euler, Heun, LMS).
 
         Returns:
             [B, C, H, W] tensor with area_down(result) == the noised reference

@@ -125,7 +125,8 @@ def enhance_images(
         generators: one ``torch.Generator`` per image (the sample depends on
             nothing else: not the batch, window order or window batch).
         steps: step budget of a full chain (about level x steps evaluations per window).
-        scheduler, eta: as in ``boomerang sample`` (exact schedule; not pndm).
+        scheduler, eta: as in ``boomerang sample`` (exact schedule: not pndm, kdpm2,
+            kdpm2-ancestral).
         tile_size, tile_overlap: window side and overlap in image pixels (see
             :func:`window_settings`).
         tile_batch: windows per model call.
@@ -136,22 +137,26 @@ def enhance_images(
         colour_fix: match the output's low-frequency colour to the upsampled input.
         upsampler: ``'bicubic'`` (default) or ``'lanczos'``.
         prompt, negative_prompt, guidance_scale: latent (text) models only.
-        progress: ``progress(done, total)`` after each reverse step.
+        progress: ``progress(done, total)`` after each denoiser evaluation.
         plan: an exact-schedule :class:`boomerang.levels.NoisePlan` planned
-            elsewhere (e.g. by the dataset runner); default
-            ``levels.plan_exact(level=level, steps=steps, ...)``. Its level must equal ``level``.
+            elsewhere with :func:`boomerang.core.plan` (e.g. by the dataset runner);
+            default ``core.plan(model, level=level, scheduler=scheduler, steps=steps)``,
+            the plan ``boomerang sample`` runs. Its level and scheduler must equal
+            ``level`` and ``scheduler``.
 
     Returns:
         one :class:`Enhanced` per image, in order.
 
     Raises:
-        ValueError: bad parameters (named as above), images of different sizes
-            or shapes, a wrong number of generators.
+        ValueError: bad parameters (named as above; what :func:`boomerang.core.plan`
+            refuses, e.g. a scheduler that cannot follow the exact grid), images of
+            different sizes or shapes, a wrong number of generators.
     """
     import torch
 
     from boomerang.enhance.colour import colour_fix as _colour_fix
     from boomerang.enhance.sampler import tiled_boomerang
+    from boomerang.planning import plan as make_plan
 
     args = check_enhance_args(scale=scale, level=level, tile_size=tile_size, tile_overlap=tile_overlap,
                               tile_batch=tile_batch, upsampler=upsampler)
@@ -169,9 +174,9 @@ def enhance_images(
     tile, overlap = window_settings(model, args.tile_size, args.tile_overlap)
     ho, wo = output_size(h, w, args.scale)
     if plan is None:
-        plan = levels.plan_exact(level=args.level, steps=steps, num_train_timesteps=model.num_train_timesteps)
-    elif plan.schedule != "exact" or abs(plan.level - args.level) > 1e-12:
-        raise ValueError(f"plan must be an exact-schedule plan for level {args.level}, got {plan}")
+        plan = make_plan(model, level=args.level, schedule="exact", scheduler=scheduler, steps=steps)
+    elif plan.schedule != "exact" or abs(plan.level - args.level) > 1e-12 or plan.scheduler != scheduler:
+        raise ValueError(f"plan must be an exact-schedule plan for level {args.level} and scheduler {scheduler}, got {plan}")
 
     # 1. Naive upsampling to the exact output size.
     up = [upsample(im, ho, wo, args.upsampler) for im in images]
@@ -200,7 +205,7 @@ def enhance_images(
             low = (max(1, round(x0.shape[-2] / f / args.scale)), max(1, round(x0.shape[-1] / f / args.scale)))
     samples = tiled_boomerang(
         model, x0, plan, generators, tile=tile, overlap=overlap, tile_batch=args.tile_batch, weighting=weighting,
-        scheduler=scheduler, eta=eta, consistency_low=low, consistency_iterations=iterations, prompt=prompt,
+        eta=eta, consistency_low=low, consistency_iterations=iterations, prompt=prompt,
         negative_prompt=negative_prompt, guidance_scale=guidance_scale, progress=progress,
     )
     if colour_fix and plan.timestep is not None:

@@ -1,14 +1,15 @@
 """The tiled Boomerang reverse process: MultiDiffusion windows, optional ILVR (enhancement step 2).
 
-Boomerang (Luzi et al., Sec. 3) on an image of any size: the same steps as
-:func:`boomerang.core.boomerang_sample`'s exact schedule, written out for
-windows. Per reverse step the model sees overlapping windows of x_t and their
-outputs are blended into one output for the whole image
-(:func:`boomerang.enhance.tiling.blend_windows`, MultiDiffusion); the
-scheduler then steps the *whole* image, so its noise (the forward eps and
-ddpm's fresh noise) is drawn for the whole image from the image's own
-generator, never per window. With ``consistency`` each step is followed by
-the ILVR replacement of x's low frequencies (:mod:`.consistency`).
+Boomerang (Luzi et al., Sec. 3) on an image of any size: the same forward jump
+and the same reverse loop as :func:`boomerang.core.boomerang_sample`
+(:mod:`boomerang.reverse`), with two things plugged in. The denoiser sees
+overlapping windows of x_t and their outputs are blended into one output for
+the whole image (:func:`boomerang.enhance.tiling.blend_windows`,
+MultiDiffusion); the scheduler then steps the *whole* image, so its noise (the
+forward eps and ddpm's fresh noise) is drawn for the whole image from the
+image's own generator, never per window. With ``consistency`` each completed
+reverse step is followed by the ILVR replacement of x's low frequencies
+(:mod:`.consistency`), the loop's per-step hook.
 """
 
 from __future__ import annotations
@@ -21,14 +22,10 @@ from boomerang.enhance.consistency import Consistency
 from boomerang.enhance.resample import area_down
 from boomerang.enhance.tiling import blend_windows, make_layout
 from boomerang.levels import NoisePlan
-from boomerang.schedulers import CUSTOM_GRID_SCHEDULERS, make_scheduler, set_grid, step_kwargs
+from boomerang.reverse import add_noise, per_item_noise, reverse_process, scheduler_for
+from boomerang.schedulers import works_in_sigma_space
 
 __all__ = ["tiled_boomerang", "encode_tiled", "decode_tiled"]
-
-
-def _noise(generators, shape, device) -> torch.Tensor:
-    """[B, *shape] N(0, I), row i from generators[i], drawn on the CPU in float32 (device independent)."""
-    return torch.cat([torch.randn((1, *shape), generator=g, dtype=torch.float32) for g in generators]).to(device)
 
 
 def encode_tiled(model, x: torch.Tensor, tile: int, overlap: int, tile_batch: int = 1) -> torch.Tensor:
@@ -76,7 +73,6 @@ def tiled_boomerang(
     overlap: int,
     tile_batch: int = 8,
     weighting: str = "uniform",
-    scheduler: str = "ddpm",
     eta: float = 0.0,
     consistency_low: torch.Tensor | tuple[int, int] | None = None,
     consistency_iterations: int = 1,
@@ -94,16 +90,17 @@ def tiled_boomerang(
             same ``kind``, ``predict``, ``encode``, ``decode``, ``encode_prompt``,
             ``scheduler_config``, ``device`` members).
         x0: [B, C, H, W] float images in [-1, 1] (latent models: H, W multiples of f).
-        plan: an exact-schedule :class:`boomerang.levels.NoisePlan`
-            (``levels.plan_exact``); ``plan.timestep is None`` returns x0 (pixel
-            models) or the VAE round trip.
+        plan: an exact-schedule :class:`boomerang.levels.NoisePlan` from
+            :func:`boomerang.core.plan` (which names the scheduler and has checked
+            the start); ``plan.timestep is None`` returns x0 (pixel models) or
+            the VAE round trip. The denoiser (all windows of one step: one
+            evaluation) runs ``len(plan.timesteps)`` times, as in ``sample``.
         generators: one ``torch.Generator`` per image; all randomness comes from them.
         tile, overlap: window side and overlap in the model's space (pixels for
             pixel models, latent pixels for latent models).
         tile_batch: windows per model call (memory bound; does not change the result).
         weighting: ``'uniform'`` (MultiDiffusion) or ``'feather'``.
-        scheduler: ``ddpm`` (the paper's ancestral process), ``ddim``, ``euler``
-            or ``dpmsolver++``; eta: DDIM's eta.
+        eta: DDIM's eta.
         consistency_low: ILVR reference (see :mod:`.consistency`): a tensor
             [B, C, h, w] in the model's space (the low-resolution input), or a
             size (h, w) to take area_down(encode(x0)) as the reference; None: off.
@@ -112,25 +109,22 @@ def tiled_boomerang(
         vae_tile: window side in image pixels for the VAE (latent models;
             default 8 x ``tile``).
         order: window order fed to the model (tests only; see ``blend_windows``).
-        progress: ``progress(done, total)`` after each reverse step.
+        progress: ``progress(done, total)`` after each denoiser evaluation.
 
     Returns:
         float32 CPU tensor [B, C, H, W], clamped to [-1, 1].
 
     Raises:
-        ValueError: a scheduler that cannot follow the exact grid (pndm), a
-            plan that is not ``exact``, wrong number of generators, or a start
-            the scheduler cannot take (``boomerang.core.check_start_sigma``).
+        ValueError: a plan that is not ``exact`` or names no scheduler (one from
+            ``levels.plan_exact``), wrong number of generators.
     """
-    from boomerang.core import check_start_sigma
-
     generators = [generators] if isinstance(generators, torch.Generator) else list(generators)
     if len(generators) != x0.shape[0]:
         raise ValueError(f"need one generator per image: got {len(generators)} for a batch of {x0.shape[0]}")
-    if scheduler not in CUSTOM_GRID_SCHEDULERS:
-        raise ValueError(f"enhancement needs a scheduler that follows the exact grid: one of {', '.join(CUSTOM_GRID_SCHEDULERS)}")
     if plan.schedule != "exact":
         raise ValueError(f"enhancement uses the exact schedule, got a {plan.schedule!r} plan")
+    if plan.scheduler is None:
+        raise ValueError("the plan names no scheduler: make it with boomerang.core.plan(model, ..., scheduler=...)")
     f = model.size_multiple if model.kind == "latent" else 1
     vae_tile = vae_tile or tile * f
     vae_overlap = overlap * f
@@ -139,47 +133,42 @@ def tiled_boomerang(
             return x0.detach().to("cpu", torch.float32).clamp(-1, 1)
         z = encode_tiled(model, x0, vae_tile, vae_overlap)
         return decode_tiled(model, z, tile, overlap).clamp(-1, 1)
-    check_start_sigma(scheduler, model.scheduler_config, plan.timestep)
-    sched = make_scheduler(scheduler, model.scheduler_config)
 
-    # 1. The reverse grid of the plan (t first, then the descending timesteps, then x0).
-    set_grid(sched, list(plan.timesteps), device=model.device)
-    timesteps = sched.timesteps
-    alphas_cumprod = sched.alphas_cumprod.double()
-    sigma_space = scheduler == "euler"  # Euler steps x_t / sqrt(alpha_bar_t)
+    # 1. The plan's scheduler on the plan's grid (t first, then the descending timesteps, then x0).
+    sched = scheduler_for(plan, model.scheduler_config, device=model.device)
 
     # 2. Encode x0 into the model's space (latent models: windowed VAE).
     z0 = encode_tiled(model, x0, vae_tile, vae_overlap)
 
     # 3. Forward jump of the whole image: x_t = sqrt(alpha_bar_t) z0 + sqrt(1 - alpha_bar_t) eps.
-    eps = _noise(generators, tuple(z0.shape[1:]), z0.device)
-    x = sched.add_noise(z0, eps, timesteps[:1].repeat(z0.shape[0]))
+    eps = per_item_noise(generators, tuple(z0.shape[1:]), z0.device)
+    x = add_noise(sched, plan, z0, eps, z0.device)
     del eps  # image-sized: not needed after the forward jump
 
-    ilvr = None
+    hook = None
     if consistency_low is not None:
         ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
         ilvr = Consistency(ref.to(z0.device, torch.float32), iterations=consistency_iterations,
                            bounds=(-1.0, 1.0) if model.kind == "pixel" else None)
+        alphas_cumprod = sched.alphas_cumprod.double()
+        sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
 
-    # 4. Partial reverse process; each model call sees windows, each step the whole image.
+        def hook(i, t, x):  # ILVR at the timestep x now sits at (None: x0, alpha_bar = 1)
+            alpha_bar = float(alphas_cumprod[t]) if t is not None else 1.0
+            return ilvr.apply(x, alpha_bar, generators, sigma_space=sigma_space)
+
+    # 4. Partial reverse process; each denoiser evaluation sees windows, each step the whole image.
     layout = make_layout(z0.shape[-2], z0.shape[-1], tile, overlap)
     cond, uncond = model.encode_prompt(prompt, negative_prompt, guidance_scale)
-    kwargs = step_kwargs(scheduler, eta=eta, generators=generators)
-    grid = [int(t) for t in plan.timesteps]
-    for i, t in enumerate(timesteps):
-        x_in = sched.scale_model_input(x, t)
-        out = blend_windows(
+    out_channels = None if model.kind == "latent" else _out_channels(model, x)
+
+    def denoiser(x_in, t):  # MultiDiffusion: the model on each window, outputs blended
+        return blend_windows(
             lambda w: model.predict(w, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale),
-            x_in, layout, tile_batch=tile_batch, out_channels=None if model.kind == "latent" else _out_channels(model, x_in),
-            weighting=weighting, order=order,
+            x_in, layout, tile_batch=tile_batch, out_channels=out_channels, weighting=weighting, order=order,
         )
-        x = sched.step(out, t, x, **kwargs).prev_sample
-        if ilvr is not None:
-            alpha_bar = float(alphas_cumprod[grid[i + 1]]) if i + 1 < len(grid) else 1.0
-            x = ilvr.apply(x, alpha_bar, generators, sigma_space=sigma_space)
-        if progress is not None:
-            progress(i + 1, len(timesteps))
+
+    x = reverse_process(denoiser, x, plan, sched, generators, eta=eta, hook=hook, progress=progress)
 
     # 5. Decode (latent models: windowed VAE) back to images in [-1, 1].
     return decode_tiled(model, x, tile, overlap).clamp(-1.0, 1.0)

@@ -106,8 +106,6 @@ class EnhanceTask(Task):
                                tile_batch=args.tile_batch, upsampler=args.upsampler)
         if args.schedule != "exact" or args.from_noise:
             raise SettingError("enhance runs the exact schedule from the upsampled image: drop `schedule`/`from_noise`")
-        if args.scheduler == "pndm":
-            raise SettingError("`scheduler` pndm cannot follow the exact grid; use ddpm, ddim, euler or dpmsolver++")
         return {"scale": a.scale, "tile_size": a.tile_size, "tile_overlap": a.tile_overlap, "tile_batch": a.tile_batch,
                 "consistency": bool(args.consistency), "colour_fix": bool(args.colour_fix), "upsampler": a.upsampler}
 

@@ -1,0 +1,228 @@
+"""Planning a Boomerang run: where noise is added (t) and which timesteps are denoised.
+
+:func:`plan` decides, once, the whole of a run as plain data (a
+:class:`~boomerang.levels.NoisePlan`): the noise timestep t, the reverse grid
+the scheduler visits (for the exact schedule
+:func:`boomerang.levels.reverse_timesteps`; for second-order schedulers such
+as heun each timestep after the first twice), and alpha_bar_t. Everything
+else (:func:`boomerang.core.boomerang_sample`, the tiled enhancement, the API
+and the dataset runner) executes a plan and derives nothing again.
+
+Also here: the rules a start must satisfy (:func:`check_start_sigma`), the
+``reference`` schedule's noise timestep, and :func:`returns_input_pixels`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from boomerang import levels
+from boomerang.errors import SettingError
+from boomerang.levels import NoisePlan
+from boomerang.schedulers import (
+    CUSTOM_GRID_SCHEDULERS,
+    SCHEDULER_NAMES,
+    UNCLIPPED_X0_SCHEDULERS,
+    check_exact_grid,
+    check_sigma_spacing_supported,
+    entry_index,
+    grid_timesteps,
+    make_scheduler,
+)
+
+__all__ = [
+    "SCHEDULES",
+    "MAX_START_SIGMA",
+    "plan",
+    "returns_input_pixels",
+    "check_start_sigma",
+    "reference_timestep",
+]
+
+SCHEDULES: tuple[str, ...] = ("exact", "img2img", "reference")
+
+
+def reference_timestep(level: float, timestep: int | None, num_train_timesteps: int) -> int:
+    """The noise timestep of the ``reference`` schedule: ``timestep`` if given, else
+    t_ref = min(int(T * level), T - 1) (the VP rule of diffusers' DDIM noise-comparative pipeline)."""
+    T = int(num_train_timesteps)
+    return int(timestep) if timestep is not None else min(int(T * level), T - 1)
+
+
+#: Largest start sigma_t accepted for the schedulers that turn the denoiser's eps into x0 without
+#: clipping (``UNCLIPPED_X0_SCHEDULERS``: every one but ddpm, ddim, pndm), x0 = (x_t - sqrt(1 - alpha_bar) eps)
+#: / sqrt(alpha_bar), so any error in eps is multiplied by sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)
+#: at the first step. Stable Diffusion's t = 999 is 14.6; the cosine
+#: schedule's t = 999 is about 2e4, where euler returned noise for every test digit.
+MAX_START_SIGMA = 1000.0
+
+
+def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | None, *,
+                      by_timestep: bool = False) -> None:
+    """Refuse a start where an unclipped scheduler's first x0 estimate would be noise.
+
+    Args:
+        scheduler: a name from ``SCHEDULER_NAMES``.
+        scheduler_config: the model's scheduler config (its ``alphas_cumprod`` is used).
+        timestep: the noise timestep t of the plan, or ``None`` (identity: nothing to check).
+        by_timestep: the user gave a ``timestep`` (not a ``level``): the message suggests
+            the largest timestep that works instead of the largest level.
+
+    Raises:
+        SettingError: ``scheduler`` is ``euler`` or ``dpmsolver++`` and sigma_t =
+            sqrt((1 - alpha_bar_t) / alpha_bar_t) > ``MAX_START_SIGMA`` (e.g. t = 999 of a
+            cosine schedule, alpha_bar = 2.4e-9); the message names the schedulers and the
+            largest level (or, with ``by_timestep``, timestep) that work.
+    """
+    if timestep is None or scheduler not in UNCLIPPED_X0_SCHEDULERS:
+        return
+    ab = make_scheduler("ddpm", scheduler_config).alphas_cumprod.double()
+    sigma = ((1 - ab) / ab).sqrt()
+    if float(sigma[int(timestep)]) <= MAX_START_SIGMA:
+        return
+    ok = int((sigma <= MAX_START_SIGMA).nonzero().max())
+    T = len(ab)
+    smaller = f"a `timestep` <= {ok}" if by_timestep else f"a `level` <= {math.floor(1000 * ok / T) / 1000:.3f} (it starts at t <= {ok} on every schedule)"
+    raise SettingError(
+        f"`scheduler` {scheduler} cannot start at t={int(timestep)} of this model: alpha_bar_t = "
+        f"{float(ab[int(timestep)]):.2g} (sigma_t = {float(sigma[int(timestep)]):.3g} > {MAX_START_SIGMA:g}) turns "
+        f"its first x0 estimate into noise; use `scheduler` ddpm or ddim, or {smaller}"
+    )
+
+
+def _requested_level(level, timestep, T) -> float:
+    if (level is None) == (timestep is None):
+        raise SettingError("give exactly one of `level` (a fraction in [0, 1]) or `timestep` (an integer in [0, T-1])")
+    if timestep is not None:
+        return levels.timestep_to_level(levels.check_timestep(timestep, T), T)
+    return levels.check_level(level)
+
+
+def plan(
+    model,
+    *,
+    level: float | None = None,
+    timestep: int | None = None,
+    schedule: str = "exact",
+    from_noise: bool = False,
+    scheduler: str = "ddpm",
+    steps: int = 50,
+) -> NoisePlan:
+    """Plan one Boomerang run: where noise is added and the timesteps denoised.
+
+    The only place the schedules' rules live; :func:`boomerang_sample`, the API
+    and the dataset runner execute the plan and derive nothing again.
+
+    Args:
+        model: a loaded model, or anything with ``scheduler_config`` (the
+            model's diffusers scheduler config, a dict); a dict is taken as the
+            scheduler config itself.
+        level: the noise level in [0, 1]; or give ``timestep`` (an int in [0, T-1]).
+        timestep: a training timestep instead of ``level``.
+        schedule:
+            * ``'exact'`` (default): t = round(level (T-1)), the grid
+              :func:`boomerang.levels.reverse_timesteps` (t first, about
+              level x steps evaluations, at least one). Level 0: the identity.
+            * ``'img2img'``: diffusers' StableDiffusionImg2ImgPipeline ``strength``
+              semantics: set_timesteps(steps), init = min(int(steps strength),
+              steps), keep ``timesteps[(steps - init) order:]``, noise at the first
+              kept timestep. Zero kept steps (0 < strength < 1/steps): refused with a
+              SettingError naming the smallest level that denoises.
+            * ``'reference'``: the authors' notebook: noise at
+              t_ref = min(int(T level), T-1), the usual grid set_timesteps(steps)
+              with every timestep above t_ref skipped (the first denoised
+              timestep is generally *below* t_ref). No grid entry <= t_ref: the
+              identity. When the kept part of a pndm (PLMS) grid starts with its
+              repeated warm-up timestep, the first copy is skipped.
+        from_noise: ordinary global sampling on the scheduler's own grid
+            set_timesteps(steps) (schedule ``global``); level must be None or 1
+            and timestep None.
+        scheduler: one of ``SCHEDULER_NAMES``; ``pndm`` only with img2img,
+            reference or from_noise.
+        steps: the step budget of a full chain (>= 1).
+
+    Returns:
+        A :class:`NoisePlan` with ``scheduler``, ``steps``, ``begin_index`` (into
+        the scheduler's own grid) and ``alpha_bar`` filled in.
+
+    Raises:
+        SettingError: (a ValueError) bad level/timestep/steps, unknown schedule or
+            scheduler, pndm with the exact schedule, a learned-variance model with
+            another scheduler than ddpm, euler / dpmsolver++ starting at sigma_t >
+            ``MAX_START_SIGMA`` (:func:`check_start_sigma`).
+    """
+    config = model if isinstance(model, dict) else model.scheduler_config
+    if schedule not in SCHEDULES:
+        raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if scheduler not in SCHEDULER_NAMES:
+        raise SettingError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {scheduler!r}")
+    steps = levels.check_positive_int(steps, "steps")
+    unet = getattr(model, "unet", None)
+    if (getattr(model, "kind", None) == "pixel" and unet is not None and scheduler != "ddpm"
+            and unet.config.out_channels != unet.config.in_channels):
+        raise SettingError(
+            "this model also predicts the variance (learned variance, twice the output channels); "
+            "only `scheduler` ddpm can use it"
+        )
+    sched = make_scheduler(scheduler, config)
+    check_sigma_spacing_supported(scheduler, sched)  # never a silently ignored Karras (or other) spacing
+    T = int(sched.config.num_train_timesteps)
+    alphas = sched.alphas_cumprod
+
+    if from_noise:  # ordinary global sampling from pure noise
+        if timestep is not None or (level is not None and levels.check_level(level) != 1.0):
+            raise SettingError("`from_noise` samples globally from pure noise: give no `level`/`timestep` (or level 1)")
+        sched.set_timesteps(steps)
+        grid = tuple(int(t) for t in sched.timesteps)
+        return NoisePlan(1.0, grid[0], grid, T, "global", scheduler, steps, 0, None)
+
+    if schedule == "exact":
+        if scheduler not in CUSTOM_GRID_SCHEDULERS:
+            raise SettingError(
+                f"`scheduler` {scheduler} cannot follow the exact Boomerang grid; use one of "
+                f"{', '.join(CUSTOM_GRID_SCHEDULERS)}, or `schedule` img2img / reference"
+            )
+        p = levels.plan_exact(level=level, timestep=timestep, steps=steps, num_train_timesteps=T)
+        check_exact_grid(sched)  # no custom grid (pndm, kdpm2), or a Karras-like config: refused here, before loading
+        t_noise, lvl, begin = p.timestep, p.level, 0
+        grid = grid_timesteps(sched, list(p.timesteps)) if p.timesteps else p.timesteps  # heun visits each twice
+    else:
+        lvl = _requested_level(level, timestep, T)
+        sched.set_timesteps(steps)
+        full = [int(t) for t in sched.timesteps]
+        if schedule == "img2img":
+            init = min(int(steps * lvl), steps)
+            begin = max(steps - init, 0) * getattr(sched, "order", 1)
+            t_noise = full[begin] if begin < len(full) else None
+        else:  # reference
+            t_noise = reference_timestep(lvl, timestep, T)
+            kept = [i for i, t in enumerate(full) if t <= t_noise]
+            if not kept or lvl == 0:
+                begin = len(full)  # nothing to denoise: the identity
+            else:  # PLMS warm-up copies and second-order pairs (heun, kdpm2): enter at a step's start
+                begin = entry_index(sched, kept)
+        grid = tuple(full[begin:])
+        if not grid:
+            if lvl > 0 and schedule == "img2img":  # never a silent copy of the input (the case table)
+                raise SettingError(_too_small_message(lvl, steps))
+            t_noise = None
+    if t_noise is None:  # the identity: nothing added, nothing denoised
+        return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
+    check_start_sigma(scheduler, config, t_noise, by_timestep=timestep is not None)  # x_t is made at t_noise
+    return NoisePlan(lvl, int(t_noise), grid, T, schedule, scheduler, steps, begin, float(alphas[int(t_noise)]))
+
+
+def _too_small_message(level: float, steps: int) -> str:
+    """The refusal for a positive img2img level that keeps no step (int(steps x level) = 0),
+    naming the smallest level (3 decimals) that denoises at this step count."""
+    smallest = next(k / 1000 for k in range(1, 1001) if int(steps * (k / 1000)) >= 1)
+    return (f"`level` {level:g} with `schedule` img2img denoises nothing (int(`steps` x `level`) = "
+            f"int({steps} x {level:g}) = 0 kept steps): the input would come back unchanged; use `level` >= "
+            f"{smallest:.3f} at {steps} steps, more `steps`, or `schedule` exact (which always takes at least one step)")
+
+
+def returns_input_pixels(model, plan: NoisePlan) -> bool:
+    """True when the plan returns x0 itself, untouched and without a model call:
+    the identity plan of a pixel-space model. (A latent model's identity is the
+    VAE round trip.) Callers may then skip resizing for the model altogether."""
+    return plan.is_identity and getattr(model, "kind", None) == "pixel"
