@@ -1,5 +1,8 @@
-"""Finding and describing a model (part of :mod:`boomerang.models`): the bundled model, local folders,
-hub ids, diffusers layouts, JSON configs (no torch import), weight files and their sha256."""
+"""Finding a model (part of :mod:`boomerang.models`): the bundled model, short names, local folders,
+hub ids; JSON configs (no torch import); weight files, the pickle refusal and their sha256.
+
+Which family a folder belongs to is asked of the families (:mod:`boomerang.models.loading`).
+"""
 
 from __future__ import annotations
 
@@ -7,44 +10,14 @@ import hashlib
 import json
 import os
 import pathlib
-from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DTYPES", "ModelInfo", "read_model_info", "weights_sha256"]
+__all__ = ["resolve_model", "hub_hint", "read_json", "component_config", "check_weights", "weight_files",
+           "weights_sha256", "PICKLE_SUFFIXES", "WEIGHT_SUFFIXES"]
 
-DTYPES = ("float32", "float16", "bfloat16")
-_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
-_WEIGHT_SUFFIXES = (".safetensors",) + _PICKLE_SUFFIXES
-_LATENT_COMPONENTS = ("unet", "vae", "text_encoder")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the CLI needs to know about a model before loading it.
-
-    Attributes:
-        source: the local folder (str) the model is read from.
-        kind: ``'pixel'`` (denoiser on images) or ``'latent'`` (Stable Diffusion).
-        num_train_timesteps: T of the model's training schedule.
-        image_channels: channels of the images the model takes (1 or 3).
-        native_size: pixel models: the only side length (square images) the
-            UNet was trained on; latent models: ``None`` (any size that is a
-            multiple of ``size_multiple``).
-        size_multiple: latent models: the VAE downsampling factor (8 for SD);
-            pixel models: the UNet's total downsampling factor (informational).
-        takes_prompt: True for text-conditioned (latent SD) models.
-        vae_width: latent models: channels of the VAE's full-size layers (its first
-            ``block_out_channels``; 128 for SD), for memory estimates; pixel models: ``None``.
-    """
-
-    source: str
-    kind: str
-    num_train_timesteps: int
-    image_channels: int
-    native_size: int | None
-    size_multiple: int
-    takes_prompt: bool
-    vae_width: int | None = None
+#: Weight files that are Python pickles (they can run code when loaded).
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+WEIGHT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
 
 
 # ----------------------------------------------------------------------------- resolving a model argument
@@ -74,7 +47,8 @@ def _looks_like_hub_id(text: str) -> bool:
     )
 
 
-def _hub_hint(repo_id: str) -> str:
+def hub_hint(repo_id: str) -> str:
+    """How to fetch hub model ``repo_id`` on a machine with internet access and pass it here (message text)."""
     # `hf` is the command huggingface_hub >= 0.34 installs (`huggingface-cli` is gone from 1.x).
     return (
         f"on a machine with internet access run\n"
@@ -84,8 +58,19 @@ def _hub_hint(repo_id: str) -> str:
     )
 
 
-def _resolve(model: str | os.PathLike | None, *, json_only: bool, allow_pickle: bool = False) -> pathlib.Path:
-    """A local folder for ``model``: the bundled model, a local folder, or a hub id from the HF cache/hub."""
+def resolve_model(model: str | os.PathLike | None, *, json_only: bool, allow_pickle: bool = False) -> pathlib.Path:
+    """A local folder for ``model``: the bundled model, a local folder, or a hub id from the HF cache/hub.
+
+    Args:
+        model: None (the bundled default model), a short name of a bundled model
+            (``ldm-mnist5k-text``), a local folder, or a hub id ``owner/name``.
+        json_only: for a hub id, fetch only the configs (``read_model_info``), not the weights.
+        allow_pickle: for a hub id, also fetch ``.bin`` weights.
+
+    Raises:
+        ValueError: a missing folder, a file, an unknown name, or a hub id that cannot be
+            fetched (offline: the message says how to download it elsewhere).
+    """
     if model is None:
         path = _bundled_model_path()
         if not path.is_dir():
@@ -124,11 +109,12 @@ def _resolve(model: str | os.PathLike | None, *, json_only: bool, allow_pickle: 
         local = snapshot_download(text, allow_patterns=patterns, ignore_patterns=ignore, local_files_only=offline)
     except Exception as exc:  # noqa: BLE001 -- any hub/network failure gets the same actionable message
         why = "the hub is not reachable (HF_HUB_OFFLINE is set)" if offline else f"it could not be downloaded ({type(exc).__name__})"
-        raise ValueError(f"--model {text} is not a local folder and {why}; {_hub_hint(text)}") from None
+        raise ValueError(f"--model {text} is not a local folder and {why}; {hub_hint(text)}") from None
     return pathlib.Path(local)
 
 
-def _read_json(path: pathlib.Path) -> dict[str, Any]:
+def read_json(path: pathlib.Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ValueError naming the file if it is unreadable or not an object."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -139,89 +125,25 @@ def _read_json(path: pathlib.Path) -> dict[str, Any]:
     return data
 
 
-def _layout(root: pathlib.Path) -> dict[str, Any]:
-    """Find the layout of a model folder: kind and the paths of its component configs."""
-    index = root / "model_index.json"
-    if index.is_file():
-        entries = _read_json(index)
-        if "text_encoder_2" in entries or "transformer" in entries:
-            raise ValueError(
-                f"{root}: {entries.get('_class_name', 'this pipeline')} (SDXL, SD3 or a transformer model) is not "
-                "supported; use a Stable Diffusion 1.x/2.x folder or a pixel-space UNet2DModel pipeline"
-            )
-        if "unet" in entries and "vae" in entries and "text_encoder" in entries and "tokenizer" in entries:
-            return {"kind": "latent", "unet": root / "unet", "scheduler": root / "scheduler",
-                    "vae": root / "vae", "text_encoder": root / "text_encoder", "tokenizer": root / "tokenizer"}
-        if "unet" in entries and "scheduler" in entries and "vae" not in entries:
-            return {"kind": "pixel", "unet": root / "unet", "scheduler": root / "scheduler"}
-        raise ValueError(
-            f"{root}: model_index.json describes a {entries.get('_class_name', 'unknown')} pipeline; supported are "
-            "pixel-space UNet pipelines (DDPMPipeline/DDIMPipeline layout) and Stable Diffusion 1.x/2.x"
-        )
-    config = root / "config.json"
-    if config.is_file() and _read_json(config).get("_class_name") == "UNet2DModel":
-        for sched in (root / "scheduler_config.json", root / "scheduler" / "scheduler_config.json"):
-            if sched.is_file():
-                return {"kind": "pixel", "unet": root, "scheduler": sched.parent}
-        raise ValueError(f"{root}: a UNet2DModel folder needs a scheduler_config.json beside config.json (or in scheduler/)")
-    raise ValueError(
-        f"{root}: not a supported diffusers model folder: expected model_index.json (DDPM or Stable Diffusion "
-        "layout) or a UNet2DModel config.json with a scheduler_config.json"
-    )
-
-
-def _component_config(folder: pathlib.Path, name: str = "config.json") -> dict[str, Any]:
+def component_config(folder: pathlib.Path, name: str = "config.json") -> dict[str, Any]:
+    """The config ``folder/name`` of a component; ValueError when it is missing (an incomplete folder)."""
     path = folder / name
     if not path.is_file():
         raise ValueError(f"{folder}: missing {name}; the model folder is incomplete")
-    return _read_json(path)
+    return read_json(path)
 
 
-def _side(value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        if len(set(value)) != 1:
-            raise ValueError(f"non-square UNet sample_size {value} is not supported")
-        value = value[0]
-    return int(value)
-
-
-def _info_from_layout(root: pathlib.Path, layout: dict[str, Any]) -> ModelInfo:
-    unet = _component_config(layout["unet"])
-    sched = _component_config(layout["scheduler"], "scheduler_config.json")
-    T = int(sched.get("num_train_timesteps", 1000))
-    if layout["kind"] == "pixel":
-        n_down = len(unet.get("block_out_channels", (64,)))
-        return ModelInfo(str(root), "pixel", T, int(unet.get("in_channels", 3)), _side(unet.get("sample_size")),
-                         2 ** (n_down - 1), False)
-    vae = _component_config(layout["vae"])
-    factor = 2 ** (len(vae.get("block_out_channels", (1, 1, 1, 1))) - 1)
-    width = int((vae.get("block_out_channels") or (128,))[0])
-    return ModelInfo(str(root), "latent", T, int(vae.get("in_channels", 3)), None, factor, True, width)
-
-
-def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
-    """Describe a model from its JSON configs only (no torch import, no weights read).
-
-    Args:
-        model: a local diffusers folder, a hub id (``owner/name``, resolved from
-            the local Hugging Face cache when offline), or ``None`` for the
-            bundled default model.
+def check_weights(folder: pathlib.Path, allow_pickle: bool) -> None:
+    """Refuse a component folder without weights, or with pickle weights only unless ``allow_pickle``.
 
     Raises:
-        ValueError: missing folder, unknown layout, unreadable config, or a hub
-            id that is not available (the message says how to download it).
+        ValueError: no weight files; or only pickles (``.bin``, ``.ckpt``, ...) without
+            ``allow_pickle`` (the message says how to convert them to safetensors).
     """
-    root = _resolve(model, json_only=True)
-    return _info_from_layout(root, _layout(root))
-
-
-def _check_weights(folder: pathlib.Path, allow_pickle: bool) -> None:
-    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)] if folder.is_dir() else []
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)] if folder.is_dir() else []
     if any(p.name.endswith(".safetensors") for p in files):
         return
-    pickles = [p for p in files if p.name.endswith(_PICKLE_SUFFIXES)]
+    pickles = [p for p in files if p.name.endswith(PICKLE_SUFFIXES)]
     if not pickles:
         raise ValueError(f"{folder}: no weight files (*.safetensors) found; the model folder is incomplete")
     if not allow_pickle:
@@ -245,8 +167,10 @@ def weights_sha256(paths: list[pathlib.Path], root: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
-def _weight_files(folder: pathlib.Path, allow_pickle: bool) -> list[pathlib.Path]:
-    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)]
+def weight_files(folder: pathlib.Path, allow_pickle: bool) -> list[pathlib.Path]:
+    """The weight files ``from_pretrained`` reads from ``folder``: the plain (not fp16/ema variant)
+    safetensors files, or with ``allow_pickle`` and no safetensors the pickle files."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)]
     # from_pretrained without `variant` reads the plain files, not e.g. *.fp16.safetensors
     plain = [p for p in files if not any(f".{v}." in p.name for v in ("fp16", "bf16", "fp32", "non_ema", "ema"))]
     files = plain or files
