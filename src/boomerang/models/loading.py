@@ -33,7 +33,7 @@ from boomerang.settings import DTYPES
 __all__ = ["FAMILIES", "find_family", "read_model_info", "load_model"]
 
 #: The model families, asked in this order which of them a folder belongs to.
-FAMILIES: tuple[type[DiffusionModel], ...] = (StableDiffusionModel, PixelModel)
+FAMILIES: tuple[type[DiffusionModel], ...] = (PixelModel, StableDiffusionModel)
 
 
 def find_family(root: pathlib.Path) -> tuple[type[DiffusionModel], dict]:

@@ -91,7 +91,9 @@ class NoiseSchedule:
         if str(config.get("_class_name", "")).startswith("FlowMatch"):
             from diffusers import FlowMatchEulerDiscreteScheduler
 
-            sched = FlowMatchEulerDiscreteScheduler.from_config(config)
+            # without "_use_default_values" (a config copied from a live scheduler has it): its values count
+            sched = FlowMatchEulerDiscreteScheduler.from_config({k: v for k, v in config.items()
+                                                                 if k != "_use_default_values"})
             return cls("flow", T, "flow", sigmas=tuple(float(s) for s in reversed(sched.sigmas.tolist())),
                        shift=float(config.get("shift", 1.0)), dynamic_shift=bool(config.get("use_dynamic_shifting")),
                        config=config)
