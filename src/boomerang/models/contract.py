@@ -130,6 +130,8 @@ class DiffusionModel:
     description: ClassVar[str] = ""
     #: Attribute names of the family's networks (their weights are checked for NaN/inf in messages).
     networks: ClassVar[tuple[str, ...]] = ()
+    #: Components whose weight files are checked (and hashed) before loading.
+    components: ClassVar[tuple[str, ...]] = ("unet",)
     #: The attribute holding the denoiser network (patched with the invariant kernels), and its name in messages.
     denoiser: ClassVar[str] = "unet"
     denoiser_label: ClassVar[str] = "the UNet"
@@ -167,9 +169,6 @@ class DiffusionModel:
         (which refuses missing or unexpected weights), on ``device`` in eval mode: the keyword
         arguments of ``__init__`` besides the common ones."""
         raise NotImplementedError
-
-    #: Components whose weight files are checked (and hashed) before loading.
-    components: ClassVar[tuple[str, ...]] = ("unet",)
 
     # ------------------------------------------------------------------ ModelInfo fields
 
