@@ -1,6 +1,6 @@
 """Batch invariance on the CPU: which design is bit-exact, and what it costs.
 
-Four ways to run a network on a batch (float32, CPU), see boomerang/models.py:
+Four ways to run a network on a batch (float32, CPU), see boomerang/models/invariant.py:
 
   a  per_item   -- the networks run item by item (a batch of one each)
   b  kernels    -- the default: batched, but each Conv2d per item, Linear as bmm,
@@ -38,7 +38,7 @@ def set_mode(model, mode):
 def _native_patches(module):
     import torch.nn as nn
 
-    from boomerang.models import _group_norm_contiguous, _linear_rows
+    from boomerang.models import group_norm_contiguous, linear_rows
 
     def conv(self, x):
         return self._conv_forward(x.contiguous(), self.weight, self.bias)
@@ -46,11 +46,11 @@ def _native_patches(module):
     out = []
     for m in module.modules():
         if type(m) is nn.Linear:
-            out.append((m, _linear_rows))
+            out.append((m, linear_rows))
         elif type(m) is nn.Conv2d:
             out.append((m, conv))
         elif type(m) is nn.GroupNorm:
-            out.append((m, _group_norm_contiguous))
+            out.append((m, group_norm_contiguous))
     return out
 
 

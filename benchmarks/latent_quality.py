@@ -154,12 +154,12 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     from boomerang.core import boomerang_sample
     from boomerang.data import load_dataset, load_split
     from boomerang.ldm_parts import class_prompt, digits_to_rgb32, rgb32_to_digits
-    from boomerang.models import _resolve, load_model
+    from boomerang.models import load_model, resolve_model
     from boomerang.seeds import item_generator
 
     t_start = time.monotonic()
     timings: dict[str, float] = {}
-    model_dir = _resolve(args.model, json_only=True)
+    model_dir = resolve_model(args.model, json_only=True)
     model = load_model(str(model_dir))
     model.batch_invariant = False  # batched UNet calls: faster; per-item generators keep samples seed-defined
     clf = load_classifier(args.classifier)

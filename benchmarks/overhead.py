@@ -44,10 +44,10 @@ def bare_loop(model, x0, timesteps, *, cond=None, uncond=None, guidance_scale=1.
 
     import torch
 
-    from boomerang.models import _patchable, invariant_kernels
+    from boomerang.models import invariant_kernels, patchable
 
     dev, dt = model.device, model.torch_dtype
-    ctx = invariant_kernels(_patchable([model.unet])) if invariant and model.batch_invariant else contextlib.nullcontext()
+    ctx = invariant_kernels(patchable([model.unet])) if invariant and model.batch_invariant else contextlib.nullcontext()
     per_item_vae = invariant and model.batch_invariant
     with torch.no_grad():
         x = x0.to(dev)

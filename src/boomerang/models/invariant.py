@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["INVARIANT_STRATEGIES", "invariant_kernels"]
+__all__ = ["INVARIANT_STRATEGIES", "invariant_kernels", "patchable", "per_item", "linear_rows", "conv_items",
+           "group_norm_contiguous"]
 
 # ----------------------------------------------------------------------------- batch invariance
 #
@@ -62,14 +63,14 @@ __all__ = ["INVARIANT_STRATEGIES", "invariant_kernels"]
 INVARIANT_STRATEGIES = ("kernels", "per_item")
 
 
-def _per_item(fn, x, *args, **kwargs):
+def per_item(fn, x, *args, **kwargs):
     """fn applied to each item of x as a fresh batch of one, results concatenated."""
     import torch
 
     return torch.cat([fn(x[i : i + 1].clone(), *args, **kwargs) for i in range(x.shape[0])])
 
 
-def _linear_rows(self, x):
+def linear_rows(self, x):
     """nn.Linear as bmm over the leading dimension: no item's result depends on the others.
 
     x: [B, ..., C_in] -> [B, ..., C_out].
@@ -85,7 +86,7 @@ def _linear_rows(self, x):
     return y.reshape(*lead, y.shape[-1])
 
 
-def _conv_items(self, x):
+def conv_items(self, x):
     """nn.Conv2d on each item as a contiguous batch of one. x: [B, C, H, W]."""
     import torch
 
@@ -94,13 +95,14 @@ def _conv_items(self, x):
     return torch.cat([self._conv_forward(x[i : i + 1].contiguous(), self.weight, self.bias) for i in range(x.shape[0])])
 
 
-def _group_norm_contiguous(self, x):
+def group_norm_contiguous(self, x):
+    """nn.GroupNorm on a contiguous copy of x (the native kernel then reduces each (item, group) alone)."""
     import torch.nn.functional as F
 
     return F.group_norm(x.contiguous(), self.num_groups, self.weight, self.bias, self.eps)
 
 
-def _patchable(modules) -> list[tuple[Any, Any]]:
+def patchable(modules) -> list[tuple[Any, Any]]:
     """(module, replacement forward) for every Linear / Conv2d / GroupNorm in ``modules``.
 
     Only the exact torch classes are patched (subclasses such as LoRA layers keep
@@ -112,11 +114,11 @@ def _patchable(modules) -> list[tuple[Any, Any]]:
     for root in modules:
         for m in root.modules():
             if type(m) is nn.Linear:
-                out.append((m, _linear_rows))
+                out.append((m, linear_rows))
             elif type(m) is nn.Conv2d and m.padding_mode == "zeros":
-                out.append((m, _conv_items))
+                out.append((m, conv_items))
             elif type(m) is nn.GroupNorm:
-                out.append((m, _group_norm_contiguous))
+                out.append((m, group_norm_contiguous))
     return out
 
 
@@ -124,8 +126,8 @@ class invariant_kernels:
     """Context manager: run the patched modules with batch-invariant forwards (see above).
 
     Args:
-        patches: ``(module, forward)`` pairs from :func:`_patchable` (cached by
-            :class:`DiffusionModel`).
+        patches: ``(module, forward)`` pairs from :func:`patchable` (cached by
+            :class:`boomerang.models.DiffusionModel`).
 
     Each module's ``forward`` is replaced on the instance inside the block and
     restored on exit, also after an exception. Not re-entrant for the same
