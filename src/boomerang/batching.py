@@ -61,7 +61,7 @@ def estimate_item_bytes(model, shape: tuple[int, int, int]) -> int:
     cfg = getattr(getattr(model, "unet", None), "config", None)
     if cfg is None:
         return 64 * c * h * w * 4
-    f = int(getattr(model, "size_multiple", 1) or 1) if getattr(model, "kind", "pixel") == "latent" else 1
+    f = int(getattr(model, "space_factor", 1) or 1)
     h, w = max(1, h // f), max(1, w // f)
     chans = list(cfg.get("block_out_channels", (64,)))
     layers = int(cfg.get("layers_per_block", 1) or 1)

@@ -149,18 +149,17 @@ def boomerang_sample(
     device = model.device
     sched = scheduler_for(plan, model.scheduler_config, device)
     if plan.is_identity:
-        samples = x0.detach().to("cpu", torch.float32).clone() if model.kind == "pixel" else \
+        samples = x0.detach().to("cpu", torch.float32).clone() if model.pixel_space else \
             model.decode(model.encode(x0)).clamp(-1.0, 1.0)
         return BoomerangOutput(samples, plan, 1.0, plan.scheduler, dict(sched.config), 0)
 
     # 1. Encode x0 into the model's space (img2img on a latent model: a VAE posterior sample per item).
     # 2. Forward jump to the noise timestep (from_noise: x_T ~ N(0, I) times init_noise_sigma).
     if plan.schedule == "global":
-        eps = per_item_noise(generators, _latent_shape(model, x0), device)
+        eps = per_item_noise(generators, model.model_shape(tuple(x0.shape[1:])), device)
         x = eps * sched.init_noise_sigma
     else:
-        posterior = generators if (plan.schedule == "img2img" and model.kind == "latent") else None
-        z0 = model.encode(x0, generators=posterior)
+        z0 = model.encode(x0, generators=generators if plan.schedule == "img2img" else None)
         eps = per_item_noise(generators, tuple(z0.shape[1:]), device)
         x = add_noise(sched, plan, z0, eps, device)
 
@@ -208,12 +207,3 @@ def _check_inputs(model, x0, generators, eta, guidance_scale):
         raise ValueError(f"need one generator per image: got {len(generators)} generators for a batch of {x0.shape[0]}")
     return generators, eta, guidance_scale
 
-
-def _latent_shape(model, x0) -> tuple[int, ...]:
-    if model.kind == "pixel":
-        return tuple(x0.shape[1:])
-    f = model.size_multiple
-    h, w = x0.shape[2], x0.shape[3]
-    if h % f or w % f:
-        raise ValueError(f"image sides must be multiples of {f} for this model, got {h}x{w}")
-    return (model.unet.config.in_channels, h // f, w // f)

@@ -157,9 +157,7 @@ def plan(
     if scheduler not in SCHEDULER_NAMES:
         raise SettingError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {scheduler!r}")
     steps = levels.check_positive_int(steps, "steps")
-    unet = getattr(model, "unet", None)
-    if (getattr(model, "kind", None) == "pixel" and unet is not None and scheduler != "ddpm"
-            and unet.config.out_channels != unet.config.in_channels):
+    if getattr(model, "learned_variance", False) and scheduler != "ddpm":
         raise SettingError(
             "this model also predicts the variance (learned variance, twice the output channels); "
             "only `scheduler` ddpm can use it"
@@ -225,4 +223,4 @@ def returns_input_pixels(model, plan: NoisePlan) -> bool:
     """True when the plan returns x0 itself, untouched and without a model call:
     the identity plan of a pixel-space model. (A latent model's identity is the
     VAE round trip.) Callers may then skip resizing for the model altogether."""
-    return plan.is_identity and getattr(model, "kind", None) == "pixel"
+    return plan.is_identity and bool(getattr(model, "pixel_space", False))

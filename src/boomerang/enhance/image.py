@@ -69,7 +69,7 @@ def window_settings(model, tile_size: int | None, tile_overlap: int | None) -> t
     Raises:
         ValueError: naming ``tile_size`` / ``tile_overlap``.
     """
-    if model.kind == "pixel":
+    if model.pixel_space:
         n = model.native_size
         if n is None:
             raise ValueError("this pixel model has no native size; it cannot be run in windows")
@@ -79,7 +79,7 @@ def window_settings(model, tile_size: int | None, tile_overlap: int | None) -> t
         overlap = tile // 4 if tile_overlap is None else int(tile_overlap)
         f = 1
     else:
-        f = model.size_multiple
+        f = model.space_factor
         tile = LATENT_TILE_SIZE if tile_size is None else int(tile_size)
         overlap = tile // 4 if tile_overlap is None else int(tile_overlap)
         if tile % f or overlap % f:
@@ -181,11 +181,11 @@ def enhance_images(
     # 1. Naive upsampling to the exact output size.
     up = [upsample(im, ho, wo, args.upsampler) for im in images]
 
-    if plan.timestep is None and model.kind == "pixel":  # level 0: the upsampled image, no model call
+    if plan.timestep is None and model.pixel_space:  # level 0: the upsampled image, no model call
         return [Enhanced(u.copy(), u, plan, 0, 0) for u in up]
 
     # Fit to what the model takes: pixel models at least one native window; latent models multiples of f.
-    if model.kind == "pixel":
+    if model.pixel_space:
         hw, ww = max(ho, tile), max(wo, tile)
         work = [resize_float(u, hw, ww, "bicubic") if (hw, ww) != (ho, wo) else u for u in up]
         restore = (lambda a: resize_float(a, ho, wo, "bicubic")) if (hw, ww) != (ho, wo) else (lambda a: a)
@@ -198,10 +198,10 @@ def enhance_images(
     low = None
     iterations = 1 if (ho % h == 0 and wo % w == 0) else 3
     if consistency:
-        if model.kind == "pixel":
+        if model.pixel_space:
             low = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() * 2.0 - 1.0  # the input itself
         else:
-            f = model.size_multiple
+            f = model.space_factor
             low = (max(1, round(x0.shape[-2] / f / args.scale)), max(1, round(x0.shape[-1] / f / args.scale)))
     samples = tiled_boomerang(
         model, x0, plan, generators, tile=tile, overlap=overlap, tile_batch=args.tile_batch, weighting=weighting,
@@ -213,8 +213,8 @@ def enhance_images(
         samples = _colour_fix(samples, ref, sigma=args.scale).clamp(-1.0, 1.0)
     from boomerang.enhance.tiling import make_layout
 
-    n_windows = len(make_layout(samples.shape[-2] // (model.size_multiple if model.kind == "latent" else 1),
-                                samples.shape[-1] // (model.size_multiple if model.kind == "latent" else 1), tile, overlap))
+    n_windows = len(make_layout(samples.shape[-2] // model.space_factor,
+                                samples.shape[-1] // model.space_factor, tile, overlap))
     arr = ((samples.permute(0, 2, 3, 1).numpy() + 1.0) / 2.0).clip(0.0, 1.0).astype(np.float32)
     return [Enhanced(restore(a).astype(np.float32), u, plan, n_windows, n_windows * plan.num_denoiser_evals)
             for a, u in zip(arr, up)]

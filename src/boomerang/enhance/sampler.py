@@ -38,23 +38,23 @@ def encode_tiled(model, x: torch.Tensor, tile: int, overlap: int, tile_batch: in
     (exactly ``model.encode``). Windowed encoding differs from one-piece
     encoding where the VAE uses whole-image statistics (GroupNorm).
     """
-    if model.kind == "pixel":
+    if model.pixel_space:
         return model.encode(x)
-    f = model.size_multiple
+    f = model.space_factor
     layout = make_layout(x.shape[-2], x.shape[-1], tile, overlap, align=f)
     if len(layout) == 1:
         return model.encode(x)
     return blend_windows(lambda w: model.encode(w), x.to(model.device), layout, tile_batch=tile_batch,
-                         ratio=1.0 / f, out_channels=model.unet.config.in_channels, weighting="feather")
+                         ratio=1.0 / f, out_channels=model.model_shape(tuple(x.shape[1:]))[0], weighting="feather")
 
 
 def decode_tiled(model, z: torch.Tensor, tile: int, overlap: int, tile_batch: int = 1) -> torch.Tensor:
     """``model.decode`` of [B, c, h, w] in blended windows of ``tile`` model-space pixels (latent models).
 
     Returns float32 CPU images [B, C, h f, w f] (not clamped)."""
-    if model.kind == "pixel":
+    if model.pixel_space:
         return model.decode(z)
-    f = model.size_multiple
+    f = model.space_factor
     layout = make_layout(z.shape[-2], z.shape[-1], tile, overlap)
     if len(layout) == 1:
         return model.decode(z)
@@ -87,7 +87,7 @@ def tiled_boomerang(
 
     Args:
         model: a :class:`boomerang.models.DiffusionModel` (or any object with the
-            same ``kind``, ``predict``, ``encode``, ``decode``, ``encode_prompt``,
+            same ``pixel_space``, ``space_factor``, ``prediction_channels``, ``predict``, ``encode``, ``decode``, ``encode_prompt``,
             ``scheduler_config``, ``device`` members).
         x0: [B, C, H, W] float images in [-1, 1] (latent models: H, W multiples of f).
         plan: an exact-schedule :class:`boomerang.levels.NoisePlan` from
@@ -125,11 +125,11 @@ def tiled_boomerang(
         raise ValueError(f"enhancement uses the exact schedule, got a {plan.schedule!r} plan")
     if plan.scheduler is None:
         raise ValueError("the plan names no scheduler: make it with boomerang.core.plan(model, ..., scheduler=...)")
-    f = model.size_multiple if model.kind == "latent" else 1
+    f = model.space_factor
     vae_tile = vae_tile or tile * f
     vae_overlap = overlap * f
     if plan.timestep is None:  # level 0: nothing to denoise
-        if model.kind == "pixel":
+        if model.pixel_space:
             return x0.detach().to("cpu", torch.float32).clamp(-1, 1)
         z = encode_tiled(model, x0, vae_tile, vae_overlap)
         return decode_tiled(model, z, tile, overlap).clamp(-1, 1)
@@ -149,7 +149,7 @@ def tiled_boomerang(
     if consistency_low is not None:
         ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
         ilvr = Consistency(ref.to(z0.device, torch.float32), iterations=consistency_iterations,
-                           bounds=(-1.0, 1.0) if model.kind == "pixel" else None)
+                           bounds=(-1.0, 1.0) if model.pixel_space else None)
         alphas_cumprod = sched.alphas_cumprod.double()
         sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
 
@@ -160,7 +160,7 @@ def tiled_boomerang(
     # 4. Partial reverse process; each denoiser evaluation sees windows, each step the whole image.
     layout = make_layout(z0.shape[-2], z0.shape[-1], tile, overlap)
     cond, uncond = model.encode_prompt(prompt, negative_prompt, guidance_scale)
-    out_channels = None if model.kind == "latent" else _out_channels(model, x)
+    out_channels = model.prediction_channels
 
     def denoiser(x_in, t):  # MultiDiffusion: the model on each window, outputs blended
         return blend_windows(
@@ -173,8 +173,3 @@ def tiled_boomerang(
     # 5. Decode (latent models: windowed VAE) back to images in [-1, 1].
     return decode_tiled(model, x, tile, overlap).clamp(-1.0, 1.0)
 
-
-def _out_channels(model, x_in) -> int:
-    unet = getattr(model, "unet", None)
-    config = getattr(unet, "config", None)
-    return int(getattr(config, "out_channels", x_in.shape[1])) if config is not None else x_in.shape[1]

@@ -189,6 +189,6 @@ def _windows(ctx: Context) -> tuple[int, int]:
 
         model = ctx.model if ctx.model is not None else ctx.info
         tile, overlap = window_settings(model, ctx.options["tile_size"], ctx.options["tile_overlap"])
-        f = int(model.size_multiple) if model.kind == "latent" else 1
+        f = int(model.space_factor)
         ctx.extra["windows"] = (tile * f, overlap * f)
     return ctx.extra["windows"]
