@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from boomerang._imfit import to_model_channels
+from boomerang._fit import to_model_channels
 from boomerang.fileio import atomic_write_bytes, follow_umask  # noqa: F401  (re-exported by boomerang.imageio)
 
 __all__ = [
