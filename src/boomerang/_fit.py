@@ -233,24 +233,30 @@ def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
 
 
 def fit_warning(loaded: LoadedImage, fitted: FittedImage, channels: int) -> str | None:
-    """One line saying how much an input lost on its way to a small model, or ``None``.
+    """One line saying how much an input lost on its way to a model, or ``None``.
 
-    Said when a pixel model's native size is less than half the input's width
-    or height, or when a colour input goes to a one-channel model: the samples
-    are resized back to the input size but hold no more detail (and no colour)
-    than the model's input. ``enhance`` (``fitted.method == "enhance"``) keeps the size, so
-    only the colour-to-gray loss is said there.
+    Said once for every colour input that goes to a one-channel model, on every
+    path (resized, padded, passed as it is, enhanced): its samples are gray.
+    Also said when a pixel model's native size is less than half the input's
+    width or height: the samples are resized back to the input size but hold no
+    more detail than the model's input. ``enhance`` (``fitted.method ==
+    "enhance"``) keeps the size, so only the colour-to-gray loss is said there.
+
+    Args:
+        loaded: the input as read (its ``name``, ``size`` and ``is_grayscale``).
+        fitted: what the model gets (``method`` and ``pixels`` ``(h, w, C)``).
+        channels: the model's image channels, 1 or 3.
     """
-    if getattr(fitted, "method", None) == "enhance":
-        if channels == 1 and not loaded.is_grayscale:
-            return (f"{loaded.name}: colour to gray: this model takes one-channel images, so the enhanced image is "
-                    "gray. For colour images use a colour model (--model)")
-        return None
-    if fitted.method != "resize":
-        return None
+    to_gray = channels == 1 and not loaded.is_grayscale
+    method = getattr(fitted, "method", None)
+    if method != "resize":
+        if not to_gray:
+            return None
+        what = "the enhanced image is" if method == "enhance" else "the samples are"
+        return (f"{loaded.name}: colour to gray: this model takes one-channel images, so {what} "
+                "gray. For colour images use a colour model (--model)")
     w, h = loaded.size
     mh, mw = int(fitted.pixels.shape[0]), int(fitted.pixels.shape[1])
-    to_gray = channels == 1 and not loaded.is_grayscale
     if not (to_gray or w > 2 * mw or h > 2 * mh):
         return None
     kind = "gray" if channels == 1 else "RGB"
