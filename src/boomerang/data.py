@@ -13,7 +13,8 @@ Built-in names (no network needed):
 
 Any other name is read as a folder of images: either images directly inside
 it (unlabelled) or one sub-folder per class (labels are the sorted sub-folder
-names' indices).
+names' indices). Images are found by the project's one lister,
+``boomerang.imageio.iter_image_files`` (image suffixes, hidden files skipped).
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ Model mapping
 Writing (:func:`save_image`)
     * PNG only, written to a temporary file in the destination folder and
       moved into place with ``os.replace`` (atomic on one file system); on any
-      failure nothing is left behind.
+      failure nothing is left behind, and a failed write (a full disk) raises
+      :class:`OutputWriteError`: one line naming the file and the cause.
     * No metadata at all is written: no EXIF (so no orientation, camera, GPS),
       no text chunks, no ICC profile, no DPI.
     * Mode: ``L`` (8-bit) or ``I;16`` (16-bit) for single-channel or exactly
