@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tempfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,12 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from boomerang._imfit import to_model_channels
-from boomerang.fileio import atomic_write_bytes, follow_umask  # noqa: F401  (re-exported by boomerang.imageio)
+from boomerang._fit import to_model_channels
+from boomerang.errors import SettingError
+from boomerang.fileio import OutputWriteError, atomic_write_bytes, follow_umask  # noqa: F401  (re-exported)
 
 __all__ = [
     "save_image",
     "atomic_write_bytes",
+    "OutputWriteError",
     "WriteJournal",
     "follow_umask",
     "check_output_dir",
@@ -58,7 +61,9 @@ def save_image(
 
     Raises:
         ValueError: bad shape, bit depth, or non-finite values.
-        OSError: the folder does not exist or is not writable.
+        OutputWriteError: (an OSError and a ValueError) the folder does not
+            exist or is not writable, the disk is full ...: one line naming
+            ``path`` and the cause; nothing is left behind.
     """
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
@@ -179,7 +184,15 @@ def check_output_dir(
     input_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     output_names: Iterable[str] = (),
 ) -> Path:
-    """Refuse an output folder that would write into the inputs.
+    """Refuse an output folder that would write into the inputs or cannot be written.
+
+    Checked before any work, so a bad folder costs nothing: ``out_dir`` must
+    be a folder or creatable as one (no part of its path a file), and the
+    folder itself (or, when it does not exist yet, its nearest existing parent)
+    must take a new file: a temporary file is created in it and deleted again,
+    which also catches read-only file systems and access rules that
+    permission bits do not show. A disk that fills up later is reported by the
+    writer (:class:`~boomerang.fileio.OutputWriteError`).
 
     Args:
         out_dir: the folder outputs go to (need not exist yet).
@@ -194,6 +207,8 @@ def check_output_dir(
         ValueError: ``out_dir`` is an input folder or lies inside one; or
             ``out_dir`` is an input file; or ``out_dir / name`` for one of
             ``output_names`` is an input file (it would be overwritten).
+        SettingError: (a ValueError naming ``out``) ``out_dir`` exists and is
+            not a folder, lies under a file, or cannot be written.
     """
     if isinstance(input_paths, (str, os.PathLike)):
         input_paths = [input_paths]
@@ -218,4 +233,24 @@ def check_output_dir(
                 f"writing {name} into {out_dir} would overwrite the input file {target}; "
                 "choose another output folder."
             )
+    _check_writable(Path(out_dir))
     return out
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Refuse (SettingError) an output folder that is not a folder, cannot be created or cannot be written."""
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        raise SettingError(f"`out` {out_dir} exists and is not a folder; choose another output folder")
+    folder = Path(os.path.abspath(out_dir))
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise SettingError(f"`out` {out_dir} cannot be created: {folder} is a file, not a folder; "
+                           "choose another output folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".boomerang-probe-", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        what = "is not writable" if folder == Path(os.path.abspath(out_dir)) else f"cannot be created in {folder}"
+        raise SettingError(f"`out` {out_dir} {what} ({exc.strerror or exc}); choose another output folder") from None

@@ -13,7 +13,8 @@ Built-in names (no network needed):
 
 Any other name is read as a folder of images: either images directly inside
 it (unlabelled) or one sub-folder per class (labels are the sorted sub-folder
-names' indices).
+names' indices). Images are found by the project's one lister,
+``boomerang.imageio.iter_image_files`` (image suffixes, hidden files skipped).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 BUILTIN_DATASETS = ("mnist5k", "digits")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
 @dataclass
@@ -114,7 +114,9 @@ def _load_sklearn_digits() -> Dataset:
 
 
 def _list_images(folder: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    from boomerang.imageio import iter_image_files
+
+    return list(iter_image_files(folder, recursive=False, unique=False))
 
 
 def _load_folder(folder: pathlib.Path, image_size: int | None, channels: int | None) -> Dataset:
@@ -134,6 +136,8 @@ def _load_folder(folder: pathlib.Path, image_size: int | None, channels: int | N
                 files += [(p, len(class_names) - 1) for p in imgs]
     files += [(p, -1) for p in _list_images(folder)]
     if not files:
+        from boomerang.imageio import IMAGE_SUFFIXES
+
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {str(folder)!r} or its sub-folders")
     if any(lbl == -1 for _, lbl in files) and class_names:
         raise ValueError(

@@ -7,6 +7,7 @@ temporary file in the same folder, flushed, fsynced and renamed over the target
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -14,8 +15,28 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "json_bytes", "write_json", "write_jsonl", "read_json",
-           "read_jsonl", "follow_umask"]
+__all__ = ["OutputWriteError", "atomic_write_bytes", "atomic_write_text", "json_bytes", "write_json", "write_jsonl",
+           "read_json", "read_jsonl", "follow_umask"]
+
+
+class OutputWriteError(OSError, ValueError):
+    """A file could not be written (a full disk, a read-only or missing folder ...).
+
+    Its message is one line naming the path and the cause; ``errno`` is the
+    cause's. An ``OSError`` and a ``ValueError``, so commands print it as their
+    one error line (exit status 2). Nothing half-written is left behind: the
+    temporary file is removed and the target is left as it was.
+    """
+
+
+def _write_error(path: Path, exc: OSError) -> OutputWriteError:
+    """``exc`` (an error writing ``path``) as one line naming the path and the cause."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    hint = "free some space or choose another output folder" if full else "choose another output folder"
+    err = OutputWriteError(f"cannot write {path}: {reason}; {hint}")
+    err.errno = exc.errno
+    return err
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -26,11 +47,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     training checkpoints).
 
     Raises:
-        OSError: if the folder does not exist or is not writable.
+        OutputWriteError: (an OSError) the folder does not exist or is not
+            writable, the disk is full, ...: one line naming ``path`` and the cause.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -38,11 +63,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+            raise _write_error(path, exc) from exc
         raise
 
 

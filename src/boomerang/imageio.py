@@ -46,6 +46,13 @@ Reading (:func:`read_image`)
       fails here, never later in the sampler. Truncated images are never
       accepted (``ImageFile.LOAD_TRUNCATED_IMAGES`` is not touched).
 
+Listing (:func:`iter_image_files`, the project's one image lister)
+    * A file is taken as given; a folder is walked for files whose suffix
+      (any case) is in :data:`IMAGE_SUFFIXES`, hidden files and folders
+      skipped, in the order of their relative POSIX paths. Paths are yielded
+      as they are found (one directory's entries are sorted at a time), so a
+      folder of millions of files is never held in memory.
+
 Model mapping
     * Channels (:func:`to_model_channels`): one-channel models get the Rec. 601
       luminance 0.299 R + 0.587 G + 0.114 B; three-channel models get RGB
@@ -62,24 +69,34 @@ Model mapping
 Writing (:func:`save_image`)
     * PNG only, written to a temporary file in the destination folder and
       moved into place with ``os.replace`` (atomic on one file system); on any
-      failure nothing is left behind.
+      failure nothing is left behind, and a failed write (a full disk) raises
+      :class:`OutputWriteError`: one line naming the file and the cause.
     * No metadata at all is written: no EXIF (so no orientation, camera, GPS),
       no text chunks, no ICC profile, no DPI.
     * Mode: ``L`` (8-bit) or ``I;16`` (16-bit) for single-channel or exactly
       gray content, ``RGB`` (8-bit) or 16-bit RGB otherwise, so reading the file
       back gives the same values (to the written precision).
 
-The code lives in three private modules, one job each: :mod:`boomerang._imread`
-(reading), :mod:`boomerang._imfit` (fitting to a model) and
+The code lives in private modules, one job each: :mod:`boomerang._image` (what a
+read image is: :class:`LoadedImage`, :class:`ImageInputError`, limits and
+defaults), :mod:`boomerang._listing` (the one image lister,
+:func:`iter_image_files`, and :data:`IMAGE_SUFFIXES`), :mod:`boomerang._imread`
+(opening and decoding files, :func:`read_image`), :mod:`boomerang._pixels`
+(decoded pixels to float RGB), :mod:`boomerang._colour` (ICC profiles and CMYK
+to sRGB), :mod:`boomerang._fit` (fitting to a model and the fit warning),
+:mod:`boomerang._imfit` (reading for a model with bounded memory) and
 :mod:`boomerang._imwrite` (writing); this module is the public face, and every
 name above is importable from here.
 """
 
 from __future__ import annotations
 
-from boomerang import _imfit, _imread, _imwrite
+from boomerang import _fit, _image, _imfit, _imread, _imwrite, _listing
+from boomerang._fit import *  # noqa: F401,F403
+from boomerang._image import *  # noqa: F401,F403
 from boomerang._imfit import *  # noqa: F401,F403
 from boomerang._imread import *  # noqa: F401,F403
 from boomerang._imwrite import *  # noqa: F401,F403
+from boomerang._listing import *  # noqa: F401,F403
 
-__all__ = [*_imread.__all__, *_imfit.__all__, *_imwrite.__all__]
+__all__ = [*_image.__all__, *_listing.__all__, *_imread.__all__, *_fit.__all__, *_imfit.__all__, *_imwrite.__all__]

@@ -14,7 +14,25 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["item_seed", "item_generator", "path_seed", "path_generator"]
+__all__ = ["seed_from_digest", "item_seed", "item_generator", "path_seed", "path_generator"]
+
+
+def seed_from_digest(digest: bytes) -> int:
+    """A generator seed from a hash digest: its first 8 bytes, big-endian, top bit cleared.
+
+    The one rule that turns a hash into a seed (:func:`item_seed`, :func:`path_seed` and the
+    anonymiser's keyed seeds use it), so that every seed is an int in ``[0, 2**63)``, which
+    ``torch.Generator.manual_seed`` takes on every platform.
+
+    Args:
+        digest: the hash's bytes (at least 8; e.g. ``hashlib.sha256(...).digest()``).
+
+    Raises:
+        ValueError: a digest shorter than 8 bytes.
+    """
+    if len(digest) < 8:
+        raise ValueError(f"a seed needs a digest of at least 8 bytes, got {len(digest)}")
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
 
 
 def _check_index(value: int, name: str) -> int:
@@ -40,8 +58,7 @@ def item_seed(seed: int, image_index: int, sample_index: int) -> int:
     seed = _check_index(seed, "seed")
     image_index = _check_index(image_index, "image_index")
     sample_index = _check_index(sample_index, "sample_index")
-    digest = hashlib.sha256(f"boomerang:{seed}:{image_index}:{sample_index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+    return seed_from_digest(hashlib.sha256(f"boomerang:{seed}:{image_index}:{sample_index}".encode()).digest())
 
 
 def item_generator(seed: int, image_index: int, sample_index: int):
@@ -80,7 +97,7 @@ def path_seed(seed: int, relpath: str, sample_index: int) -> int:
     if not isinstance(relpath, str) or not relpath or "\\" in relpath or relpath.startswith("/"):
         raise ValueError(f"relpath must be a relative POSIX path such as 'cat/001.png', got {relpath!r}")
     digest = hashlib.sha256(f"boomerang-path:{seed}:{sample_index}:".encode() + relpath.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+    return seed_from_digest(digest)
 
 
 def path_generator(seed: int, relpath: str, sample_index: int):

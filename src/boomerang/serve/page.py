@@ -81,9 +81,9 @@ def find_examples(folder: str | Path | None = None) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    from boomerang.imageio import IMAGE_SUFFIXES
+    from boomerang.imageio import iter_image_files
 
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return list(iter_image_files(folder, recursive=False, unique=False))
 
 
 def _run_info(result: runs.RunResult) -> str:

@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 from boomerang.errors import SettingError
+from boomerang.seeds import seed_from_digest
 from boomerang.tasks.base import Context, Task, Unit
 
 __all__ = ["AnonymiseTask", "opaque_name", "secret_seed"]
@@ -70,7 +71,7 @@ def secret_seed(key: str, seed: int, relpath: str, sample: int) -> int:
     """The generator seed of sample ``sample`` of an item: HMAC-SHA256 under the job key of
     (seed, relpath, sample), first 8 bytes, top bit cleared (an int in [0, 2**63))."""
     msg = f"seed\0{seed}\0{relpath}\0{sample}".encode()
-    return int.from_bytes(hmac.new(bytes.fromhex(key), msg, hashlib.sha256).digest()[:8], "big") & ((1 << 63) - 1)
+    return seed_from_digest(hmac.new(bytes.fromhex(key), msg, hashlib.sha256).digest())
 
 
 def _inside(path: Path, folder: Path) -> bool:

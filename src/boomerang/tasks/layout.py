@@ -80,13 +80,9 @@ class Layout:
 
 
 def _image_files(root: Path) -> list[Path]:
-    from boomerang.imageio import IMAGE_SUFFIXES
+    from boomerang.imageio import iter_image_files
 
-    return [
-        f for f in root.rglob("*")
-        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in f.relative_to(root).parts)
-    ]
+    return list(iter_image_files(root, unique=False))
 
 
 def _read_metadata(path: Path) -> list[dict]:
