@@ -27,6 +27,7 @@ from boomerang._imread import (
     _open_file,
     read_image,
 )
+from boomerang.errors import BoomerangWarning
 from boomerang.metrics import quantize8
 
 __all__ = [
@@ -281,10 +282,11 @@ def fit_warning(loaded: LoadedImage, fitted: FittedImage, channels: int) -> str 
 
 
 def warn_fit(loaded: LoadedImage, fitted: FittedImage, channels: int) -> None:
-    """Issue :func:`fit_warning` as a :class:`UserWarning` when there is one."""
+    """Issue :func:`fit_warning` as a :class:`boomerang.errors.BoomerangWarning` (a UserWarning)
+    when there is one."""
     message = fit_warning(loaded, fitted, channels)
     if message:
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn(message, BoomerangWarning, stacklevel=2)
 
 
 #: Inputs of more than this many pixels, given to a model that needs far fewer
