@@ -93,6 +93,7 @@ def test_folder_with_cases_skips_bad_files_and_resumes(tmp_path, tiny_pixel_dir)
     (["--scale", "0.5"], "--scale"), (["--scale", "nan"], "--scale"), (["--tile-batch", "0"], "--tile-batch"),
     (["--tile-size", "16"], "--tile-size"), (["--tile-overlap", "8"], "--tile-overlap"),
     (["--level", "1.5"], "--level"), (["--schedule", "img2img"], "--schedule"), (["--scheduler", "pndm"], "--scheduler"),
+    (["--scheduler", "kdpm2"], "--scheduler"), (["--scheduler", "nope"], "--scheduler"),
 ])
 def test_bad_flags_exit_2_naming_the_flag_and_write_nothing(tmp_path, tiny_pixel_dir, capsys, flags, flag):
     src = _img(tmp_path / "low.png")
@@ -127,3 +128,47 @@ def test_a_colour_input_to_a_gray_model_is_said_once_per_file(tmp_path, tiny_pix
     err = capsys.readouterr().err
     assert err.count("colour to gray") == 1 and "colour.png: colour to gray" in err and "gray.png:" not in err
     assert Image.open(tmp_path / "out" / "colour.png").mode == "L"
+
+
+def test_several_paths_like_sample(tmp_path, tiny_pixel_dir):
+    """Files and folders together, as ``boomerang sample`` takes them. Names (and seeds) are paths
+    from the folder the inputs share: a file there gives what it gives alone."""
+    a, b = _img(tmp_path / "a.png", seed=1), _img(tmp_path / "b.png", 4, 6, seed=2)
+    (tmp_path / "more").mkdir()
+    _img(tmp_path / "more" / "c.png", seed=3)
+    common = ["--scale", 2, "--level", 0.2, "--steps", 4, "--model", tiny_pixel_dir, "--no-progress"]
+    out = tmp_path / "out"
+    assert _run(a, b, tmp_path / "more", a, *common, "--out", out) == 0  # a twice: taken once
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "b.png", "more/c.png"]
+    assert Image.open(out / "b.png").size == (12, 8)
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert sorted(r["source"] for r in rows) == ["a.png", "b.png", "more/c.png"]
+    alone = tmp_path / "alone"
+    assert _run(a, *common, "--out", alone) == 0
+    assert (alone / "a.png").read_bytes() == (out / "a.png").read_bytes()
+    assert _run(a, b, tmp_path / "more", a, *common, "--out", out) == 0  # rerun: the job continues, nothing new
+
+
+def test_several_paths_refuse_a_bad_named_file_and_a_missing_path(tmp_path, tiny_pixel_dir, capsys):
+    a = _img(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert _run(a, CASES / "truncated.jpg", "--model", tiny_pixel_dir, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "truncated.jpg" in err and err.count("\n") == 1 and not out.exists()
+    assert _run(a, tmp_path / "nope.png", "--model", tiny_pixel_dir, "--out", out) == 2
+    assert "nope.png" in capsys.readouterr().err and not out.exists()
+    assert _run(a, a, "--layout", "classes", "--model", tiny_pixel_dir, "--out", out) == 2
+    assert "--layout" in capsys.readouterr().err and not out.exists()
+    assert _run(a, tmp_path, "--model", tiny_pixel_dir, "--out", tmp_path / "out") == 2  # out inside an input
+    assert "inside the input folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level", [None, "1", "0.3"])
+def test_from_noise_is_one_refusal_whatever_the_level(tmp_path, tiny_pixel_dir, capsys, level):
+    """The message names --from-noise and suggests nothing that is then refused (it used to say
+    "no --level (or level 1)" and then refuse --level 1)."""
+    src = _img(tmp_path / "low.png")
+    flags = ["--from-noise"] + ([] if level is None else ["--level", level])
+    assert _run(src, *flags, "--model", tiny_pixel_dir, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "--from-noise" in err and "or level 1" not in err and err.count("\n") == 1

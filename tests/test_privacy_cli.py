@@ -130,3 +130,83 @@ def test_audit_privacy_help_imports_no_torch():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "--link-file" in res.stdout and "--features" in res.stdout
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--size", "100000"], "--size 100000 is too large: at most 1024"),
+    (["--size", "1025"], "at most 1024"),
+    (["--device", "tpu"], "--device must be one of cpu, cuda, cuda:N"),
+])
+def test_audit_privacy_refuses_before_reading_or_allocating(digit_dirs, extra, words, capsys, monkeypatch):
+    """--size 100000 used to allocate about 112 GiB per image; now one line, nothing read."""
+    import boomerang.privacy.audit as audit
+
+    monkeypatch.setattr(audit, "_to_grid", lambda *a, **k: pytest.fail("an image was read onto the grid"))
+    real, anon, links = digit_dirs
+    assert main(["audit-privacy", str(real), str(anon), "--link-file", str(links), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("boomerang: error: ") and words in err and err.count("\n") == 1, err
+
+
+def test_audit_privacy_size_bound_is_in_the_help(capsys):
+    assert main(["audit-privacy", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "N at most 1024" in text and "12 MiB each at 1024" in text
+
+
+def test_audit_privacy_size_bound_in_the_library(digit_dirs):
+    from boomerang.privacy.audit import MAX_SIZE, AuditInputError, audit_folders
+
+    real, anon, links = digit_dirs
+    with pytest.raises(AuditInputError, match=f"at most {MAX_SIZE}"):
+        audit_folders(real, anon, links, size=MAX_SIZE + 1)
+
+
+@pytest.mark.parametrize("features", ["pixels", "classifier"])
+def test_audit_privacy_cuda_without_cuda_is_one_line_as_in_sample(digit_dirs, features, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    real, anon, links = digit_dirs
+    assert main(["audit-privacy", str(real), str(anon), "--link-file", str(links), "--features", features,
+                 "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err == "boomerang: error: --device cuda: no CUDA GPU is available on this machine; use cpu\n", err
+
+
+def test_classifier_space_refuses_cuda_without_cuda():
+    import torch
+
+    from boomerang.errors import SettingError
+    from boomerang.privacy.features import classifier_space
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SettingError, match="no CUDA GPU"):
+        classifier_space(device="cuda")
+
+
+@pytest.mark.parametrize("argv, unbuffered", [(["audit-privacy"], "1"), (["audit-privacy"], ""), (["--help"], "1")])
+def test_a_closed_pipe_stops_quietly(digit_dirs, argv, unbuffered):
+    """``boomerang audit-privacy ... | head -3``: the reader goes away; no BrokenPipeError line, no
+    traceback. Exit 141 (128 + SIGPIPE, as for any program a closed pipe stops), whether the write
+    fails in the command (unbuffered stdout) or at the final flush; ``--help`` is argparse's, which
+    ignores the failed write (exit 0)."""
+    import os
+
+    real, anon, links = digit_dirs
+    if argv == ["audit-privacy"]:
+        argv = [*argv, str(real), str(anon), "--link-file", str(links)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes a byte
+    try:
+        res = subprocess.run([sys.executable, "-m", "boomerang.cli", *argv], stdout=write, stderr=subprocess.PIPE,
+                             text=True, timeout=300, env=env)
+    finally:
+        os.close(write)
+    assert res.stderr == "", res.stderr
+    assert res.returncode == (0 if argv == ["--help"] else 141)

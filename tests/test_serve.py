@@ -242,3 +242,115 @@ def test_page_shows_the_clis_warnings_on_every_run(actions, tiny_pixel_dir, tmp_
     for _ in range(2):  # a server runs many times: the second run warns as well
         status = actions.run_samples(str(DIGIT), 0.2, *_common(num_samples=1, steps=4))[3]
         assert status.split("\n\n") == ["done: 1 samples", *cli_warnings]
+
+
+# --------------------------------------------------------------------------- the port and the host, up front
+
+
+def _busy_port():
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock, sock.getsockname()[1]
+
+
+def _no_model(monkeypatch):
+    import boomerang.models
+    import boomerang.serve.runs
+
+    monkeypatch.setattr(boomerang.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(boomerang.serve.runs.ModelCache, "get", lambda *a, **k: pytest.fail("model loaded"),
+                        raising=False)
+
+
+def test_serve_on_a_busy_port_is_one_line_exit_2(capsys, monkeypatch):
+    """It used to print gradio's traceback and its advice (GRADIO_SERVER_PORT), exit 1."""
+    _no_model(monkeypatch)
+    sock, port = _busy_port()
+    with sock:
+        rc = main(["serve", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.startswith(f"boomerang: error: --port {port}: the port is already in use")
+    assert "choose another --port" in err and "GRADIO" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("host, needle", [
+    ("nosuch.invalid", "--host 'nosuch.invalid' is not an address or a name this machine can resolve"),
+    ("192.0.2.1", "--host 192.0.2.1 is not an address of this machine"),  # TEST-NET-1: nobody's address
+])
+def test_serve_on_a_bad_host_is_one_line_exit_2(host, needle, capsys, monkeypatch):
+    _no_model(monkeypatch)
+    rc = main(["serve", "--host", host, "--port", "1234"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.startswith("boomerang: error: " + needle) and "127.0.0.1" in err
+
+
+def test_check_bind_takes_a_free_port_and_names_a_busy_one():
+    from boomerang.serve import check_bind
+
+    sock, port = _busy_port()
+    with sock:
+        with pytest.raises(ValueError, match=f"--port {port}: the port is already in use"):
+            check_bind("127.0.0.1", port)
+    check_bind("127.0.0.1", port)  # free again (the listening socket is closed)
+
+
+def test_a_port_taken_after_the_check_is_still_one_line(tiny_pixel_dir, capsys, monkeypatch):
+    """If gradio cannot bind after all (the port was taken meanwhile), its error becomes our line."""
+    from boomerang.serve import page
+
+    def launch(*a, **k):
+        raise OSError("Cannot find empty port in range: 1-1. You can specify a different port by setting the "
+                      "GRADIO_SERVER_PORT environment variable or passing the `server_port` parameter to `launch()`.")
+
+    monkeypatch.setattr(page, "launch", launch)
+    sock, port = _busy_port()
+    sock.close()
+    rc = main(["serve", "--model", str(tiny_pixel_dir), "--port", str(port)])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2
+    assert err[-1].startswith(f"boomerang: error: --host 127.0.0.1 --port {port}: the server could not start")
+    assert "choose another --port" in err[-1] and "GRADIO" not in err[-1]
+
+
+# --------------------------------------------------------------------------- only boomerang's own warnings
+
+
+def _warn_like_other_libraries(monkeypatch):
+    """Each run also meets what other libraries do: gradio's patched tqdm leaves an open /dev/null
+    (a ResourceWarning when it is collected) and a library warns with a UserWarning of its own."""
+    import os
+    import warnings
+
+    from boomerang import imageio
+
+    fit = imageio.warn_fit
+
+    def warn_fit(*a, **k):
+        open(os.devnull, "w")  # noqa: SIM115 - dropped at once: "unclosed file <... '/dev/null' ...>"
+        warnings.warn_explicit("a library's own advice", UserWarning, "otherlib.py", 1, module="otherlib")
+        return fit(*a, **k)
+
+    monkeypatch.setattr(imageio, "warn_fit", warn_fit)
+
+
+def test_the_page_says_only_boomerangs_warnings(actions, tiny_pixel_dir, tmp_path, capsys, monkeypatch):
+    _warn_like_other_libraries(monkeypatch)
+    for _ in range(2):
+        status = actions.run_samples(str(DIGIT), 0.2, *_common(num_samples=1, steps=4))[3]
+        lines = status.split("\n\n")
+        assert lines[0] == "done: 1 samples" and len(lines) == 2, status
+        assert lines[1].startswith("boomerang: warning: 7.png: fitted to this model's 8x8 gray input")
+        assert "unclosed" not in status and "advice" not in status
+
+
+def test_the_cli_says_only_boomerangs_warnings(tiny_pixel_dir, tmp_path, capsys, monkeypatch):
+    _warn_like_other_libraries(monkeypatch)
+    assert main(["sample", str(DIGIT), "--model", str(tiny_pixel_dir), "--level", "0.2", "--steps", "4",
+                 "--num-samples", "1", "--no-progress", "--out", str(tmp_path / "cli")]) == 0
+    said = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("boomerang: warning:")]
+    assert len(said) == 1 and "fitted to this model's 8x8 gray input" in said[0], said

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from boomerang._image import LUMA_WEIGHTS, MIN_SIDE, LoadedImage
+from boomerang.errors import BoomerangWarning
 from boomerang.metrics import quantize8
 
 __all__ = [
@@ -266,7 +267,8 @@ def fit_warning(loaded: LoadedImage, fitted: FittedImage, channels: int) -> str 
 
 
 def warn_fit(loaded: LoadedImage, fitted: FittedImage, channels: int) -> None:
-    """Issue :func:`fit_warning` as a :class:`UserWarning` when there is one."""
+    """Issue :func:`fit_warning` as a :class:`boomerang.errors.BoomerangWarning` (a UserWarning)
+    when there is one."""
     message = fit_warning(loaded, fitted, channels)
     if message:
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn(message, BoomerangWarning, stacklevel=2)

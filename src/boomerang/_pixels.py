@@ -12,6 +12,7 @@ from PIL import Image
 
 from boomerang._colour import cmyk_to_rgb, icc_to_srgb
 from boomerang._image import ImageInputError, LoadedImage, check_pixel_count
+from boomerang.errors import BoomerangWarning
 
 __all__: list[str] = []
 
@@ -59,7 +60,7 @@ def from_pil(img: Image.Image, name: str, path: Path | None, bg: np.ndarray) -> 
             warnings.warn(
                 f"{name}: 32-bit integer pixel values outside 0..65535 were clipped "
                 f"(min {arr.min()}, max {arr.max()}); the image is read as 16-bit.",
-                UserWarning,
+                BoomerangWarning,
                 stacklevel=3,
             )
         colour = np.clip(arr, 0, 65535).astype(np.float32) / 65535.0
@@ -165,7 +166,7 @@ def _float_to_unit(arr: np.ndarray, name: str) -> np.ndarray:
         hint = " If it holds 0..255 values, pass it as uint8 or divide by 255." if hi > 1.0 else ""
         warnings.warn(
             f"{name}: float pixel values outside [0, 1] (min {lo:g}, max {hi:g}) were clipped.{hint}",
-            UserWarning,
+            BoomerangWarning,
             stacklevel=4,
         )
         arr = np.clip(arr, 0.0, 1.0)

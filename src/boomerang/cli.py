@@ -11,9 +11,13 @@ them into flags (``--level``) here, in one place.
 Exit status: 0 success; 2 bad input (bad parameter, missing or unreadable
 input, missing model), reported as one ``boomerang: error: ...`` line on
 stderr before any model loads, with nothing written; 1 an unexpected failure
-while sampling; 130 interrupted. Dataset commands also: 3 done, but some input
-files were skipped (listed in ``OUT/report.json``). ``--debug`` shows the
-traceback instead.
+while sampling; 130 interrupted; 141 (128 + SIGPIPE, as a program the pipe
+stopped) the reader of the output went away (``boomerang ... | head``), said
+by nothing. Dataset commands also: 3 done, but some input files were skipped
+(listed in ``OUT/report.json``). ``--debug`` shows the traceback instead.
+Warnings: boomerang's own (:class:`boomerang.errors.BoomerangWarning`), one
+``boomerang: warning: ...`` line each when the command ends; other libraries'
+warnings keep Python's own handling.
 """
 
 from __future__ import annotations
@@ -135,13 +139,42 @@ def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+#: Exit status when the reader of stdout went away (128 + SIGPIPE, what a shell reports for a
+#: program that a closed pipe stopped).
+EXIT_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the subcommand.
 
     Returns:
-        The exit status (0 ok, 2 bad input, 1 unexpected failure, 130 interrupted);
-        argparse's own exits (``--help``, usage errors) are returned, not raised.
+        The exit status (0 ok, 2 bad input, 1 unexpected failure, 130 interrupted,
+        141 stdout's reader went away); argparse's own exits (``--help``, usage errors)
+        are returned, not raised.
     """
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not as a message at interpreter exit
+        return rc
+    except BrokenPipeError:  # `boomerang ... | head`: the reader has all it wanted; stop quietly
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Python's recipe for a closed stdout (docs: "Note on SIGPIPE"): point stdout at devnull,
+    so that the flush at interpreter exit cannot fail again, and return :data:`EXIT_PIPE`."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (in-process tests)
+        pass
+    return EXIT_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -153,13 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None and getattr(args, "task", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    import warnings
+    from boomerang.messages import collect_warnings
 
-    said: list[str] = []
-    with warnings.catch_warnings():  # library warnings: one line each, "boomerang: warning: ...", printed when
-        warnings.showwarning = lambda message, *a, **k: said.append(str(message))  # the command ends, unless
+    with collect_warnings() as said:  # boomerang's own warnings: one line each, "boomerang: warning: ...",
         rc = int(_run_task(args) if getattr(args, "task", None) is not None else args.func(args))
-    if rc != 2:  # it stopped on bad input (exit 2: its one error line is all that is said)
+    if rc != 2:  # printed when the command ends, unless it stopped on bad input (its one error line is all)
         for message in dict.fromkeys(said):
             print(f"boomerang: warning: {message}", file=sys.stderr)
     return rc

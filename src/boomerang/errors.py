@@ -13,9 +13,16 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-__all__ = ["SettingError"]
+__all__ = ["SettingError", "BoomerangWarning"]
 
 _MARK = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+class BoomerangWarning(UserWarning):
+    """A warning of boomerang's own for the user (a ``UserWarning``): an input fitted to a smaller
+    model, pixel values clipped ... The commands print these, and only these, as
+    ``boomerang: warning: ...`` lines (:func:`boomerang.messages.collect_warnings`); warnings of
+    other libraries keep Python's own handling."""
 
 
 class SettingError(ValueError):

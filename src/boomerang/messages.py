@@ -10,11 +10,12 @@ package but :mod:`boomerang.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
-from boomerang.errors import SettingError
+from boomerang.errors import BoomerangWarning, SettingError
 
-__all__ = ["flag_of", "user_message", "print_error"]
+__all__ = ["flag_of", "user_message", "print_error", "collect_warnings"]
 
 #: Parameters whose flag is not ``--`` + the name with hyphens.
 _FLAG_NAMES = {"images": "IMAGE", "input": "IN_DIR"}
@@ -36,3 +37,28 @@ def print_error(message: str, status: int = 2) -> int:
     returns ``status`` (the exit status). Every command's errors go through here."""
     print(f"boomerang: error: {message}", file=sys.stderr)
     return status
+
+
+@contextlib.contextmanager
+def collect_warnings():
+    """Collect the messages of boomerang's own warnings (:class:`boomerang.errors.BoomerangWarning`)
+    raised inside, every time (not once per place: a server runs many times); yields the list.
+    Every other warning (another library's ResourceWarning, DeprecationWarning ...) keeps Python's
+    own filters and printing: it is never said as boomerang's. The CLI prints the collected
+    messages as ``boomerang: warning: ...`` lines; the page shows them after a run. The warnings
+    machinery is process-wide: callers on several threads serialise their use."""
+    import warnings
+
+    said: list[str] = []
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        warnings.simplefilter("always", BoomerangWarning)
+        show = warnings.showwarning
+
+        def collect(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, BoomerangWarning):
+                said.append(str(message))
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = collect
+        yield said

@@ -100,14 +100,8 @@ __all__ = [
     "step_kwargs",
 ]
 
-SCHEDULER_NAMES: tuple[str, ...] = (
-    "ddpm", "ddim", "euler", "dpmsolver++", "pndm",
-    "heun", "dpmsolver", "lms", "unipc", "deis", "kdpm2", "kdpm2-ancestral",
-)
-# Schedulers that can follow the exact Boomerang grid (levels.reverse_timesteps).
-CUSTOM_GRID_SCHEDULERS: tuple[str, ...] = (
-    "ddpm", "ddim", "euler", "dpmsolver++", "heun", "dpmsolver", "lms", "unipc", "deis",
-)
+# The names (and those that can follow the exact Boomerang grid) live in a torch-free module.
+from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS, SCHEDULER_NAMES  # noqa: E402
 #: Schedulers that turn the denoiser's eps into x0 without clipping (every one but ddpm and
 #: ddim, which clip when the config says clip_sample): any error in eps is multiplied by
 #: sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) at the first step.

@@ -31,12 +31,39 @@ import numpy as np
 
 from boomerang.privacy.links import LinkFileError, read_links
 
-__all__ = ["AuditInputError", "audit_folders", "DEFAULT_RESIZE", "MAX_NATIVE_PIXELS"]
+__all__ = ["AuditInputError", "audit_folders", "DEFAULT_RESIZE", "MAX_NATIVE_PIXELS", "MAX_SIZE",
+           "check_size"]
 
 #: Side used when images differ in size (or are larger than MAX_NATIVE_PIXELS).
 DEFAULT_RESIZE = 64
 #: Largest image (in pixels) compared at its own size.
 MAX_NATIVE_PIXELS = 256 * 256
+#: Largest comparison grid side ``size``: every image, real and anonymised, is held at
+#: size x size x 3 float32 values (12 MiB each at 1024; 112 GiB each at 100000).
+MAX_SIZE = 1024
+
+
+def _gib(side: int) -> str:
+    n = side * side * 3 * 4
+    return f"{n / 2**30:.0f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check_size(size, name: str = "size") -> int | None:
+    """``size`` checked before anything is read: None, or an int in 1..:data:`MAX_SIZE`.
+
+    Raises:
+        AuditInputError: not a positive integer, or above :data:`MAX_SIZE` (the message says
+            the memory it would take and the bound).
+    """
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise AuditInputError(f"{name} must be a positive integer, got {size!r}")
+    if size > MAX_SIZE:
+        raise AuditInputError(
+            f"{name} {size} is too large: at most {MAX_SIZE}. Every image is held at {name} x {name} pixels, "
+            f"3 float32 values each: {_gib(size)} per image at {size} ({_gib(MAX_SIZE)} at {MAX_SIZE})")
+    return size
 
 
 class AuditInputError(ValueError):
@@ -93,7 +120,7 @@ def audit_folders(real_dir, anon_dir, link_file, features="pixels", *, size: int
         link_file: the JSONL link file (:mod:`boomerang.privacy.links`).
         features: feature space (name, module or callable; see
             :func:`boomerang.privacy.features.resolve_feature_space`).
-        size: compare at ``size`` x ``size`` pixels (>= 1); None: see the module docstring.
+        size: compare at ``size`` x ``size`` pixels (1..:data:`MAX_SIZE`); None: see the module docstring.
         top_k, batch_size, device: as in :func:`boomerang.privacy.attack.linkage_attack`.
         background: colour transparent pixels are composited over (R, G, B in 0..255).
 
@@ -104,8 +131,8 @@ def audit_folders(real_dir, anon_dir, link_file, features="pixels", *, size: int
         link counts).
 
     Raises:
-        AuditInputError: a folder missing, a bad link file, ``size`` < 1, no
-            readable real image, or no usable link.
+        AuditInputError: a folder missing, a bad link file, ``size`` not in
+            1..:data:`MAX_SIZE`, no readable real image, or no usable link.
     """
     from boomerang.imageio import ImageInputError, read_image
     from boomerang.privacy.attack import linkage_attack
@@ -114,8 +141,7 @@ def audit_folders(real_dir, anon_dir, link_file, features="pixels", *, size: int
     for flag, d in (("REAL_DIR", real_dir), ("ANON_DIR", anon_dir)):
         if not d.is_dir():
             raise AuditInputError(f"{flag} {str(d)!r} is not a folder")
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise AuditInputError(f"size must be a positive integer, got {size!r}")
+    size = check_size(size)  # before anything is read or allocated
     try:
         links = read_links(link_file)
     except LinkFileError as e:

@@ -44,11 +44,13 @@ def add_audit_privacy_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the full report (rates, histogram, every image's rank, skipped files) as JSON")
     p.add_argument("--size", default=None, metavar="N",
-                   help="compare at N x N pixels (default: the images' own size if all share one up to 256x256, "
+                   help="compare at N x N pixels, N at most 1024: every image is held at N x N x 3 float32 values "
+                        "(12 MiB each at 1024) (default: the images' own size if all share one up to 256x256, "
                         "else 64x64)")
     p.add_argument("--background", default="white",
                    help="colour transparent pixels are composited over (default %(default)s)")
-    p.add_argument("--device", default="cpu", help="device of the classifier features (default %(default)s)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N: device of the classifier features (default %(default)s)")
     p.add_argument("--threads", default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run_audit_privacy)
@@ -92,10 +94,13 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
     """Run ``boomerang audit-privacy``; returns the exit status."""
     from boomerang.messages import print_error, user_message
     from boomerang.errors import SettingError
+    from boomerang.privacy.audit import AuditInputError, check_size
+    from boomerang.settings import parse_device, torch_device
     from boomerang.threads import check_threads
 
     try:
-        size = _positive_int(args.size, "--size")
+        size = check_size(_positive_int(args.size, "--size"), "--size")  # before anything is allocated
+        device = parse_device(args.device)
         threads = check_threads(args.threads, allow_torch=False)
         background = _background(args.background)
         real, anon = pathlib.Path(args.real_dir), pathlib.Path(args.anon_dir)
@@ -110,21 +115,22 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
                                "(commands never write into their input folders)")
             if not json_path.parent.is_dir():
                 raise _Bad(f"--json: folder {str(json_path.parent)!r} does not exist")
-    except (_Bad, SettingError) as e:
+    except (_Bad, SettingError, AuditInputError) as e:
         return print_error(user_message(e))
 
     try:
         import torch
 
-        from boomerang.privacy.audit import AuditInputError, audit_folders
+        from boomerang.privacy.audit import audit_folders
 
         if threads is not None:
             torch.set_num_threads(threads)
         try:
-            report = audit_folders(real, anon, args.link_file, args.features, size=size, device=args.device,
+            torch_device(device)  # the one device check (sample's too): no CUDA here is one line, exit 2
+            report = audit_folders(real, anon, args.link_file, args.features, size=size, device=device,
                                    background=background)
-        except AuditInputError as e:
-            return print_error(str(e).replace("size must be", "--size must be"))
+        except (AuditInputError, SettingError) as e:
+            return print_error(user_message(e))
         print(report.format_table())
         if json_path is not None:
             from boomerang.imageio import atomic_write_bytes
@@ -133,6 +139,8 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
             print(f"wrote {json_path}")
     except KeyboardInterrupt:
         return print_error("interrupted", 130)
+    except BrokenPipeError:  # `| head`: the reader went away; the CLI stops quietly (boomerang.cli.main)
+        raise
     except Exception as e:  # noqa: BLE001 - one line unless --debug
         if args.debug:
             raise

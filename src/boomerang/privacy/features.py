@@ -245,15 +245,18 @@ def classifier_space(path=None, device: str = "cpu") -> EmbeddingSpace:
 
     Args:
         path: classifier folder (``None``: the bundled ``classifier-mnist5k``).
-        device: torch device for the classifier.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (checked by :func:`boomerang.settings.torch_device`,
+            the one device check of every command).
 
     Raises:
+        SettingError: (a ValueError) a bad device name, or CUDA asked for where there is none.
         ValueError: the folder has no classifier (see :func:`boomerang.classifier.load_classifier`).
     """
     from boomerang.classifier import load_classifier
+    from boomerang.settings import torch_device
 
-    net = load_classifier(path, device=device)
-    dev = torch.device(device)
+    dev = torch_device(device)
+    net = load_classifier(path, device=dev)
 
     def classifier_features(x: torch.Tensor) -> torch.Tensor:
         return net.features(to_digit_input(x).to(dev)).cpu()

@@ -67,6 +67,50 @@ def check_port(value) -> int:
     return port
 
 
+def check_bind(host: str, port: int) -> None:
+    """Check that the server can listen on ``host:port``, before anything loads, by binding a
+    socket there and closing it again (with ``SO_REUSEADDR``, as the server itself binds, so a
+    port that a stopped server left in TIME_WAIT is free).
+
+    Args:
+        host: ``--host``: a name or an address of this machine (``0.0.0.0`` / ``::``: every one).
+        port: ``--port`` (1..65535, :func:`check_port`).
+
+    Raises:
+        ValueError: one line naming the flag and what to do: a name that does not resolve,
+            an address that is not this machine's, a port in use or not allowed.
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ValueError(f"--host {host!r} is not an address or a name this machine can resolve ({exc}); "
+                         f"use {DEFAULT_HOST} (this machine only) or 0.0.0.0 (every network interface)") from None
+    family, kind, proto, _, address = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ValueError(f"--port {port}: the port is already in use on {host} (another server, or another "
+                             f"'boomerang serve'?); stop it or choose another --port, e.g. --port {_next(port)}") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ValueError(f"--host {host} is not an address of this machine; use {DEFAULT_HOST} (this machine "
+                             "only), 0.0.0.0 (every network interface) or one of this machine's addresses") from None
+        if exc.errno == errno.EACCES:
+            raise ValueError(f"--port {port}: not allowed to listen there (ports below 1024 need root); "
+                             f"choose a port from 1024 to 65535, e.g. the default --port {DEFAULT_PORT}") from None
+        raise ValueError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
+                         "choose another --host or --port") from None
+
+
+def _next(port: int) -> int:
+    return port + 1 if port < 65535 else DEFAULT_PORT
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run ``boomerang serve``; returns the exit status (2 for bad flags or a missing 'app' extra)."""
     try:
@@ -97,6 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
     from boomerang.serve import page, runs
 
     port = check_port(args.port)
+    check_bind(args.host, port)  # a busy port or a bad --host: one line, before the model loads
     s = SampleSettings(model=args.model, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
     threads = resolve_threads(args.threads)
     if args.examples is not None and not Path(args.examples).is_dir():
@@ -119,7 +164,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"boomerang serve: loading {s.model or 'the bundled model'}; run folders in {folders.root}",
               file=sys.stderr, flush=True)
         app = page.build_app(page.PageActions(cache, folders), examples=page.find_examples(args.examples))
-        page.launch(app, host=args.host, port=port, allowed=[folders.root])
+        try:
+            page.launch(app, host=args.host, port=port, allowed=[folders.root])
+        except OSError as exc:  # taken since check_bind (gradio's message suggests settings of its own)
+            if args.debug:
+                raise
+            check_bind(args.host, port)  # the one line that says why, if it still applies
+            raise ValueError(f"--host {args.host} --port {port}: the server could not start there (taken since "
+                             "the check at start-up?); choose another --port") from None
     finally:
         folders.cleanup()
         signal.signal(signal.SIGTERM, previous)

@@ -220,7 +220,7 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
     import gradio as gr
 
     from boomerang import api
-    from boomerang.schedulers import SCHEDULER_NAMES
+    from boomerang.scheduler_names import SCHEDULER_NAMES
 
     spec = actions.cache.spec
     info = actions.info

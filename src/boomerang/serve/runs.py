@@ -267,15 +267,12 @@ _WARNINGS_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def _collect_warnings():
-    """Collect the messages of every warning raised inside (each time, not once per place:
-    a server runs many times), as the CLI does; runs are serialised here because the
+    """Collect boomerang's own warnings raised inside, as the CLI does
+    (:func:`boomerang.messages.collect_warnings`); runs are serialised here because the
     warnings machinery is process-wide."""
-    import warnings
+    from boomerang.messages import collect_warnings
 
-    said: list[str] = []
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *a, **k: said.append(str(message))
+    with _WARNINGS_LOCK, collect_warnings() as said:
         yield said
 
 

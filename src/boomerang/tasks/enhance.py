@@ -6,9 +6,10 @@ What it supplies:
 
 * flags ``--scale``, ``--tile-size``, ``--tile-overlap``, ``--tile-batch``,
   ``--consistency``, ``--colour-fix``, ``--upsampler`` (checked before the
-  model loads, against the model's JSON configs too); ``IMAGE_OR_DIR`` may be
-  one image file (decoded before the model loads: a bad file is one error,
-  exit 2) or a folder;
+  model loads, against the model's JSON configs too); ``IMAGE_OR_DIR...`` is
+  one or more image files (each decoded before the model loads: a bad file is
+  one error, exit 2) and/or folders (searched recursively; a bad file in a
+  folder is skipped), as ``boomerang sample`` takes them;
 * ``fit``: the model gets the input itself (in its channels), not a resized
   copy: :func:`boomerang.enhance.image.enhance_images` upsamples it and runs
   the windows; a level-0 output is the bicubic (or Lanczos) upsampling;
@@ -17,7 +18,11 @@ What it supplies:
 * one image per block by default (memory is bounded by ``--tile-batch``).
 
 Outputs are ``OUT/<input's relative path>.png`` at exactly round(scale x
-size), plus ``OUT/metadata.jsonl`` with the scale and options per output.
+size), plus ``OUT/metadata.jsonl`` with the scale and options per output. The
+relative path is the one inside the folder for one folder (its layout read as
+for every dataset command), the file's name for one file, and for several paths
+the path from the deepest folder they share (a file's folder, or the folder
+itself).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 from boomerang.tasks.base import Context, Task, Unit, add_job_arguments, add_sampling_arguments
 from boomerang.tasks.layout import LAYOUTS
 
-__all__ = ["EnhanceTask"]
+__all__ = ["EnhanceTask", "scan_paths"]
 
 
 def _check_output_pixels(name: str, height: int, width: int, scale: float, error) -> None:
@@ -65,7 +70,7 @@ class _Input:
 
 
 class EnhanceTask(Task):
-    """``boomerang enhance IMAGE_OR_DIR --scale S --level L [...] --out OUT``."""
+    """``boomerang enhance IMAGE_OR_DIR... --scale S --level L [...] --out OUT``."""
 
     name = "enhance"
     help = "perceptual resolution enhancement: upsample, then Boomerang in blended windows"
@@ -77,11 +82,13 @@ class EnhanceTask(Task):
     defaults = {"num_samples": 1, "level": 0.25}
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image file, or a folder (searched recursively)")
+        p.add_argument("input", nargs="+", metavar="IMAGE_OR_DIR",
+                       help="image files and/or folders (searched recursively), as for 'boomerang sample'")
         p.add_argument("--out", required=True, metavar="OUT_DIR",
-                       help="output folder (never inside the input folder); rerunning continues the job")
+                       help="output folder (never inside an input folder); rerunning continues the job")
         p.add_argument("--layout", default="auto", choices=LAYOUTS,
-                       help="input layout of a folder (default auto)")
+                       help="input layout of a single folder (default auto); several paths: every folder is "
+                            "searched recursively (layout folder)")
         add_job_arguments(p)
         p.add_argument("--scale", default=4, help="upsampling factor in [1, 64], e.g. 4, 8 or 2.5 (default %(default)s); "
                        "outputs are round(scale x side)")
@@ -98,36 +105,45 @@ class EnhanceTask(Task):
                        help="Pillow filter of the naive upsampling (default %(default)s)")
         add_sampling_arguments(p, **self.defaults)
 
+    def settings(self, args):
+        """The shared settings, after what enhance cannot take: ``--from-noise`` (checked first, so
+        that no message suggests a ``--level`` that would then be refused), a ``--schedule`` other
+        than exact, and a scheduler that cannot follow the exact grid (``CUSTOM_GRID_SCHEDULERS``)."""
+        from boomerang.errors import SettingError
+        from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS
+
+        if args.from_noise:
+            raise SettingError("enhance starts from the upsampled image, never from pure noise: drop `from_noise` "
+                               "(`level` sets how much noise is added, up to 1)")
+        if args.schedule != "exact":
+            raise SettingError("enhance runs the exact schedule from the upsampled image: drop `schedule`")
+        s = super().settings(args)  # the scheduler's name is checked there
+        if s.scheduler not in CUSTOM_GRID_SCHEDULERS:
+            raise SettingError(f"`scheduler` {s.scheduler} cannot follow the exact grid enhance runs on; use one of "
+                               f"{', '.join(CUSTOM_GRID_SCHEDULERS)}")
+        return s
+
     def options(self, args) -> dict:
         from boomerang.enhance.settings import check_enhance_args
-        from boomerang.errors import SettingError
 
         a = check_enhance_args(scale=args.scale, level=0.0, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
                                tile_batch=args.tile_batch, upsampler=args.upsampler)
-        if args.schedule != "exact" or args.from_noise:
-            raise SettingError("enhance runs the exact schedule from the upsampled image: drop `schedule`/`from_noise`")
         return {"scale": a.scale, "tile_size": a.tile_size, "tile_overlap": a.tile_overlap, "tile_batch": a.tile_batch,
                 "consistency": bool(args.consistency), "colour_fix": bool(args.colour_fix), "upsampler": a.upsampler}
 
     def scan(self, args):
-        """A folder through the runner's layouts; a single image file as a one-item job (decoded here)."""
-        from PIL import Image
-
-        from boomerang.errors import SettingError
-        from boomerang.imageio import read_image
+        """One folder through the runner's layouts; one image file as a one-item job; several
+        paths with :func:`scan_paths`. Every named file is decoded here, before the model loads."""
         from boomerang.tasks.layout import Item, Layout, scan
 
-        path = Path(args.input)
+        paths = [Path(p) for p in args.input]
+        if len(paths) > 1:
+            return scan_paths(paths, args.layout, float(args.scale))
+        path = paths[0]
         if path.is_file():
-            try:
-                with Image.open(path) as im:  # the header only: refuse a too large output before decoding
-                    _check_output_pixels(path.name, im.size[1], im.size[0], float(args.scale), SettingError)
-            except (OSError, ValueError) as exc:
-                if isinstance(exc, SettingError):
-                    raise
-            read_image(path)  # a bad file: one error naming it, before the model loads
+            _check_file(path, float(args.scale))
             return Layout("file", path.parent, [Item(0, path.name, path)])
-        return scan(args.input, args.layout)
+        return scan(path, args.layout)
 
     def before_load(self, ctx: Context, args) -> None:
         from boomerang import jobs
@@ -179,6 +195,76 @@ class EnhanceTask(Task):
         h, w = pixels.shape[:2]
         tile, overlap = _windows(ctx)
         return row | {"width": int(w), "height": int(h), **ctx.options, "tile_size": tile, "tile_overlap": overlap}
+
+
+def _check_file(path: Path, scale: float) -> None:
+    """A named input file, before the model loads: a too large output (from the header, before
+    decoding) or an unreadable file is one error naming it."""
+    from PIL import Image
+
+    from boomerang.errors import SettingError
+    from boomerang.imageio import read_image
+
+    try:
+        with Image.open(path) as im:  # the header only: refuse a too large output before decoding
+            _check_output_pixels(path.name, im.size[1], im.size[0], scale, SettingError)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, SettingError):
+            raise
+    read_image(path)  # a bad file: one error naming it, before the model loads
+
+
+def scan_paths(paths, layout: str, scale: float):
+    """The items of several ``IMAGE_OR_DIR`` paths, as ``boomerang sample`` takes them.
+
+    Files are taken as named (each checked by :func:`_check_file`: one error naming it); folders
+    are searched recursively (``imageio.list_image_files``: image suffixes, hidden names skipped;
+    an unreadable file in a folder is skipped later, as in any folder job). The layout's root is
+    the deepest folder the paths share (a file's folder, or the folder itself), so each item's
+    ``relpath`` (its output name and its seed) is its path from there; items are sorted by it
+    and a file reached twice is taken once.
+
+    Args:
+        paths: two or more files and/or folders.
+        layout: ``--layout``; only ``auto`` and ``folder`` (several paths have no class
+            folders or imagefolder metadata of their own).
+        scale: the upsampling factor (a named file whose output would be too large is refused).
+
+    Returns:
+        ``boomerang.tasks.layout.Layout`` of kind ``paths``.
+
+    Raises:
+        SettingError: a path that does not exist, another layout, or no image file at all.
+        ImageInputError: a named file that cannot be read.
+    """
+    import os
+
+    from boomerang.errors import SettingError
+    from boomerang.imageio import IMAGE_SUFFIXES, list_image_files
+    from boomerang.tasks.layout import Item, Layout
+
+    if layout not in ("auto", "folder"):
+        raise SettingError(f"`layout` {layout} reads one folder; with several paths every folder is searched "
+                           "recursively: drop `layout` or give one folder")
+    for p in paths:
+        if not p.exists():
+            raise SettingError(f"`input` {p}: no such file or folder. Check the path (quote it if it contains spaces).")
+    absolute = [Path(os.path.abspath(p)) for p in paths]  # as named: symlinks are not followed
+    root = Path(os.path.commonpath([p if p.is_dir() else p.parent for p in absolute]))
+    by_rel: dict[str, Path] = {}
+    for p, a in zip(paths, absolute):
+        if a.is_dir():
+            found = [Path(os.path.abspath(f)) for f in list_image_files(a)]
+        else:
+            _check_file(p, scale)
+            found = [a]
+        for f in found:
+            by_rel.setdefault(f.relative_to(root).as_posix(), f)
+    if not by_rel:
+        raise SettingError(f"no image files found in {' '.join(map(str, paths))} "
+                           f"(looked for {', '.join(IMAGE_SUFFIXES)})")
+    items = [Item(i, rel, by_rel[rel]) for i, rel in enumerate(sorted(by_rel))]
+    return Layout("paths", root, items)
 
 
 def _windows(ctx: Context) -> tuple[int, int]:

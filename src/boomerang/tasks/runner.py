@@ -102,7 +102,7 @@ def prepare(task: Task, args) -> Context:
             )
         seen[u.name] = u
     ctx.extra["units"] = units
-    roots = [args.input] if task.resumable else ctx.extra.get("input_paths", [])
+    roots = args.input if task.resumable else ctx.extra.get("input_paths", [])  # a path, or several (enhance)
     out = check_output_dir(args.out, roots, [u.name for u in units] + task.other_outputs(ctx))
     if out.exists() and not out.is_dir():
         raise SettingError(f"`out` {args.out} exists and is not a folder")
