@@ -1,7 +1,7 @@
 """Shared helpers of the benchmark scripts (not part of the library).
 
 * :func:`bundled_or_standin` -- the bundled model folder if it exists, else an
-  identically configured ``UNet2DModel`` (``boomerang.train`` defaults: 1x28x28,
+  identically configured ``UNet2DModel`` (``boomerang.training.ddpm`` defaults: 1x28x28,
   block_out_channels (32, 64, 64), attention at the 14x14 level and in the
   middle block) with random weights: the same cost per call as the real one.
 * :func:`make_small_sd` -- a Stable-Diffusion-shaped folder with random weights,
@@ -175,7 +175,7 @@ def bundled_or_standin(model: str | None = None) -> tuple[str, str]:
         import torch
         from diffusers import DDPMPipeline
 
-        from boomerang.train import TrainConfig, build_scheduler, build_unet
+        from boomerang.training.ddpm import TrainConfig, build_scheduler, build_unet
 
         torch.manual_seed(0)
         cfg = TrainConfig()

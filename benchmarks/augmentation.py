@@ -12,7 +12,7 @@ the whole real test split (500 digits).
 
 Arms, all with the reference classifier's architecture (``DigitCNN``; at
 --width 16 by default, half the reference's channels, to fit the shared CPU) and its
-training recipe (``boomerang.classifier.make_optimizer`` / ``train_step``:
+training recipe (``boomerang.training.classifier.make_optimizer`` / ``train_step``:
 AdamW, one-cycle LR, random shifts of up to 2 pixels in every arm), the same
 number of optimisation steps and the same batch size:
 
@@ -276,7 +276,8 @@ def train_one(args, ds, split, pool, work, regime: int, arm: str, seed: int, glo
     from torch.utils.data import DataLoader, RandomSampler
 
     from boomerang.augment import BoomerangAugmented
-    from boomerang.classifier import build_classifier, evaluate_accuracy, make_optimizer, train_step
+    from boomerang.classifier import build_classifier, evaluate_accuracy
+    from boomerang.training.classifier import make_optimizer, train_step
 
     K = args.samples_per_image
     idx = subset(pool, seed, regime)

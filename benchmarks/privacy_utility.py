@@ -20,7 +20,7 @@ model and classifier were trained on; ``split.json`` of the model):
   feature space; top-1 / top-5 re-identification with Wilson 95% intervals,
   chance = 1/4000 and 5/4000.
 * **utility**: test-split accuracy (500 real test digits) of a fresh reference
-  CNN (``boomerang.classifier.fit_classifier``: the recipe of
+  CNN (``boomerang.training.classifier.fit_classifier``: the recipe of
   ``boomerang train-classifier`` with a short budget: 12 epochs of batch 32 (48 steps),
   one-cycle peak lr 5e-3 instead of 2e-3 to suit the short budget, last epoch
   kept, no validation data) trained only on the released images with their
@@ -204,7 +204,8 @@ def evaluate(conditions: list[dict], released: dict, data: dict, seeds: list[int
     Returns ``{"attack_s": ..., "utility_s": ...}``."""
     import torch
 
-    from boomerang.classifier import classifier_accuracy, fit_classifier
+    from boomerang.classifier import classifier_accuracy
+    from boomerang.training.classifier import fit_classifier
 
     clf, x_real, y_src = data["clf"], data["x_real"], data["y_src"]
     t0 = time.monotonic()

@@ -1,4 +1,4 @@
-"""boomerang.classifier.fit_classifier: the reference recipe on tensors (used by the utility benchmarks)."""
+"""boomerang.training.classifier.fit_classifier: the reference recipe on tensors (used by the utility benchmarks)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from boomerang.classifier import classifier_accuracy, fit_classifier
+from boomerang.classifier import classifier_accuracy
+from boomerang.training.classifier import fit_classifier
 
 
 @pytest.fixture(scope="module")

@@ -201,7 +201,7 @@ def test_missing_train_extra_hint_is_the_checkout_command(monkeypatch):
 
 def test_train_and_classifier_weights_follow_the_umask(tmp_path):
     from boomerang.classifier import build_classifier, save_classifier
-    from boomerang.train import TrainConfig, train
+    from boomerang.training.ddpm import TrainConfig, train
 
     old = os.umask(0o022)
     try:

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from boomerang.data import load_dataset, load_split, make_split  # noqa: E402
-from boomerang.train import CHECKPOINT_NAME, TrainConfig, train  # noqa: E402
+from boomerang.training.ddpm import CHECKPOINT_NAME, TrainConfig, train  # noqa: E402
 
 TINY = ["--data", "digits", "--channels", "8,16", "--attention", "0,0", "--norm-groups", "4",
         "--batch-size", "16", "--threads", "1", "--no-progress"]
@@ -154,8 +154,6 @@ def test_resume_continues_and_a_different_run_differs(tmp_path):
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     """A crash while writing leaves the previous checkpoint intact."""
-    import boomerang.train as tr
-
     out = tmp_path / "run"
     train(tiny_cfg(out, max_steps=2))
     before = (out / CHECKPOINT_NAME).read_bytes()
@@ -163,7 +161,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(tr.os, "fsync", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError):
         train(tiny_cfg(out, max_steps=4, resume=True))
     assert (out / CHECKPOINT_NAME).read_bytes() == before
@@ -293,7 +291,8 @@ def test_unparseable_list_is_a_usage_error(tmp_path, capsys):
 def test_load_checkpoint_rejects_other_safetensors(tmp_path):
     from safetensors.torch import save_file
 
-    from boomerang.train import build_unet, load_checkpoint
+    from boomerang.training.checkpoint import load_checkpoint
+    from boomerang.training.ddpm import build_unet
 
     p = tmp_path / "x.safetensors"
     save_file({"a": torch.zeros(1)}, str(p))

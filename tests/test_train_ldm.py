@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from boomerang import train_ldm as tl
+from boomerang.training import ldm as tl
+from boomerang.training.loop import Stopper
 from boomerang.ldm_parts import (
     CAPTION_TEMPLATES,
     DIGIT_WORDS,
@@ -91,7 +92,7 @@ def test_train_ldm_resume_is_exact_in_both_stages(tmp_path, monkeypatch):
     ref = _weights(tmp_path / "straight")
 
     calls = {"n": 0}
-    real = tl._Stopper.reason
+    real = Stopper.reason
 
     def stop_after(limit):
         def reason(self):
@@ -100,15 +101,15 @@ def test_train_ldm_resume_is_exact_in_both_stages(tmp_path, monkeypatch):
         return reason
 
     # killed in stage 1 (after 3 VAE steps), then in stage 2 (after 1 UNet step), then finished
-    monkeypatch.setattr(tl._Stopper, "reason", stop_after(3))
+    monkeypatch.setattr(Stopper, "reason", stop_after(3))
     s1 = tl.train_ldm(_cfg(tmp_path, "resumed"))
     assert s1["stage"] == "vae" and s1["stopped"] == "signal" and s1["vae_step"] == 3
     assert not (tmp_path / "resumed" / "unet").exists()
     calls["n"] = 0
-    monkeypatch.setattr(tl._Stopper, "reason", stop_after(2))  # 1 remaining VAE step + 1 UNet step
+    monkeypatch.setattr(Stopper, "reason", stop_after(2))  # 1 remaining VAE step + 1 UNet step
     s2 = tl.train_ldm(_cfg(tmp_path, "resumed", resume=True))
     assert s2["stage"] == "unet" and s2["stopped"] == "signal" and s2["step"] == 1
-    monkeypatch.setattr(tl._Stopper, "reason", real)
+    monkeypatch.setattr(Stopper, "reason", real)
     s3 = tl.train_ldm(_cfg(tmp_path, "resumed", resume=True))
     assert s3["step"] == 4 and s3["vae_step"] == 4 and s3["stopped"] == "max_steps"
     got = _weights(tmp_path / "resumed")

@@ -2,7 +2,8 @@
 
 Commands: the tasks of :data:`boomerang.tasks.TASKS` (``sample``, the main
 job, and the dataset commands), each a module of :mod:`boomerang.tasks` on the
-shared runner; ``train`` and ``train-classifier``, whose flags are parsed here.
+shared runner; ``train``, ``train-ldm`` and ``train-classifier``
+(:mod:`boomerang.training.commands`); ``audit-privacy`` and ``serve``.
 Building the parser imports no torch, so ``boomerang --help`` and ``boomerang
 sample --help`` answer at once; torch, diffusers and the model load inside the
 commands. Library errors name parameters (``level``); :func:`flag_of` turns
@@ -25,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from boomerang.argparsing import OneLineErrorParser, int_list, subparser, with_defaults
+from boomerang.argparsing import OneLineErrorParser, subparser, with_defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     from boomerang.privacy.command import add_audit_privacy_parser
     from boomerang.serve import add_serve_parser
     from boomerang.tasks import add_task_parsers
-    from boomerang.train_ldm import add_train_ldm_parser
+    from boomerang.training.commands import add_train_classifier_parser, add_train_ldm_parser, add_train_parser
 
     parser = OneLineErrorParser(
         prog="boomerang",
@@ -56,87 +57,6 @@ def _run_task(args) -> int:
     from boomerang.tasks.command import run_task_command
 
     return run_task_command(args)
-
-
-def _lazy(module: str, name: str):
-    """A command function imported only when the command runs (keeps torch off the start-up path)."""
-
-    def call(args):
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(args)
-
-    return call
-
-
-# --------------------------------------------------------------------------- train, train-classifier
-
-
-def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``train`` subcommand on an argparse ``subparsers`` object."""
-    from boomerang.train import TrainConfig, add_training_run_arguments
-
-    d = TrainConfig()
-    p = subparsers.add_parser(
-        "train",
-        help="train a pixel-space DDPM (diffusers UNet2DModel) on digits or an image folder",
-        description="Train a diffusers UNet2DModel with a DDPM schedule. The output folder loads with "
-        "DDPMPipeline.from_pretrained; it also holds split.json, train_config.json and an atomic "
-        "checkpoint that --resume continues exactly.",
-    )
-    p.add_argument("--data", default=d.data, help="mnist5k, digits, or a folder of images (class sub-folders allowed)")
-    p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="folders only: resize images to this side (default: the images' own size)")
-    p.add_argument("--channels", type=int_list, default=d.channels, help="UNet channels per level (default 32,64,64)")
-    p.add_argument("--attention", type=int_list, default=None,
-                   help="0/1 self-attention per level (default: at the second level only, e.g. 0,1,0)")
-    p.add_argument("--layers-per-block", type=int, default=d.layers_per_block, help="ResNet layers per UNet level")
-    p.add_argument("--norm-groups", type=int, default=d.norm_groups, help="GroupNorm groups (must divide every channel count)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per optimizer step")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="total optimizer steps (default %(default)s)")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop cleanly (checkpoint + export) after this many minutes of this invocation")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW (after warm-up)")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="steps of linear learning-rate warm-up")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip")
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="largest EMA decay of the exported weights")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between atomic checkpoints")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights and the training noise")
-    p.add_argument("--num-train-timesteps", type=int, default=d.num_train_timesteps, help="T of the noise schedule")
-    p.add_argument("--beta-schedule", default=d.beta_schedule,
-                   help="squaredcos_cap_v2 (cosine, default), linear or scaled_linear")
-    add_training_run_arguments(p, d, resume_help="continue from OUTPUT/checkpoint.safetensors")
-    p.set_defaults(func=_lazy("boomerang.train", "run_train"))
-    return p
-
-
-def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``train-classifier`` subcommand."""
-    p = subparsers.add_parser(
-        "train-classifier",
-        help="train the reference digit CNN (feature network for the benchmarks)",
-        description="Train the small reference CNN on the training split of mnist5k (the test split is "
-        "never used for training or model selection). Writes config.json + model.safetensors + metrics.json.",
-    )
-    p.add_argument("--data", default="mnist5k", help="labelled 28x28 digits: mnist5k (default) or a folder")
-    p.add_argument("--output", "-o", default="runs/classifier-mnist5k",
-                   help="folder for config.json, model.safetensors and metrics.json")
-    p.add_argument("--epochs", type=int, default=30, help="passes over the training split")
-    p.add_argument("--batch-size", type=int, default=64, help="images per optimizer step")
-    p.add_argument("--lr", type=float, default=2e-3, help="learning rate")
-    p.add_argument("--width", type=int, default=32, help="channels of the first convolution")
-    p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and batches")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="share held out for testing")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
-    p.set_defaults(func=_lazy("boomerang.classifier", "run_train_classifier"))
-    return p
 
 
 #: Exit status when the reader of stdout went away (128 + SIGPIPE, what a shell reports for a

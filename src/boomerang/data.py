@@ -225,10 +225,12 @@ def make_split(
 
 
 def save_split(path: str | pathlib.Path, split: dict, **info) -> None:
-    """Write a split (and extra ``info`` such as dataset name and seed) as JSON."""
+    """Write a split (and extra ``info`` such as dataset name and seed) as JSON, atomically."""
+    from boomerang.fileio import atomic_write_text
+
     payload = dict(info)
     payload.update({k: split[k] for k in ("train", "val", "test")})
-    pathlib.Path(path).write_text(json.dumps(payload, indent=1))
+    atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 def load_split(path: str | pathlib.Path) -> dict:

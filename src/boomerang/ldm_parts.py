@@ -5,7 +5,7 @@ vocabulary and merges are written from the captions' words, and builders for
 the four Stable Diffusion components (``AutoencoderKL``, ``CLIPTextModel``,
 ``UNet2DConditionModel``, and Stable Diffusion 1.x's own scheduler config:
 scaled-linear betas 0.00085..0.012 over T = 1000 steps). Used by
-:mod:`boomerang.train_ldm` and by the tests; torch/diffusers/transformers are
+:mod:`boomerang.training.ldm` and by the tests; torch/diffusers/transformers are
 imported inside the builders only.
 
 Images: MNIST digits (1x28x28, uint8) are padded by 2 pixels to 32x32 and

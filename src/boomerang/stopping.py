@@ -1,8 +1,10 @@
-"""Stopping a dataset job cleanly: SIGINT / SIGTERM end it after the current block.
+"""Stopping a dataset job or a training run cleanly: SIGINT / SIGTERM end it after the current block or step.
 
 The runner (:func:`boomerang.tasks.runner.run`) enters :class:`Stop` around its loop over
 blocks and checks ``stop.signum`` after each journalled block; tasks that cannot resume
-(``boomerang sample``) use :class:`NoStop`, which leaves the default handlers in place.
+(``boomerang sample``) use :class:`NoStop`, which leaves the default handlers in place. The
+training commands enter it through :class:`boomerang.training.loop.Stopper` and check it
+after each optimizer step.
 """
 
 from __future__ import annotations
@@ -39,11 +41,14 @@ class Stop:
     for it would make the signal look ignored. While outputs are written the signal only sets
     ``signum``: the runner stops after the block's writes and journal entry. A second Ctrl-C
     always interrupts at once (``KeyboardInterrupt``). Either way one line on stderr says what
-    happens.
+    happens; ``then`` replaces the words after "stopping" in the line of the second case (a
+    training run says it checkpoints and that ``--resume`` continues).
     """
 
-    def __init__(self, name: str = "job"):
+    def __init__(self, name: str = "job", then: str | None = None):
         self.name = name
+        self.then = then or ("after the outputs being written; press Ctrl-C again to stop at once "
+                             "(that block is redone when you rerun).")
         self.signum = None
         self._old = {}
         self._interruptible = False
@@ -80,8 +85,7 @@ class Stop:
             _say(f"\nboomerang {self.name}: {what}: stopping now; the block in progress is dropped and "
                  "redone when you rerun the same command.\n")
             raise StopRequested
-        _say(f"\nboomerang {self.name}: {what}: stopping after the outputs being written; press Ctrl-C "
-             "again to stop at once (that block is redone when you rerun).\n")
+        _say(f"\nboomerang {self.name}: {what}: stopping {self.then}\n")
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():

@@ -1,0 +1,24 @@
+"""Training: one loop skeleton shared by ``train``, ``train-ldm`` and ``train-classifier``.
+
+The skeleton (what every training command does the same way):
+
+- :mod:`~boomerang.training.loop`: the optimisation loop of one stage
+  (:func:`~boomerang.training.loop.run_stage`: learning-rate warm-up or schedule,
+  gradient clipping, the EMA update, checkpoints every N steps and at the end) and
+  :class:`~boomerang.training.loop.Stopper`: SIGINT / SIGTERM (through
+  :mod:`boomerang.stopping`) and ``--max-minutes`` end a run after the current step;
+- :mod:`~boomerang.training.ema`: the exponential moving average of the weights;
+- :mod:`~boomerang.training.checkpoint`: one atomic safetensors checkpoint (model, EMA,
+  optimizer, step, RNG state) and the checks that make ``--resume`` exact;
+- :mod:`~boomerang.training.progress`: the progress bar or lines, and library chatter silenced;
+- :mod:`~boomerang.training.data`: the seeded batch order and the train/val/test split on disk;
+- :mod:`~boomerang.training.config`: the flag checks and run records all commands share.
+
+Each model's specifics live in their own module: :mod:`~boomerang.training.ddpm` (pixel DDPM,
+``boomerang train``), :mod:`~boomerang.training.ldm` (the two-stage latent diffusion model,
+``boomerang train-ldm``) and :mod:`~boomerang.training.classifier` (the reference digit CNN's
+recipe, ``boomerang train-classifier``; the network itself is :mod:`boomerang.classifier`).
+:mod:`~boomerang.training.commands` registers the three commands' flags (torch-free).
+
+Importing this package imports no torch: the heavy imports happen inside functions.
+"""
