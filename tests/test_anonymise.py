@@ -193,13 +193,14 @@ def test_prompt_template_with_a_text_model(tiny_sd_dir, tmp_path, capsys):
 
 
 def test_prompt_hook_formats_label_and_caption():
-    from boomerang.tasks.anonymise import AnonymiseTask
+    from boomerang.tasks.anonymise import AnonymiseOptions, AnonymiseTask
     from boomerang.tasks.layout import Item
 
-    class Ctx:
-        options = {"prompt_template": "a photo of a {label}, {caption} ({kind})"}
+    class Job:
+        options = AnonymiseOptions(prompt_template="a photo of a {label}, {caption} ({kind})")
 
     item = Item(0, "x/1.png", Path("x/1.png"), "person", "smiling", {"kind": "portrait"})
-    assert AnonymiseTask().prompt(Ctx(), item) == "a photo of a person, smiling (portrait)"
-    Ctx.options = {"prompt_template": None}
-    assert AnonymiseTask().prompt(Ctx(), item) is None
+    assert AnonymiseTask().prompt(Job(), item) == "a photo of a person, smiling (portrait)"
+    Job.options = AnonymiseOptions()
+    assert AnonymiseTask().prompt(Job(), item) is None
+

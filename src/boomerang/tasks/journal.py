@@ -151,22 +151,7 @@ class JobFolder:
             names += [str(n) for n in json.loads(self.outputs_path.read_text(encoding="utf-8"))]
         except (OSError, ValueError, TypeError):
             pass  # a job from before outputs.json, or a damaged file: its samples still go
-        root = self.out.resolve()
-        folders = set()
-        for rec in names:
-            path = self.out / rec
-            if root not in path.resolve().parents:
-                continue  # never outside the output folder
-            try:
-                path.unlink()
-            except OSError:
-                continue
-            folders.update(p for p in path.parents if p != self.out and self.out in p.parents)
-        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-            try:
-                folder.rmdir()  # only if empty
-            except OSError:
-                pass
+        _remove_files(self.out, names)
         for name in ("job.json", "journal.jsonl", "outputs.json"):
             try:
                 (self.dir / name).unlink()
@@ -176,3 +161,24 @@ class JobFolder:
             self.dir.rmdir()
         except OSError:
             pass
+
+
+def _remove_files(out: Path, names) -> None:
+    """Delete ``out/name`` for each name (never outside ``out``), then the folders that leaves empty."""
+    root = out.resolve()
+    folders = set()
+    for name in names:
+        path = out / name
+        if root not in path.resolve().parents:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        folders.update(p for p in path.parents if p != out and out in p.parents)
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            pass
+
