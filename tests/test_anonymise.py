@@ -204,3 +204,24 @@ def test_prompt_hook_formats_label_and_caption():
     Job.options = AnonymiseOptions()
     assert AnonymiseTask().prompt(Job(), item) is None
 
+
+@pytest.mark.parametrize("where", ["under_a_file", "read_only"])
+def test_unwritable_link_file_is_refused_before_any_work(digits_dir, tmp_path, where, capsys, monkeypatch):
+    import boomerang.models
+
+    monkeypatch.setattr(boomerang.models, "load_model", lambda *a, **k: pytest.fail("the job started"))
+    if where == "under_a_file":
+        (tmp_path / "a_file").write_text("x")
+        link = tmp_path / "a_file" / "links.jsonl"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes to read-only folders")
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        link = folder / "sub" / "links.jsonl"
+    out = tmp_path / "out"
+    rc = main(["anonymise", str(digits_dir), "--level", "0.5", "--out", str(out), "--link-file", str(link), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--link-file" in err and "cannot be written" in err, err
+    assert not out.exists() and not link.exists()

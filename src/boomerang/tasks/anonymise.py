@@ -25,7 +25,8 @@ shared runner (:mod:`boomerang.tasks.runner`: resume, skipped files,
   {label}"`` (fields: ``label``, ``caption`` and any carried column).
 * **The link file** (``--link-file PATH``, JSONL, see
   :mod:`boomerang.privacy.links`) only when asked, written when the job
-  finishes, refused inside OUT_DIR or IN_DIR: it undoes the anonymisation.
+  finishes, refused inside OUT_DIR or IN_DIR (and refused up front, before any
+  work, where it cannot be written): it undoes the anonymisation.
   ``boomerang audit-privacy IN_DIR OUT_DIR --link-file PATH`` measures it.
 
 Not differential privacy: see docs/privacy.md for what the level does and does
@@ -192,6 +193,8 @@ class AnonymiseTask(Task):
         return secrets.token_hex(32)
 
     def before_load(self, job: Job) -> None:
+        from boomerang.privacy.links import check_link_file
+
         o = job.options
         if o.link_file is not None:
             link = Path(o.link_file)
@@ -199,8 +202,7 @@ class AnonymiseTask(Task):
                 if _inside(link, folder):
                     raise SettingError(f"`link_file` {link} lies inside `{flag}` {folder}: the links undo the "
                                        "anonymisation, so keep them outside the released folder (and never in the input)")
-            if link.exists() and not link.is_file():
-                raise SettingError(f"`link_file` {link} exists and is not a file")
+            check_link_file(link)  # writable: refused now, not after the whole job
         if o.key is None:
             job.options = dataclasses.replace(o, key=self._job_key(job.out))
         template = o.prompt_template
