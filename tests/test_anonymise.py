@@ -76,7 +76,7 @@ def test_cases_bad_files_skipped_good_files_exact(cases_dir, pixel_model, tmp_pa
                "--link-file", str(links), *FAST])
     err = capsys.readouterr().err
     assert rc == 3, err
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / ".job" / "report.json").read_text())  # it names inputs: never in the release
     assert sorted(s["file"] for s in report["skipped_files"]) == sorted(BAD)
     assert report["done"] == len(GOOD) and report["skipped"] == len(BAD)
     by_source = {ln.source: ln.output for ln in read_links(links)}
@@ -203,6 +203,31 @@ def test_prompt_hook_formats_label_and_caption():
     assert AnonymiseTask().prompt(Job(), item) == "a photo of a person, smiling (portrait)"
     Job.options = AnonymiseOptions()
     assert AnonymiseTask().prompt(Job(), item) is None
+
+
+def test_release_names_no_input(cases_dir, pixel_model, tmp_path, capsys):
+    """Everything outside OUT/.job is the release: no file there names an input (its name, stem,
+    path relative to IN_DIR or absolute path); the report, which lists the skipped inputs, is
+    in OUT/.job, with paths relative to IN_DIR."""
+    out = tmp_path / "out"
+    assert main(["anonymise", str(cases_dir), "--level", "0.5", "--out", str(out), "--model", str(pixel_model),
+                 *FAST]) == 3
+    err = capsys.readouterr().err
+    assert not (out / "report.json").exists() and str(out / ".job" / "report.json") in err
+    report = json.loads((out / ".job" / "report.json").read_text())
+    assert sorted(s["file"] for s in report["skipped_files"]) == sorted(BAD)
+    assert all(s["file"] in s["reason"] and str(cases_dir) not in s["reason"] for s in report["skipped_files"])
+    inputs = sorted(p for p in cases_dir.rglob("*") if p.is_file())
+    words = {str(cases_dir), str(cases_dir.resolve())}
+    for p in inputs:
+        rel = p.relative_to(cases_dir).as_posix()
+        words |= {p.name, rel, p.stem, str(p), str(p.resolve())}
+    published = [p for p in out.rglob("*") if p.is_file() and ".job" not in p.relative_to(out).parts]
+    assert len(published) == len(GOOD) + 1  # the images and metadata.jsonl
+    for p in published:
+        data = p.read_bytes()
+        named = [w for w in sorted(words) if w.encode() in data or w in p.relative_to(out).as_posix()]
+        assert not named, (p.relative_to(out), named)
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "read_only"])

@@ -124,6 +124,7 @@ def test_unreadable_files_are_skipped_and_reported(tmp_path, tiny_pixel_dir, cap
     report = json.loads((out / "report.json").read_text())
     assert [s["file"] for s in report["skipped_files"]] == ["empty.png", "not_an_image.png", "truncated.jpg"]
     assert all(s["file"] in s["reason"] for s in report["skipped_files"])
+    assert all(str(src) not in s["reason"] for s in report["skipped_files"])  # paths relative to IN_DIR
     assert (report["done"], report["skipped"], report["total"]) == (7, 3, 10)
     assert "done 7, skipped 3, total 10" in capsys.readouterr().err
     with Image.open(out / "exif_rotate6.png") as im:

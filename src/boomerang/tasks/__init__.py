@@ -44,13 +44,13 @@ hook gets the :class:`Job`:
 Also: ``scan(job)``, ``before_load(job)``, ``block_size(job)``, ``other_outputs(job)``,
 ``seed(job, item, j)`` (default ``seeds.path_seed(seed, item.relpath, j)``),
 ``finish(job, records, skipped)`` (default: write the metadata file), and the
-class attributes ``resumable`` (False only for ``sample``),
+class attributes ``resumable`` (False only for ``sample``), ``private_report``,
 ``Options`` and ``State`` (the task's per-job state, ``job.state``). Hooks run in
 the process that samples (a Ray actor with ``--engine ray``), so they must not
 rely on state other than ``job``.
 
 Exit status of dataset commands: 0 all done, 3 done with skipped files
-(``OUT/report.json``), 2 bad usage, 1 unexpected failure, 130 stopped
+(the report), 2 bad usage, 1 unexpected failure, 130 stopped
 (resumable: rerun the same command).
 """
 

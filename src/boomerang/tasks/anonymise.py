@@ -28,6 +28,9 @@ shared runner (:mod:`boomerang.tasks.runner`: resume, skipped files,
   finishes, refused inside OUT_DIR or IN_DIR (and refused up front, before any
   work, where it cannot be written): it undoes the anonymisation.
   ``boomerang audit-privacy IN_DIR OUT_DIR --link-file PATH`` measures it.
+* **A private report.** ``report.json`` names input files (the skipped ones), so
+  it goes to ``OUT/.job/report.json``: everything outside ``OUT/.job`` is the
+  release and names no input.
 
 Not differential privacy: see docs/privacy.md for what the level does and does
 not protect.
@@ -135,13 +138,14 @@ class AnonymiseTask(Task):
         "measure with boomerang audit-privacy. This is not differential privacy (see docs/privacy.md)."
     )
     defaults: dict = {"num_samples": 1, "level_required": True}
+    private_report = True  # it names inputs: OUT/.job/report.json, never in the release
     Options = AnonymiseOptions
 
     def parser_kwargs(self) -> dict:
         return {"epilog": (
-            "Outputs: OUT_DIR/<opaque>.png (class folders: OUT_DIR/<label>/<opaque>.png), metadata.jsonl "
-            "(or .csv) and report.json. OUT_DIR/.job holds the job's secret key and journal: it links outputs to "
-            "sources, so never publish it. Exit status: 0 done; 3 done, some files skipped (report.json); "
+            "Outputs: OUT_DIR/<opaque>.png (class folders: OUT_DIR/<label>/<opaque>.png) and metadata.jsonl "
+            "(or .csv): the release. OUT_DIR/.job holds the job's secret key, journal and report.json: it links "
+            "outputs to sources, so never publish it. Exit status: 0 done; 3 done, some files skipped (OUT_DIR/.job/report.json); "
             "2 bad usage; 1 unexpected failure; 130 stopped (rerun to continue)."
         )}
 
@@ -277,5 +281,5 @@ class AnonymiseTask(Task):
             print(f"boomerang anonymise: wrote {len(links)} links to {link_file}: keep it private, it undoes the "
                   "anonymisation", file=sys.stderr)
         if not job.options.keep_names:
-            print(f"boomerang anonymise: {job.out / '.job'} links outputs to sources (job key, journal): "
+            print(f"boomerang anonymise: {job.out / '.job'} links outputs to sources (job key, journal, report): "
                   "leave it out when you share the outputs", file=sys.stderr)

@@ -31,6 +31,8 @@ class Task:
             skipped and reported. False (``sample``): every input is checked
             before the model loads (one bad file stops the command) and one run
             writes everything.
+        private_report: the report names input files and so goes to the job's private folder
+            (``OUT/.job/report.json``) instead of OUT (``anonymise``: OUT is the release).
         defaults: overrides of the sampling defaults for this command's flags
             (e.g. ``{"num_samples": 1}``).
         Options: the frozen dataclass of the task's own options (part of job.json, except
@@ -42,6 +44,7 @@ class Task:
     help = "Boomerang samples of every image of a folder"
     description = "Boomerang local samples of every image in IN_DIR, written to OUT_DIR in the same layout."
     resumable = True
+    private_report = False
     defaults: dict = {"num_samples": 1}
     Options = NoOptions
     State = NoState

@@ -182,7 +182,7 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
         cache: decoded inputs kept across blocks (default: none kept).
         dtype: ``numpy.uint8`` (the values written) or ``numpy.float32`` (default) for the pixels.
         skipped: resumable tasks: unreadable inputs are appended here as ``{"file", "reason"}``
-            and their outputs left out; otherwise raised.
+            (paths relative to the input folder) and their outputs left out; otherwise raised.
         stop: a :class:`~boomerang.stopping.Stop`: a stop signal while reading or sampling
             abandons the block (``StopRequested``).
 
@@ -213,7 +213,8 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
                 if skipped is None:
                     raise
                 bad.add(o.item.index)
-                skipped.append({"file": o.item.relpath, "reason": str(exc)})
+                reason = str(exc).replace(str(o.item.path), o.item.relpath) if o.item.path is not None else str(exc)
+                skipped.append({"file": o.item.relpath, "reason": reason})
     todo = [o for o in outputs if o.item.index in reads]
     groups: dict[tuple, list[OutputFile]] = {}  # one sampling call per (plan, shape the model sees)
     for o in todo:

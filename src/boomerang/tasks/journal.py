@@ -152,7 +152,7 @@ class JobFolder:
         except (OSError, ValueError, TypeError):
             pass  # a job from before outputs.json, or a damaged file: its samples still go
         _remove_files(self.out, names)
-        for name in ("job.json", "journal.jsonl", "outputs.json"):
+        for name in ("job.json", "journal.jsonl", "outputs.json", "report.json"):
             try:
                 (self.dir / name).unlink()
             except OSError:

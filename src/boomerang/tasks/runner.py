@@ -25,7 +25,8 @@ resumed job, or one spread over any number of Ray workers, batches exactly as an
 one: outputs are byte-identical even without batch-invariant kernels.
 
 Exit status of dataset commands: 0 every item done; 3 done, but some input files were
-skipped (listed in ``OUT/report.json``); 2 bad usage (nothing written); 1 an unexpected failure;
+skipped (listed in the report: ``OUT/report.json``, or ``OUT/.job/report.json`` for tasks
+whose report must stay private); 2 bad usage (nothing written); 1 an unexpected failure;
 130 stopped by Ctrl-C / SIGTERM (the block in progress is dropped, never half-written;
 rerun the same command to continue).
 """
@@ -44,7 +45,7 @@ from boomerang.tasks.blocks import InputCache, attach_model, blocks_of, default_
 from boomerang.tasks.job import Job, JobSettings, OutputFile
 
 __all__ = ["EXIT_OK", "EXIT_SKIPPED", "EXIT_USAGE", "EXIT_FAILED", "EXIT_INTERRUPTED", "REPORT_NAME",
-           "plan_job", "execute_job", "run_job", "job_definition"]
+           "plan_job", "execute_job", "run_job", "report_path", "job_definition"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 REPORT_NAME = "report.json"
@@ -108,6 +109,14 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
 
 
 # ----------------------------------------------------------------------------- 3. execute
+
+
+def report_path(job: Job) -> Path:
+    """Where the job's report goes: ``OUT/report.json``, or ``OUT/.job/report.json`` for a task
+    whose report names inputs that must not be published with the outputs (``private_report``)."""
+    from boomerang.tasks.journal import JOB_DIR
+
+    return job.out / JOB_DIR / REPORT_NAME if job.task.private_report else job.out / REPORT_NAME
 
 
 def execute_job(job: Job) -> int:
@@ -189,8 +198,10 @@ def execute_job(job: Job) -> int:
             "task": task.name, "total": n_items, "done": n_items - len(skipped_list), "skipped": len(skipped_list),
             "outputs": len(records), "skipped_files": skipped_list,
         }
-        path = job.out / REPORT_NAME
+        path = report_path(job)
         write_json(path, report)
+        if task.private_report:  # a public report from an earlier version would name inputs
+            _unlink(job.out / REPORT_NAME)
         made = sum(len(done[b]["records"]) for b in todo if b in done)  # outputs made by this run, not before
         made_text = ("all made before, none now" if not made else
                      f"{made / max(time.perf_counter() - t0, 1e-9):.2f} outputs/s" if made == len(records) else
