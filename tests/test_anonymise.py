@@ -161,6 +161,8 @@ def test_keep_names_mirrors_inputs(digits_dir, tmp_path):
     (["--level", "0.5", "--prompt-template", "a photo of a {label}"], "takes no text prompt"),
     (["--level", "0.5", "--prompt-template", "a {colour} digit"], "{colour}"),
     (["--level", "0.5", "--num-samples", "2", "--samples-per-image", "3"], "not both"),
+    (["--level", "0.5", "--samples-per-image", "0"], "--samples-per-image must be an integer >= 1"),
+    (["--level", "0.5", "--num-samples", "0"], "--num-samples must be an integer >= 1"),
 ])
 def test_bad_usage_exit_2_nothing_written(digits_dir, tmp_path, extra, words, capsys):
     out = tmp_path / "out"

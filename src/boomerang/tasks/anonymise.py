@@ -165,16 +165,13 @@ class AnonymiseTask(Task):
                                  "they undo the anonymisation, so the file is refused inside OUT_DIR or IN_DIR")
 
     def settings_from_args(self, args: argparse.Namespace):
-        from boomerang.tasks.flags import settings_from_args
+        from boomerang.tasks.flags import samples_per_image, settings_from_args
 
         if args.level is None and args.timestep is None and not args.from_noise:
             raise SettingError("`level` is required for anonymise (no default: choose it from the measured "
                                "privacy-utility table in docs/privacy.md, e.g. `level` 0.8)")
-        if args.samples_per_image is None:
-            return settings_from_args(args)
-        if args.num_samples not in (None, self.defaults["num_samples"], args.samples_per_image):
-            raise SettingError("give `samples_per_image` or `num_samples`, not both")
-        return settings_from_args(args, num_samples=args.samples_per_image)
+        k = samples_per_image(args, self.defaults["num_samples"])
+        return settings_from_args(args) if k is None else settings_from_args(args, num_samples=k)
 
     def options_from_args(self, args: argparse.Namespace) -> AnonymiseOptions:
         return AnonymiseOptions(keep_names=bool(args.keep_names), prompt_template=args.prompt_template,

@@ -57,28 +57,24 @@ class AugmentTask(Task):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--samples-per-image", dest="num_samples", default=self.defaults["num_samples"],
-                            metavar="K", help="samples per image and level (default %(default)s; "
-                                              "the same as --num-samples)")
+        parser.add_argument("--samples-per-image", default=None, metavar="K",
+                            help=f"samples per image and level (default {self.defaults['num_samples']}; "
+                                 "the same as --num-samples)")
         parser.add_argument("--include-originals", action="store_true",
                             help="put each original beside its samples in every level folder "
                                  "(hard-linked where possible, else copied)")
 
     def settings_from_args(self, args: argparse.Namespace):
         from boomerang.errors import SettingError
-        from boomerang.levels import check_positive_int
-        from boomerang.tasks.flags import settings_from_args
+        from boomerang.tasks.flags import samples_per_image, settings_from_args
 
-        try:
-            check_positive_int(args.num_samples, "samples_per_image")
-        except ValueError:
-            raise SettingError(f"`samples_per_image` must be an integer >= 1, got {args.num_samples!r}") from None
+        k = samples_per_image(args, self.defaults["num_samples"])  # errors name the flag that was given
         if args.from_noise:
             raise SettingError(
                 "augment makes local samples of each image; `from_noise` would ignore the images, "
                 "so the samples could not carry their labels (drop it, or use a level such as 0.3)"
             )
-        return settings_from_args(args)
+        return settings_from_args(args) if k is None else settings_from_args(args, num_samples=k)
 
     def options_from_args(self, args: argparse.Namespace) -> AugmentOptions:
         return AugmentOptions(include_originals=bool(args.include_originals))

@@ -19,7 +19,7 @@ from boomerang.tasks.job import ENGINES, JobSettings
 from boomerang.tasks.layout import LAYOUTS
 
 __all__ = ["add_sampling_arguments", "add_dataset_arguments", "add_job_arguments", "settings_from_args",
-           "job_settings_from_args", "parse_task_args", "PAGE_FLAGS", "sample_command"]
+           "job_settings_from_args", "parse_task_args", "samples_per_image", "PAGE_FLAGS", "sample_command"]
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
@@ -101,7 +101,7 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace, **changes) -> SampleSettings:
     """:class:`SampleSettings` from the shared sampling flags (validated there); ``changes``
-    replace flag values (e.g. ``num_samples`` from anonymise's own ``--samples-per-image``)."""
+    replace flag values (e.g. ``num_samples`` from a task's own ``--samples-per-image``)."""
     values = dict(
         level=args.level, timestep=args.timestep, num_samples=args.num_samples, seed=args.seed,
         steps=args.steps, scheduler=args.scheduler, schedule=args.schedule, from_noise=args.from_noise,
@@ -110,6 +110,25 @@ def settings_from_args(args: argparse.Namespace, **changes) -> SampleSettings:
         background=args.background, allow_pickle=args.allow_pickle, kernels=args.kernels,
     )
     return SampleSettings(**{**values, **changes})
+
+
+def samples_per_image(args: argparse.Namespace, default: int) -> int | None:
+    """A task's ``--samples-per-image K`` (the same as ``--num-samples``): K checked under its own
+    flag, or ``None`` when it was not given.
+
+    Raises:
+        SettingError: K is not an integer >= 1 (naming ``samples_per_image``), or both flags
+            were given with different values.
+    """
+    from boomerang.errors import SettingError
+    from boomerang.levels import check_positive_int
+
+    if args.samples_per_image is None:
+        return None
+    k = check_positive_int(args.samples_per_image, "samples_per_image")
+    if args.num_samples not in (None, default, args.samples_per_image, k) and str(args.num_samples) != str(k):
+        raise SettingError("give `samples_per_image` or `num_samples`, not both")
+    return k
 
 
 def job_settings_from_args(args: argparse.Namespace) -> JobSettings:
