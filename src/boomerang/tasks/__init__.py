@@ -34,7 +34,7 @@ hook gets the :class:`Job`:
     executed by ``core.boomerang_sample``).
 (d) output names: ``output_name(job, output)`` -> a ``/``-separated path relative to
     OUT ending in ``.png``; default mirrors the input's relative path (class
-    folders stay class folders), adding ``_level<L>`` / ``_s<j>`` when needed.
+    folders stay class folders), adding ``_level<L>`` / ``_s<jjj>`` when needed.
 (e) per-item metadata: ``record(job, output, plan, result, decoded, pixels)`` -> the
     output's row in ``OUT/metadata.jsonl`` (or ``.csv`` when the input had one):
     ``file_name``, the item's carried columns (``item.label``, ``item.caption``,

@@ -144,8 +144,8 @@ class Task:
         """The output's path relative to OUT (``/``-separated, ending in ``.png``).
 
         Default: the input's relative path with ``.png``, so the layout (class folders)
-        is mirrored; ``_level<L>`` is added when several levels are asked for
-        (``_t<t>`` with timesteps) and ``_s<j>`` when several samples.
+        is mirrored; ``_level<L>`` (3 decimals) is added when several levels are asked for
+        (``_t<tttt>`` with timesteps) and ``_s<jjj>`` when several samples.
         """
         rel = output.item.relpath
         stem = rel[: -len(Path(rel).suffix)] if Path(rel).suffix else rel

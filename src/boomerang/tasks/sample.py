@@ -6,8 +6,9 @@ flags (IMAGE files and/or folders), a check of every input before the model
 loads (:func:`boomerang.inputs.check_inputs`: one unreadable file stops the
 command, exit 2, nothing written), seeds by input index
 (``seeds.item_seed(seed, i, j)``), output names
-``OUT/<image stem>/level<L>_s<j>.png`` (``t<t>_s<j>.png`` with --timestep;
-``<stem>_<index>`` folders when stems collide), and at the end one contact sheet per input and
+``OUT/<image stem>/level<L>_s<jjj>.png`` (``L`` with 3 decimals; with
+--timestep ``t<tttt>_s<jjj>.png``, the timestep with 4 digits; ``<stem>_<index>``
+folders when stems collide), and at the end one contact sheet per input and
 ``OUT/metadata.json`` (written last, atomically).
 """
 
@@ -57,8 +58,9 @@ class SampleTask(Task):
     def parser_kwargs(self) -> dict:
         return {"epilog": (
             "Levels map to training timesteps as t = round(level * (T-1)); level 0 returns the input. "
-            f"Outputs: OUT/<image stem>/level<L>_s<j>.png (t<t>_s<j>.png with --timestep), "
-            f"OUT/<image stem>/{SHEET_NAME}, OUT/{METADATA_NAME}. "
+            "Outputs: OUT/<image stem>/level<L>_s<jjj>.png (L with 3 decimals, jjj the sample index; "
+            f"t<tttt>_s<jjj>.png with --timestep, e.g. t0250_s000.png), OUT/<image stem>/{SHEET_NAME}, "
+            f"OUT/{METADATA_NAME}. "
             "All inputs are read before the model loads: one unreadable file stops the command (exit 2)."
         )}
 
