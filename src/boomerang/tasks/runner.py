@@ -123,7 +123,7 @@ def execute_job(job: Job) -> int:
     """Run a planned, loaded job to the end (or to a stop signal); returns the exit status."""
     from boomerang.fileio import write_json
     from boomerang.stopping import NoStop, Stop, StopRequested
-    from boomerang.tasks.journal import JobFolder
+    from boomerang.tasks.journal import JobFolder, UnfinishedRun
     from boomerang.tasks.progress import JobProgress
 
     task, js = job.task, job.job_settings
@@ -134,11 +134,15 @@ def execute_job(job: Job) -> int:
         _continue_with_threads(job, folder.read_job().get("threads"))
     blocks = blocks_of(job)
     done: dict[int, dict] = {}
+    unfinished = None
     if folder is not None:
         if js.restart:
             _remove_outputs(job)
         other = ["metadata.jsonl", "metadata.csv", REPORT_NAME, *task.other_outputs(job)]
         done = folder.start(job_definition(job), restart=js.restart, other_outputs=other)
+    else:  # sample: a killed earlier run's files go first; this run's are listed until it ends
+        unfinished = UnfinishedRun(job.out)
+        unfinished.begin([o.name for o in job.outputs] + task.other_outputs(job))
     todo = [b for b in sorted(blocks) if b not in done]
     total = len(job.outputs)
     progress = JobProgress(total, initial=sum(len(blocks[b]) for b in done), desc=task.name, unit="img",
@@ -169,8 +173,8 @@ def execute_job(job: Job) -> int:
                         break
             stopped = stop.signum
     except BaseException:
-        if not task.resumable:  # sample: take back the images this run wrote (no image without metadata)
-            _take_back(job)
+        if unfinished is not None:  # sample: take back the images this run wrote (no image without metadata)
+            unfinished.take_back()
         raise
     finally:
         progress.close()
@@ -189,9 +193,11 @@ def execute_job(job: Job) -> int:
     try:
         task.finish(job, records, skipped_list)
     except BaseException:
-        if not task.resumable:
-            _take_back(job)
+        if unfinished is not None:
+            unfinished.take_back()
         raise
+    if unfinished is not None:
+        unfinished.end()
     n_items = len(job.items)
     if task.resumable:
         report = {
@@ -279,17 +285,6 @@ def _unlink(path: Path) -> None:
 def _remove_outputs(job: Job) -> None:
     for name in [o.name for o in job.outputs] + ["metadata.jsonl", "metadata.csv", REPORT_NAME]:
         _unlink(job.out / name)
-
-
-def _take_back(job: Job) -> None:
-    """Remove this job's outputs and the folders left empty (a failed task that is not resumable)."""
-    _remove_outputs(job)
-    folders = {(job.out / o.name).parent for o in job.outputs} | {job.out}
-    for d in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        try:
-            d.rmdir()  # only if empty
-        except OSError:
-            pass
 
 
 # ----------------------------------------------------------------------------- all of it
