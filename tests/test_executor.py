@@ -136,3 +136,55 @@ def test_the_runner_takes_typed_settings(tmp_path, tiny_pixel_dir):
     with pytest.raises(ValueError, match="engine"):
         JobSettings(engine="spark")
 
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_progress_off_a_terminal_is_a_plain_line_every_30_seconds():
+    import io
+
+    from boomerang.tasks.progress import JobProgress
+
+    now = [0.0]
+    stream = io.StringIO()  # not a terminal
+    p = JobProgress(10, desc="enhance", unit="output", stream=stream, clock=lambda: now[0])
+    assert p.mode == "lines"
+    now[0] = 20.0
+    p.finished(2)
+    assert stream.getvalue() == ""  # not before 30 s
+    now[0] = 25.0
+    p.advance(0.5)  # a batch half sampled
+    now[0] = 31.0
+    p.finished(1)  # its share becomes whole: 3, not 3.5
+    assert stream.getvalue() == "boomerang enhance: 3/10 outputs (30%), 31s elapsed, about 1m12s left\n"
+    now[0] = 45.0
+    p.finished(3)
+    assert stream.getvalue().count("\n") == 1  # the next line after 30 more seconds
+    now[0] = 62.0
+    p.finished(1)
+    assert stream.getvalue().splitlines()[-1] == "boomerang enhance: 7/10 outputs (70%), 1m02s elapsed, about 27s left"
+    p.close()
+    assert JobProgress(3, stream=io.StringIO(), show=False).mode == "off"
+    assert JobProgress(3, stream=io.StringIO(), show=None, lines=False).mode == "off"
+
+
+def test_the_bar_moves_with_every_denoiser_step(tmp_path, tiny_pixel_dir, monkeypatch, capsys):
+    """One block of 4 outputs at 6 denoiser steps: the count moves after each step, never back,
+    and ends at 4; off a terminal the job prints its plain progress lines."""
+    from boomerang.tasks import progress as P
+    from boomerang.tasks import Task, main_for
+
+    seen = []
+    real = P.JobProgress._show
+    monkeypatch.setattr(P.JobProgress, "_show", lambda self: seen.append(self.value) or real(self))
+    monkeypatch.setattr(P, "LINE_INTERVAL_S", 0.0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        _png(folder / f"{i}.png", seed=i)
+    assert main_for(Task(), [str(folder), "--out", str(tmp_path / "out"), "--model", str(tiny_pixel_dir),
+                             "--level", "1", "--steps", "6", "--batch-size", "4"]) == 0
+    assert seen == sorted(seen) and seen[-1] == 4 and len(set(seen)) >= 6  # one value per step
+    assert any(0 < v < 1 for v in seen)  # moved before the first output was written
+    err = capsys.readouterr().err
+    assert "boomerang dataset: 0/4 imgs (17%)" in err and "left" in err

@@ -169,13 +169,13 @@ class _HeldTask(Task):
     """The plain dataset task, but sampling waits while the file ``OUT/../hold`` exists
     (after creating ``OUT/../sampling``): a block that takes as long as the test wants."""
 
-    def sample_batch(self, job, x0, generators, plan, prompts):
+    def sample_batch(self, job, x0, generators, plan, prompts, progress=None):
         hold = job.out.parent / "hold"
         (job.out.parent / "sampling").touch()
         deadline = time.time() + 60
         while hold.exists() and time.time() < deadline:
             time.sleep(0.01)
-        return super().sample_batch(job, x0, generators, plan, prompts)
+        return super().sample_batch(job, x0, generators, plan, prompts, progress)
 
 
 def _fork_job(argv, stderr=os.devnull, task=Task) -> int:

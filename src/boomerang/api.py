@@ -189,7 +189,7 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
     cache = InputCache(job)
     try:
         for block in blocks_of(job).values():
-            for got in sample_block(job, block, cache=cache):
+            for got in sample_block(job, block, cache=cache, progress=bar):
                 o, plan, result = got.output, got.plan, got.result
                 if result is None:
                     from boomerang.planning import identity_scheduler_config

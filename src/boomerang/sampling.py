@@ -59,7 +59,7 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
         generators: one ``torch.Generator`` per item.
         plan: a :class:`~boomerang.levels.NoisePlan`.
         settings: eta, prompt, negative prompt and guidance scale are read from it.
-        progress: ``progress(done, total)`` after each reverse step.
+        progress: ``progress(done, total)`` after each reverse step of each prompt group.
         prompts: optional per-item prompts (text models); items are then sampled
             in groups of equal prompt, each item with its own generator.
 
@@ -82,9 +82,15 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
     result = np.empty((len(generators), x0.shape[3], x0.shape[1], x0.shape[2]), np.float32)
     out = None
     for prompt, idx in groups.items():
+        step = None
+        if progress is not None:  # the whole batch's progress: groups one after another
+            done_before, share = sum(len(v) for v in list(groups.values())[:list(groups).index(prompt)]), len(idx)
+
+            def step(done, total, _before=done_before, _share=share):
+                progress(_before * total + _share * done, len(generators) * total)
         out = core.boomerang_sample(
             model, xt[idx], plan, [generators[i] for i in idx], eta=settings.eta, prompt=prompt,
-            negative_prompt=settings.negative_prompt, guidance_scale=settings.guidance_scale, progress=progress,
+            negative_prompt=settings.negative_prompt, guidance_scale=settings.guidance_scale, progress=step,
         )
         result[idx] = ((out.samples.detach().float().cpu().clamp(-1, 1) + 1.0) / 2.0).numpy()
     if not np.all(np.isfinite(result)):

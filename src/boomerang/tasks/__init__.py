@@ -28,7 +28,7 @@ hook gets the :class:`Job`:
     (outputs take its size); default unchanged. ``fit(job, loaded)`` -> (reference,
     fitted): how the input is fitted to the model and outputs restored; default
     ``boomerang.inputs.fit_input``.
-(c) per-batch sampling: ``sample_batch(job, x0, generators, plan, prompts)``
+(c) per-batch sampling: ``sample_batch(job, x0, generators, plan, prompts, progress)``
     with x0 float32 numpy [B, H, W, C] in [0, 1]; returns (samples like x0, the
     ``core.BoomerangOutput``); default ``boomerang.sampling.sample_batch`` (the plan
     executed by ``core.boomerang_sample``).

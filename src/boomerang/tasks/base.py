@@ -126,9 +126,10 @@ class Task:
 
     # -- (c) per-batch sampling ------------------------------------------------------------------
 
-    def sample_batch(self, job: Job, x0, generators, plan, prompts):
+    def sample_batch(self, job: Job, x0, generators, plan, prompts, progress=None):
         """Sample one batch: x0 float32 numpy [B, H, W, C] in [0, 1] (fitted to the model, one
-        shape), one generator per item, the plan, per-item prompts (or None).
+        shape), one generator per item, the plan, per-item prompts (or None), and
+        ``progress(done, total)`` to call after each denoiser step (or None).
 
         Returns:
             (samples float32 numpy [B, H, W, C] in [0, 1], ``core.BoomerangOutput`` or None).
@@ -136,7 +137,7 @@ class Task:
         """
         from boomerang.sampling import sample_batch
 
-        return sample_batch(job.model, x0, generators, plan, job.settings, prompts=prompts)
+        return sample_batch(job.model, x0, generators, plan, job.settings, prompts=prompts, progress=progress)
 
     # -- (d) output names ------------------------------------------------------------------------
 

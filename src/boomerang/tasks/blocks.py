@@ -172,7 +172,7 @@ def _generator(seed: int):
 
 
 def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | None = None, dtype=None,
-                 skipped: list | None = None, stop=None) -> Iterator[BlockSample]:
+                 skipped: list | None = None, progress=None, stop=None) -> Iterator[BlockSample]:
     """Sample one block: read and fit its inputs (task hooks), sample each group of equal plan and
     model-input shape as one batch (``task.sample_batch``), restore each output to its input's size.
 
@@ -183,6 +183,7 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
         dtype: ``numpy.uint8`` (the values written) or ``numpy.float32`` (default) for the pixels.
         skipped: resumable tasks: unreadable inputs are appended here as ``{"file", "reason"}``
             (paths relative to the input folder) and their outputs left out; otherwise raised.
+        progress: a :class:`~boomerang.tasks.progress.JobProgress` moved after each denoiser step.
         stop: a :class:`~boomerang.stopping.Stop`: a stop signal while reading or sampling
             abandons the block (``StopRequested``).
 
@@ -232,8 +233,16 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
             per_item = [job.task.prompt(job, o.item) for o in group]
             if any(p is not None for p in per_item):
                 prompts = [job.settings.prompt if p is None else p for p in per_item]
+        step = None
+        if progress is not None:
+            moved = [0.0]
+
+            def step(done, total, _n=len(group), _moved=moved):
+                now = _n * done / total
+                progress.advance(now - _moved[0])
+                _moved[0] = now
         with stop.interruptible():
-            samples, result = job.task.sample_batch(job, x0, gens, plan, prompts)
+            samples, result = job.task.sample_batch(job, x0, gens, plan, prompts, progress=step)
         made.update({o.index: (arr, result) for o, arr in zip(group, samples)})
     for o in todo:
         decoded = reads[o.item.index]
@@ -266,7 +275,7 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
 
     skipped: list = [] if job.task.resumable else None
     written, records, made = [], [], set()
-    for s in sample_block(job, outputs, cache=cache, dtype=np.uint8, skipped=skipped, stop=stop):
+    for s in sample_block(job, outputs, cache=cache, dtype=np.uint8, skipped=skipped, progress=progress, stop=stop):
         path = job.out / s.output.name
         if path.parent not in made:
             path.parent.mkdir(parents=True, exist_ok=True)

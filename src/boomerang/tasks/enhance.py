@@ -183,7 +183,8 @@ class EnhanceTask(Task):
         h, w = output_size(x.shape[0], x.shape[1], job.options.scale)
         return upsample(x, h, w, job.options.upsampler), _UnresizedInput(x)
 
-    def sample_batch(self, job: Job, x0, generators, plan, prompts):
+    def sample_batch(self, job: Job, x0, generators, plan, prompts, progress=None):
+        """The windows' sampler (``enhance_images``); it takes no per-step ``progress``: the bar moves per image."""
         import numpy as np
 
         from boomerang.enhance.image import enhance_images

@@ -72,8 +72,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--allow-pickle", action="store_true",
                    help="also load pickle (.bin/.ckpt) weights; only for files you trust (default: safetensors only)")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="always show the progress bar (default: only on a terminal)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
+                   help="always show the progress bar (default: a bar on a terminal, else a plain line every 30 s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
 
 
