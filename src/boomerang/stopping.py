@@ -1,6 +1,6 @@
 """Stopping a dataset job cleanly: SIGINT / SIGTERM end it after the current block.
 
-The runner (:func:`boomerang.tasks.runner.run`) enters :class:`Stop` around its loop over
+The runner (:func:`boomerang.tasks.runner.execute_job`) enters :class:`Stop` around its loop over
 blocks and checks ``stop.signum`` after each journalled block; tasks that cannot resume
 (``boomerang sample``) use :class:`NoStop`, which leaves the default handlers in place.
 """
