@@ -49,7 +49,7 @@ def main() -> None:
     from PIL import Image
 
     from boomerang import core, seeds
-    from boomerang.jobs import load
+    from boomerang.sampling import load
     from boomerang.data import load_dataset
     from boomerang.tasks import Task, main_for
     from boomerang.tasks.layout import scan
@@ -87,20 +87,20 @@ def main() -> None:
         import boomerang.tasks.runner as R
 
         loaded = {}
-        original = R.load
+        original = R.attach_model
 
-        def timed_load(ctx, threads=None):  # the model load is timed apart
+        def timed_load(job, threads=None):  # the model load is timed apart
             t1 = time.perf_counter()
-            original(ctx, threads)
+            original(job, threads)
             loaded["s"] = time.perf_counter() - t1
 
-        R.load = timed_load
+        R.attach_model = timed_load
         try:
             t0 = time.perf_counter()
             assert main_for(Task(), argv) == 0
             total = time.perf_counter() - t0
         finally:
-            R.load = original
+            R.attach_model = original
         return total - loaded.get("s", 0.0)
 
     rows = {"bare": [], "runner": []}

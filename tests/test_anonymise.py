@@ -76,7 +76,7 @@ def test_cases_bad_files_skipped_good_files_exact(cases_dir, pixel_model, tmp_pa
                "--link-file", str(links), *FAST])
     err = capsys.readouterr().err
     assert rc == 3, err
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / ".job" / "report.json").read_text())  # it names inputs: never in the release
     assert sorted(s["file"] for s in report["skipped_files"]) == sorted(BAD)
     assert report["done"] == len(GOOD) and report["skipped"] == len(BAD)
     by_source = {ln.source: ln.output for ln in read_links(links)}
@@ -161,6 +161,8 @@ def test_keep_names_mirrors_inputs(digits_dir, tmp_path):
     (["--level", "0.5", "--prompt-template", "a photo of a {label}"], "takes no text prompt"),
     (["--level", "0.5", "--prompt-template", "a {colour} digit"], "{colour}"),
     (["--level", "0.5", "--num-samples", "2", "--samples-per-image", "3"], "not both"),
+    (["--level", "0.5", "--samples-per-image", "0"], "--samples-per-image must be an integer >= 1"),
+    (["--level", "0.5", "--num-samples", "0"], "--num-samples must be an integer >= 1"),
 ])
 def test_bad_usage_exit_2_nothing_written(digits_dir, tmp_path, extra, words, capsys):
     out = tmp_path / "out"
@@ -193,13 +195,60 @@ def test_prompt_template_with_a_text_model(tiny_sd_dir, tmp_path, capsys):
 
 
 def test_prompt_hook_formats_label_and_caption():
-    from boomerang.tasks.anonymise import AnonymiseTask
+    from boomerang.tasks.anonymise import AnonymiseOptions, AnonymiseTask
     from boomerang.tasks.layout import Item
 
-    class Ctx:
-        options = {"prompt_template": "a photo of a {label}, {caption} ({kind})"}
+    class Job:
+        options = AnonymiseOptions(prompt_template="a photo of a {label}, {caption} ({kind})")
 
     item = Item(0, "x/1.png", Path("x/1.png"), "person", "smiling", {"kind": "portrait"})
-    assert AnonymiseTask().prompt(Ctx(), item) == "a photo of a person, smiling (portrait)"
-    Ctx.options = {"prompt_template": None}
-    assert AnonymiseTask().prompt(Ctx(), item) is None
+    assert AnonymiseTask().prompt(Job(), item) == "a photo of a person, smiling (portrait)"
+    Job.options = AnonymiseOptions()
+    assert AnonymiseTask().prompt(Job(), item) is None
+
+
+def test_release_names_no_input(cases_dir, pixel_model, tmp_path, capsys):
+    """Everything outside OUT/.job is the release: no file there names an input (its name, stem,
+    path relative to IN_DIR or absolute path); the report, which lists the skipped inputs, is
+    in OUT/.job, with paths relative to IN_DIR."""
+    out = tmp_path / "out"
+    assert main(["anonymise", str(cases_dir), "--level", "0.5", "--out", str(out), "--model", str(pixel_model),
+                 *FAST]) == 3
+    err = capsys.readouterr().err
+    assert not (out / "report.json").exists() and str(out / ".job" / "report.json") in err
+    report = json.loads((out / ".job" / "report.json").read_text())
+    assert sorted(s["file"] for s in report["skipped_files"]) == sorted(BAD)
+    assert all(s["file"] in s["reason"] and str(cases_dir) not in s["reason"] for s in report["skipped_files"])
+    inputs = sorted(p for p in cases_dir.rglob("*") if p.is_file())
+    words = {str(cases_dir), str(cases_dir.resolve())}
+    for p in inputs:
+        rel = p.relative_to(cases_dir).as_posix()
+        words |= {p.name, rel, p.stem, str(p), str(p.resolve())}
+    published = [p for p in out.rglob("*") if p.is_file() and ".job" not in p.relative_to(out).parts]
+    assert len(published) == len(GOOD) + 1  # the images and metadata.jsonl
+    for p in published:
+        data = p.read_bytes()
+        named = [w for w in sorted(words) if w.encode() in data or w in p.relative_to(out).as_posix()]
+        assert not named, (p.relative_to(out), named)
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "read_only"])
+def test_unwritable_link_file_is_refused_before_any_work(digits_dir, tmp_path, where, capsys, monkeypatch):
+    import boomerang.models
+
+    monkeypatch.setattr(boomerang.models, "load_model", lambda *a, **k: pytest.fail("the job started"))
+    if where == "under_a_file":
+        (tmp_path / "a_file").write_text("x")
+        link = tmp_path / "a_file" / "links.jsonl"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes to read-only folders")
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        link = folder / "sub" / "links.jsonl"
+    out = tmp_path / "out"
+    rc = main(["anonymise", str(digits_dir), "--level", "0.5", "--out", str(out), "--link-file", str(link), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--link-file" in err and "cannot be written" in err, err
+    assert not out.exists() and not link.exists()

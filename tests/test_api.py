@@ -131,7 +131,7 @@ def test_prepare_reads_every_input_before_loading(tmp_path, tiny_pixel_dir, monk
     with pytest.raises(imageio.ImageInputError, match="bad.png"):
         api.prepare([_img(), bad], SampleSettings(model=str(tiny_pixel_dir)))
     job = api.prepare([_img(), _img((5, 7))], SampleSettings(model=str(tiny_pixel_dir), num_samples=3))
-    assert job.num_items == 6 and job.model is None
+    assert len(job.inputs) == 2 and len(job.outputs) == 6 and job.model is None
 
 
 def test_timestep_out_of_range_for_the_model(tiny_pixel_dir):
@@ -156,7 +156,7 @@ def test_auto_batch_size_is_memory_aware(tiny_pixel_model):
     assert estimate_item_bytes(tiny_pixel_model, (1, 16, 16)) > per
 
 
-def test_streaming_prepare_keeps_no_pixels_and_gives_the_same_samples(tmp_path, tiny_pixel_model):
+def test_prepare_keeps_no_pixels_and_files_and_arrays_give_the_same_samples(tmp_path, tiny_pixel_model):
     from PIL import Image
 
     from boomerang.api import prepare, run
@@ -167,12 +167,12 @@ def test_streaming_prepare_keeps_no_pixels_and_gives_the_same_samples(tmp_path, 
         files.append(tmp_path / f"in{i}.png")
         Image.fromarray((rng.random((20, 12, 3)) * 255).astype(np.uint8)).save(files[-1])
     kw = dict(level=0.4, steps=3, num_samples=3, batch_size=2, seed=1)
-    streamed = prepare(files, model=tiny_pixel_model, stream=True, **kw)
-    assert all(inp.reference is None and inp.loaded.pixels.strides == (0, 0, 0) for inp in streamed.inputs)
-    assert [inp.fitted.pixels.shape for inp in streamed.inputs] == [(8, 8, 1)] * 3
-    a = list(run(streamed))
-    assert all(inp.reference is None for inp in streamed.inputs)  # released again after their batches
-    b = list(run(prepare(files, model=tiny_pixel_model, **kw)))
+    job = prepare(files, model=tiny_pixel_model, **kw)
+    assert all(inp.loaded.pixels.strides == (0, 0, 0) for inp in job.inputs)  # described, not held
+    assert [inp.model_shape for inp in job.inputs] == [(8, 8, 1)] * 3
+    a = list(run(job))
+    b = list(run(prepare([np.asarray(Image.open(f)) for f in files], model=tiny_pixel_model, **kw)))
+    assert [(s.image_index, s.sample_index) for s in a] == [(i, j) for i in range(3) for j in range(3)]
     assert [(s.image_index, s.sample_index) for s in a] == [(s.image_index, s.sample_index) for s in b]
     for sa, sb in zip(a, b):
         assert np.array_equal(sa.pixels, sb.pixels) and np.array_equal(sa.reference, sb.reference)

@@ -169,6 +169,8 @@ def test_rerun_continues_and_writes_the_same_bytes(tmp_path, tiny_pixel_dir):
 
 @pytest.mark.parametrize("flags, message", [
     (["--samples-per-image", "0"], "--samples-per-image must be an integer >= 1"),
+    (["--num-samples", "0"], "--num-samples must be an integer >= 1"),  # the flag the user gave
+    (["--num-samples", "2", "--samples-per-image", "3"], "not both"),
     (["--level", "1.5"], "--level"),
     (["--from-noise"], "--from-noise would ignore the images"),
 ])

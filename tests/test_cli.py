@@ -376,6 +376,52 @@ def test_folder_input_and_timestep_naming(tmp_path, tiny_pixel_dir):
     assert all(r["timestep"] == 3 for r in meta["samples"])
 
 
+def test_the_docs_name_the_files_as_they_are_written(tmp_path, digit, tiny_pixel_dir, capsys):
+    """README and `boomerang sample --help` say t<tttt>_s<jjj>.png and level<L>_s<jjj>.png: what is written."""
+    import re
+
+    for flags, pattern in ((["--timestep", "250,7"], r"t\d{4}_s\d{3}\.png"), (["--level", "0.5"], r"level\d\.\d{3}_s\d{3}\.png")):
+        out = tmp_path / flags[0].strip("-")
+        assert main(["sample", str(digit), "--model", str(tiny_pixel_dir), *flags, "--num-samples", "2",
+                     "--out", str(out), *FAST]) == 0
+        names = sorted(p.name for p in (out / "digit").glob("*.png") if p.name != "contact_sheet.png")
+        assert names and all(re.fullmatch(pattern, n) for n in names), names
+    assert sorted(p.name for p in (tmp_path / "timestep" / "digit").glob("t*.png")) == [
+        "t0007_s000.png", "t0007_s001.png", "t0250_s000.png", "t0250_s001.png"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "t<tttt>_s<jjj>.png" in readme and "level<L>_s<jjj>.png" in readme and "t<t>_s<j>" not in readme
+    assert main(["sample", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "t<tttt>_s<jjj>.png" in help_text and "t0250_s000.png" in help_text
+
+
+def test_a_killed_sample_leaves_no_image_without_metadata_after_a_rerun(tmp_path, digit, tiny_pixel_dir):
+    """SIGKILL after the samples are written, before metadata.json: the rerun (here with other
+    settings) removes what the killed run wrote; every PNG left is listed in metadata.json."""
+    import signal
+
+    out = tmp_path / "out"
+    argv = ["sample", str(digit), "--model", str(tiny_pixel_dir), "--level", "0.2,0.6", "--num-samples", "3",
+            "--batch-size", "2", "--out", str(out), *FAST]
+    pid = os.fork()
+    if pid == 0:  # the child is killed the moment every sample is written
+        from boomerang.tasks.sample import SampleTask
+
+        SampleTask.finish = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            main(argv)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    assert len(list(out.rglob("*.png"))) == 6 and not (out / "metadata.json").exists()
+    assert main([*argv[:4], "--level", "0.4", *argv[6:]]) == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    listed = {r["file"] for r in meta["samples"]} | {i["contact_sheet"] for i in meta["inputs"]}
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.png")} == listed
+    assert len(listed) == 4 and not (out / ".job").exists()
+
+
 def test_from_noise_is_global_sampling(tmp_path, digit, tiny_pixel_dir):
     out = tmp_path / "out"
     assert main(["sample", str(digit), "--model", str(tiny_pixel_dir), "--from-noise", "--num-samples", "2",

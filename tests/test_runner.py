@@ -124,6 +124,7 @@ def test_unreadable_files_are_skipped_and_reported(tmp_path, tiny_pixel_dir, cap
     report = json.loads((out / "report.json").read_text())
     assert [s["file"] for s in report["skipped_files"]] == ["empty.png", "not_an_image.png", "truncated.jpg"]
     assert all(s["file"] in s["reason"] for s in report["skipped_files"])
+    assert all(str(src) not in s["reason"] for s in report["skipped_files"])  # paths relative to IN_DIR
     assert (report["done"], report["skipped"], report["total"]) == (7, 3, 10)
     assert "done 7, skipped 3, total 10" in capsys.readouterr().err
     with Image.open(out / "exif_rotate6.png") as im:
@@ -168,13 +169,13 @@ class _HeldTask(Task):
     """The plain dataset task, but sampling waits while the file ``OUT/../hold`` exists
     (after creating ``OUT/../sampling``): a block that takes as long as the test wants."""
 
-    def sample_batch(self, ctx, x0, generators, plan, prompts):
-        hold = ctx.out.parent / "hold"
-        (ctx.out.parent / "sampling").touch()
+    def sample_batch(self, job, x0, generators, plan, prompts, progress=None):
+        hold = job.out.parent / "hold"
+        (job.out.parent / "sampling").touch()
         deadline = time.time() + 60
         while hold.exists() and time.time() < deadline:
             time.sleep(0.01)
-        return super().sample_batch(ctx, x0, generators, plan, prompts)
+        return super().sample_batch(job, x0, generators, plan, prompts, progress)
 
 
 def _fork_job(argv, stderr=os.devnull, task=Task) -> int:
@@ -334,14 +335,14 @@ def test_ray_engine_writes_the_same_bytes_as_the_local_engine(tmp_path, tiny_pix
 
 
 def test_kernels_setting_sets_the_models_batch_invariance(tiny_pixel_dir):
-    from boomerang import jobs
     from boomerang.errors import SettingError
+    from boomerang.sampling import load
 
-    assert jobs.load(tiny_pixel_dir).batch_invariant is True  # the CPU default
-    assert jobs.load(tiny_pixel_dir, kernels="plain").batch_invariant is False
-    assert jobs.load(tiny_pixel_dir, kernels="invariant").batch_invariant is True
+    assert load(tiny_pixel_dir).batch_invariant is True  # the CPU default
+    assert load(tiny_pixel_dir, kernels="plain").batch_invariant is False
+    assert load(tiny_pixel_dir, kernels="invariant").batch_invariant is True
     with pytest.raises(SettingError, match="kernels must be one of auto, invariant, plain"):
-        jobs.load(tiny_pixel_dir, kernels="fast")
+        load(tiny_pixel_dir, kernels="fast")
 
 
 def test_a_rerun_keeps_the_thread_count_the_job_started_with(tmp_path, tiny_pixel_dir, capsys):

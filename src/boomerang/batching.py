@@ -107,14 +107,14 @@ def auto_batch_size(num_items: int, device: str = "cpu", model=None, shape: tupl
 
 
 def resolve_batch_size(job) -> int:
-    """The batch size a job runs with: ``settings.batch_size`` or :func:`auto_batch_size`
-    for its largest input (the model must be loaded); ``job`` is a ``boomerang.jobs.Job``."""
+    """The batch size of a job whose inputs were checked up front (``boomerang sample``, the API):
+    ``settings.batch_size`` or :func:`auto_batch_size` of (inputs x samples) for its largest
+    model input (the model must be loaded); ``job`` is a ``boomerang.tasks.job.Job``."""
     s = job.settings
     if s.batch_size:
         return int(s.batch_size)
     shape = None
     if job.model is not None and job.inputs:
-        big = max(job.inputs, key=lambda inp: inp.fitted.pixels.shape[0] * inp.fitted.pixels.shape[1])
-        hh, ww, cc = big.fitted.pixels.shape
+        hh, ww, cc = max((inp.model_shape for inp in job.inputs), key=lambda sh: sh[0] * sh[1])
         shape = (int(cc), int(hh), int(ww))
-    return auto_batch_size(job.num_items, s.device, job.model, shape)
+    return auto_batch_size(len(job.inputs) * s.num_samples, s.device, job.model, shape)

@@ -18,7 +18,7 @@ import math
 from typing import Sequence
 
 __all__ = ["MIN_TILE", "MAX_TILE", "PAD", "LABEL_H", "BACKGROUND", "tile_scale", "tile_size", "thumbnail",
-           "sheet_size", "contact_sheet"]
+           "input_thumbnail", "png_bytes", "sheet_size", "contact_sheet"]
 
 MIN_TILE = 96  # small images are upscaled (integer factor) to at least this many pixels on the long side
 MAX_TILE = 512  # large images are shown shrunk (Lanczos) to at most this many pixels on the long side
@@ -54,6 +54,28 @@ def thumbnail(image):
     return image.resize((tw, th), Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
+def input_thumbnail(reference):
+    """An input as its contact sheet shows it, at most at its tile size: ``reference`` (float
+    in [0, 1] or uint8, (H, W, C) with C = 1 or 3) quantised to 8 bits as a PIL image (``L`` or
+    ``RGB``), shrunk by :func:`thumbnail`. :func:`contact_sheet` draws it exactly as it draws the
+    full-size input (pass the input's own size as ``size``), so it can be kept instead of the input."""
+    from PIL import Image
+
+    from boomerang.metrics import quantize8
+
+    q = quantize8(reference)  # float or uint8 (large inputs): no full-size float temporaries
+    return thumbnail(Image.fromarray(q[..., 0] if q.shape[-1] == 1 else q))
+
+
+def png_bytes(image) -> bytes:
+    """A PIL image as PNG bytes (lossless: reopening it gives the same pixels)."""
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def sheet_size(width: int, height: int, n_samples: int, n_rows: int) -> tuple[int, int]:
     """(width, height) of a sheet for inputs of ``width`` x ``height`` pixels,
     ``n_samples`` samples per row (plus the input) and ``n_rows`` levels."""
@@ -61,11 +83,12 @@ def sheet_size(width: int, height: int, n_samples: int, n_rows: int) -> tuple[in
     return PAD + (n_samples + 1) * (tw + PAD), PAD + n_rows * (LABEL_H + th + PAD)
 
 
-def contact_sheet(image, rows: Sequence[tuple[str, Sequence]]):
+def contact_sheet(image, rows: Sequence[tuple[str, Sequence]], *, size: tuple[int, int] | None = None):
     """Draw a contact sheet.
 
     Args:
-        image: the input as a PIL image (any mode; converted to RGB), size w x h.
+        image: the input as a PIL image (any mode; converted to RGB), size w x h, or its
+            :func:`thumbnail` when ``size`` gives (w, h).
         rows: one ``(label, samples)`` pair per level; ``samples`` are PIL images
             of the same size as ``image`` (or already at its :func:`tile_size`,
             see :func:`thumbnail`); every row must hold the same number.
@@ -81,7 +104,7 @@ def contact_sheet(image, rows: Sequence[tuple[str, Sequence]]):
     if not rows:
         raise ValueError("contact_sheet needs at least one row")
     n = len(rows[0][1])
-    w, h = image.size
+    w, h = size if size is not None else image.size
     tw, th = tile_size(w, h)
     for label, samples in rows:
         if len(samples) != n:

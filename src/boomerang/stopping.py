@@ -1,6 +1,6 @@
 """Stopping a dataset job or a training run cleanly: SIGINT / SIGTERM end it after the current block or step.
 
-The runner (:func:`boomerang.tasks.runner.run`) enters :class:`Stop` around its loop over
+The runner (:func:`boomerang.tasks.runner.execute_job`) enters :class:`Stop` around its loop over
 blocks and checks ``stop.signum`` after each journalled block; tasks that cannot resume
 (``boomerang sample``) use :class:`NoStop`, which leaves the default handlers in place. The
 training commands enter it through :class:`boomerang.training.loop.Stopper` and check it

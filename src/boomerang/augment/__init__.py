@@ -1,7 +1,7 @@
 """Boomerang data augmentation: the sample cache and the training-time Dataset wrapper.
 
 Samples are computed once, ahead of training, by ``boomerang augment IN_DIR
---level L --samples-per-image K --out CACHE`` (layout: :mod:`boomerang.augment.layout`);
+--level L --samples-per-image K --out CACHE`` (layout: :mod:`boomerang.augment.cache`);
 during training :class:`BoomerangAugmented` swaps an item's image for one of its
 cached local samples with probability p. Sampling never happens in the training loop.
 
@@ -10,7 +10,7 @@ or :class:`SamplePicker` is first used.
 """
 
 from boomerang.augment.choice import choose_sample
-from boomerang.augment.layout import (
+from boomerang.augment.cache import (
     MANIFEST_NAME,
     available_levels,
     level_dirname,

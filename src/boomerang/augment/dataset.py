@@ -4,7 +4,7 @@ For item i, :class:`BoomerangAugmented` returns the base dataset's item with
 its image replaced, with probability p, by one of the item's K cached local
 samples (Luzi et al., Sec. 5.2: data augmentation that stays on the image
 manifold). The cache is written ahead of training by ``boomerang augment``
-(layout: :mod:`boomerang.augment.layout`); nothing is sampled here.
+(layout: :mod:`boomerang.augment.cache`); nothing is sampled here.
 
 The choice depends only on (seed, epoch, i) (:func:`boomerang.augment.choose_sample`),
 so any number of DataLoader workers, any shuffling and any batch size give the
@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from boomerang.augment.choice import check_probability, choose_sample
-from boomerang.augment.layout import source_samples
+from boomerang.augment.cache import source_samples
 from boomerang.levels import check_level
 
 __all__ = ["SamplePicker", "BoomerangAugmented"]

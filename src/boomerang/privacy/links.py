@@ -29,7 +29,7 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Iterable
 
-__all__ = ["Link", "LinkFileError", "read_links", "write_links", "format_link"]
+__all__ = ["Link", "LinkFileError", "read_links", "write_links", "format_link", "check_link_file"]
 
 
 class LinkFileError(ValueError):
@@ -113,6 +113,36 @@ def read_links(path: str | os.PathLike) -> list[Link]:
     if not links:
         raise LinkFileError(f"{path}: the link file holds no links")
     return links
+
+
+def check_link_file(path: str | os.PathLike) -> None:
+    """Refuse a link file that :func:`write_links` could not write, before any work is done.
+
+    :func:`write_links` creates the missing folders, then writes a temporary file in the
+    file's folder and renames it: so the nearest folder that exists must be a folder this
+    process can create files in (tried with an unnamed temporary file, which leaves nothing).
+
+    Raises:
+        boomerang.errors.SettingError: (a ValueError) naming ``link_file``, the path and why.
+    """
+    import tempfile
+
+    from boomerang.errors import SettingError
+
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_file():
+        raise SettingError(f"`link_file` {path} exists and is not a file")
+    folder = path.parent if str(path.parent) else pathlib.Path(".")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise SettingError(f"`link_file` {path} cannot be written: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SettingError(f"`link_file` {path} cannot be written in {folder} "
+                           f"({exc.strerror or exc}); choose a folder you can write to") from None
 
 
 def write_links(path: str | os.PathLike, links: Iterable[Link]) -> pathlib.Path:

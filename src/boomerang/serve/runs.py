@@ -2,11 +2,12 @@
 
 The page must give exactly what ``boomerang sample`` gives for the same image,
 settings and seed (the same PNG bytes, the same ``metadata.json``), so it does
-not re-implement sampling: :func:`sample_to_folder` runs the sample task on the
-shared runner (``boomerang.tasks``), as the CLI does, writing into a fresh
-folder per run. That function is the only place this module touches the
-sampling code (the *adapter*); everything else here (the run folders, the
-model cache, the one-line errors) is independent of it.
+not re-implement sampling: :func:`sample_to_folder` builds the typed settings
+(:class:`~boomerang.settings.SampleSettings`, :class:`~boomerang.tasks.job.JobSettings`)
+and calls the function the CLI calls, :func:`boomerang.tasks.runner.run_job`, on
+the sample task, writing into a fresh folder per run. That function is the only
+place this module touches the sampling code (the *adapter*); everything else
+here (the run folders, the model cache, the one-line errors) is independent of it.
 
 No torch or gradio import at module level: the page module and the tests
 import this cheaply.
@@ -14,7 +15,6 @@ import this cheaply.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import shutil
@@ -25,12 +25,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: Settings the page passes, with the CLI flag each one stands for.
-PAGE_FLAGS = {
-    "level": "--level", "num_samples": "--num-samples", "seed": "--seed", "steps": "--steps",
-    "scheduler": "--scheduler", "schedule": "--schedule", "eta": "--eta", "prompt": "--prompt",
-    "negative_prompt": "--negative-prompt", "guidance_scale": "--guidance-scale", "background": "--background",
-}
+from boomerang.tasks.flags import PAGE_FLAGS  # noqa: E402,F401 (the settings the page passes, re-exported)
+
 #: Run folders kept on disk (older ones are deleted when a new run starts).
 KEEP_RUNS = 32
 
@@ -148,46 +144,20 @@ def stage_input(upload: str | Path, run: Path, name: str | None = None) -> Path:
     return dest
 
 
-def sample_command(image: Path, settings: dict, spec: ModelSpec, out: str) -> list[str]:
-    """The ``boomerang sample`` argv that does what the page does (recorded in metadata.json).
-
-    Args:
-        image: the staged input file.
-        settings: page settings, keys of :data:`PAGE_FLAGS` (prompt-related ones
-            are dropped when empty / for models without text).
-        spec: the server's model.
-        out: the output folder.
-    """
-    # FLAG=VALUE and "--" before the file: a prompt or a file name that starts with "-" stays a value.
-    argv = ["sample"]
-    for key, flag in PAGE_FLAGS.items():
-        if key in settings and settings[key] is not None:
-            argv.append(f"{flag}={settings[key]}")
-    if spec.model is not None:
-        argv.append(f"--model={spec.model}")
-    argv += [f"--device={spec.device}", f"--dtype={spec.dtype}"]
-    if spec.allow_pickle:
-        argv.append("--allow-pickle")
-    if spec.threads is not None:
-        argv.append(f"--threads={spec.threads}")
-    return argv + [f"--out={out}", "--", str(image)]
-
-
 def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: Path) -> RunResult:
     """Run ``boomerang sample`` on one staged image into ``out`` with an already loaded model.
 
-    This is the adapter between the page and the sampling code: it parses the
-    equivalent command line (:func:`sample_command`) with the sample task's own
-    parser (so defaults and checks are the CLI's), then runs the shared task
-    runner's stages as ``boomerang sample`` does (``boomerang.tasks.runner``:
-    prepare, then run), handing it ``model`` instead of loading the weights
-    again. The files written (sample PNGs, contact sheet, ``metadata.json``)
-    are therefore byte for byte the CLI's.
+    This is the adapter between the page and the sampling code: it builds the typed settings
+    from the page's values and the server's model flags, then calls
+    :func:`boomerang.tasks.runner.run_job` on the sample task, as the CLI does, handing it
+    ``model`` instead of loading the weights again. The files written (sample PNGs, contact
+    sheet, ``metadata.json``) are therefore byte for byte the CLI's; metadata.json records
+    the equivalent command line (:func:`boomerang.tasks.flags.sample_command`).
 
     Args:
         image: the input file (inside the run folder).
         settings: page settings, keys of :data:`PAGE_FLAGS`; e.g. ``{"level": "0.3",
-            "num_samples": 4, "seed": 0, "steps": 50, "scheduler": "ddpm"}``.
+            "num_samples": 4, "seed": 0, "steps": 50, "scheduler": "ddpm"}`` (``None``: the default).
         spec: the server's model flags.
         model: the loaded model for ``spec`` (from :class:`ModelCache`).
         out: output folder (must not exist yet, or be empty).
@@ -205,19 +175,21 @@ def sample_to_folder(image: Path, settings: dict, spec: ModelSpec, model, out: P
 
 
 def _sample_to_folder(image, settings, spec, model, out, said) -> RunResult:
-    from boomerang.tasks import runner
+    from boomerang.settings import SampleSettings
+    from boomerang.tasks.flags import sample_command
+    from boomerang.tasks.job import JobSettings
+    from boomerang.tasks.runner import run_job
+    from boomerang.tasks.sample import SampleTask
 
-    argv = sample_command(image, settings, spec, str(out))
-    task, args = _parse_sample(argv)
-    args.progress = True  # a tqdm bar: the page's progress (gr.Progress(track_tqdm=True)) follows it
-    args._argv = argv
-    ctx = runner.prepare(task, args)  # checks everything, reads the input; nothing written yet
-    # As runner.run_task, but without runner.load: the server's model (loaded once, threads set at start).
-    ctx.model = model
-    ctx.extra["threads"] = spec.threads
-    ctx.extra["block_size"] = task.block_size(ctx)
-    ctx.extra["args"] = args
-    rc = runner.run(ctx, progress=True, argv=argv)
+    given = {k: settings[k] for k in PAGE_FLAGS if settings.get(k) is not None}
+    sampling = SampleSettings(**given, model=spec.model, device=spec.device, dtype=spec.dtype,
+                              allow_pickle=spec.allow_pickle)
+    argv = sample_command(image, settings, model=spec.model, device=spec.device, dtype=spec.dtype,
+                          allow_pickle=spec.allow_pickle, threads=spec.threads, out=str(out))
+    # progress: a tqdm bar, which the page's progress (gr.Progress(track_tqdm=True)) follows
+    where = JobSettings(inputs=(str(image),), out=str(out), threads=spec.threads, progress=True, command=argv)
+    task = SampleTask()
+    rc = run_job(task, sampling, task.Options(), where, model=model)  # the server's model, loaded once
     if rc != 0:
         raise RuntimeError(f"boomerang sample stopped with exit status {rc}")
     result = collect(out, argv)
@@ -261,7 +233,6 @@ def error_line(exc: BaseException, run: Path | None = None) -> str:
     return f"boomerang: error: {msg}"
 
 
-_SAMPLE_PARSER = None
 _WARNINGS_LOCK = threading.Lock()
 
 
@@ -274,21 +245,3 @@ def _collect_warnings():
 
     with _WARNINGS_LOCK, collect_warnings() as said:
         yield said
-
-
-def _parse_sample(argv: list[str]):
-    """(the sample task, its parsed args) for ``argv`` (``["sample", ...]``); ValueError on a usage error."""
-    global _SAMPLE_PARSER
-    if _SAMPLE_PARSER is None:
-        from boomerang.argparsing import OneLineErrorParser
-        from boomerang.tasks import add_parser, get_task
-
-        class _Raising(OneLineErrorParser):
-            def error(self, message: str):  # the page shows the message; no exit
-                raise ValueError(message)
-
-        parser = _Raising(prog="boomerang")
-        add_parser(parser.add_subparsers(dest="command"), get_task("sample"))
-        _SAMPLE_PARSER = parser
-    args = _SAMPLE_PARSER.parse_args(argv)
-    return args.task, args

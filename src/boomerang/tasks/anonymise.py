@@ -25,8 +25,12 @@ shared runner (:mod:`boomerang.tasks.runner`: resume, skipped files,
   {label}"`` (fields: ``label``, ``caption`` and any carried column).
 * **The link file** (``--link-file PATH``, JSONL, see
   :mod:`boomerang.privacy.links`) only when asked, written when the job
-  finishes, refused inside OUT_DIR or IN_DIR: it undoes the anonymisation.
+  finishes, refused inside OUT_DIR or IN_DIR (and refused up front, before any
+  work, where it cannot be written): it undoes the anonymisation.
   ``boomerang audit-privacy IN_DIR OUT_DIR --link-file PATH`` measures it.
+* **A private report.** ``report.json`` names input files (the skipped ones), so
+  it goes to ``OUT/.job/report.json``: everything outside ``OUT/.job`` is the
+  release and names no input.
 
 Not differential privacy: see docs/privacy.md for what the level does and does
 not protect.
@@ -35,6 +39,7 @@ not protect.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -43,13 +48,15 @@ import secrets
 import string
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from boomerang.errors import SettingError
 from boomerang.seeds import seed_from_digest
-from boomerang.tasks.base import Context, Task, Unit
+from boomerang.tasks.base import Task
+from boomerang.tasks.job import Job, OutputFile
 
-__all__ = ["AnonymiseTask", "opaque_name", "secret_seed"]
+__all__ = ["AnonymiseTask", "AnonymiseOptions", "opaque_name", "secret_seed"]
 
 #: Hex digits of an opaque name (80 bits: collisions are negligible at 10^7 images; checked anyway).
 NAME_HEX = 20
@@ -86,6 +93,39 @@ def _template_fields(template: str) -> list[str]:
         raise SettingError(f"`prompt_template` {template!r} is not a valid format string ({exc})") from None
 
 
+@dataclass(frozen=True)
+class AnonymiseOptions:
+    """The options of ``anonymise``.
+
+    Attributes:
+        keep_names: name outputs after their inputs (default: opaque names).
+        prompt_template: text models: a per-image prompt such as ``"a photo of a {label}"``
+            (fields: ``label``, ``caption``, any metadata column), or ``None``.
+        key: the job's secret key (64 hex digits); ``None``: the key of the job already in OUT,
+            else a new random one (:meth:`AnonymiseTask.before_load`).
+        link_file: where to write the source -> output links, or ``None`` (not part of the job's
+            definition: a rerun may write them elsewhere).
+
+    Raises:
+        SettingError: an empty template or one whose fields are not names.
+    """
+
+    keep_names: bool = False
+    prompt_template: str | None = None
+    key: str | None = None
+    link_file: str | None = field(default=None, metadata={"job_definition": False})
+
+    def __post_init__(self) -> None:
+        template = self.prompt_template
+        if template is not None:
+            if not template.strip():
+                raise SettingError("`prompt_template` is empty; give a template such as \"a photo of a {label}\"")
+            for f in _template_fields(template):
+                if not f or not f.isidentifier():
+                    raise SettingError(f"`prompt_template` fields must be names such as {{label}} or {{caption}}, "
+                                       f"got {{{f}}}")
+
+
 class AnonymiseTask(Task):
     """``boomerang anonymise IN_DIR --level L --out OUT_DIR [--samples-per-image K] [--keep-names]
     [--prompt-template T] [--link-file PATH] [--model ...]``."""
@@ -99,12 +139,14 @@ class AnonymiseTask(Task):
         "measure with boomerang audit-privacy. This is not differential privacy (see docs/privacy.md)."
     )
     defaults: dict = {"num_samples": 1, "level_required": True}
+    private_report = True  # it names inputs: OUT/.job/report.json, never in the release
+    Options = AnonymiseOptions
 
     def parser_kwargs(self) -> dict:
         return {"epilog": (
-            "Outputs: OUT_DIR/<opaque>.png (class folders: OUT_DIR/<label>/<opaque>.png), metadata.jsonl "
-            "(or .csv) and report.json. OUT_DIR/.job holds the job's secret key and journal: it links outputs to "
-            "sources, so never publish it. Exit status: 0 done; 3 done, some files skipped (report.json); "
+            "Outputs: OUT_DIR/<opaque>.png (class folders: OUT_DIR/<label>/<opaque>.png) and metadata.jsonl "
+            "(or .csv): the release. OUT_DIR/.job holds the job's secret key, journal and report.json: it links "
+            "outputs to sources, so never publish it. Exit status: 0 done; 3 done, some files skipped (OUT_DIR/.job/report.json); "
             "2 bad usage; 1 unexpected failure; 130 stopped (rerun to continue)."
         )}
 
@@ -123,41 +165,25 @@ class AnonymiseTask(Task):
                             help="also write the source -> output links (JSONL) here, for boomerang audit-privacy; "
                                  "they undo the anonymisation, so the file is refused inside OUT_DIR or IN_DIR")
 
-    def settings(self, args: argparse.Namespace):
+    def settings_from_args(self, args: argparse.Namespace):
+        from boomerang.tasks.flags import samples_per_image, settings_from_args
+
         if args.level is None and args.timestep is None and not args.from_noise:
             raise SettingError("`level` is required for anonymise (no default: choose it from the measured "
                                "privacy-utility table in docs/privacy.md, e.g. `level` 0.8)")
-        if args.samples_per_image is not None:
-            if args.num_samples not in (None, self.defaults["num_samples"], args.samples_per_image):
-                raise SettingError("give `samples_per_image` or `num_samples`, not both")
-            args.num_samples = args.samples_per_image
-        return super().settings(args)
+        k = samples_per_image(args, self.defaults["num_samples"])
+        return settings_from_args(args) if k is None else settings_from_args(args, num_samples=k)
 
-    def options(self, args: argparse.Namespace) -> dict:
-        template = args.prompt_template
-        if template is not None:
-            if not template.strip():
-                raise SettingError("`prompt_template` is empty; give a template such as \"a photo of a {label}\"")
-            for f in _template_fields(template):
-                if not f or not f.isidentifier():
-                    raise SettingError(f"`prompt_template` fields must be names such as {{label}} or {{caption}}, "
-                                       f"got {{{f}}}")
-        if args.link_file is not None:
-            link = Path(args.link_file)
-            for flag, folder in (("out", Path(args.out)), ("input", Path(args.input))):
-                if _inside(link, folder):
-                    raise SettingError(f"`link_file` {link} lies inside `{flag}` {folder}: the links undo the "
-                                       "anonymisation, so keep them outside the released folder (and never in the input)")
-            if link.exists() and not link.is_file():
-                raise SettingError(f"`link_file` {link} exists and is not a file")
-        return {"keep_names": bool(args.keep_names), "prompt_template": template, "key": self._job_key(args)}
+    def options_from_args(self, args: argparse.Namespace) -> AnonymiseOptions:
+        return AnonymiseOptions(keep_names=bool(args.keep_names), prompt_template=args.prompt_template,
+                                link_file=args.link_file)
 
     @staticmethod
-    def _job_key(args) -> str:
-        """The key of the job in OUT_DIR if one was started there (same names and samples on a rerun), else new."""
+    def _job_key(out: Path) -> str:
+        """The key of the job in OUT if one was started there (same names and samples on a rerun), else new."""
         from boomerang.tasks.journal import JOB_DIR
 
-        job = Path(args.out) / JOB_DIR / "job.json"
+        job = Path(out) / JOB_DIR / "job.json"
         try:
             old = json.loads(job.read_text(encoding="utf-8"))
             key = old["options"]["key"]
@@ -168,12 +194,23 @@ class AnonymiseTask(Task):
             pass
         return secrets.token_hex(32)
 
-    def before_load(self, ctx: Context, args) -> None:
-        ctx.extra["link_file"] = args.link_file
-        template = ctx.options["prompt_template"]
+    def before_load(self, job: Job) -> None:
+        from boomerang.privacy.links import check_link_file
+
+        o = job.options
+        if o.link_file is not None:
+            link = Path(o.link_file)
+            for flag, folder in (("out", job.out), ("input", Path(job.job_settings.inputs[0]))):
+                if _inside(link, folder):
+                    raise SettingError(f"`link_file` {link} lies inside `{flag}` {folder}: the links undo the "
+                                       "anonymisation, so keep them outside the released folder (and never in the input)")
+            check_link_file(link)  # writable: refused now, not after the whole job
+        if o.key is None:
+            job.options = dataclasses.replace(o, key=self._job_key(job.out))
+        template = o.prompt_template
         if template is None:
             return
-        for item in ctx.items:
+        for item in job.items:
             fields = {**item.columns, "label": item.label, "caption": item.caption}
             missing = [f for f in _template_fields(template) if fields.get(f) is None]
             if missing:
@@ -183,64 +220,64 @@ class AnonymiseTask(Task):
 
     # -- seeds, names, prompts, records
 
-    def seed(self, ctx: Context, item, j: int) -> int:
-        return secret_seed(ctx.options["key"], ctx.settings.seed, item.relpath, j)
+    def seed(self, job: Job, item, j: int) -> int:
+        return secret_seed(job.options.key, job.settings.seed, item.relpath, j)
 
-    def output_name(self, ctx: Context, unit: Unit) -> str:
-        if ctx.options["keep_names"]:
-            return super().output_name(ctx, unit)
-        stem = opaque_name(ctx.options["key"], unit.item.relpath, unit.start, unit.sample)
-        if ctx.layout is not None and ctx.layout.kind == "classes":
-            return f"{unit.item.label}/{stem}.png"
+    def output_name(self, job: Job, output: OutputFile) -> str:
+        if job.options.keep_names:
+            return super().output_name(job, output)
+        stem = opaque_name(job.options.key, output.item.relpath, output.level_index, output.sample)
+        if job.layout is not None and job.layout.kind == "classes":
+            return f"{output.item.label}/{stem}.png"
         return f"{stem}.png"
 
-    def prompt(self, ctx: Context, item) -> str | None:
-        template = ctx.options["prompt_template"]
+    def prompt(self, job: Job, item) -> str | None:
+        template = job.options.prompt_template
         if template is None:
             return None
         return template.format(**{**item.columns, "label": item.label, "caption": item.caption})
 
-    def record(self, ctx: Context, unit: Unit, plan, output, read, pixels) -> dict:
-        rec = {"file_name": unit.name, **unit.item.columns, "level": ctx.starts[unit.start][0],
-               "timestep": plan.timestep, "sample_index": unit.sample}
-        if ctx.options["keep_names"]:
-            rec["source"] = unit.item.relpath
+    def record(self, job: Job, output: OutputFile, plan, result, decoded, pixels) -> dict:
+        rec = {"file_name": output.name, **output.item.columns, "level": job.noise_levels[output.level_index][0],
+               "timestep": plan.timestep, "sample_index": output.sample}
+        if job.options.keep_names:
+            rec["source"] = output.item.relpath
         return rec
 
     # -- end of the job
 
-    def finish(self, ctx: Context, records: list[dict], skipped: list[dict]) -> None:
+    def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         from boomerang.privacy.links import Link, write_links
         from boomerang.tasks.metadata import write_metadata_file
 
-        units = ctx.extra["units"]
-        several_levels = len(ctx.starts) > 1
-        several_samples = ctx.settings.num_samples > 1
+        outputs = job.outputs
+        several_levels = len(job.noise_levels) > 1
+        several_samples = job.settings.num_samples > 1
         links = []
         for r in records:
-            u = units[r["_unit"]]
+            o = outputs[r["_unit"]]
             extra = {}
             if several_levels:
-                extra["level"] = ctx.starts[u.start][0]
+                extra["level"] = job.noise_levels[o.level_index][0]
             if several_samples:
-                extra["sample"] = u.sample
-            links.append((u.item.relpath, u.start, u.sample, Link(u.item.relpath, r["file_name"], extra)))
+                extra["sample"] = o.sample
+            links.append((o.item.relpath, o.level_index, o.sample, Link(o.item.relpath, r["file_name"], extra)))
         rows = records
-        if not ctx.options["keep_names"]:  # rows in name order: the row order reveals no input order
+        if not job.options.keep_names:  # rows in name order: the row order reveals no input order
             rows = [{**r, "_unit": i} for i, r in enumerate(sorted(records, key=lambda r: r["file_name"]))]
-        fmt = ctx.layout.metadata_format if ctx.layout is not None and ctx.layout.metadata_format else "jsonl"
-        write_metadata_file(ctx.out, rows, fmt)
+        fmt = job.layout.metadata_format if job.layout is not None and job.layout.metadata_format else "jsonl"
+        write_metadata_file(job.out, rows, fmt)
         now = time.time()
         for r in records:  # one modification time for all: the write order (= input order) stays hidden
             try:
-                os.utime(ctx.out / r["file_name"], (now, now))
+                os.utime(job.out / r["file_name"], (now, now))
             except OSError:
                 pass
-        link_file = ctx.extra.get("link_file")
+        link_file = job.options.link_file
         if link_file:
             write_links(link_file, [ln for *_, ln in sorted(links, key=lambda t: t[:3])])
             print(f"boomerang anonymise: wrote {len(links)} links to {link_file}: keep it private, it undoes the "
                   "anonymisation", file=sys.stderr)
-        if not ctx.options["keep_names"]:
-            print(f"boomerang anonymise: {ctx.out / '.job'} links outputs to sources (job key, journal): "
+        if not job.options.keep_names:
+            print(f"boomerang anonymise: {job.out / '.job'} links outputs to sources (job key, journal, report): "
                   "leave it out when you share the outputs", file=sys.stderr)

@@ -7,7 +7,7 @@ it supplies:
 * ``--samples-per-image K`` (the shared ``--num-samples``; default 4) and
   ``--include-originals``; ``--from-noise`` is refused (a global sample is not
   a sample *of* its source, so it must not carry the source's label);
-* output names from the cache layout (:mod:`boomerang.augment.layout`):
+* output names from the cache layout (:mod:`boomerang.augment.cache`):
   ``OUT/level<L>/<relpath stem>_s<j>.png``, one sample set per level;
 * at the end, in every level folder: the input's metadata format
   (``metadata.jsonl``, or ``metadata.csv`` when the input had one) with one row
@@ -24,11 +24,21 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from boomerang.tasks.base import Context, Task, Unit
+from boomerang.tasks.base import Task
+from boomerang.tasks.job import Job, OutputFile
 
-__all__ = ["AugmentTask"]
+__all__ = ["AugmentTask", "AugmentOptions"]
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """The options of ``augment``: ``include_originals`` puts each original beside its samples
+    in every level folder."""
+
+    include_originals: bool = False
 
 
 class AugmentTask(Task):
@@ -43,58 +53,56 @@ class AugmentTask(Task):
         "reads). Resumable; unreadable files are skipped and listed in OUT_DIR/report.json."
     )
     defaults: dict = {"num_samples": 4}
+    Options = AugmentOptions
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--samples-per-image", dest="num_samples", default=self.defaults["num_samples"],
-                            metavar="K", help="samples per image and level (default %(default)s; "
-                                              "the same as --num-samples)")
+        parser.add_argument("--samples-per-image", default=None, metavar="K",
+                            help=f"samples per image and level (default {self.defaults['num_samples']}; "
+                                 "the same as --num-samples)")
         parser.add_argument("--include-originals", action="store_true",
                             help="put each original beside its samples in every level folder "
                                  "(hard-linked where possible, else copied)")
 
-    def settings(self, args: argparse.Namespace):
+    def settings_from_args(self, args: argparse.Namespace):
         from boomerang.errors import SettingError
-        from boomerang.levels import check_positive_int
+        from boomerang.tasks.flags import samples_per_image, settings_from_args
 
-        try:
-            check_positive_int(args.num_samples, "samples_per_image")
-        except ValueError:
-            raise SettingError(f"`samples_per_image` must be an integer >= 1, got {args.num_samples!r}") from None
+        k = samples_per_image(args, self.defaults["num_samples"])  # errors name the flag that was given
         if args.from_noise:
             raise SettingError(
                 "augment makes local samples of each image; `from_noise` would ignore the images, "
                 "so the samples could not carry their labels (drop it, or use a level such as 0.3)"
             )
-        return super().settings(args)
+        return settings_from_args(args) if k is None else settings_from_args(args, num_samples=k)
 
-    def options(self, args: argparse.Namespace) -> dict:
-        return {"include_originals": bool(args.include_originals)}
+    def options_from_args(self, args: argparse.Namespace) -> AugmentOptions:
+        return AugmentOptions(include_originals=bool(args.include_originals))
 
     # -- names: the cache layout, one folder per level
 
-    def _level_dir(self, ctx: Context, start: int) -> str:
-        from boomerang.augment.layout import level_dirname
+    def _level_dir(self, job: Job, level_index: int) -> str:
+        from boomerang.augment.cache import level_dirname
 
-        return level_dirname(ctx.starts[start][0])
+        return level_dirname(job.noise_levels[level_index][0])
 
-    def output_name(self, ctx: Context, unit: Unit) -> str:
-        from boomerang.augment.layout import sample_relpath
+    def output_name(self, job: Job, output: OutputFile) -> str:
+        from boomerang.augment.cache import sample_relpath
 
-        return f"{self._level_dir(ctx, unit.start)}/{sample_relpath(unit.item.relpath, unit.sample)}"
+        return f"{self._level_dir(job, output.level_index)}/{sample_relpath(output.item.relpath, output.sample)}"
 
-    def other_outputs(self, ctx: Context) -> list[str]:
-        from boomerang.augment.layout import MANIFEST_NAME
+    def other_outputs(self, job: Job) -> list[str]:
+        from boomerang.augment.cache import MANIFEST_NAME
         from boomerang.errors import SettingError
 
-        fmt = self._metadata_format(ctx)
+        fmt = self._metadata_format(job)
         names = []
-        samples = {u.name for u in ctx.extra["units"]}
-        for k in range(len(ctx.starts)):
-            d = self._level_dir(ctx, k)
+        samples = {o.name for o in job.outputs}
+        for k in range(len(job.noise_levels)):
+            d = self._level_dir(job, k)
             names += [f"{d}/metadata.{fmt}", f"{d}/{MANIFEST_NAME}"]
-            if ctx.options.get("include_originals"):
-                for item in ctx.items:
+            if job.options.include_originals:
+                for item in job.items:
                     name = f"{d}/{item.relpath}"
                     if name in samples:
                         raise SettingError(
@@ -105,38 +113,38 @@ class AugmentTask(Task):
         return names
 
     @staticmethod
-    def _metadata_format(ctx: Context) -> str:
-        return ctx.layout.metadata_format if ctx.layout is not None and ctx.layout.metadata_format else "jsonl"
+    def _metadata_format(job: Job) -> str:
+        return job.layout.metadata_format if job.layout is not None and job.layout.metadata_format else "jsonl"
 
     # -- records: relative to the level folder, so each level folder is a dataset of its own
 
-    def record(self, ctx: Context, unit: Unit, plan, output, read, pixels) -> dict:
-        row = super().record(ctx, unit, plan, output, read, pixels)
-        row["file_name"] = unit.name.split("/", 1)[1]
-        row["level_dir"] = self._level_dir(ctx, unit.start)
+    def record(self, job: Job, output: OutputFile, plan, result, decoded, pixels) -> dict:
+        row = super().record(job, output, plan, result, decoded, pixels)
+        row["file_name"] = output.name.split("/", 1)[1]
+        row["level_dir"] = self._level_dir(job, output.level_index)
         return row
 
-    def finish(self, ctx: Context, records: list[dict], skipped: list[dict]) -> None:
+    def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         """Per level folder: the metadata file, the manifest and (option) the originals."""
-        from boomerang.augment.layout import write_manifest
+        from boomerang.augment.cache import write_manifest
         from boomerang.tasks.metadata import write_metadata_file
 
-        fmt = self._metadata_format(ctx)
+        fmt = self._metadata_format(job)
         bad = {s["file"] for s in skipped}
-        kept = [it for it in ctx.items if it.relpath not in bad]
-        for k in range(len(ctx.starts)):
-            d = self._level_dir(ctx, k)
+        kept = [it for it in job.items if it.relpath not in bad]
+        for k in range(len(job.noise_levels)):
+            d = self._level_dir(job, k)
             rows = sorted((r for r in records if r["level_dir"] == d), key=lambda r: r["_unit"])
             rows = [{key: v for key, v in r.items() if key != "level_dir"} for r in rows]
-            write_manifest(ctx.out / d, [{key: v for key, v in r.items() if key != "_unit"} for r in rows])
-            if ctx.options.get("include_originals"):
+            write_manifest(job.out / d, [{key: v for key, v in r.items() if key != "_unit"} for r in rows])
+            if job.options.include_originals:
                 base = -len(kept) - 1  # originals first, in item order
                 for n, item in enumerate(kept):
-                    _link_or_copy(item.path, ctx.out / d / item.relpath)
+                    _link_or_copy(item.path, job.out / d / item.relpath)
                     rows.append({"_unit": base + n, "file_name": item.relpath, **item.columns,
                                  "source": item.relpath, "level": None, "timestep": None,
                                  "sample_index": None, "seed": None})
-            write_metadata_file(ctx.out / d, rows, fmt)
+            write_metadata_file(job.out / d, rows, fmt)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -1,36 +1,48 @@
-"""One block of a dataset job: load the model, read and fit each input, sample, write (the executor's unit of work).
+"""One block of a job: read, fit, sample, restore (:func:`sample_block`), then write (:func:`write_block`).
 
-Both engines (local, :mod:`.ray_engine`) call :func:`process_block`; torch-free at import.
+:func:`sample_block` is the one block function: the API (:func:`boomerang.api.run`),
+the runner's local engine, its Ray actors (:mod:`.ray_engine`) and the page all
+sample through it. It reads nothing but the block's inputs and writes nothing;
+:func:`write_block` adds the atomic writes and the records of a journalled block.
+Torch-free at import.
+
+Decoding: an input is read once per job and process as long as it is needed
+again (:class:`InputCache`, bounded by :data:`INPUT_CACHE_BYTES`): a job with
+several levels touches each input in one block per level.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any, Iterator, NamedTuple
 
-from boomerang.tasks.base import Context, Read, Task, Unit
+from boomerang.tasks.base import Task
+from boomerang.tasks.job import DecodedInput, Job, OutputFile
 
-__all__ = ["load", "model_description", "default_block_size", "read_item", "process_block", "blocks_of"]
+__all__ = ["attach_model", "model_description", "default_block_size", "read_item", "InputCache",
+           "INPUT_CACHE_BYTES", "BlockSample", "sample_block", "write_block", "blocks_of"]
+
+#: Decoded inputs kept for later blocks of the same job, at most this many bytes per process.
+INPUT_CACHE_BYTES = 1 << 30
 
 
-# ----------------------------------------------------------------------------- 2. load
-
-
-def load(ctx: Context, threads=None) -> None:
-    """Set torch's CPU threads (``threads``: None = torch's choice) and load the model into ``ctx``."""
-    from boomerang import jobs
+def attach_model(job: Job, threads=None) -> None:
+    """Set torch's CPU threads (``threads``: None = torch's choice) and load the job's model into ``job.model``."""
+    from boomerang.sampling import load
 
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    s = ctx.settings
-    ctx.model = jobs.load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, kernels=s.kernels)
+    s = job.settings
+    job.model = load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, kernels=s.kernels)
 
 
-def model_description(ctx: Context) -> dict:
+def model_description(job: Job) -> dict:
     """The model as recorded in job.json / metadata: id, source, kind, T, channels, weights sha256."""
-    model = ctx.model
-    s = ctx.settings
+    model = job.model
+    s = job.settings
     source = str(getattr(model, "source", s.model))
     source = str(Path(source).resolve()) if Path(source).is_dir() else source
     hub_id = s.model if s.model and not Path(s.model).expanduser().exists() else None
@@ -49,114 +61,106 @@ def model_description(ctx: Context) -> dict:
     }
 
 
-def default_block_size(ctx: Context) -> int:
+def default_block_size(job: Job) -> int:
     """``settings.batch_size``, else the automatic batch for the model's own input size."""
     from boomerang.batching import auto_batch_size
 
-    if ctx.settings.batch_size:
-        return int(ctx.settings.batch_size)
-    native = getattr(ctx.model, "native_size", None)
-    shape = (int(ctx.model.image_channels), native, native) if native else None
-    return auto_batch_size(len(ctx.extra["units"]), ctx.settings.device, ctx.model, shape)
+    if job.settings.batch_size:
+        return int(job.settings.batch_size)
+    native = getattr(job.model, "native_size", None)
+    shape = (int(job.model.image_channels), native, native) if native else None
+    return auto_batch_size(len(job.outputs), job.settings.device, job.model, shape)
 
 
-# ----------------------------------------------------------------------------- 4. one block
-
-
-def read_item(ctx: Context, item) -> Read:
-    """Read, transform and fit (task hooks) one item. Raises ``ImageInputError`` for a bad file."""
-    import dataclasses
-
-    from boomerang import imageio, jobs
-
-    plain = type(ctx.task).transform is Task.transform and type(ctx.task).fit is Task.fit
-    if plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
-        background, channels, native, multiple, vae_width = jobs.fit_args_for(ctx.settings, ctx.model)
-        loaded, reference, fitted = imageio.read_for_model(item.path, channels=channels, native_size=native,
-                                                           multiple_of=multiple, background=background,
-                                                           vae_width=vae_width)
-    else:
-        loaded = imageio.read_image(item.path, background=ctx.settings.background_rgb)
-        pixels = ctx.task.transform(ctx, item, loaded.pixels)
-        if pixels is not loaded.pixels:
-            loaded = dataclasses.replace(loaded, pixels=pixels, size=(int(pixels.shape[1]), int(pixels.shape[0])))
-        reference, fitted = ctx.task.fit(ctx, loaded)
-    imageio.warn_fit(loaded, fitted, int(ctx.model.image_channels))
-    return Read(loaded, reference, fitted)
-
-
-def process_block(ctx: Context, block: int, units: list[Unit], progress=None, stop=None) -> dict:
-    """Sample and write one block; returns its journal entry.
-
-    Every output is written atomically (``imageio.save_image``: PNG, no metadata)
-    before the entry is returned; the caller appends the entry to the journal.
-    Reading and sampling run inside ``stop.interruptible()`` (a
-    :class:`~boomerang.stopping.Stop`), where a stop signal abandons the block
-    by raising ``StopRequested``; writes never do.
-
-    Returns:
-        ``{"block", "written": [names], "records": [rows], "skipped": [{"file", "reason"}]}``.
+def read_item(job: Job, item) -> DecodedInput:
+    """Read, transform and fit (task hooks) one item: the one read of the sampling pass.
 
     Raises:
-        ImageInputError: an unreadable input, for tasks that are not resumable
-            (resumable tasks skip it and list it under ``skipped``).
+        boomerang.imageio.ImageInputError: a file that cannot be read (or is too large for the model).
     """
+    from boomerang import imageio
+    from boomerang.inputs import fit_args_for, read_input
+
+    source = item.path if item.path is not None else item.source
+    plain = type(job.task).transform is Task.transform and type(job.task).fit is Task.fit
+    if plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
+        loaded, reference, fitted = read_input(source, fit_args_for(job.settings, job.model))
+    else:
+        loaded = imageio.read_image(source, background=job.settings.background_rgb)
+        pixels = job.task.transform(job, item, loaded.pixels)
+        if pixels is not loaded.pixels:
+            loaded = dataclasses.replace(loaded, pixels=pixels, size=(int(pixels.shape[1]), int(pixels.shape[0])))
+        reference, fitted = job.task.fit(job, loaded)
+    if not job.inputs:  # inputs checked up front were warned about then
+        imageio.warn_fit(loaded, fitted, int(job.model.image_channels))
+    # the decoded RGB is not needed once fitted: keep its description only
     import numpy as np
 
-    from boomerang import core, imageio
-    from boomerang.stopping import NoStop
+    loaded = dataclasses.replace(loaded, pixels=np.broadcast_to(np.zeros((), np.float32), loaded.pixels.shape))
+    return DecodedInput(loaded, reference, fitted)
 
-    stop = stop or NoStop()
-    reads: dict[int, Read] = {}
-    skipped = []
-    with stop.interruptible():
-        for u in units:
-            if u.item.index in reads or any(s["file"] == u.item.relpath for s in skipped):
-                continue
-            try:
-                reads[u.item.index] = read_item(ctx, u.item)
-            except imageio.ImageInputError as exc:
-                if not ctx.task.resumable:
-                    raise
-                skipped.append({"file": u.item.relpath, "reason": str(exc)})
-    todo = [u for u in units if u.item.index in reads]
-    # One sampling call per (plan, shape the model sees), in unit order.
-    groups: dict[tuple, list[Unit]] = {}
-    for u in todo:
-        groups.setdefault((u.start, reads[u.item.index].fitted.pixels.shape), []).append(u)
-    written, records = [], []
-    made: set = set()
-    for (k, _shape), group in groups.items():
-        plan = ctx.plans[k]
-        if core.returns_input_pixels(ctx.model, plan):  # level 0 on a pixel model: the input itself, bit-exact
-            outs = [reads[u.item.index].reference for u in group]
-            output = None
-        else:
-            x0 = np.stack([reads[u.item.index].fitted.pixels for u in group])
-            gens = [_generator(ctx.task.seed(ctx, u.item, u.sample)) for u in group]
-            prompts = None
-            if bool(getattr(ctx.model, "takes_prompt", False)):
-                per_item = [ctx.task.prompt(ctx, u.item) for u in group]
-                if any(p is not None for p in per_item):
-                    prompts = [ctx.settings.prompt if p is None else p for p in per_item]
-            with stop.interruptible():
-                samples, output = ctx.task.sample_batch(ctx, x0, gens, plan, prompts)
-            # one at a time, as the 8-bit values written (a large output is never held as floats)
-            outs = (reads[v.item.index].fitted.restore(arr, dtype=np.uint8) for v, arr in zip(group, samples))
-        for u, pix in zip(group, outs):
-            if pix.ndim == 2:
-                pix = pix[..., None]
-            path = ctx.out / u.name
-            if path.parent not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
-            imageio.save_image(pix, path)
-            written.append(u.name)
-            rec = ctx.task.record(ctx, u, plan, output, reads[u.item.index], pix)
-            records.append({"_unit": u.index, **rec})
-            if progress is not None:
-                progress(1)
-    return {"block": block, "written": written, "records": records, "skipped": skipped}
+
+class InputCache:
+    """The decoded inputs of one job in one process, kept while a later block still needs them.
+
+    An item is dropped after the block holding its last output (:meth:`done_with`); an input
+    that does not fit in ``max_bytes`` is read again by the next block that needs it. A file
+    that cannot be read is remembered as its reason (resumable tasks skip it in every block).
+    """
+
+    def __init__(self, job: Job, max_bytes: int = INPUT_CACHE_BYTES):
+        self.job, self.max_bytes, self.bytes = job, int(max_bytes), 0
+        self.last = {}
+        for o in job.outputs:
+            self.last[o.item.index] = max(self.last.get(o.item.index, -1), o.index)
+        self.kept: dict[int, Any] = {}
+
+    @staticmethod
+    def _size(d) -> int:
+        return sum(int(getattr(a, "nbytes", 0)) for a in (d.reference, getattr(d.fitted, "pixels", None)))
+
+    def get(self, item) -> DecodedInput:
+        """The item decoded (read now, or kept from an earlier block).
+
+        Raises:
+            boomerang.imageio.ImageInputError: the file cannot be read (now or before).
+        """
+        from boomerang.imageio import ImageInputError
+
+        if item.index in self.kept:
+            got = self.kept[item.index]
+            if isinstance(got, str):
+                raise ImageInputError(got)
+            return got
+        try:
+            decoded = read_item(self.job, item)
+        except ImageInputError as exc:
+            self.kept[item.index] = str(exc)
+            raise
+        size = self._size(decoded)
+        if self.bytes + size <= self.max_bytes:
+            self.kept[item.index] = decoded
+            self.bytes += size
+        return decoded
+
+    def done_with(self, last_output: int) -> None:
+        """Forget every item whose last output has an index <= ``last_output``."""
+        for index in [i for i in self.kept if self.last.get(i, -1) <= last_output]:
+            got = self.kept.pop(index)
+            if not isinstance(got, str):
+                self.bytes -= self._size(got)
+
+
+class BlockSample(NamedTuple):
+    """One sampled output of a block: the output, its pixels (restored to the input's size:
+    uint8 or float32 (H, W, C)), the input as read, the plan and the batch's ``BoomerangOutput``
+    (``None`` for an identity output)."""
+
+    output: OutputFile
+    pixels: Any
+    decoded: DecodedInput
+    plan: Any
+    result: Any
 
 
 def _generator(seed: int):
@@ -167,9 +171,129 @@ def _generator(seed: int):
     return g
 
 
-def blocks_of(ctx: Context) -> dict[int, list[Unit]]:
-    """``{block index: units}``: unit u is in block u.index // block_size."""
-    blocks: dict[int, list[Unit]] = {}
-    for u in ctx.extra["units"]:
-        blocks.setdefault(u.index // ctx.block_size, []).append(u)
+def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | None = None, dtype=None,
+                 skipped: list | None = None, progress=None, stop=None) -> Iterator[BlockSample]:
+    """Sample one block: read and fit its inputs (task hooks), sample each group of equal plan and
+    model-input shape as one batch (``task.sample_batch``), restore each output to its input's size.
+
+    Args:
+        job: a planned job with its model.
+        outputs: the block's outputs, in job order (:func:`blocks_of`).
+        cache: decoded inputs kept across blocks (default: none kept).
+        dtype: ``numpy.uint8`` (the values written) or ``numpy.float32`` (default) for the pixels.
+        skipped: resumable tasks: unreadable inputs are appended here as ``{"file", "reason"}``
+            (paths relative to the input folder) and their outputs left out; otherwise raised.
+        progress: a :class:`~boomerang.tasks.progress.JobProgress` moved after each denoiser step.
+        stop: a :class:`~boomerang.stopping.Stop`: a stop signal while reading or sampling
+            abandons the block (``StopRequested``).
+
+    Yields:
+        :class:`BlockSample` objects in output order, restored one at a time (a large output is
+        never held as floats when ``dtype`` is uint8).
+
+    Raises:
+        ImageInputError: an unreadable input, when ``skipped`` is None.
+    """
+    import numpy as np
+
+    from boomerang import core, imageio
+    from boomerang.stopping import NoStop
+
+    stop = stop or NoStop()
+    cache = cache or InputCache(job, 0)
+    dtype = np.float32 if dtype is None else dtype
+    reads: dict[int, DecodedInput] = {}
+    bad: set[int] = set()
+    with stop.interruptible():
+        for o in outputs:
+            if o.item.index in reads or o.item.index in bad:
+                continue
+            try:
+                reads[o.item.index] = cache.get(o.item)
+            except imageio.ImageInputError as exc:
+                if skipped is None:
+                    raise
+                bad.add(o.item.index)
+                reason = str(exc).replace(str(o.item.path), o.item.relpath) if o.item.path is not None else str(exc)
+                skipped.append({"file": o.item.relpath, "reason": reason})
+    todo = [o for o in outputs if o.item.index in reads]
+    groups: dict[tuple, list[OutputFile]] = {}  # one sampling call per (plan, shape the model sees)
+    for o in todo:
+        groups.setdefault((o.level_index, reads[o.item.index].fitted.pixels.shape), []).append(o)
+    made: dict[int, tuple] = {}  # output index -> (model-size array or None for the identity, result)
+    for (k, _shape), group in groups.items():
+        plan = job.plans[k]
+        if core.returns_input_pixels(job.model, plan):  # level 0 on a pixel model: the input itself, bit-exact
+            made.update({o.index: (None, None) for o in group})
+            continue
+        x0 = np.stack([reads[o.item.index].fitted.pixels for o in group])
+        gens = [_generator(job.task.seed(job, o.item, o.sample)) for o in group]
+        prompts = None
+        if bool(getattr(job.model, "takes_prompt", False)):
+            per_item = [job.task.prompt(job, o.item) for o in group]
+            if any(p is not None for p in per_item):
+                prompts = [job.settings.prompt if p is None else p for p in per_item]
+        step = None
+        if progress is not None:
+            moved = [0.0]
+
+            def step(done, total, _n=len(group), _moved=moved):
+                now = _n * done / total
+                progress.advance(now - _moved[0])
+                _moved[0] = now
+        with stop.interruptible():
+            samples, result = job.task.sample_batch(job, x0, gens, plan, prompts, progress=step)
+        made.update({o.index: (arr, result) for o, arr in zip(group, samples)})
+    for o in todo:
+        decoded = reads[o.item.index]
+        arr, result = made.pop(o.index)
+        if arr is None:
+            pix = decoded.reference
+            if np.dtype(dtype) == np.float32 and pix.dtype == np.uint8:  # large 8-bit inputs are kept as uint8
+                pix = pix.astype(np.float32) / np.float32(255)
+        else:
+            pix = decoded.fitted.restore(arr, dtype=dtype)
+        if pix.ndim == 2:
+            pix = pix[..., None]
+        yield BlockSample(o, pix, decoded, job.plans[o.level_index], result)
+
+
+def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: InputCache | None = None,
+                progress=None, stop=None) -> dict:
+    """Sample one block (:func:`sample_block`) and write it; returns its journal entry.
+
+    Every output is written atomically (``imageio.save_image``: PNG, no metadata) before the
+    entry is returned; the caller appends the entry to the journal. Reading and sampling can be
+    interrupted by ``stop``; writes cannot.
+
+    Returns:
+        ``{"block", "written": [names], "records": [rows], "skipped": [{"file", "reason"}]}``.
+    """
+    import numpy as np
+
+    from boomerang import imageio
+
+    skipped: list = [] if job.task.resumable else None
+    written, records, made = [], [], set()
+    for s in sample_block(job, outputs, cache=cache, dtype=np.uint8, skipped=skipped, progress=progress, stop=stop):
+        path = job.out / s.output.name
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        imageio.save_image(s.pixels, path)
+        written.append(s.output.name)
+        rec = job.task.record(job, s.output, s.plan, s.result, s.decoded, s.pixels)
+        records.append({"_unit": s.output.index, **rec})
+        if progress is not None:
+            progress.finished(1)
+    if cache is not None and outputs:
+        cache.done_with(outputs[-1].index)
+    return {"block": block, "written": written, "records": records, "skipped": skipped or []}
+
+
+def blocks_of(job: Job) -> dict[int, list[OutputFile]]:
+    """``{block index: outputs}``: output o is in block o.index // block_size."""
+    blocks: dict[int, list[OutputFile]] = {}
+    for o in job.outputs:
+        blocks.setdefault(o.index // job.block_size, []).append(o)
     return blocks

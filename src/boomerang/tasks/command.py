@@ -10,13 +10,17 @@ __all__ = ["run_task_command"]
 
 
 def run_task_command(args: argparse.Namespace) -> int:
-    """Run a task command (``boomerang sample`` and the dataset commands) on the shared runner;
-    returns the exit status: 0 done, 3 done with skipped files, 2 bad input (one error line),
-    1 an unexpected failure (one line; the traceback with ``--debug``), 130 interrupted."""
-    from boomerang.tasks.runner import run_task
+    """Run a task command (``boomerang sample`` and the dataset commands) on the shared runner:
+    the flags become typed settings (:func:`boomerang.tasks.flags.parse_task_args`), then
+    :func:`boomerang.tasks.runner.run_job`. Returns the exit status: 0 done, 3 done with skipped
+    files, 2 bad input (one error line), 1 an unexpected failure (one line; the traceback with
+    ``--debug``), 130 interrupted."""
+    from boomerang.tasks.flags import parse_task_args
+    from boomerang.tasks.runner import run_job
 
     try:
-        return run_task(args.task, args)
+        settings, options, job_settings = parse_task_args(args.task, args)
+        return run_job(args.task, settings, options, job_settings)
     except KeyboardInterrupt:
         return print_error("interrupted", 130)
     except ValueError as exc:  # SettingError and ImageInputError are ValueErrors

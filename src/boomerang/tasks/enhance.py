@@ -28,12 +28,38 @@ itself).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
-from boomerang.tasks.base import Context, Task, Unit, add_job_arguments, add_sampling_arguments
+from boomerang.tasks.base import Task
+from boomerang.tasks.flags import add_job_arguments, add_sampling_arguments
+from boomerang.tasks.job import Job, OutputFile
 from boomerang.tasks.layout import LAYOUTS
 
-__all__ = ["EnhanceTask", "scan_paths"]
+__all__ = ["EnhanceTask", "EnhanceOptions", "scan_paths"]
+
+
+@dataclass(frozen=True)
+class EnhanceOptions:
+    """The options of ``enhance`` (checked by ``enhance.settings.check_enhance_args``): the scale,
+    the windows (``None``: the model's default), the windows per model call, ILVR
+    (``consistency``), the colour fix and the upsampling filter."""
+
+    scale: float = 4.0
+    tile_size: int | None = None
+    tile_overlap: int | None = None
+    tile_batch: int = 8
+    consistency: bool = False
+    colour_fix: bool = False
+    upsampler: str = "bicubic"
+
+
+@dataclass
+class EnhanceState:
+    """(tile_size, tile_overlap) in image pixels as used, worked out once per job."""
+
+    windows: tuple | None = None
 
 
 def _check_output_pixels(name: str, height: int, width: int, scale: float, error) -> None:
@@ -50,8 +76,8 @@ def _check_output_pixels(name: str, height: int, width: int, scale: float, error
                     f"more than the {DEFAULT_MAX_PIXELS / 1e6:.0f} MP limit; use a smaller scale or crop the image first")
 
 
-class _Input:
-    """``Read.fitted`` of enhance: the input as the sampler takes it (``pixels``, float32
+class _UnresizedInput:
+    """``DecodedInput.fitted`` of enhance: the input as the sampler takes it (``pixels``, float32
     (H, W, C) in [0, 1]); outputs already have the output size, so ``restore`` is the identity."""
 
     method = "enhance"
@@ -80,6 +106,8 @@ class EnhanceTask(Task):
         "(MultiDiffusion). --consistency keeps the result faithful to the input (ILVR). See docs/enhance.md."
     )
     defaults = {"num_samples": 1, "level": 0.25}
+    Options = EnhanceOptions
+    State = EnhanceState
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("input", nargs="+", metavar="IMAGE_OR_DIR",
@@ -105,7 +133,7 @@ class EnhanceTask(Task):
                        help="Pillow filter of the naive upsampling (default %(default)s)")
         add_sampling_arguments(p, **self.defaults)
 
-    def settings(self, args):
+    def settings_from_args(self, args):
         """The shared settings, after what enhance cannot take: ``--from-noise`` (checked first, so
         that no message suggests a ``--level`` that would then be refused), a ``--schedule`` other
         than exact, and a scheduler that cannot follow the exact grid (``CUSTOM_GRID_SCHEDULERS``)."""
@@ -117,70 +145,73 @@ class EnhanceTask(Task):
                                "(`level` sets how much noise is added, up to 1)")
         if args.schedule != "exact":
             raise SettingError("enhance runs the exact schedule from the upsampled image: drop `schedule`")
-        s = super().settings(args)  # the scheduler's name is checked there
+        s = super().settings_from_args(args)  # the scheduler's name is checked there
         if s.scheduler not in CUSTOM_GRID_SCHEDULERS:
             raise SettingError(f"`scheduler` {s.scheduler} cannot follow the exact grid enhance runs on; use one of "
                                f"{', '.join(CUSTOM_GRID_SCHEDULERS)}")
         return s
 
-    def options(self, args) -> dict:
+    def options_from_args(self, args) -> EnhanceOptions:
         from boomerang.enhance.settings import check_enhance_args
 
         a = check_enhance_args(scale=args.scale, level=0.0, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
                                tile_batch=args.tile_batch, upsampler=args.upsampler)
-        return {"scale": a.scale, "tile_size": a.tile_size, "tile_overlap": a.tile_overlap, "tile_batch": a.tile_batch,
-                "consistency": bool(args.consistency), "colour_fix": bool(args.colour_fix), "upsampler": a.upsampler}
+        return EnhanceOptions(scale=a.scale, tile_size=a.tile_size, tile_overlap=a.tile_overlap, tile_batch=a.tile_batch,
+                              consistency=bool(args.consistency), colour_fix=bool(args.colour_fix),
+                              upsampler=a.upsampler)
 
-    def scan(self, args):
+    def scan(self, job: Job):
         """One folder through the runner's layouts; one image file as a one-item job; several
         paths with :func:`scan_paths`. Every named file is decoded here, before the model loads."""
         from boomerang.tasks.layout import Item, Layout, scan
 
-        paths = [Path(p) for p in args.input]
+        paths = [Path(p) for p in job.job_settings.inputs]
+        scale = float(job.options.scale)
         if len(paths) > 1:
-            return scan_paths(paths, args.layout, float(args.scale))
+            return scan_paths(paths, job.job_settings.layout, scale)
         path = paths[0]
         if path.is_file():
-            _check_file(path, float(args.scale))
+            _check_file(path, scale)
             return Layout("file", path.parent, [Item(0, path.name, path)])
-        return scan(path, args.layout)
+        return scan(path, job.job_settings.layout)
 
-    def before_load(self, ctx: Context, args) -> None:
-        from boomerang import jobs
+    def before_load(self, job: Job) -> None:
         from boomerang.enhance.image import window_settings
+        from boomerang.tasks.job_plan import model_info
 
-        ctx.info = jobs.model_info(ctx.settings.model)
-        o = ctx.options
-        window_settings(ctx.info, o["tile_size"], o["tile_overlap"])  # e.g. a tile size the pixel model cannot take
+        job.info = model_info(job.settings.model)
+        o = job.options
+        window_settings(job.info, o.tile_size, o.tile_overlap)  # e.g. a tile size the pixel model cannot take
 
-    def block_size(self, ctx: Context) -> int:
-        return int(ctx.settings.batch_size or 1)
+    def block_size(self, job: Job) -> int:
+        return int(job.settings.batch_size or 1)
 
-    def fit(self, ctx: Context, loaded):
+    def fit(self, job: Job, loaded):
         from boomerang.enhance.resample import upsample
         from boomerang.enhance.settings import output_size
         from boomerang.imageio import to_model_channels
 
         from boomerang.imageio import ImageInputError
 
-        x = to_model_channels(loaded.pixels, int(ctx.model.image_channels))
-        _check_output_pixels(loaded.name, x.shape[0], x.shape[1], ctx.options["scale"], ImageInputError)
-        h, w = output_size(x.shape[0], x.shape[1], ctx.options["scale"])
-        return upsample(x, h, w, ctx.options["upsampler"]), _Input(x)
+        x = to_model_channels(loaded.pixels, int(job.model.image_channels))
+        _check_output_pixels(loaded.name, x.shape[0], x.shape[1], job.options.scale, ImageInputError)
+        h, w = output_size(x.shape[0], x.shape[1], job.options.scale)
+        return upsample(x, h, w, job.options.upsampler), _UnresizedInput(x)
 
-    def sample_batch(self, ctx: Context, x0, generators, plan, prompts):
+    def sample_batch(self, job: Job, x0, generators, plan, prompts, progress=None):
+        """The windows' sampler (``enhance_images``); it takes no per-step ``progress``: the bar moves per image."""
         import numpy as np
 
         from boomerang.enhance.image import enhance_images
 
-        o, s = ctx.options, ctx.settings
+        o, s = dataclasses.asdict(job.options), job.settings
         out = [None] * len(generators)
         groups: dict = {}
         for i in range(len(generators)):
             groups.setdefault(s.prompt if prompts is None else prompts[i], []).append(i)
         for prompt, idx in groups.items():
             res = enhance_images(
-                ctx.model, [x0[i] for i in idx], scale=o["scale"], level=plan.level, plan=plan,
+                job.model, [x0[i] for i in idx], scale=o["scale"], level=plan.level, plan=plan,
                 generators=[generators[i] for i in idx], steps=s.steps, scheduler=s.scheduler, eta=s.eta,
                 tile_size=o["tile_size"], tile_overlap=o["tile_overlap"], tile_batch=o["tile_batch"],
                 consistency=o["consistency"], colour_fix=o["colour_fix"], upsampler=o["upsampler"],
@@ -190,11 +221,12 @@ class EnhanceTask(Task):
                 out[i] = r.pixels
         return np.stack(out), None
 
-    def record(self, ctx: Context, unit: Unit, plan, output, read, pixels) -> dict:
-        row = super().record(ctx, unit, plan, output, read, pixels)
+    def record(self, job: Job, output: OutputFile, plan, result, decoded, pixels) -> dict:
+        row = super().record(job, output, plan, result, decoded, pixels)
         h, w = pixels.shape[:2]
-        tile, overlap = _windows(ctx)
-        return row | {"width": int(w), "height": int(h), **ctx.options, "tile_size": tile, "tile_overlap": overlap}
+        tile, overlap = _windows(job)
+        return row | {"width": int(w), "height": int(h), **dataclasses.asdict(job.options), "tile_size": tile,
+                      "tile_overlap": overlap}
 
 
 def _check_file(path: Path, scale: float) -> None:
@@ -267,14 +299,14 @@ def scan_paths(paths, layout: str, scale: float):
     return Layout("paths", root, items)
 
 
-def _windows(ctx: Context) -> tuple[int, int]:
+def _windows(job: Job) -> tuple[int, int]:
     """(tile_size, tile_overlap) in image pixels as used, defaults resolved
     (``enhance.image.window_settings``; a latent model's windows times its VAE factor)."""
-    if "windows" not in ctx.extra:
+    if job.state.windows is None:
         from boomerang.enhance.image import window_settings
 
-        model = ctx.model if ctx.model is not None else ctx.info
-        tile, overlap = window_settings(model, ctx.options["tile_size"], ctx.options["tile_overlap"])
+        model = job.model if job.model is not None else job.info
+        tile, overlap = window_settings(model, job.options.tile_size, job.options.tile_overlap)
         f = int(model.space_factor)
-        ctx.extra["windows"] = (tile * f, overlap * f)
-    return ctx.extra["windows"]
+        job.state.windows = (tile * f, overlap * f)
+    return job.state.windows

@@ -11,6 +11,12 @@ whose files may exist but which is not in the journal (it is redone; the
 files are rewritten with the same bytes), possibly a truncated last journal
 line (ignored), and possibly temporary files of an interrupted atomic write
 (removed by :func:`remove_temp_files` when the job starts again).
+
+A run that cannot resume (``boomerang sample``) lists the files it is about to
+write in ``OUT/.job/unfinished.json`` (:class:`UnfinishedRun`) and removes the
+list once its metadata is written: a run killed on the way (SIGKILL, power
+loss) leaves the list behind, and the next run into OUT first deletes the files
+it names, so no image stays without its metadata.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 
 from boomerang.errors import SettingError
 
-__all__ = ["JOB_DIR", "JobFolder", "remove_temp_files"]
+__all__ = ["JOB_DIR", "JobFolder", "UnfinishedRun", "remove_temp_files"]
 
 JOB_DIR = ".job"
 #: What boomerang.imageio.atomic_write_bytes leaves behind when killed: ``.<name>.<random>.tmp``.
@@ -151,28 +157,79 @@ class JobFolder:
             names += [str(n) for n in json.loads(self.outputs_path.read_text(encoding="utf-8"))]
         except (OSError, ValueError, TypeError):
             pass  # a job from before outputs.json, or a damaged file: its samples still go
-        root = self.out.resolve()
-        folders = set()
-        for rec in names:
-            path = self.out / rec
-            if root not in path.resolve().parents:
-                continue  # never outside the output folder
-            try:
-                path.unlink()
-            except OSError:
-                continue
-            folders.update(p for p in path.parents if p != self.out and self.out in p.parents)
-        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-            try:
-                folder.rmdir()  # only if empty
-            except OSError:
-                pass
-        for name in ("job.json", "journal.jsonl", "outputs.json"):
+        _remove_files(self.out, names)
+        for name in ("job.json", "journal.jsonl", "outputs.json", "report.json"):
             try:
                 (self.dir / name).unlink()
             except OSError:
                 pass
         try:
             self.dir.rmdir()
+        except OSError:
+            pass
+
+
+def _remove_files(out: Path, names) -> None:
+    """Delete ``out/name`` for each name (never outside ``out``), then the folders that leaves empty."""
+    root = out.resolve()
+    folders = set()
+    for name in names:
+        path = out / name
+        if root not in path.resolve().parents:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        folders.update(p for p in path.parents if p != out and out in p.parents)
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            pass
+
+
+class UnfinishedRun:
+    """The files a run that cannot resume is writing, listed in ``OUT/.job/unfinished.json`` until it ends.
+
+    :meth:`begin` first deletes what an earlier run that never ended (killed) listed, then lists
+    this run's files; :meth:`end` drops the list once everything is written; :meth:`take_back`
+    deletes this run's files after a failure.
+    """
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.path = self.out / JOB_DIR / "unfinished.json"
+        self.names: list[str] = []
+
+    def begin(self, names) -> None:
+        """Remove an earlier unfinished run's files (and temporary files), then list ``names``."""
+        from boomerang.fileio import atomic_write_bytes
+
+        if self.path.is_file():
+            try:
+                earlier = [str(n) for n in json.loads(self.path.read_text(encoding="utf-8"))]
+            except (OSError, ValueError, TypeError):
+                earlier = []
+            _remove_files(self.out, earlier)
+            remove_temp_files(self.out)
+        self.names = list(names)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, (json.dumps(self.names, indent=1) + "\n").encode())
+
+    def end(self) -> None:
+        """Everything is written: drop the list (and the job folder if that leaves it empty)."""
+        for p in (self.path, self.path.parent):
+            try:
+                p.unlink() if p == self.path else p.rmdir()
+            except OSError:
+                pass
+
+    def take_back(self) -> None:
+        """Delete this run's files, the list, and the folders that leaves empty (OUT included)."""
+        _remove_files(self.out, self.names)
+        self.end()
+        try:
+            self.out.rmdir()
         except OSError:
             pass

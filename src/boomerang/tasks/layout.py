@@ -25,6 +25,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from boomerang.errors import SettingError
 
@@ -47,14 +48,17 @@ class Item:
         caption: the ``caption`` (or ``text``) column of ``imagefolder``, else ``None``.
         columns: every carried column of ``imagefolder`` except ``file_name``
             (``label`` and ``caption`` included), in the file's order.
+        source: the image itself when it is not a file (the API's PIL images and arrays;
+            ``path`` is then ``None``).
     """
 
     index: int
     relpath: str
-    path: Path
+    path: Path | None
     label: str | None = None
     caption: str | None = None
     columns: dict = field(default_factory=dict)
+    source: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

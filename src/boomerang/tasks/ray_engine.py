@@ -1,7 +1,7 @@
 """``--engine ray``: the runner's blocks through Ray Data (optional extra ``ray``).
 
-The same :func:`boomerang.tasks.blocks.process_block` runs inside a pool of Ray
-actors: ``ray.data.from_items`` of the unfinished block indices, then
+The same :func:`boomerang.tasks.blocks.write_block` (and so the one block function,
+:func:`~boomerang.tasks.blocks.sample_block`) runs inside a pool of Ray actors: ``ray.data.from_items`` of the unfinished block indices, then
 ``map_batches`` with a callable class (:class:`BlockActor`) that loads the model
 once per actor (``num_gpus=1`` per actor on CUDA) and, for each block, samples
 it and writes its files with the same atomic writer. Each actor returns the
@@ -38,13 +38,13 @@ def check_available() -> None:
         ) from None
 
 
-def _portable(ctx) -> bytes:
-    """The job's context without the model and the parsed arguments, pickled for the actors."""
+def _portable(job) -> bytes:
+    """The job without its model (each actor loads its own), pickled for the actors."""
     import copy
 
-    light = copy.copy(ctx)
+    light = copy.copy(job)
     light.model = None
-    light.extra = {k: v for k, v in ctx.extra.items() if k not in ("args", "job")}
+    light.inputs = []  # what an up-front check kept (sample's thumbnails): not needed to sample
     return pickle.dumps(light)
 
 
@@ -52,38 +52,39 @@ class BlockActor:
     """A Ray Data callable class: loads the model once, then samples and writes whole blocks.
 
     Args:
-        payload: the pickled context (:func:`_portable`).
+        payload: the pickled job (:func:`_portable`).
         threads: torch CPU threads in this actor.
     """
 
     def __init__(self, payload: bytes, threads: int | None = None):
-        from boomerang.tasks.blocks import blocks_of, load
+        from boomerang.tasks.blocks import InputCache, attach_model, blocks_of
 
-        self.ctx = pickle.loads(payload)
-        if str(self.ctx.settings.device).startswith("cuda"):
+        self.job = pickle.loads(payload)
+        if str(self.job.settings.device).startswith("cuda"):
             # Ray gives each actor its own GPU as CUDA_VISIBLE_DEVICES: it is cuda:0 here.
-            self.ctx.settings = self.ctx.settings.replace(device="cuda")
-        load(self.ctx, threads)
-        self.blocks = blocks_of(self.ctx)
+            self.job.settings = self.job.settings.replace(device="cuda")
+        attach_model(self.job, threads)
+        self.blocks = blocks_of(self.job)
+        self.cache = InputCache(self.job)
 
     def __call__(self, batch: dict) -> dict:
-        from boomerang.tasks.blocks import process_block
+        from boomerang.tasks.blocks import write_block
 
         entries = []
         for b in batch["block"]:
-            entries.append(json.dumps(process_block(self.ctx, int(b), self.blocks[int(b)])))
+            entries.append(json.dumps(write_block(self.job, int(b), self.blocks[int(b)], cache=self.cache)))
         return {"entry": entries}
 
 
-def run_blocks(ctx, todo: list[int], blocks: dict, finished, bar, stop, *, workers: int | None = None) -> None:
+def run_blocks(job, todo: list[int], blocks: dict, finished, progress, stop, *, workers: int | None = None) -> None:
     """Run the blocks ``todo`` on Ray actors; ``finished(entry)`` journals each one as it arrives.
 
     Args:
-        ctx: the prepared, loaded job context (the driver's model is not shipped).
+        job: the planned, loaded :class:`~boomerang.tasks.job.Job` (the driver's model is not shipped).
         todo: block indices still to do.
-        blocks: ``{block: units}``.
+        blocks: ``{block: outputs}``.
         finished: called with each block's journal entry.
-        bar: the progress bar (``bar.update(n)``).
+        progress: the job's :class:`~boomerang.tasks.progress.JobProgress` (moved per finished block).
         stop: an object whose ``signum`` becomes non-None on SIGINT/SIGTERM: no new results are
             waited for; blocks in flight are redone on the next run.
         workers: number of actors (default: one per GPU on CUDA, else 1).
@@ -104,10 +105,10 @@ def run_blocks(ctx, todo: list[int], blocks: dict, finished, bar, stop, *, worke
                  logging_level=logging.WARNING, **kwargs)
         started = True
     try:
-        cuda = str(ctx.settings.device).startswith("cuda")
+        cuda = str(job.settings.device).startswith("cuda")
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("GPU", 1))) if cuda else 1
-        threads = ctx.extra.get("threads")
+        threads = job.threads
         if threads is None and not cuda:
             threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
         ctx_data = ray.data.DataContext.get_current()
@@ -115,7 +116,7 @@ def run_blocks(ctx, todo: list[int], blocks: dict, finished, bar, stop, *, worke
         ds = ray.data.from_items([{"block": b} for b in todo], override_num_blocks=len(todo))
         ds = ds.map_batches(
             BlockActor,
-            fn_constructor_kwargs={"payload": _portable(ctx), "threads": threads},
+            fn_constructor_kwargs={"payload": _portable(job), "threads": threads},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_gpus=1 if cuda else 0,
@@ -124,7 +125,7 @@ def run_blocks(ctx, todo: list[int], blocks: dict, finished, bar, stop, *, worke
         for row in ds.iter_rows():
             entry = json.loads(row["entry"])
             finished(entry)
-            bar.update(len(blocks[entry["block"]]))
+            progress.finished(len(blocks[entry["block"]]))
             if stop.signum is not None:
                 break
     finally:
