@@ -1,11 +1,16 @@
-"""Tiny diffusion models with random weights, built offline from configs (for tests).
+"""Tiny diffusion models with random weights, built offline from configs.
+
+These models exist only for the tests and the benchmarks: their weights are
+random (seeded), so their samples mean nothing, and building one downloads
+nothing (torch, diffusers and transformers are imported inside the builders).
 
 ``make_tiny_pixel_model(path)`` writes a DDPMPipeline folder (UNet2DModel +
 DDPMScheduler, safetensors); ``make_tiny_sd(path)`` writes a Stable-Diffusion
 shaped folder (UNet2DConditionModel, AutoencoderKL, CLIPTextModel, a
-CLIPTokenizer written from a small vocab.json + merges.txt, PNDMScheduler with
-SD 1.x settings). Both load with ``boomerang.models.load_model`` and with
-diffusers' own pipelines. Reusable by every test module.
+CLIPTokenizer written from a small vocab.json + merges.txt by
+:func:`write_tokenizer_files`, PNDMScheduler with SD 1.x settings,
+:data:`SD_SCHEDULER`). Both load with ``boomerang.models.load_model`` and with
+diffusers' own pipelines.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import pathlib
 
 from boomerang.ldm_parts import bytes_to_unicode
 
+__all__ = ["SD_SCHEDULER", "make_tiny_pixel_model", "make_tiny_sd", "write_tokenizer_files"]
+
+#: The noise schedule of Stable Diffusion 1.x (PNDM/DDIM config keys), for SD-shaped test models.
 SD_SCHEDULER = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
     skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False, clip_sample=False,
@@ -35,7 +43,7 @@ def make_tiny_pixel_model(path, *, size: int = 8, channels: int = 1, eps_scale: 
     import torch
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-    torch.manual_seed(seed)  # test-only weight init
+    torch.manual_seed(seed)  # random weights, seeded (test/benchmark models only)
     unet = UNet2DModel(
         sample_size=size, in_channels=channels, out_channels=channels, layers_per_block=1,
         block_out_channels=(8, 16),
@@ -52,9 +60,13 @@ def make_tiny_pixel_model(path, *, size: int = 8, channels: int = 1, eps_scale: 
     return path
 
 
-def _write_tokenizer_files(folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
-    """A byte-level BPE vocabulary in CLIP's format: every byte (alone and with
-    '</w>'), the special tokens, and a few merges."""
+def write_tokenizer_files(folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write a byte-level BPE vocabulary in CLIP's format into ``folder`` (created if
+    missing): every byte (alone and with '</w>'), the special tokens, and a few merges.
+
+    Returns:
+        ``(vocab.json, merges.txt)`` paths, for ``CLIPTokenizer(vocab=..., merges=...)``.
+    """
     chars = list(bytes_to_unicode().values())
     vocab_list = chars + [c + "</w>" for c in chars]
     merges = ["c a", "ca t</w>", "p e", "pe r", "s o"]
@@ -80,7 +92,7 @@ def make_tiny_sd(path, *, seed: int = 0, scheduler: str = "pndm"):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     path = pathlib.Path(path)
-    torch.manual_seed(seed)  # test-only weight init
+    torch.manual_seed(seed)  # random weights, seeded (test/benchmark models only)
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -92,7 +104,7 @@ def make_tiny_sd(path, *, seed: int = 0, scheduler: str = "pndm"):
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), latent_channels=4, norm_num_groups=4, sample_size=16,
     )
     tok_dir = path.parent / (path.name + "_tokenizer_src")
-    vocab_file, merges_file = _write_tokenizer_files(tok_dir)
+    vocab_file, merges_file = write_tokenizer_files(tok_dir)
     # transformers 5: vocab=/merges= (vocab_file= is silently ignored).
     tokenizer = CLIPTokenizer(vocab=str(vocab_file), merges=str(merges_file), model_max_length=16)
     text_config = CLIPTextConfig(
