@@ -5,9 +5,9 @@
   block_out_channels (32, 64, 64), attention at the 14x14 level and in the
   middle block) with random weights: the same cost per call as the real one.
 * :func:`make_small_sd` -- a Stable-Diffusion-shaped folder with random weights,
-  bigger than the test-tiny one so that ratios mean something: 256x256 RGB
-  images, VAE factor 8 (32x32x4 latents), a cross-attention UNet and a 77-token
-  CLIP text encoder.
+  bigger than the tests' :func:`boomerang.testing.tiny.make_tiny_sd` so that
+  ratios mean something: 256x256 RGB images, VAE factor 8 (32x32x4 latents),
+  a cross-attention UNet and a 77-token CLIP text encoder.
 * :func:`add_out_argument`, :func:`save_json`, :func:`plot_path`: where results go.
   Every script that writes results takes ``--out DIR`` (its JSON, under the
   script's usual file name) and, if it draws figures or screenshots,
@@ -29,7 +29,6 @@ import os
 import pathlib
 import platform
 import statistics
-import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -37,7 +36,6 @@ RESULTS = ROOT / "benchmarks" / "results"  # the committed results: written only
 OUT = ROOT / "benchmarks" / "out"  # default --out (git-ignored)
 CACHE = ROOT / "benchmarks" / ".cache"  # generated stand-in models (git-ignored)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(ROOT / "tests"))  # tests/_tiny.py (tokenizer files)
 
 
 def machine() -> dict:
@@ -133,14 +131,13 @@ def boomerang_exe() -> str:
     """The ``boomerang`` console script of the Python running this script (so that
     ``.venv/bin/python benchmarks/X.py`` measures that venv's CLI without activating
     it), else the one on PATH."""
-    import shutil
+    from boomerang.testing import console_script
 
-    beside = pathlib.Path(sys.executable).parent / "boomerang"
-    exe = str(beside) if beside.is_file() else shutil.which("boomerang")
-    if not exe:
+    try:
+        return console_script()
+    except FileNotFoundError:
         raise SystemExit("benchmarks: no `boomerang` command next to this Python or on PATH; "
-                         "install the package first (.venv/bin/pip install -e \".[bench]\")")
-    return exe
+                         "install the package first (.venv/bin/pip install -e \".[bench]\")") from None
 
 
 def median(xs):
@@ -193,7 +190,7 @@ def make_small_sd(path: pathlib.Path | None = None) -> str:
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from _tiny import SD_SCHEDULER, _write_tokenizer_files
+    from boomerang.testing.tiny import SD_SCHEDULER, write_tokenizer_files
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -207,7 +204,7 @@ def make_small_sd(path: pathlib.Path | None = None) -> str:
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         latent_channels=4, norm_num_groups=8, sample_size=256,
     )
-    vocab_file, merges_file = _write_tokenizer_files(path.parent / (path.name + "_tokenizer_src"))
+    vocab_file, merges_file = write_tokenizer_files(path.parent / (path.name + "_tokenizer_src"))
     tokenizer = CLIPTokenizer(vocab=str(vocab_file), merges=str(merges_file), model_max_length=77)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,

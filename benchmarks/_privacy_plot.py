@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import pathlib
 
-
-def _ci(u: dict) -> tuple[float, float]:
-    """A utility's 95% t-interval over seeds, clipped to [0, 1] for display."""
-    return max(0.0, u["ci95"][0]), min(1.0, u["ci95"][1])
+from _privacy_tables import clipped_ci
 
 
 def _errbar(ax, xs, rs, **kw):
@@ -22,8 +19,8 @@ def _errbar(ax, xs, rs, **kw):
 def _util(ax, xs, group, **kw):
     """Utility means with their (clipped) t-intervals, in %."""
     m = [100 * c["utility"]["mean"] for c in group]
-    lo = [100 * (c["utility"]["mean"] - _ci(c["utility"])[0]) for c in group]
-    hi = [100 * (_ci(c["utility"])[1] - c["utility"]["mean"]) for c in group]
+    lo = [100 * (c["utility"]["mean"] - clipped_ci(c["utility"])[0]) for c in group]
+    hi = [100 * (clipped_ci(c["utility"])[1] - c["utility"]["mean"]) for c in group]
     ax.errorbar(xs, m, yerr=[lo, hi], capsize=3, **{"marker": "o", **kw})
 
 

@@ -59,10 +59,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import add_out_argument, make_parser, plot_path  # noqa: E402
 
+from boomerang.studies.augmentation import (  # noqa: E402
+    GlobalMixed, classical_augment, load_data, pool_indices, subset)
+
 LEVELS = (0.2, 0.4, 0.6)
 REGIMES = (10, 50)
 ARMS = ("real", "classical", "boomerang-0.2", "boomerang-0.4", "boomerang-0.6", "boomerang-0.4+classical", "global")
-POOL_SEED = 2026  # the pool of images the subsets are drawn from (fixed)
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
@@ -91,41 +93,14 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--chunk", type=int, default=4, help="images per model call while precomputing (x K samples)")
     add_out_argument(p, plots=True)
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    regimes = [int(r) for r in a.regimes.split(",")]
+    if max(regimes) > a.pool_per_class:  # each regime's subsets are drawn from the pool
+        p.error(f"--pool-per-class {a.pool_per_class} is smaller than the regime {max(regimes)}")
+    return a
 
 
 # --------------------------------------------------------------------------- data
-
-
-def load_data():
-    """(dataset, split) of mnist5k with the bundled classifier's split."""
-    from boomerang.assets import classifier_path
-    from boomerang.data import load_dataset, load_split
-
-    return load_dataset("mnist5k"), load_split(classifier_path() / "split.json")
-
-
-def pool_indices(ds, split, per_class: int) -> dict[int, list[int]]:
-    """The fixed pool: per class, ``per_class`` training indices (rng(POOL_SEED))."""
-    rng = np.random.default_rng(POOL_SEED)
-    train = np.asarray(split["train"])
-    return {c: [int(i) for i in rng.permutation(train[ds.labels[train] == c])[:per_class]] for c in range(10)}
-
-
-def subset(pool: dict[int, list[int]], seed: int, n_per_class: int) -> list[int]:
-    """Seed ``seed``'s training subset: per class, ``n_per_class`` images drawn with
-    ``default_rng(seed)`` from the first ``2 n_per_class`` images of the pool (all of the
-    pool when it is smaller). With the default pool of 50 per class, the 50-image regime
-    uses the whole pool for every seed (seeds differ in initialisation, order and
-    augmentation draws) and the 10-image subsets come from the first 20 per class."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for c in range(10):
-        if n_per_class > len(pool[c]):
-            raise SystemExit(f"--pool-per-class {len(pool[c])} is smaller than the regime {n_per_class}")
-        candidates = pool[c][:2 * n_per_class]
-        out += [int(i) for i in sorted(rng.permutation(candidates)[:n_per_class])]
-    return out
 
 
 def relpath(ds, index: int) -> str:
@@ -224,17 +199,6 @@ def load_global(work: pathlib.Path):
 # --------------------------------------------------------------------------- training
 
 
-def classical_augment():
-    """kornia affine + elastic deformation (each with probability 0.5), on [B, 1, 28, 28] in [0, 2]."""
-    import kornia.augmentation as KA
-    import torch
-
-    return torch.nn.Sequential(
-        KA.RandomAffine(degrees=12.0, translate=(0.08, 0.08), scale=(0.9, 1.1), shear=8.0, p=0.5),
-        KA.RandomElasticTransform(kernel_size=(15, 15), sigma=(4.0, 4.0), alpha=(1.0, 1.0), p=0.5),
-    )
-
-
 class _Subset:
     """(uint8 [1, 28, 28] image, label) of the chosen training digits, keyed by relative path."""
 
@@ -247,28 +211,6 @@ class _Subset:
 
     def __getitem__(self, i):
         return self.images[i], int(self.labels[i])
-
-
-class _GlobalMixed:
-    """Item i: the real image, or with probability p one of its K assigned global samples with the
-    classifier's label; the same choice function as BoomerangAugmented (boomerang.augment.choose_sample)."""
-
-    def __init__(self, base, images, labels, K, p, seed):
-        self.base, self.images, self.labels, self.K, self.p, self.seed, self.epoch = base, images, labels, K, p, seed, 0
-
-    def set_epoch(self, e):
-        self.epoch = e
-
-    def __len__(self):
-        return len(self.base)
-
-    def __getitem__(self, i):
-        from boomerang.augment import choose_sample
-
-        j = choose_sample(self.seed, self.epoch, i, self.p, self.K)
-        if j is None:
-            return self.base[i]
-        return self.images[i * self.K + j], int(self.labels[i * self.K + j])
 
 
 def train_one(args, ds, split, pool, work, regime: int, arm: str, seed: int, global_data=None) -> dict:
@@ -304,7 +246,7 @@ def train_one(args, ds, split, pool, work, regime: int, arm: str, seed: int, glo
             raise SystemExit(f"only {len(g_labels)} of the {avail} global samples regime {regime} needs exist; "
                              "run --stage precompute to the end")
         order = np.random.default_rng(seed).permutation(avail)[:len(base) * K]
-        data = _GlobalMixed(base, g_images[order], g_labels[order], K, args.p, seed)
+        data = GlobalMixed(base, g_images[order], g_labels[order], K, args.p, seed)
     else:
         data = base
     classical = classical_augment() if "classical" in arm else None

@@ -20,7 +20,7 @@ consistency error (mean |box-downsampled 8-bit output - input| in 8-bit
 units) and, for 8x, the seam score (mean |gradient| across window borders /
 mean |gradient| elsewhere; 1.0 = no seam). Every method is scored on the same
 digits, so each is also compared with bicubic digit by digit
-(:func:`paired_difference`): the accuracy difference with a 95% paired
+(:func:`boomerang.stats.paired_difference`): the accuracy difference with a 95% paired
 bootstrap interval over digits, the discordant counts and the exact McNemar
 p-value (``vs_bicubic`` in the JSON; ``--table`` prints a second table).
 
@@ -58,6 +58,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import add_out_argument, make_parser, plot_path  # noqa: E402
+
+from boomerang.stats import paired_difference, wilson  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -112,47 +114,6 @@ def parse_args(argv=None):
 
 
 N_TEST = 500  # test digits of mnist5k's split (50 per class); checked against the split at run time
-
-
-def paired_difference(correct_a, correct_b, n_boot: int = 10_000, seed: int = 0) -> dict:
-    """Accuracy of method A minus that of method B scored on the same digits (a paired comparison).
-
-    ``correct_a``, ``correct_b``: [N] booleans (or 0/1), digit i right by A / by B.
-    Returns ``difference`` = (a_only - b_only) / N, its 95% percentile interval
-    ``ci95`` from ``n_boot`` paired bootstrap resamples of the N digits (seeded;
-    each resample draws N digits with replacement, keeping A's and B's outcome on
-    a digit together), the counts ``both``, ``neither``, ``a_only``, ``b_only``
-    (the discordant pairs), and ``mcnemar_p``: the exact two-sided McNemar test,
-    P(a binomial(a_only + b_only, 1/2) count is at least as far from its mean),
-    1.0 when there are no discordant pairs. Raises ValueError if the lengths
-    differ or are 0.
-    """
-    import math
-
-    a = np.asarray(correct_a, dtype=bool).ravel()
-    b = np.asarray(correct_b, dtype=bool).ravel()
-    if a.shape != b.shape or a.size == 0:
-        raise ValueError(f"paired_difference: correct_a and correct_b must have the same non-zero length "
-                         f"(got {a.size} and {b.size})")
-    n = a.size
-    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
-    m = a_only + b_only
-    k = min(a_only, b_only)
-    p = min(1.0, 2.0 * sum(math.comb(m, i) for i in range(k + 1)) / 2.0 ** m) if m else 1.0
-    # a digit's paired outcome is +1 (A only), -1 (B only) or 0, so a resample is a multinomial draw of the three
-    counts = np.random.default_rng(seed).multinomial(n, [a_only / n, b_only / n, 1.0 - m / n], size=n_boot)
-    diffs = (counts[:, 0] - counts[:, 1]) / n
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
-    return {"difference": round((a_only - b_only) / n, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
-            "both": int((a & b).sum()), "neither": int((~a & ~b).sum()), "a_only": a_only, "b_only": b_only,
-            "mcnemar_p": float(f"{p:.4g}"), "n": n, "n_boot": n_boot}
-
-
-def wilson(k: int, n: int) -> list[float]:
-    """95% Wilson score interval of a share k/n as [low, high], rounded (``boomerang.metrics.wilson_interval``)."""
-    from boomerang.metrics import wilson_interval
-
-    return [round(float(v), 4) for v in wilson_interval(int(k), int(n))]
 
 
 def mean_ci(v) -> dict:

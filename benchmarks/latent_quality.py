@@ -50,6 +50,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import add_out_argument, machine, make_parser, plot_path  # noqa: E402
 
+from boomerang.stats import wilson  # noqa: E402
+
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 TARGETS = {"text_to_image_best_share_min": 0.90}
 
@@ -80,13 +82,6 @@ def parse_args(argv=None):
         a.t2i_steps, a.steps, a.reference_steps = min(a.t2i_steps, 5), min(a.steps, 10), min(a.reference_steps, 5)
     a.guidance = [float(g) for g in a.guidance.split(",") if g.strip()]
     return a
-
-
-def wilson(k: int, n: int) -> list[float]:
-    """95% Wilson score interval of a share k/n as [low, high], rounded (``boomerang.metrics.wilson_interval``)."""
-    from boomerang.metrics import wilson_interval
-
-    return [round(float(v), 4) for v in wilson_interval(int(k), int(n))]
 
 
 def share(hits) -> dict:

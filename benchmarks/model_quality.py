@@ -46,6 +46,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import add_out_argument, make_parser, plot_path  # noqa: E402
 
+from boomerang.stats import wilson  # noqa: E402
+
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 TARGETS = {
     "global_confident_share_min": 0.85,
@@ -85,13 +87,6 @@ def parse_args(argv=None):
     if a.variety_samples < 2:
         p.error("--variety-samples must be >= 2")
     return a
-
-
-def wilson_interval(k: int, n: int) -> list[float]:
-    """95% Wilson score interval of a share k/n as [low, high], rounded (``boomerang.metrics.wilson_interval``)."""
-    from boomerang.metrics import wilson_interval
-
-    return [round(float(v), 4) for v in wilson_interval(int(k), int(n))]
 
 
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
@@ -257,7 +252,7 @@ def main(argv=None) -> int:
             "timestep": int(level_to_timestep(level, T)),
             "alpha_bar": round(float(alpha_bar[level_to_timestep(level, T)]), 4),
             "retention": float((pred == labels[chosen]).mean()),
-            "retention_ci95": wilson_interval(int((pred == labels[chosen]).sum()), len(chosen)),
+            "retention_ci95": wilson(int((pred == labels[chosen]).sum()), len(chosen)),
             "confident_share": float((conf >= 0.9).mean()),
             "ssim_to_input_mean": float(ssim.mean()),
             "ssim_to_input_se": float(ssim.std(ddof=1) / np.sqrt(len(ssim))) if len(ssim) > 1 else 0.0,

@@ -43,7 +43,7 @@ model and classifier were trained on; ``split.json`` of the model):
   caption ("a handwritten seven"); one job for level 0 (the VAE round trip)
   and every level; the outputs (32x32 RGB) are turned back into 28x28 gray
   digits and measured with the same attacks, class retention and utility
-  (:mod:`_privacy_text`). Its samples are seeded by the job's secret key, as
+  (:mod:`boomerang.studies.privacy_utility`). Its samples are seeded by the job's secret key, as
   for any user, so they differ between runs.
 
 Run (what produced benchmarks/results/privacy_utility.json and docs/privacy_utility.png)::
@@ -71,8 +71,14 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import _privacy_text as pt  # noqa: E402
-from _common import add_out_argument, machine, make_parser, plot_path, save_json  # noqa: E402
+from _common import add_out_argument, boomerang_exe, machine, make_parser, plot_path, save_json  # noqa: E402
+from _privacy_tables import (  # noqa: E402
+    markdown_table, summary_table, text_markdown_table, text_summary_table, text_variants_table)
+
+from boomerang.studies.privacy_utility import (  # noqa: E402
+    PROMPT_TEMPLATE, base_settings, reuse_unconditional, text_model_setting)
+from boomerang.studies.privacy_utility import release as release_text_arm  # noqa: E402
+
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
@@ -163,11 +169,11 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds of the utility classifier")
     ap.add_argument("--batch-size", type=int, default=100, help="images per sampling call")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--text-model", default="ldm-mnist5k-text",
+    ap.add_argument("--text-model", type=text_model_setting, default="ldm-mnist5k-text",
                     help="text arm: the text-conditioned model given to `boomerang anonymise --model` "
                          "(each source's class caption as its prompt); `none` skips the arm")
     ap.add_argument("--guidance-scale", type=float, default=3.0, help="text arm: classifier-free guidance scale")
-    ap.add_argument("--prompt-template", default=pt.PROMPT_TEMPLATE,
+    ap.add_argument("--prompt-template", default=PROMPT_TEMPLATE,
                     help="text arm: anonymise's --prompt-template over the sources' label/caption columns "
                          "(default: %(default)s, the class caption); '' gives every item the empty prompt (a control)")
     ap.add_argument("--reuse", metavar="JSON",
@@ -185,17 +191,7 @@ def parse_args(argv=None):
         args.n_sources, args.levels, args.seeds, args.epochs = 20, "0.5,1.0", "0", 1
         if args.name == "privacy_utility":  # a smoke run never takes the main run's file names
             args.name = "privacy_utility_quick"
-    if args.text_model.lower() == "none":
-        args.text_model = None
     return args
-
-
-def base_settings(args, n_sources: int, n_candidates: int, n_test: int, levels, seeds) -> dict:
-    """The settings that make two runs' rows comparable (checked by ``--reuse``)."""
-    return {"n_sources": n_sources, "n_candidates": n_candidates, "n_test": n_test,
-            "levels": levels, "scheduler": args.scheduler, "steps": args.steps, "seed": 0,
-            "train_epochs": args.epochs, "train_batch_size": args.train_batch_size, "train_lr": args.lr,
-            "train_seeds": seeds}
 
 
 def evaluate(conditions: list[dict], released: dict, data: dict, seeds: list[int], args) -> dict:
@@ -263,12 +259,12 @@ def main(argv=None) -> int:
         print(summary_table(result))
         if result.get("text_arm"):
             print()
-            print(pt.text_markdown_table(result))
+            print(text_markdown_table(result))
             print()
-            print(pt.text_summary_table(result))
+            print(text_summary_table(result))
         if len(results) > 1:
             print()
-            print(pt.text_variants_table([r for r in results if r.get("text_arm")]))
+            print(text_variants_table([r for r in results if r.get("text_arm")]))
         plot(result, plot_path(args, f"{args.name}.png"))
         return 0
 
@@ -304,7 +300,10 @@ def main(argv=None) -> int:
     command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/privacy_utility.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     if args.reuse:
-        result = reuse_unconditional(args.reuse, settings)
+        try:
+            result = reuse_unconditional(args.reuse, settings)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
         log(f"unconditional arm taken from {args.reuse} (run {result['machine']['utc']})")
     else:
         result = unconditional_arm(args, data, settings, levels, seeds)
@@ -316,22 +315,11 @@ def main(argv=None) -> int:
     print(markdown_table(result))
     if result.get("text_arm"):
         print()
-        print(pt.text_markdown_table(result))
+        print(text_markdown_table(result))
     save_json(args.name, result, args.out)
     plot(result, plot_path(args, f"{args.name}.png"))
     log(f"total {time.monotonic() - t_start:.0f} s")
     return 0
-
-
-def reuse_unconditional(path, settings: dict) -> dict:
-    """The results file at ``path`` without its text arm, if its settings give the same rows as ``settings``."""
-    old = json.loads(pathlib.Path(path).read_text())
-    differ = [k for k, v in settings.items() if old["settings"].get(k) != v]
-    if differ:
-        theirs = ", ".join(f"{k}={old['settings'].get(k)!r}" for k in differ)
-        raise SystemExit(f"--reuse {path}: its {', '.join(differ)} differ from this run's ({theirs}); "
-                         "rerun without --reuse")
-    return old
 
 
 def unconditional_arm(args, data: dict, settings: dict, levels, seeds) -> dict:
@@ -404,77 +392,17 @@ def unconditional_arm(args, data: dict, settings: dict, levels, seeds) -> dict:
 
 def text_arm(args, data: dict, levels, seeds) -> dict:
     """The same sources released by ``boomerang anonymise --model TEXT_MODEL --prompt-template "{caption}"``
-    (:func:`_privacy_text.release`; level 0 = the VAE round trip, then ``levels``), evaluated as the
-    unconditional arm: the ``text_arm`` part of the results."""
+    (:func:`boomerang.studies.privacy_utility.release`; level 0 = the VAE round trip, then ``levels``),
+    evaluated as the unconditional arm: the ``text_arm`` part of the results."""
     t_start = time.monotonic()
-    conditions, released, info = pt.release(args, data, [0.0] + [v for v in levels if v != 0])
+    conditions, released, info = release_text_arm(args, data, [0.0] + [v for v in levels if v != 0],
+                                                  exe=boomerang_exe())
     timings = {"anonymise_s": info.pop("anonymise_s")}
     timings.update(evaluate(conditions, released, data, seeds, args))
     timings["total_s"] = round(time.monotonic() - t_start, 1)
     return {**info, "machine": machine(), "timings": timings,
             "first_level_top1_at_most_5pct": first_level(conditions, "boomerang_text"),
             "conditions": [{k: v for k, v in c.items() if k != "key"} for c in conditions]}
-
-
-def _ci(u: dict) -> tuple[float, float]:
-    """A utility's 95% t-interval over seeds, clipped to [0, 1] for display (the JSON keeps the raw interval)."""
-    return max(0.0, u["ci95"][0]), min(1.0, u["ci95"][1])
-
-
-def _pct(r: dict) -> str:
-    lo, hi = r["ci95"]
-    return f"{100 * r['rate']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-
-
-def markdown_table(result: dict) -> str:
-    """The README table: one row per condition."""
-    rows = ["| release | level | blur sigma | SSIM to source | top-1 re-id, pixels % [95% CI] | "
-            "top-1 re-id, classifier % [95% CI] | class retention % | utility: test accuracy % [95% CI] |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for c in result["conditions"]:
-        u = c["utility"]
-        lo, hi = _ci(u)
-        util = f"{100 * u['mean']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-        reid = c.get("reid")
-        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
-            c["condition"], "" if c["level"] is None else f"{c['level']:g}",
-            f"{c['sigma']:.2f}" if "sigma" in c else "",
-            "" if c["ssim_to_source"] is None else f"{c['ssim_to_source']:.3f}",
-            _pct(reid["pixels"]["top1"]) if reid else "n/a (no source)",
-            _pct(reid["classifier"]["top1"]) if reid else "n/a (no source)",
-            "" if c["class_retention"] is None else f"{100 * c['class_retention']:.1f}", util))
-    return "\n".join(rows)
-
-
-def summary_table(result: dict) -> str:
-    """The README's short table: Boomerang per level beside blur at matched SSIM, real and synthetic."""
-    conds = result["conditions"]
-    blur = {c["level"]: c for c in conds if c["condition"] == "blur"}
-
-    def pct(x):
-        return f"{100 * x:.1f}"
-
-    def util(c):
-        u = c["utility"]
-        lo, hi = _ci(u)
-        return f"{pct(u['mean'])} [{pct(lo)}, {pct(hi)}]"
-
-    rows = ["| release | top-1 re-id % (pixels / classifier) | class retention % | utility % [95% CI] | "
-            "blur at matched SSIM: top-1 % (pixels / classifier), utility % |",
-            "| --- | --- | --- | --- | --- |"]
-    for c in conds:
-        if c["condition"] == "blur":
-            continue
-        names = {"real": "real sources", "synthetic": "synthetic (global samples, classifier labels)"}
-        name = names[c["condition"]] if c["condition"] in names else f"Boomerang level {c['level']:g}"
-        r = c.get("reid")
-        reid = f"{pct(r['pixels']['top1']['rate'])} / {pct(r['classifier']['top1']['rate'])}" if r else "n/a"
-        ret = "" if c["class_retention"] is None else pct(c["class_retention"])
-        b = blur.get(c["level"]) if c["condition"] == "boomerang" else None
-        bl = (f"{pct(b['reid']['pixels']['top1']['rate'])} / {pct(b['reid']['classifier']['top1']['rate'])}, "
-              f"{pct(b['utility']['mean'])}") if b else ""
-        rows.append(f"| {name} | {reid} | {ret} | {util(c)} | {bl} |")
-    return "\n".join(rows)
 
 
 def plot(result: dict, path: pathlib.Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # torch at import, and boomerang's default --threads
-sys.path.insert(0, str(Path(__file__).parent))  # tests/_tiny.py
+sys.path.insert(0, str(Path(__file__).parent))  # the helpers in tests/ (_png.py, ...)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,7 +29,7 @@ def _single_thread_torch():
 @pytest.fixture(scope="session")
 def tiny_pixel_dir(tmp_path_factory) -> Path:
     """DDPMPipeline folder: UNet2DModel 8x8, 1 channel, random weights, DDPMScheduler (T=1000)."""
-    from _tiny import make_tiny_pixel_model
+    from boomerang.testing.tiny import make_tiny_pixel_model
 
     return make_tiny_pixel_model(tmp_path_factory.mktemp("models") / "tiny_pixel")
 
@@ -37,7 +37,7 @@ def tiny_pixel_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_pixel_zero_eps_dir(tmp_path_factory) -> Path:
     """Like tiny_pixel_dir, but the UNet's output layer is zero: eps prediction == 0 exactly."""
-    from _tiny import make_tiny_pixel_model
+    from boomerang.testing.tiny import make_tiny_pixel_model
 
     return make_tiny_pixel_model(tmp_path_factory.mktemp("models") / "tiny_pixel_zero_eps", eps_scale=0.0)
 
@@ -46,7 +46,7 @@ def tiny_pixel_zero_eps_dir(tmp_path_factory) -> Path:
 def tiny_sd_dir(tmp_path_factory) -> Path:
     """Stable-Diffusion-shaped folder: tiny UNet2DConditionModel, AutoencoderKL (factor 2),
     CLIPTextModel + CLIPTokenizer (from written vocab/merges), PNDMScheduler (SD 1.x settings)."""
-    from _tiny import make_tiny_sd
+    from boomerang.testing.tiny import make_tiny_sd
 
     return make_tiny_sd(tmp_path_factory.mktemp("models") / "tiny_sd")
 

@@ -1,52 +1,56 @@
-"""benchmarks/augmentation.py: the pieces the study's figures rest on (subsets, classical augmentation,
-the global arm's mixing), checked fast; the study itself is a benchmark, not a test."""
+"""boomerang.studies.augmentation: the pieces the figures of benchmarks/augmentation.py rest on (subsets,
+classical augmentation, the global arm's mixing), checked fast; the study itself is a benchmark, not a test."""
 
 from __future__ import annotations
 
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from _bench import load_benchmark
+from boomerang.studies.augmentation import GlobalMixed, classical_augment, load_data, pool_indices, subset
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def study():
-    return load_benchmark("augmentation", "augmentation_study")
+def data():
+    return load_data()
 
 
-@pytest.fixture(scope="module")
-def data(study):
-    return study.load_data()
-
-
-def test_subsets_are_fixed_per_seed_balanced_and_from_the_training_split(study, data):
+def test_subsets_are_fixed_per_seed_balanced_and_from_the_training_split(data):
     ds, split = data
-    pool = study.pool_indices(ds, split, 50)
-    assert pool == study.pool_indices(ds, split, 50)
-    assert all(study.pool_indices(ds, split, 60)[c][:50] == pool[c] for c in range(10))  # a prefix: grows stably
+    pool = pool_indices(ds, split, 50)
+    assert pool == pool_indices(ds, split, 50)
+    assert all(pool_indices(ds, split, 60)[c][:50] == pool[c] for c in range(10))  # a prefix: grows stably
     train = set(split["train"])
     for c, idx in pool.items():
         assert len(idx) == 50 and set(idx) <= train and all(ds.labels[i] == c for i in idx)
-    s10, s50 = study.subset(pool, 3, 10), study.subset(pool, 3, 50)
-    assert s10 == study.subset(pool, 3, 10) and study.subset(pool, 4, 10) != s10
+    s10, s50 = subset(pool, 3, 10), subset(pool, 3, 50)
+    assert s10 == subset(pool, 3, 10) and subset(pool, 4, 10) != s10
     assert set(s10) <= {i for c in range(10) for i in pool[c][:20]}  # drawn from the first 2 x 10 per class
     assert sorted(s50) == sorted(i for c in range(10) for i in pool[c])
     assert np.bincount(ds.labels[s10], minlength=10).tolist() == [10] * 10
     assert not set(s50) & set(split["test"])
-    with pytest.raises(SystemExit, match="pool-per-class"):
-        study.subset(pool, 0, 51)
+    with pytest.raises(ValueError, match="pool-per-class"):
+        subset(pool, 0, 51)
 
 
-def test_classical_augmentation_is_seeded_and_keeps_size_range_and_background(study):
+def test_the_script_refuses_a_pool_smaller_than_a_regime_before_any_work(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "augmentation.py"), "--pool-per-class", "20",
+                           "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--pool-per-class 20 is smaller than the regime 50" in proc.stderr
+    assert not (tmp_path / "work").exists()
+
+
+def test_classical_augmentation_is_seeded_and_keeps_size_range_and_background():
     import torch
 
     x = -torch.ones(64, 1, 28, 28)
     x[:, :, 6:22, 12:16] = 1.0  # a bar on the black background, [-1, 1]
-    aug = study.classical_augment()
+    aug = classical_augment()
 
     def run(seed):
         with torch.random.fork_rng(devices=[]):
@@ -61,11 +65,11 @@ def test_classical_augmentation_is_seeded_and_keeps_size_range_and_background(st
     assert 0.5 < changed.float().mean() < 1.0  # each transform has p = 0.5: about 75% of the images move
 
 
-def test_global_arm_mixes_generated_images_with_their_own_labels(study):
+def test_global_arm_mixes_generated_images_with_their_own_labels():
     base = [(np.full((1, 2, 2), i, np.uint8), i % 10) for i in range(50)]
     images = np.arange(200 * 4, dtype=np.uint8).reshape(200, 1, 2, 2)
     labels = np.arange(200) % 7
-    mixed = study._GlobalMixed(base, images, labels, K=4, p=0.5, seed=0)
+    mixed = GlobalMixed(base, images, labels, K=4, p=0.5, seed=0)
     swapped = 0
     for i in range(50):
         img, y = mixed[i]

@@ -112,29 +112,43 @@ def test_asset_builders_say_why_they_write_into_the_package():
         assert "src/boomerang/assets" in doc and "on purpose" in doc, name
 
 
-def test_default_out_is_git_ignored_and_save_json_writes_there(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    import _common
+# The output rule of benchmarks/_common.py, exercised in a process of its own with benchmarks/ first on
+# sys.path, as a script has it (tests import no benchmark file): the defaults, then save_json and plot_path.
+_OUT_RULE = """
+import argparse, json, sys
+sys.path.insert(0, sys.argv[1])
+import _common
+tmp = __import__("pathlib").Path(sys.argv[2])
+ap = argparse.ArgumentParser()
+_common.add_out_argument(ap, plots=True)
+default = ap.parse_args([])
+args = ap.parse_args(["--out", str(tmp / "o"), "--plots", str(tmp / "p")])
+path = _common.save_json("r", {"a": 1}, args.out)
+print(json.dumps({"OUT": str(_common.OUT), "default_out": str(default.out), "default_plots": default.plots,
+                  "plot_of_out": str(_common.plot_path(argparse.Namespace(out=tmp, plots=None), "f.png")),
+                  "saved": str(path), "plot": str(_common.plot_path(args, "f.png"))}))
+"""
 
-    assert _common.OUT == BENCH / "out"
-    rel = _common.OUT.relative_to(ROOT) / "x.json"
+
+def test_default_out_is_git_ignored_and_save_json_writes_there(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", _OUT_RULE, str(BENCH), str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = Path(got["OUT"])
+    assert out == BENCH / "out"
+    rel = out.relative_to(ROOT) / "x.json"
     inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True, text=True)
     if inside.returncode == 0:
         assert subprocess.run(["git", "check-ignore", "-q", str(rel)], cwd=ROOT).returncode == 0, rel
     else:  # an unpacked copy without .git: the pattern must still be there
         assert "benchmarks/out/" in (ROOT / ".gitignore").read_text().splitlines()
 
-    import argparse
-
-    ap = argparse.ArgumentParser()
-    _common.add_out_argument(ap, plots=True)
-    args = ap.parse_args([])
-    assert args.out == _common.OUT and _common.plot_path(argparse.Namespace(out=tmp_path, plots=None), "f.png") \
-        == tmp_path / "f.png"
-    args = ap.parse_args(["--out", str(tmp_path / "o"), "--plots", str(tmp_path / "p")])
-    path = _common.save_json("r", {"a": 1}, args.out)
+    assert Path(got["default_out"]) == out and got["default_plots"] is None
+    assert Path(got["plot_of_out"]) == tmp_path / "f.png"
+    path = Path(got["saved"])
     assert path == tmp_path / "o" / "r.json" and json.loads(path.read_text()) == {"a": 1}
-    assert _common.plot_path(args, "f.png") == tmp_path / "p" / "f.png" and (tmp_path / "p").is_dir()
+    assert Path(got["plot"]) == tmp_path / "p" / "f.png" and (tmp_path / "p").is_dir()
 
 
 def _commands():
@@ -168,7 +182,7 @@ def test_readme_setup_and_bench_extra_cover_what_the_scripts_import():
     have = {_dists(d) for d in project["dependencies"] + project["optional-dependencies"]["bench"]}
     # import name -> distribution; scipy comes with scikit-image
     dist_of = {"PIL": "pillow", "skimage": "scikit-image", "scipy": "scikit-image", "sklearn": "scikit-learn"}
-    local = {"boomerang", "_tiny", *(p.stem for p in BENCH.glob("*.py"))}  # scripts and their _helpers
+    local = {"boomerang", *(p.stem for p in BENCH.glob("*.py"))}  # the package, the scripts and their _helpers
     seen = set()
     for s in SCRIPTS:
         for node in ast.walk(ast.parse(s.read_text(encoding="utf-8"))):
@@ -181,3 +195,39 @@ def test_readme_setup_and_bench_extra_cover_what_the_scripts_import():
                 seen.add(top)
                 assert dist_of.get(top, top).lower() in have, f"{s.name} imports {top}: not in the bench extra"
     assert {"torch", "matplotlib", "playwright"} <= seen, seen
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level names of the absolute imports in ``path`` (inside functions too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _path_calls(path: Path) -> list[str]:
+    """Every call that puts a folder on sys.path or loads a file as a module, as source text."""
+    loaders = ("sys.path.insert", "sys.path.append", "syspath_prepend", "spec_from_file_location", "run_path",
+               "import_module", "SourceFileLoader")
+    return [ast.unparse(node) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(loaders)]
+
+
+def test_tests_never_import_benchmarks_and_benchmarks_never_import_tests():
+    """What both need lives in the package (boomerang.testing, boomerang.stats, boomerang.studies): tests run
+    a benchmark only as a program, in a process of its own, and benchmarks put only their own folder on sys.path."""
+    tests = ROOT / "tests"
+    bench_modules = {p.stem for p in BENCH.glob("*.py")}
+    test_modules = {p.stem for p in tests.rglob("*.py")} | {"tests", "conftest"}
+    for p in sorted(BENCH.glob("*.py")):
+        assert not _imports(p) & test_modules, f"{p.name} imports {_imports(p) & test_modules} from tests/"
+        for call in _path_calls(p):
+            assert "tests" not in call, f"{p.name}: {call}"
+    for p in sorted(tests.rglob("*.py")):
+        where = p.relative_to(ROOT)
+        assert not _imports(p) & bench_modules, f"{where} imports {_imports(p) & bench_modules} from benchmarks/"
+        for call in _path_calls(p):
+            assert "BENCH" not in call and "benchmarks" not in call, f"{where}: {call}"

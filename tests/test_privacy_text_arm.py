@@ -1,33 +1,19 @@
-"""The text arm of benchmarks/privacy_utility.py: captioned sources in, the real `boomerang anonymise`
-with the bundled ldm-mnist5k-text, outputs read back as 28x28 digits in the sources' order."""
+"""boomerang.studies.privacy_utility, the text arm of benchmarks/privacy_utility.py: captioned sources in, the
+real `boomerang anonymise` with the bundled ldm-mnist5k-text, outputs read back as 28x28 digits in the sources'
+order; and the rule for reusing an earlier run's unconditional arm."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from _bench import load_benchmark
-
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def pt():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import _privacy_text
-
-        yield _privacy_text
-    finally:
-        sys.path.remove(str(BENCH))
+from boomerang.studies import privacy_utility as pt
+from boomerang.testing import console_script
 
 
 def _digits(n: int, seed: int = 0) -> np.ndarray:
@@ -37,7 +23,7 @@ def _digits(n: int, seed: int = 0) -> np.ndarray:
     return x
 
 
-def test_captioned_sources_are_an_imagefolder_with_class_captions(pt, tmp_path):
+def test_captioned_sources_are_an_imagefolder_with_class_captions(tmp_path):
     from boomerang.tasks.layout import scan
 
     images, labels, idx = _digits(3), np.array([7, 0, 3]), np.array([4012, 5, 77])
@@ -56,7 +42,7 @@ def test_captioned_sources_are_an_imagefolder_with_class_captions(pt, tmp_path):
         pt.write_captioned_sources(tmp_path / "other", images, labels[:2], idx)
 
 
-def test_output_to_digit_undoes_the_padding(pt, tmp_path):
+def test_output_to_digit_undoes_the_padding(tmp_path):
     d = _digits(1)[0, 0]
     rgb = np.repeat(np.pad(d, 2)[..., None], 3, axis=2)
     rgb[..., 0] = np.clip(rgb[..., 0].astype(int) + 3, 0, 255)  # channels differ: the mean is rounded to 8 bits
@@ -67,7 +53,7 @@ def test_output_to_digit_undoes_the_padding(pt, tmp_path):
     assert torch.equal(x, torch.from_numpy(expect).float().unsqueeze(0) / 127.5 - 1.0)
 
 
-def test_command_carries_the_caption_template_and_sampler(pt):
+def test_command_carries_the_caption_template_and_sampler():
     cmd = pt.anonymise_command("boomerang", "S", "O", "L", [0.0, 0.5, 1.0], model="ldm-mnist5k-text",
                                guidance_scale=3.0, scheduler="ddim", steps=10, threads=1, batch_size=50)
     s = " ".join(cmd)
@@ -78,7 +64,7 @@ def test_command_carries_the_caption_template_and_sampler(pt):
                                                          scheduler="ddpm", steps=5, threads=1))
 
 
-def test_release_runs_the_real_command_and_reads_back_every_level(pt, tmp_path):
+def test_release_runs_the_real_command_and_reads_back_every_level(tmp_path):
     """Three digits at level 0 (VAE round trip) and 0.3, two steps: the whole path of the arm."""
     from boomerang.data import load_dataset
 
@@ -86,7 +72,7 @@ def test_release_runs_the_real_command_and_reads_back_every_level(pt, tmp_path):
     sources = np.array([int(np.flatnonzero(ds.labels == c)[0]) for c in (1, 4, 8)])
     args = argparse.Namespace(text_model="ldm-mnist5k-text", prompt_template="{caption}", guidance_scale=3.0,
                               scheduler="ddim", steps=2, threads=1, batch_size=None, quick=True)
-    conditions, released, info = pt.release(args, {"ds": ds, "sources": sources}, [0.0, 0.3])
+    conditions, released, info = pt.release(args, {"ds": ds, "sources": sources}, [0.0, 0.3], exe=console_script())
     assert [c["level"] for c in conditions] == [0.0, 0.3] and set(released) == {"text@0", "text@0.3"}
     x_real = torch.from_numpy(ds.images[sources]).float() / 127.5 - 1.0
     for key, x in released.items():
@@ -103,19 +89,20 @@ def test_release_runs_the_real_command_and_reads_back_every_level(pt, tmp_path):
     assert "--prompt-template '{caption}'" in info["anonymise_command"] and "TMP/src" in info["anonymise_command"]
 
 
-def test_read_release_refuses_an_unfinished_job(pt, tmp_path):
+def test_read_release_refuses_an_unfinished_job(tmp_path):
     (tmp_path / "links.jsonl").write_text(json.dumps({"source": "a.png", "output": "x.png", "level": 0.5}) + "\n")
     with pytest.raises(ValueError, match="no output at level 0.5 for 1 sources"):
         pt.read_release(tmp_path, tmp_path / "links.jsonl", ["a.png", "b.png"], [0.5, 1.0])
 
 
 def test_reuse_takes_the_unconditional_arm_only_with_the_same_settings(tmp_path):
-    mod = load_benchmark("privacy_utility")
-    args = mod.parse_args(["--quick"])
-    settings = mod.base_settings(args, 20, 4000, 500, [0.5, 1.0], [0])
+    # the flags of `privacy_utility.py --quick` that base_settings reads
+    args = argparse.Namespace(scheduler="ddim", steps=10, epochs=1, train_batch_size=32, lr=5e-3)
+    settings = pt.base_settings(args, 20, 4000, 500, [0.5, 1.0], [0])
     (tmp_path / "r.json").write_text(json.dumps({"settings": {**settings, "model": "m"}, "conditions": [],
                                                  "text_arm": {"old": 1}}))
-    assert mod.reuse_unconditional(tmp_path / "r.json", settings)["settings"]["model"] == "m"
-    with pytest.raises(SystemExit, match=r"its levels, train_epochs differ .*levels=\[0.5, 1.0\]"):
-        mod.reuse_unconditional(tmp_path / "r.json", {**settings, "levels": [0.5], "train_epochs": 3})
-    assert mod.parse_args(["--text-model", "none"]).text_model is None
+    assert pt.reuse_unconditional(tmp_path / "r.json", settings)["settings"]["model"] == "m"
+    with pytest.raises(ValueError, match=r"its levels, train_epochs differ .*levels=\[0.5, 1.0\]"):
+        pt.reuse_unconditional(tmp_path / "r.json", {**settings, "levels": [0.5], "train_epochs": 3})
+    assert pt.text_model_setting("none") is None and pt.text_model_setting("None") is None
+    assert pt.text_model_setting("ldm-mnist5k-text") == "ldm-mnist5k-text"

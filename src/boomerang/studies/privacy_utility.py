@@ -1,6 +1,6 @@
-"""The text-conditioned arm of ``benchmarks/privacy_utility.py`` (issue 9).
+"""The privacy-utility study (``benchmarks/privacy_utility.py``, issue 9): its text arm and its settings.
 
-The same sources are released through the command users run::
+The text-conditioned arm releases the same sources are released through the command users run::
 
     boomerang anonymise SRC --model ldm-mnist5k-text --prompt-template "{caption}" --level 0.1,...,1.0 \\
         --guidance-scale G --scheduler ddim --eta 0 --steps S --link-file LINKS --out OUT
@@ -17,8 +17,13 @@ The same sources are released through the command users run::
   each 32x32 RGB output into the 28x28 gray digit that the attacks, the
   reference classifier and the utility CNN see (channel mean and centre crop,
   as :func:`boomerang.ldm_parts.rgb32_to_digits`, then 8 bits again).
-* :func:`text_summary_table` / :func:`text_markdown_table`: the README's and
-  docs/privacy.md's tables of the arm.
+* :func:`release`: all of that for one set of sources, in a temporary folder.
+
+The settings: :func:`base_settings` are what makes two runs' rows comparable, and
+:func:`reuse_unconditional` takes an earlier run's unconditional arm only when they
+match; :func:`text_model_setting` reads ``--text-model`` (``none``: no text arm).
+The tables README.md and docs/privacy.md show are printed by the benchmark
+(``benchmarks/_privacy_tables.py``).
 
 Every output is seeded by the job's secret key (drawn when ``anonymise``
 starts, as for any user), so a rerun draws new samples; the unconditional arm
@@ -171,7 +176,7 @@ def signal_kept(model_folder, levels) -> list[float]:
     return [1.0 if t is None else float(torch.sqrt(ab[t])) for t in ts]
 
 
-def release(args, data: dict, levels) -> tuple[list[dict], dict, dict]:
+def release(args, data: dict, levels, *, exe: str) -> tuple[list[dict], dict, dict]:
     """Release ``data["sources"]`` at ``levels`` with ``boomerang anonymise`` in a temporary folder.
 
     Args:
@@ -179,6 +184,7 @@ def release(args, data: dict, levels) -> tuple[list[dict], dict, dict]:
             ``threads``, ``batch_size``, ``quick``).
         data: ``ds`` (the mnist5k dataset) and ``sources`` (its indices to release).
         levels: the levels, one anonymise job for all.
+        exe: the ``boomerang`` command to run (e.g. :func:`boomerang.testing.console_script`).
 
     Returns:
         ``(conditions, released, info)``: one condition per level (``condition`` "boomerang_text",
@@ -189,13 +195,11 @@ def release(args, data: dict, levels) -> tuple[list[dict], dict, dict]:
 
     from boomerang.assets import default_model_path, named_model_path
 
-    from _common import boomerang_exe
-
     ds, sources = data["ds"], data["sources"]
     with tempfile.TemporaryDirectory(prefix="privacy_text_") as tmp:
         tmp = pathlib.Path(tmp)
         names = write_captioned_sources(tmp / "src", ds.images[sources], ds.labels[sources], sources)
-        cmd = anonymise_command(boomerang_exe(), tmp / "src", tmp / "out", tmp / "links.jsonl", levels,
+        cmd = anonymise_command(exe, tmp / "src", tmp / "out", tmp / "links.jsonl", levels,
                                 model=args.text_model, guidance_scale=args.guidance_scale,
                                 scheduler=args.scheduler, steps=args.steps, threads=args.threads,
                                 batch_size=args.batch_size, prompt_template=args.prompt_template)
@@ -228,73 +232,30 @@ def release(args, data: dict, levels) -> tuple[list[dict], dict, dict]:
     return conditions, released, info
 
 
-# -- tables
+def text_model_setting(value: str) -> str | None:
+    """``--text-model``: the text-conditioned model (a name or a folder), or None for ``none`` (any case),
+    which skips the text arm."""
+    return None if value.lower() == "none" else value
 
 
-def _p(x: float) -> str:
-    return f"{100 * x:.1f}"
+def base_settings(args, n_sources: int, n_candidates: int, n_test: int, levels, seeds) -> dict:
+    """The settings that make two runs' rows comparable (checked by ``--reuse``)."""
+    return {"n_sources": n_sources, "n_candidates": n_candidates, "n_test": n_test,
+            "levels": levels, "scheduler": args.scheduler, "steps": args.steps, "seed": 0,
+            "train_epochs": args.epochs, "train_batch_size": args.train_batch_size, "train_lr": args.lr,
+            "train_seeds": seeds}
 
 
-def _util(u: dict) -> str:
-    lo, hi = max(0.0, u["ci95"][0]), min(1.0, u["ci95"][1])
-    return f"{_p(u['mean'])} [{_p(lo)}, {_p(hi)}]"
+def reuse_unconditional(path, settings: dict) -> dict:
+    """The results file at ``path`` without its text arm, if its settings give the same rows as ``settings``.
 
-
-def _ci(r: dict) -> str:
-    return f"{_p(r['rate'])} [{_p(r['ci95'][0])}, {_p(r['ci95'][1])}]"
-
-
-def text_summary_table(result: dict) -> str:
-    """The README's table of the text arm, each level beside the unconditional arm's."""
-    arm = result["text_arm"]
-    base = {c["level"]: c for c in result["conditions"] if c["condition"] == "boomerang"}
-    what = "caption" if arm["settings"]["prompt_template"] else "empty prompt"
-    rows = [f"| level | text + {what}: top-1 re-id % (pixels / classifier) | class retention % | utility % [95% CI] | "
-            "unconditional: top-1 % (pixels / classifier), class retention %, utility % |",
-            "| --- | --- | --- | --- | --- |"]
-    for c in arm["conditions"]:
-        r = c["reid"]
-        b = base.get(c["level"])
-        bl = (f"{_p(b['reid']['pixels']['top1']['rate'])} / {_p(b['reid']['classifier']['top1']['rate'])}, "
-              f"{_p(b['class_retention'])}, {_p(b['utility']['mean'])}") if b else ""
-        name = f"{c['level']:g}" + (" (VAE round trip)" if c["level"] == 0 else "")
-        rows.append(f"| {name} | {_p(r['pixels']['top1']['rate'])} / {_p(r['classifier']['top1']['rate'])} | "
-                    f"{_p(c['class_retention'])} | {_util(c['utility'])} | {bl} |")
-    return "\n".join(rows)
-
-
-def text_markdown_table(result: dict) -> str:
-    """docs/privacy.md's full table of the text arm: one row per level."""
-    arm = result["text_arm"]
-    rows = ["| level | sqrt(alpha_bar): text / unconditional model | SSIM to source | top-1 re-id, pixels % [95% CI] | "
-            "top-1 re-id, classifier % [95% CI] | top-5 re-id, pixels / classifier % | class retention % | "
-            "utility: test accuracy % [95% CI] |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for c in arm["conditions"]:
-        r = c["reid"]
-        rows.append(f"| {c['level']:g} | {c['signal_kept']:.3f} / {c['signal_kept_unconditional']:.3f} | "
-                    f"{c['ssim_to_source']:.3f} | "
-                    f"{_ci(r['pixels']['top1'])} | {_ci(r['classifier']['top1'])} | "
-                    f"{_p(r['pixels']['top5']['rate'])} / {_p(r['classifier']['top5']['rate'])} | "
-                    f"{_p(c['class_retention'])} | {_util(c['utility'])} |")
-    return "\n".join(rows)
-
-
-def text_variants_table(results: list[dict]) -> str:
-    """docs/privacy.md's comparison of text arms (caption vs empty prompt, guidance scales): per run, the
-    first level where top-1 re-identification is <= 5% with both attacks, and what is left there and at 1."""
-    rows = ["| prompt | guidance | first level with top-1 <= 5% (both attacks) | top-1 there, pixels / classifier % | "
-            "class retention there % | utility there % [95% CI] | class retention / utility at level 1 % |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for result in results:
-        arm = result["text_arm"]
-        st = arm["settings"]
-        prompt = f"`{st['prompt_template']}` (class caption)" if st["prompt_template"] else "empty"
-        f = arm["first_level_top1_at_most_5pct"]
-        last = next(c for c in arm["conditions"] if c["level"] == 1.0)
-        there = ("none", "", "", "") if f is None else (
-            f"{f['level']:g}", f"{_p(f['top1_pixels'])} / {_p(f['top1_classifier'])}", _p(f["class_retention"]),
-            _util({"mean": f["utility"], "ci95": f["utility_ci95"]}))
-        rows.append(f"| {prompt} | {st['anonymise']['guidance_scale']:g} | " + " | ".join(there)
-                    + f" | {_p(last['class_retention'])} / {_p(last['utility']['mean'])} |")
-    return "\n".join(rows)
+    Raises:
+        ValueError: a setting of :func:`base_settings` differs (the message names each, with the file's value).
+    """
+    old = json.loads(pathlib.Path(path).read_text())
+    differ = [k for k, v in settings.items() if old["settings"].get(k) != v]
+    if differ:
+        theirs = ", ".join(f"{k}={old['settings'].get(k)!r}" for k in differ)
+        raise ValueError(f"--reuse {path}: its {', '.join(differ)} differ from this run's ({theirs}); "
+                         "rerun without --reuse")
+    return old

@@ -1,0 +1,129 @@
+"""The tables of ``benchmarks/privacy_utility.py`` that README.md and docs/privacy.md show.
+
+* :func:`markdown_table` (docs/privacy.md) and :func:`summary_table` (README): the
+  unconditional arm beside blur at matched SSIM, real sources and synthetic samples.
+* :func:`text_summary_table` (README), :func:`text_markdown_table` and
+  :func:`text_variants_table` (docs/privacy.md): the text arm.
+
+``privacy_utility.py --replot RESULTS.json [VARIANT.json ...]`` prints them all;
+tests/test_privacy_docs.py checks that the docs quote the committed results' tables.
+"""
+
+from __future__ import annotations
+
+
+def clipped_ci(u: dict) -> tuple[float, float]:
+    """A utility's 95% t-interval over seeds, clipped to [0, 1] for display (the JSON keeps the raw interval)."""
+    return max(0.0, u["ci95"][0]), min(1.0, u["ci95"][1])
+
+
+def _p(x: float) -> str:
+    """A share in [0, 1] as a percentage with one decimal."""
+    return f"{100 * x:.1f}"
+
+
+def _utility(u: dict) -> str:
+    """A utility's mean and clipped interval, in %: ``97.3 [95.1, 99.5]``."""
+    lo, hi = clipped_ci(u)
+    return f"{_p(u['mean'])} [{_p(lo)}, {_p(hi)}]"
+
+
+def _rate(r: dict) -> str:
+    """A re-identification rate and its Wilson interval, in %."""
+    return f"{_p(r['rate'])} [{_p(r['ci95'][0])}, {_p(r['ci95'][1])}]"
+
+
+def markdown_table(result: dict) -> str:
+    """docs/privacy.md's full table: one row per condition."""
+    rows = ["| release | level | blur sigma | SSIM to source | top-1 re-id, pixels % [95% CI] | "
+            "top-1 re-id, classifier % [95% CI] | class retention % | utility: test accuracy % [95% CI] |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in result["conditions"]:
+        reid = c.get("reid")
+        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            c["condition"], "" if c["level"] is None else f"{c['level']:g}",
+            f"{c['sigma']:.2f}" if "sigma" in c else "",
+            "" if c["ssim_to_source"] is None else f"{c['ssim_to_source']:.3f}",
+            _rate(reid["pixels"]["top1"]) if reid else "n/a (no source)",
+            _rate(reid["classifier"]["top1"]) if reid else "n/a (no source)",
+            "" if c["class_retention"] is None else _p(c["class_retention"]), _utility(c["utility"])))
+    return "\n".join(rows)
+
+
+def summary_table(result: dict) -> str:
+    """The README's short table: Boomerang per level beside blur at matched SSIM, real and synthetic."""
+    conds = result["conditions"]
+    blur = {c["level"]: c for c in conds if c["condition"] == "blur"}
+
+    rows = ["| release | top-1 re-id % (pixels / classifier) | class retention % | utility % [95% CI] | "
+            "blur at matched SSIM: top-1 % (pixels / classifier), utility % |",
+            "| --- | --- | --- | --- | --- |"]
+    for c in conds:
+        if c["condition"] == "blur":
+            continue
+        names = {"real": "real sources", "synthetic": "synthetic (global samples, classifier labels)"}
+        name = names[c["condition"]] if c["condition"] in names else f"Boomerang level {c['level']:g}"
+        r = c.get("reid")
+        reid = f"{_p(r['pixels']['top1']['rate'])} / {_p(r['classifier']['top1']['rate'])}" if r else "n/a"
+        ret = "" if c["class_retention"] is None else _p(c["class_retention"])
+        b = blur.get(c["level"]) if c["condition"] == "boomerang" else None
+        bl = (f"{_p(b['reid']['pixels']['top1']['rate'])} / {_p(b['reid']['classifier']['top1']['rate'])}, "
+              f"{_p(b['utility']['mean'])}") if b else ""
+        rows.append(f"| {name} | {reid} | {ret} | {_utility(c['utility'])} | {bl} |")
+    return "\n".join(rows)
+
+
+def text_summary_table(result: dict) -> str:
+    """The README's table of the text arm, each level beside the unconditional arm's."""
+    arm = result["text_arm"]
+    base = {c["level"]: c for c in result["conditions"] if c["condition"] == "boomerang"}
+    what = "caption" if arm["settings"]["prompt_template"] else "empty prompt"
+    rows = [f"| level | text + {what}: top-1 re-id % (pixels / classifier) | class retention % | utility % [95% CI] | "
+            "unconditional: top-1 % (pixels / classifier), class retention %, utility % |",
+            "| --- | --- | --- | --- | --- |"]
+    for c in arm["conditions"]:
+        r = c["reid"]
+        b = base.get(c["level"])
+        bl = (f"{_p(b['reid']['pixels']['top1']['rate'])} / {_p(b['reid']['classifier']['top1']['rate'])}, "
+              f"{_p(b['class_retention'])}, {_p(b['utility']['mean'])}") if b else ""
+        name = f"{c['level']:g}" + (" (VAE round trip)" if c["level"] == 0 else "")
+        rows.append(f"| {name} | {_p(r['pixels']['top1']['rate'])} / {_p(r['classifier']['top1']['rate'])} | "
+                    f"{_p(c['class_retention'])} | {_utility(c['utility'])} | {bl} |")
+    return "\n".join(rows)
+
+
+def text_markdown_table(result: dict) -> str:
+    """docs/privacy.md's full table of the text arm: one row per level."""
+    arm = result["text_arm"]
+    rows = ["| level | sqrt(alpha_bar): text / unconditional model | SSIM to source | top-1 re-id, pixels % [95% CI] | "
+            "top-1 re-id, classifier % [95% CI] | top-5 re-id, pixels / classifier % | class retention % | "
+            "utility: test accuracy % [95% CI] |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in arm["conditions"]:
+        r = c["reid"]
+        rows.append(f"| {c['level']:g} | {c['signal_kept']:.3f} / {c['signal_kept_unconditional']:.3f} | "
+                    f"{c['ssim_to_source']:.3f} | "
+                    f"{_rate(r['pixels']['top1'])} | {_rate(r['classifier']['top1'])} | "
+                    f"{_p(r['pixels']['top5']['rate'])} / {_p(r['classifier']['top5']['rate'])} | "
+                    f"{_p(c['class_retention'])} | {_utility(c['utility'])} |")
+    return "\n".join(rows)
+
+
+def text_variants_table(results: list[dict]) -> str:
+    """docs/privacy.md's comparison of text arms (caption vs empty prompt, guidance scales): per run, the
+    first level where top-1 re-identification is <= 5% with both attacks, and what is left there and at 1."""
+    rows = ["| prompt | guidance | first level with top-1 <= 5% (both attacks) | top-1 there, pixels / classifier % | "
+            "class retention there % | utility there % [95% CI] | class retention / utility at level 1 % |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for result in results:
+        arm = result["text_arm"]
+        st = arm["settings"]
+        prompt = f"`{st['prompt_template']}` (class caption)" if st["prompt_template"] else "empty"
+        f = arm["first_level_top1_at_most_5pct"]
+        last = next(c for c in arm["conditions"] if c["level"] == 1.0)
+        there = ("none", "", "", "") if f is None else (
+            f"{f['level']:g}", f"{_p(f['top1_pixels'])} / {_p(f['top1_classifier'])}", _p(f["class_retention"]),
+            _utility({"mean": f["utility"], "ci95": f["utility_ci95"]}))
+        rows.append(f"| {prompt} | {st['anonymise']['guidance_scale']:g} | " + " | ".join(there)
+                    + f" | {_p(last['class_retention'])} / {_p(last['utility']['mean'])} |")
+    return "\n".join(rows)
