@@ -33,7 +33,10 @@ class _StandIn:
     """A duck-typed pixel model whose denoiser is ``fn(x_in, t)``; encode/decode are the identity."""
 
     kind = "pixel"
+    pixel_space = True
+    space_factor = 1
     image_channels = 1
+    prediction_channels = 1
     size_multiple = 1
     num_train_timesteps = 1000
     device = torch.device("cpu")
