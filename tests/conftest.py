@@ -63,3 +63,19 @@ def tiny_sd_model(tiny_sd_dir):
     from boomerang.models import load_model
 
     return load_model(tiny_sd_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory) -> Path:
+    """SDXL base folder: two CLIP encoders (the second with projection), text_time UNet, VAE factor 2, Euler."""
+    from boomerang.testing.tiny_families import make_tiny_sdxl
+
+    return make_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny_sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_refiner_dir(tmp_path_factory) -> Path:
+    """SDXL refiner folder: text_encoder_2 only, aesthetic score in the time ids."""
+    from boomerang.testing.tiny_families import make_tiny_sdxl
+
+    return make_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny_sdxl_refiner", refiner=True)

@@ -157,7 +157,7 @@ def boomerang_sample(
     # 2. Forward jump to the noise timestep (from_noise: x_T ~ N(0, I) times init_noise_sigma).
     if plan.schedule == "global":
         eps = per_item_noise(generators, model.model_shape(tuple(x0.shape[1:])), device)
-        x = eps * sched.init_noise_sigma
+        x = eps * getattr(sched, "init_noise_sigma", 1.0)  # flow-matching schedulers: x_1 = eps
     else:
         z0 = model.encode(x0, generators=generators if plan.schedule == "img2img" else None)
         eps = per_item_noise(generators, tuple(z0.shape[1:]), device)

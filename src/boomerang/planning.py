@@ -19,6 +19,7 @@ import math
 from boomerang import levels
 from boomerang.errors import SettingError
 from boomerang.levels import NoisePlan
+from boomerang.scheduler_names import AUTO, FLOW_SCHEDULERS, is_flow_config
 from boomerang.schedulers import (
     CUSTOM_GRID_SCHEDULERS,
     SCHEDULER_NAMES,
@@ -28,6 +29,7 @@ from boomerang.schedulers import (
     entry_index,
     grid_timesteps,
     make_scheduler,
+    set_flow_grid,
 )
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "returns_input_pixels",
     "check_start_sigma",
     "reference_timestep",
+    "resolve_scheduler",
 ]
 
 SCHEDULES: tuple[str, ...] = ("exact", "img2img", "reference")
@@ -88,6 +91,18 @@ def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | No
         f"{float(ab[int(timestep)]):.2g} (sigma_t = {float(sigma[int(timestep)]):.3g} > {MAX_START_SIGMA:g}) turns "
         f"its first x0 estimate into noise; use `scheduler` ddpm or ddim, or {smaller}"
     )
+
+
+def resolve_scheduler(model, scheduler: str) -> str:
+    """``scheduler`` itself, or for ``'auto'`` the model's own default (``model.default_scheduler``;
+    for a bare scheduler config: euler for a flow-matching model, else ddpm)."""
+    if scheduler != AUTO:
+        return scheduler
+    default = getattr(model, "default_scheduler", None)
+    if default:
+        return default
+    config = model if isinstance(model, dict) else getattr(model, "scheduler_config", {})
+    return FLOW_SCHEDULERS[0] if is_flow_config(config) else "ddpm"
 
 
 def _requested_level(level, timestep, T) -> float:
@@ -152,6 +167,7 @@ def plan(
             ``MAX_START_SIGMA`` (:func:`check_start_sigma`).
     """
     config = model if isinstance(model, dict) else model.scheduler_config
+    scheduler = resolve_scheduler(model, scheduler)
     if schedule not in SCHEDULES:
         raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if scheduler not in SCHEDULER_NAMES:
@@ -165,6 +181,9 @@ def plan(
     sched = make_scheduler(scheduler, config)
     check_sigma_spacing_supported(scheduler, sched)  # never a silently ignored Karras (or other) spacing
     T = int(sched.config.num_train_timesteps)
+    if is_flow_config(config):
+        return _plan_flow(sched, level=level, timestep=timestep, schedule=schedule, from_noise=from_noise,
+                          scheduler=scheduler, steps=steps, T=T)
     alphas = sched.alphas_cumprod
 
     if from_noise:  # ordinary global sampling from pure noise
@@ -208,6 +227,46 @@ def plan(
         return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
     check_start_sigma(scheduler, config, t_noise, by_timestep=timestep is not None)  # x_t is made at t_noise
     return NoisePlan(lvl, int(t_noise), grid, T, schedule, scheduler, steps, begin, float(alphas[int(t_noise)]))
+
+
+def _plan_flow(sched, *, level, timestep, schedule, from_noise, scheduler, steps, T) -> NoisePlan:
+    """The plan on a flow-matching model (x_t = (1 - sigma) x0 + sigma eps; README, "Noise levels").
+
+    ``exact``: training step k = round(level (T-1)) (or ``timestep``), sigma_k the model's own
+    shifted sigma of s = (k + 1) / T (level 1: sigma = 1, pure noise), the grid the training steps
+    of :func:`boomerang.levels.reverse_timesteps` (k first); ``timesteps`` are the model timesteps
+    T sigma the scheduler visits (floats). ``img2img``: diffusers' SD3 / FLUX img2img rule,
+    t_start = int(max(steps - steps level, 0)) on ``set_timesteps(steps)`` (any level > 0 keeps at
+    least one step). ``reference`` (the notebook's DDPM rule) is refused.
+    """
+    if sched.config.get("use_dynamic_shifting"):
+        raise SettingError("this flow-matching model's scheduler config uses a size-dependent (dynamic) shift, "
+                           "which boomerang does not plan yet; set \"use_dynamic_shifting\": false with a static "
+                           "`shift` in scheduler_config.json")
+    if from_noise:
+        if timestep is not None or (level is not None and levels.check_level(level) != 1.0):
+            raise SettingError("`from_noise` samples globally from pure noise: give no `level`/`timestep` (or level 1)")
+        sched.set_timesteps(steps)
+        grid = tuple(float(t) for t in sched.timesteps)
+        return NoisePlan(1.0, grid[0], grid, T, "global", scheduler, steps, 0, None, float(sched.sigmas[0]))
+    if schedule == "reference":
+        raise SettingError("`schedule` reference is the authors' DDPM notebook rule; a flow-matching model takes "
+                           "`schedule` exact or img2img")
+    if schedule == "exact":
+        p = levels.plan_exact(level=level, timestep=timestep, steps=steps, num_train_timesteps=T)
+        lvl, begin = p.level, 0
+        if p.timestep is not None:
+            set_flow_grid(sched, list(p.timesteps))
+    else:
+        lvl = _requested_level(level, timestep, T)
+        sched.set_timesteps(steps)
+        begin = int(max(steps - steps * lvl, 0)) * getattr(sched, "order", 1)
+        if begin >= steps:
+            begin = None
+    if (schedule == "exact" and p.timestep is None) or (schedule != "exact" and begin is None):
+        return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0, 0.0)
+    grid = tuple(float(t) for t in sched.timesteps[begin:])
+    return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, begin, None, float(sched.sigmas[begin]))
 
 
 def _too_small_message(level: float, steps: int) -> str:

@@ -8,7 +8,7 @@ or diffusers. :mod:`boomerang.schedulers` re-exports both tuples.
 
 from __future__ import annotations
 
-__all__ = ["SCHEDULER_NAMES", "CUSTOM_GRID_SCHEDULERS"]
+__all__ = ["SCHEDULER_NAMES", "CUSTOM_GRID_SCHEDULERS", "AUTO", "FLOW_SCHEDULERS", "is_flow_config"]
 
 #: Every scheduler name (see :mod:`boomerang.schedulers` for what each one is).
 SCHEDULER_NAMES: tuple[str, ...] = (
@@ -20,3 +20,14 @@ SCHEDULER_NAMES: tuple[str, ...] = (
 CUSTOM_GRID_SCHEDULERS: tuple[str, ...] = (
     "ddpm", "ddim", "euler", "dpmsolver++", "heun", "dpmsolver", "lms", "unipc", "deis",
 )
+#: ``--scheduler auto`` (the default): the model's own default scheduler (``ModelInfo.default_scheduler``:
+#: ddpm for DDPM and Stable Diffusion 1.x/2.x, euler for SDXL and the flow-matching families).
+AUTO = "auto"
+#: The names a flow-matching model (a ``FlowMatch*`` scheduler config: SD3) takes: ``euler`` is
+#: diffusers' FlowMatchEulerDiscreteScheduler (the deterministic flow ODE, Euler steps).
+FLOW_SCHEDULERS: tuple[str, ...] = ("euler",)
+
+
+def is_flow_config(config: dict) -> bool:
+    """True for the scheduler config of a flow-matching model (its class is a ``FlowMatch*`` scheduler)."""
+    return str(dict(config).get("_class_name", "")).startswith("FlowMatch")

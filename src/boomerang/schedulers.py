@@ -63,6 +63,7 @@ import inspect
 
 from diffusers import (
     DDPMScheduler,
+    FlowMatchEulerDiscreteScheduler,
     DPMSolverMultistepScheduler,
     DPMSolverSinglestepScheduler,
     EulerDiscreteScheduler,
@@ -96,12 +97,19 @@ __all__ = [
     "works_in_sigma_space",
     "make_scheduler",
     "set_grid",
+    "set_flow_grid",
+    "is_flow_scheduler",
     "is_stochastic",
     "step_kwargs",
 ]
 
 # The names (and those that can follow the exact Boomerang grid) live in a torch-free module.
-from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS, SCHEDULER_NAMES  # noqa: E402
+from boomerang.scheduler_names import (  # noqa: E402
+    CUSTOM_GRID_SCHEDULERS,
+    FLOW_SCHEDULERS,
+    SCHEDULER_NAMES,
+    is_flow_config,
+)
 #: Schedulers that turn the denoiser's eps into x0 without clipping (every one but ddpm and
 #: ddim, which clip when the config says clip_sample): any error in eps is multiplied by
 #: sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) at the first step.
@@ -163,10 +171,22 @@ def make_scheduler(name: str, config: dict[str, Any]):
     where the class has it; ``pndm`` gets ``skip_prk_steps=True`` (PLMS, Stable
     Diffusion's setting).
 
+    A flow-matching model's config (a ``FlowMatch*`` class: SD3) gives its own flow scheduler:
+    ``euler`` is :class:`diffusers.FlowMatchEulerDiscreteScheduler` from that config (``shift``,
+    ``use_dynamic_shifting``, ``shift_terminal`` kept as they are).
+
     Raises:
-        ValueError: for an unknown name.
+        ValueError: for an unknown name; SettingError: a name a flow-matching model does not take.
     """
     check_scheduler_name(name)
+    if is_flow_config(config):
+        if name not in FLOW_SCHEDULERS:
+            from boomerang.errors import SettingError
+
+            raise SettingError(f"`scheduler` {name} works on the DDPM noise schedule; this flow-matching model takes "
+                               f"{', '.join(FLOW_SCHEDULERS)} (or auto)")
+        return FlowMatchEulerDiscreteScheduler.from_config({k: v for k, v in dict(config).items()
+                                                            if k != "_use_default_values"})
     cls = _CLASSES[name]
     overrides: dict[str, Any] = {}
     if name == "dpmsolver++":
@@ -289,6 +309,27 @@ def entry_index(scheduler, kept: list[int]) -> int:
     if len(kept) >= 2 and int(ts[kept[0]]) == int(ts[kept[1]]):
         return kept[1]
     return kept[0]
+
+
+def is_flow_scheduler(scheduler) -> bool:
+    """True for diffusers' flow-matching schedulers (x_t = (1 - sigma) x0 + sigma eps)."""
+    return isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
+
+
+def set_flow_grid(scheduler, train_steps: list[int], *, mu: float | None = None, device=None) -> None:
+    """Make a flow-matching scheduler visit the training steps ``train_steps`` (descending k in
+    [0, T-1]) and then x0: sigma_k is the model's own shifted sigma of unshifted s = (k + 1) / T
+    (the config's ``shift``, or the dynamic shift ``mu``, and ``shift_terminal``, applied by the
+    scheduler's own ``set_timesteps(sigmas=...)``), the model timestep T sigma_k.
+
+    Raises:
+        SettingError: a sigma spacing (``use_karras_sigmas`` ...) the grid would override.
+    """
+    check_exact_grid(scheduler)
+    T = int(scheduler.config.num_train_timesteps)
+    kwargs = {"mu": mu} if scheduler.config.get("use_dynamic_shifting") else {}
+    scheduler.set_timesteps(sigmas=[(int(k) + 1) / T for k in train_steps], device=device, **kwargs)
+    scheduler.set_begin_index(0)
 
 
 def is_stochastic(name: str, eta: float = 0.0) -> bool:

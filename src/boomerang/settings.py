@@ -16,7 +16,7 @@ from typing import Any
 
 from boomerang import levels as _levels
 from boomerang.errors import SettingError
-from boomerang.scheduler_names import SCHEDULER_NAMES
+from boomerang.scheduler_names import AUTO, SCHEDULER_NAMES
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -127,8 +127,9 @@ class SampleSettings:
             ``seeds.item_seed(seed, i, j)`` (dataset jobs: ``seeds.path_seed``).
         steps: step budget of a full chain (denoiser evaluations at level 1),
             >= 1; a start at level L uses about L x steps (at least 1).
-        scheduler: a name from ``boomerang.schedulers.SCHEDULER_NAMES``:
-            ``ddpm`` (the paper's stochastic ancestral sampler), ``ddim``,
+        scheduler: ``auto`` (default: the model's own, ``ModelInfo.default_scheduler``: ddpm for
+            DDPM and Stable Diffusion 1.x/2.x, euler for SDXL and flow-matching models), or a
+            name from ``boomerang.schedulers.SCHEDULER_NAMES``: ``ddpm`` (the paper's stochastic ancestral sampler), ``ddim``,
             ``euler``, ``dpmsolver++``, ``pndm`` (pndm only with the
             ``img2img`` / ``reference`` schedules or ``from_noise``).
         schedule: ``exact`` (the native Boomerang grid), ``img2img``
@@ -167,7 +168,7 @@ class SampleSettings:
     num_samples: int = 4
     seed: int = 0
     steps: int = 50
-    scheduler: str = "ddpm"
+    scheduler: str = AUTO
     schedule: str = "exact"
     from_noise: bool = False
     eta: float = 0.0
@@ -222,8 +223,8 @@ class SampleSettings:
             raise SettingError(f"`seed` must be an integer >= 0, got {self.seed!r}")
         put("seed", int(seed_f))
         put("scheduler", str(self.scheduler).strip().lower())
-        if self.scheduler not in SCHEDULER_NAMES:  # checked here, before diffusers loads
-            raise SettingError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {self.scheduler!r}")
+        if self.scheduler != AUTO and self.scheduler not in SCHEDULER_NAMES:  # checked here, before diffusers loads
+            raise SettingError(f"`scheduler` must be one of {', '.join((AUTO, *SCHEDULER_NAMES))}, got {self.scheduler!r}")
         if self.schedule not in SCHEDULES:
             raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         put("eta", _number(self.eta, "eta", minimum=0.0, need="a finite number >= 0"))

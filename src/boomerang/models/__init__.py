@@ -7,7 +7,8 @@ parameterisation, and the training noise schedule as data
 (:class:`NoiseSchedule`, :mod:`.schedule`). Behind it, one module per family:
 
 * :mod:`.pixel` -- a pixel-space UNet2DModel (DDPM): encode/decode are the identity;
-* :mod:`.stable_diffusion` -- Stable Diffusion 1.x / 2.x: VAE, CLIP text encoder, UNet.
+* :mod:`.stable_diffusion` -- Stable Diffusion 1.x / 2.x: VAE, CLIP text encoder, UNet;
+* :mod:`.sdxl` -- SDXL base and refiner: VAE, two CLIP text encoders (pooled), UNet with size conditioning.
 
 and the parts they share: :mod:`.discovery` (finding a model: bundled, short
 names, folders, hub ids; weight files and the pickle refusal), :mod:`.loading`
@@ -36,6 +37,7 @@ from boomerang.models.loading import FAMILIES, find_family, load_model, read_mod
 from boomerang.models.pixel import PixelModel
 from boomerang.models.quiet import quiet_loading
 from boomerang.models.schedule import PREDICTION_TYPES, NoiseSchedule
+from boomerang.models.sdxl import SDXLModel
 from boomerang.models.stable_diffusion import StableDiffusionModel
 from boomerang.settings import DTYPES
 
@@ -51,6 +53,7 @@ __all__ = [
     "NonFiniteOutputError",
     "PixelModel",
     "Region",
+    "SDXLModel",
     "StableDiffusionModel",
     "check_loading_info",
     "conv_items",

@@ -72,6 +72,9 @@ class ModelInfo:
         space_factor: image pixels per model-space pixel along a side (1 in pixel
             space; the VAE factor for latent models). Windows of a tiled image are
             cut in the model's space and scaled by this factor for the VAE.
+        default_scheduler: the scheduler name used when none is asked for (``--scheduler auto``):
+            the family's own (``'ddpm'`` for DDPM and Stable Diffusion 1.x/2.x, ``'euler'`` for SDXL
+            and the flow-matching families).
     """
 
     source: str
@@ -85,6 +88,7 @@ class ModelInfo:
     family: str = ""
     pixel_space: bool = False
     space_factor: int = 1
+    default_scheduler: str = "ddpm"
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,7 @@ class DiffusionModel:
     takes_prompt = property(lambda self: self.info.takes_prompt)
     pixel_space = property(lambda self: self.info.pixel_space)
     space_factor = property(lambda self: self.info.space_factor)
+    default_scheduler = property(lambda self: self.info.default_scheduler)
 
     @property
     def torch_dtype(self):

@@ -260,7 +260,7 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
                 status = gr.Markdown("", elem_id=IDS["status"])
                 num_samples = gr.Slider(1, 16, value=d.num_samples, step=1, label="Samples")
                 seed = gr.Number(value=d.seed, precision=0, minimum=0, label="Seed")
-                scheduler = gr.Dropdown(list(SCHEDULER_NAMES), value=d.scheduler, label="Scheduler")
+                scheduler = gr.Dropdown(["auto", *SCHEDULER_NAMES], value=d.scheduler, label="Scheduler")
                 steps = gr.Number(value=d.steps, precision=0, minimum=1, label="Steps (budget of a full chain)")
                 prompt = gr.Textbox(value=d.prompt, label="Prompt", visible=takes_prompt)
                 negative = gr.Textbox(value=d.negative_prompt, label="Negative prompt", visible=takes_prompt)

@@ -52,6 +52,7 @@ def model_description(job: Job) -> dict:
         "id": hub_id or source,
         "source": source,
         "kind": model.kind,
+        "family": getattr(getattr(model, "info", None), "family", None) or None,
         "num_train_timesteps": int(model.num_train_timesteps),
         "image_channels": int(model.image_channels),
         "native_size": getattr(model, "native_size", None),

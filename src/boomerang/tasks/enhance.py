@@ -138,7 +138,7 @@ class EnhanceTask(Task):
         that no message suggests a ``--level`` that would then be refused), a ``--schedule`` other
         than exact, and a scheduler that cannot follow the exact grid (``CUSTOM_GRID_SCHEDULERS``)."""
         from boomerang.errors import SettingError
-        from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS
+        from boomerang.scheduler_names import AUTO, CUSTOM_GRID_SCHEDULERS
 
         if args.from_noise:
             raise SettingError("enhance starts from the upsampled image, never from pure noise: drop `from_noise` "
@@ -146,7 +146,7 @@ class EnhanceTask(Task):
         if args.schedule != "exact":
             raise SettingError("enhance runs the exact schedule from the upsampled image: drop `schedule`")
         s = super().settings_from_args(args)  # the scheduler's name is checked there
-        if s.scheduler not in CUSTOM_GRID_SCHEDULERS:
+        if s.scheduler != AUTO and s.scheduler not in CUSTOM_GRID_SCHEDULERS:
             raise SettingError(f"`scheduler` {s.scheduler} cannot follow the exact grid enhance runs on; use one of "
                                f"{', '.join(CUSTOM_GRID_SCHEDULERS)}")
         return s
@@ -212,7 +212,7 @@ class EnhanceTask(Task):
         for prompt, idx in groups.items():
             res = enhance_images(
                 job.model, [x0[i] for i in idx], scale=o["scale"], level=plan.level, plan=plan,
-                generators=[generators[i] for i in idx], steps=s.steps, scheduler=s.scheduler, eta=s.eta,
+                generators=[generators[i] for i in idx], steps=s.steps, scheduler=plan.scheduler, eta=s.eta,
                 tile_size=o["tile_size"], tile_overlap=o["tile_overlap"], tile_batch=o["tile_batch"],
                 consistency=o["consistency"], colour_fix=o["colour_fix"], upsampler=o["upsampler"],
                 prompt=prompt or "", negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale,

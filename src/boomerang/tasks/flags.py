@@ -40,7 +40,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
                    help="step budget of a full chain; a start at level L takes about L*steps denoiser evaluations "
                         "(default %(default)s)")
     p.add_argument("--scheduler", default=d["scheduler"],
-                   help="ddpm (stochastic, the paper's sampler), ddim, euler, dpmsolver++, heun, dpmsolver, lms, unipc, "
+                   help="auto (the model's own: ddpm for DDPM and SD 1.x/2.x, euler for SDXL and SD3), "
+                        "ddpm (stochastic, the paper's sampler), ddim, euler, dpmsolver++, heun, dpmsolver, lms, unipc, "
                         "deis; pndm, kdpm2, kdpm2-ancestral only with --schedule img2img/reference or --from-noise "
                         "(default %(default)s)")
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,

@@ -99,15 +99,16 @@ def make_plans(settings: SampleSettings, info, levels: list[NoiseLevel]) -> list
     Raises:
         SettingError: a plan refused (scheduler and schedule, a start below the first step ...).
     """
-    from boomerang.planning import plan
+    from boomerang.planning import plan, resolve_scheduler
 
     config = scheduler_config_of(info)
+    scheduler = resolve_scheduler(info if getattr(info, "default_scheduler", None) else config, settings.scheduler)
     plan_model = info if getattr(info, "scheduler_config", None) is not None else config
     out = []
     for level, t in levels:
         where = dict(level=level) if settings.timestep is None else dict(timestep=t)
         out.append(plan(plan_model, schedule=settings.schedule, from_noise=settings.from_noise,
-                             scheduler=settings.scheduler, steps=settings.steps, **where))
+                             scheduler=scheduler, steps=settings.steps, **where))
     return out
 
 

@@ -1,0 +1,99 @@
+"""Tiny random-weight SDXL and SD3 folders, built offline from configs (tests and benchmarks only).
+
+Like :mod:`boomerang.testing.tiny`: seeded random weights, so samples mean
+nothing; nothing is downloaded; tokenizers are written locally (CLIP from a
+vocab and merges, :func:`boomerang.testing.tiny.write_tokenizer_files`; T5 from a
+small ``tokenizers`` Unigram model, :func:`write_t5_tokenizer`). Every folder
+loads with ``boomerang.models.load_model`` and with diffusers' own pipelines
+(``StableDiffusionXLImg2ImgPipeline``, ``StableDiffusion3Img2ImgPipeline``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from boomerang.testing.tiny import write_tokenizer_files
+
+__all__ = ["SDXL_SCHEDULER", "SD3_SCHEDULER", "make_tiny_sdxl", "make_tiny_sd3", "write_t5_tokenizer"]
+
+#: SDXL's noise schedule and its default scheduler (EulerDiscreteScheduler, leading spacing).
+SDXL_SCHEDULER = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    steps_offset=1, timestep_spacing="leading", interpolation_type="linear", prediction_type="epsilon",
+)
+#: SD3's flow-matching schedule (FlowMatchEulerDiscreteScheduler, static shift 3.0).
+SD3_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0)
+
+
+def _clip_tokenizer(path: pathlib.Path, max_length: int = 16):
+    from transformers import CLIPTokenizer
+
+    vocab_file, merges_file = write_tokenizer_files(path.parent / (path.name + "_tokenizer_src"))
+    return CLIPTokenizer(vocab=str(vocab_file), merges=str(merges_file), model_max_length=max_length)
+
+
+def _clip_config(tokenizer, hidden: int = 16, projection: int = 16):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        hidden_size=hidden, intermediate_size=2 * hidden, num_attention_heads=2, num_hidden_layers=2,
+        vocab_size=len(tokenizer), max_position_embeddings=16, projection_dim=projection,
+    )
+
+
+def _vae(latent_channels: int = 4, **extra):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), latent_channels=latent_channels, norm_num_groups=4,
+        sample_size=16, **extra,
+    )
+
+
+def make_tiny_sdxl(path, *, seed: int = 0, refiner: bool = False):
+    """Write a tiny SDXL folder (base layout, or with ``refiner`` the refiner layout) and return the path.
+
+    Base: two CLIP text encoders (hidden 16 each; the second with a 16-d projection: the
+    pooled embedding), cross-attention 32; refiner: ``text_encoder_2`` only (cross-attention
+    16) and ``requires_aesthetics_score``. UNet with ``addition_embed_type='text_time'``
+    (time-id embedding 4: 6 ids for the base, 5 for the refiner), VAE factor 2 (any side that
+    is a multiple of 2), EulerDiscreteScheduler with :data:`SDXL_SCHEDULER`.
+    """
+    import torch
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionXLImg2ImgPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    path = pathlib.Path(path)
+    torch.manual_seed(seed)  # random weights, seeded (test/benchmark models only)
+    tokenizer = _clip_tokenizer(path)
+    text_encoder_2 = CLIPTextModelWithProjection(_clip_config(tokenizer))
+    text_encoder = None if refiner else CLIPTextModel(_clip_config(tokenizer))
+    n_ids = 5 if refiner else 6
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16 if refiner else 32, attention_head_dim=2, norm_num_groups=4, use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=4,
+        projection_class_embeddings_input_dim=4 * n_ids + 16,
+    )
+    scheduler = EulerDiscreteScheduler(**SDXL_SCHEDULER)
+    if refiner:
+        pipe = StableDiffusionXLImg2ImgPipeline(
+            vae=_vae(), text_encoder=None, text_encoder_2=text_encoder_2, tokenizer=None, tokenizer_2=tokenizer,
+            unet=unet, scheduler=scheduler, requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
+        )
+    else:
+        pipe = StableDiffusionXLPipeline(
+            vae=_vae(), text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+            tokenizer_2=tokenizer, unet=unet, scheduler=scheduler, force_zeros_for_empty_prompt=True,
+        )
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
