@@ -79,3 +79,12 @@ def tiny_sdxl_refiner_dir(tmp_path_factory) -> Path:
     from boomerang.testing.tiny_families import make_tiny_sdxl
 
     return make_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny_sdxl_refiner", refiner=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_dir(tmp_path_factory) -> Path:
+    """SD3-shaped folder: SD3Transformer2DModel, 16-channel VAE with shift_factor, CLIP x2 + T5 (Unigram
+    tokenizer written locally), FlowMatchEulerDiscreteScheduler with shift 3."""
+    from boomerang.testing.tiny_families import make_tiny_sd3
+
+    return make_tiny_sd3(tmp_path_factory.mktemp("models") / "tiny_sd3")

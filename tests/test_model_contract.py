@@ -19,6 +19,7 @@ from boomerang.models import (
     NoiseSchedule,
     PixelModel,
     Region,
+    SD3Model,
     SDXLModel,
     StableDiffusionModel,
     find_family,
@@ -41,7 +42,7 @@ def _images(model, b=2, side=8, seed=0):
 
 def test_families_and_info(tiny_pixel_model, tiny_sd_model, tiny_pixel_dir, tiny_sd_dir):
     assert isinstance(tiny_pixel_model, PixelModel) and isinstance(tiny_sd_model, StableDiffusionModel)
-    assert set(FAMILIES) == {PixelModel, StableDiffusionModel, SDXLModel}
+    assert set(FAMILIES) == {PixelModel, StableDiffusionModel, SDXLModel, SD3Model}
     for model, folder in ((tiny_pixel_model, tiny_pixel_dir), (tiny_sd_model, tiny_sd_dir)):
         assert isinstance(model, DiffusionModel)
         assert model.info == read_model_info(folder)  # loading and the JSON-only reading agree
@@ -196,7 +197,7 @@ def test_unsupported_pipelines_are_refused_naming_their_class(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "model_index.json").write_text(json.dumps({"_class_name": name, **{e: ["x", "y"] for e in entries}}))
-        with pytest.raises(ValueError, match=f"{name} is not supported: .*; supported are .*Stable Diffusion 1.x/2.x, SDXL"):
+        with pytest.raises(ValueError, match=f"{name} is not supported: .*; supported are .*Stable Diffusion 1.x/2.x, SDXL.*SD3"):
             read_model_info(folder)
 
 

@@ -120,7 +120,7 @@ def plan(
     timestep: int | None = None,
     schedule: str = "exact",
     from_noise: bool = False,
-    scheduler: str = "ddpm",
+    scheduler: str = AUTO,
     steps: int = 50,
 ) -> NoisePlan:
     """Plan one Boomerang run: where noise is added and the timesteps denoised.
@@ -153,7 +153,8 @@ def plan(
             set_timesteps(steps) (schedule ``global``); level must be None or 1
             and timestep None.
         scheduler: one of ``SCHEDULER_NAMES``; ``pndm`` only with img2img,
-            reference or from_noise.
+            reference or from_noise; ``'auto'`` (default): the model's own
+            (:func:`resolve_scheduler`: ddpm for DDPM and SD 1.x/2.x, euler for SDXL and SD3).
         steps: the step budget of a full chain (>= 1).
 
     Returns:

@@ -8,7 +8,8 @@ parameterisation, and the training noise schedule as data
 
 * :mod:`.pixel` -- a pixel-space UNet2DModel (DDPM): encode/decode are the identity;
 * :mod:`.stable_diffusion` -- Stable Diffusion 1.x / 2.x: VAE, CLIP text encoder, UNet;
-* :mod:`.sdxl` -- SDXL base and refiner: VAE, two CLIP text encoders (pooled), UNet with size conditioning.
+* :mod:`.sdxl` -- SDXL base and refiner: VAE, two CLIP text encoders (pooled), UNet with size conditioning;
+* :mod:`.sd3` -- SD3 / SD3.5: 16-channel VAE with shift, CLIP x2 + T5, MMDiT transformer, flow matching.
 
 and the parts they share: :mod:`.discovery` (finding a model: bundled, short
 names, folders, hub ids; weight files and the pickle refusal), :mod:`.loading`
@@ -37,6 +38,7 @@ from boomerang.models.loading import FAMILIES, find_family, load_model, read_mod
 from boomerang.models.pixel import PixelModel
 from boomerang.models.quiet import quiet_loading
 from boomerang.models.schedule import PREDICTION_TYPES, NoiseSchedule
+from boomerang.models.sd3 import SD3Model
 from boomerang.models.sdxl import SDXLModel
 from boomerang.models.stable_diffusion import StableDiffusionModel
 from boomerang.settings import DTYPES
@@ -53,6 +55,7 @@ __all__ = [
     "NonFiniteOutputError",
     "PixelModel",
     "Region",
+    "SD3Model",
     "SDXLModel",
     "StableDiffusionModel",
     "check_loading_info",

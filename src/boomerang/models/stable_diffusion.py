@@ -137,6 +137,9 @@ class StableDiffusionModel(DiffusionModel):
                 z = means + stds * noise
         if not bool(torch.isfinite(z).all()):
             raise NonFiniteOutputError(nonfinite_message(self, "the VAE encoder"))
+        shift = getattr(self.vae.config, "shift_factor", None)  # SD3 / FLUX VAEs: (z - shift) * scale
+        if shift is not None:
+            z = z - shift
         return (z * self.vae.config.scaling_factor).to(torch.float32)
 
     def decode(self, z):
@@ -151,6 +154,9 @@ class StableDiffusionModel(DiffusionModel):
         from boomerang.models.errors import NonFiniteOutputError, nonfinite_message
 
         z = z.to(self.vae.dtype) / self.vae.config.scaling_factor
+        shift = getattr(self.vae.config, "shift_factor", None)
+        if shift is not None:
+            z = z + shift
         with torch.no_grad():
             if self._vae_per_item():
                 out = per_item(lambda zi: self.vae.decode(zi).sample, z)

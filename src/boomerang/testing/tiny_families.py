@@ -97,3 +97,63 @@ def make_tiny_sdxl(path, *, seed: int = 0, refiner: bool = False):
         )
     pipe.save_pretrained(path, safe_serialization=True)
     return path
+
+
+def write_t5_tokenizer(folder=None, *, words=("cat", "person", "a", "photo", "of", "digit", "seven", "two")):
+    """A T5 tokenizer on a small Unigram model (``tokenizers``), built locally: ``<pad>`` (0),
+    ``</s>`` (1), ``<unk>`` (2), the metaspace ``▁``, the lowercase letters and digits, and a few
+    whole words (``▁cat`` ...), each with a log-probability score; no extra ids. Saved to
+    ``folder`` when given. Returns the ``T5TokenizerFast``.
+    """
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    pieces += [("\u2581" + w, -1.0) for w in words]
+    tokenizer = T5TokenizerFast(vocab=pieces, extra_ids=0)
+    if folder is not None:
+        tokenizer.save_pretrained(str(folder))
+    return tokenizer
+
+
+def make_tiny_sd3(path, *, seed: int = 0, t5: bool = True):
+    """Write a tiny SD3-shaped folder and return the path.
+
+    SD3Transformer2DModel (patch 2, 1 layer, 4 heads of 8, joint attention 32, pooled 32),
+    AutoencoderKL with 16 latent channels, ``shift_factor`` 0.0609 and ``scaling_factor`` 1.5305
+    (SD3's), VAE factor 2 (sides multiples of 4), two CLIPTextModelWithProjection (hidden 16,
+    projection 16), T5EncoderModel (d_model 32; ``t5=False``: none, diffusers then uses zeros) with
+    the Unigram tokenizer of :func:`write_t5_tokenizer`, FlowMatchEulerDiscreteScheduler with
+    :data:`SD3_SCHEDULER` (shift 3).
+    """
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    path = pathlib.Path(path)
+    torch.manual_seed(seed)  # random weights, seeded (test/benchmark models only)
+    tokenizer = _clip_tokenizer(path)
+    text_encoder = CLIPTextModelWithProjection(_clip_config(tokenizer))
+    text_encoder_2 = CLIPTextModelWithProjection(_clip_config(tokenizer))
+    t5_tokenizer = write_t5_tokenizer() if t5 else None
+    text_encoder_3 = None
+    if t5:
+        text_encoder_3 = T5EncoderModel(T5Config(
+            vocab_size=len(t5_tokenizer), d_model=32, d_ff=37, d_kv=8, num_heads=4, num_layers=1,
+            relative_attention_num_buckets=8, pad_token_id=t5_tokenizer.pad_token_id,
+            eos_token_id=t5_tokenizer.eos_token_id, decoder_start_token_id=0,
+        ))
+    transformer = SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=16, num_layers=1, attention_head_dim=8, num_attention_heads=4,
+        joint_attention_dim=32, caption_projection_dim=32, pooled_projection_dim=32, out_channels=16,
+        pos_embed_max_size=16,
+    )
+    vae = _vae(latent_channels=16, shift_factor=0.0609, scaling_factor=1.5305, use_quant_conv=False,
+               use_post_quant_conv=False)
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(**SD3_SCHEDULER), vae=vae,
+        text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer,
+        text_encoder_3=text_encoder_3, tokenizer_3=t5_tokenizer,
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
