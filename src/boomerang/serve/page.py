@@ -44,10 +44,12 @@ class LevelInfo:
     """
 
     def __init__(self, scheduler_config: dict, num_train_timesteps: int):
-        from boomerang.schedulers import make_scheduler
+        from boomerang.models.schedule import NoiseSchedule
 
         self.T = int(num_train_timesteps)
-        self.alphas_cumprod = make_scheduler("ddpm", scheduler_config).alphas_cumprod.double().tolist()
+        self.schedule = NoiseSchedule.from_config(scheduler_config)
+        # flow-matching models (SD3): the slider shows sigma of x_t = (1 - sigma) x0 + sigma eps
+        self.alphas_cumprod = list(self.schedule.alphas_cumprod) if self.schedule.kind == "vp" else None
 
     def timestep(self, level: float) -> int | None:
         from boomerang.levels import check_level, level_to_timestep
@@ -64,7 +66,10 @@ class LevelInfo:
             return user_message(exc)
         if t is None:
             return f"level {float(level):.3f} → no noise (t = none, alpha_bar = 1): the input comes back"
-        line = f"level {float(level):.3f} → t = {t} · alpha_bar = {self.alphas_cumprod[t]:.4f}"
+        if self.alphas_cumprod is None:
+            line = f"level {float(level):.3f} → training step {t} · sigma = {self.schedule.sigma(t):.4f}"
+        else:
+            line = f"level {float(level):.3f} → t = {t} · alpha_bar = {self.alphas_cumprod[t]:.4f}"
         try:
             from boomerang.levels import num_denoiser_evals
 
