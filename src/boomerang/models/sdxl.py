@@ -13,9 +13,10 @@ layout: ``vae`` (AutoencoderKL), ``unet`` (UNet2DConditionModel with
 
 Size conditioning (SDXL's micro-conditioning, Podell et al. 2023, Sec. 2.2), as
 diffusers' img2img pipeline sets it by default: original size = target size =
-the input image's own size (H, W in pixels), crop top-left (0, 0). For a window
-of a tiled image (``region``) the size is the whole image's and the crop is the
-window's top-left corner in pixels. The refiner's ``add_time_ids`` carry an
+the input image's own size (H, W in pixels), crop top-left (0, 0). Given a
+``region`` (a window of a larger image), the size is the whole image's and the crop
+is the window's top-left corner in pixels; ``enhance`` passes none, so each of its
+windows is conditioned on its own size. The refiner's ``add_time_ids`` carry an
 aesthetic score instead of the target size: 6.0 for the prompt and 2.5 for the
 negative prompt (diffusers' defaults, :data:`AESTHETIC_SCORE`,
 :data:`NEGATIVE_AESTHETIC_SCORE`). ``force_zeros_for_empty_prompt`` (from

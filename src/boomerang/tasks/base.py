@@ -181,6 +181,10 @@ class Task:
             "source": output.item.relpath,
             "level": job.noise_levels[output.level_index][0],
             "timestep": plan.timestep,
+            # how noisy the start was, comparable across families (flow models: sigma, no alpha_bar)
+            "alpha_bar": plan.alpha_bar,
+            "sigma": plan.sigma,
+            "start_snr": plan.start_snr,
             "sample_index": output.sample,
             "seed": self.seed(job, output.item, output.sample),
         }
