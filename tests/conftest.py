@@ -88,3 +88,12 @@ def tiny_sd3_dir(tmp_path_factory) -> Path:
     from boomerang.testing.tiny_families import make_tiny_sd3
 
     return make_tiny_sd3(tmp_path_factory.mktemp("models") / "tiny_sd3")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_dir(tmp_path_factory) -> Path:
+    """FLUX.1-shaped folder (guidance-distilled, like dev): FluxTransformer2DModel on packed 2x2 latents,
+    16-channel VAE with shift_factor, CLIP (pooled) + T5, FlowMatchEulerDiscreteScheduler with dynamic shift."""
+    from boomerang.testing.tiny_families import make_tiny_flux
+
+    return make_tiny_flux(tmp_path_factory.mktemp("models") / "tiny_flux")

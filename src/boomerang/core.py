@@ -142,7 +142,7 @@ def boomerang_sample(
             generators; a non-finite model output (e.g. float16 overflow).
     """
     if plan is None:
-        plan = _make_plan(model, **plan_args)
+        plan = _make_plan(model, image_shape=tuple(getattr(x0, "shape", ())[1:]) or None, **plan_args)
     elif plan_args:
         raise TypeError(f"give either a plan or plan arguments, not both: {', '.join(plan_args)}")
     generators, eta, guidance_scale = _check_inputs(model, x0, generators, eta, guidance_scale)

@@ -231,6 +231,12 @@ class NoisePlan:
         sigma: flow-matching models only: sigma at ``timestep`` in x_t = (1 - sigma) x0 +
             sigma eps (0.0 for the identity); there ``timestep`` and ``timesteps`` are the
             model timesteps T sigma the scheduler visits (floats). ``None`` for DDPM-type models.
+        mu: flow-matching models with a size-dependent (dynamic) shift (FLUX): the shift
+            parameter of the image size the plan was made for; else ``None``.
+        flow_sigmas: flow-matching models: the unshifted sigmas handed to the scheduler's
+            ``set_timesteps(sigmas=...)`` (the exact grid: (k + 1) / T of its training steps k;
+            FLUX's own grid: linspace(1, 1 / steps, steps)); ``None``: the scheduler's own
+            ``set_timesteps(steps)``.
     """
 
     level: float
@@ -243,6 +249,8 @@ class NoisePlan:
     begin_index: int = 0
     alpha_bar: float | None = None
     sigma: float | None = None
+    mu: float | None = None
+    flow_sigmas: tuple[float, ...] | None = None
 
     @property
     def start_snr(self) -> float | None:

@@ -29,7 +29,6 @@ from boomerang.schedulers import (
     entry_index,
     grid_timesteps,
     make_scheduler,
-    set_flow_grid,
 )
 
 __all__ = [
@@ -122,6 +121,7 @@ def plan(
     from_noise: bool = False,
     scheduler: str = AUTO,
     steps: int = 50,
+    image_shape: tuple[int, ...] | None = None,
 ) -> NoisePlan:
     """Plan one Boomerang run: where noise is added and the timesteps denoised.
 
@@ -156,6 +156,9 @@ def plan(
             reference or from_noise; ``'auto'`` (default): the model's own
             (:func:`resolve_scheduler`: ddpm for DDPM and SD 1.x/2.x, euler for SDXL and SD3).
         steps: the step budget of a full chain (>= 1).
+        image_shape: ([C,] H, W) of the images the plan is for; needed only by a
+            flow-matching model whose shift depends on the image's size (FLUX: mu
+            from its token count, ``model.schedule_for(image_shape).mu``).
 
     Returns:
         A :class:`NoisePlan` with ``scheduler``, ``steps``, ``begin_index`` (into
@@ -183,8 +186,15 @@ def plan(
     check_sigma_spacing_supported(scheduler, sched)  # never a silently ignored Karras (or other) spacing
     T = int(sched.config.num_train_timesteps)
     if is_flow_config(config):
+        mu = None
+        if sched.config.get("use_dynamic_shifting"):
+            if image_shape is None or not hasattr(model, "schedule_for"):
+                raise SettingError("this flow-matching model's shift depends on the image's size (dynamic "
+                                   "shifting): plan it with the loaded model and the image's shape")
+            mu = model.schedule_for(image_shape).mu
+        grid = getattr(model, "flow_sigma_grid", None)  # the family's own unshifted inference sigmas (FLUX)
         return _plan_flow(sched, level=level, timestep=timestep, schedule=schedule, from_noise=from_noise,
-                          scheduler=scheduler, steps=steps, T=T)
+                          scheduler=scheduler, steps=steps, T=T, mu=mu, own_sigmas=grid(steps) if grid else None)
     alphas = sched.alphas_cumprod
 
     if from_noise:  # ordinary global sampling from pure noise
@@ -230,44 +240,51 @@ def plan(
     return NoisePlan(lvl, int(t_noise), grid, T, schedule, scheduler, steps, begin, float(alphas[int(t_noise)]))
 
 
-def _plan_flow(sched, *, level, timestep, schedule, from_noise, scheduler, steps, T) -> NoisePlan:
+def _plan_flow(sched, *, level, timestep, schedule, from_noise, scheduler, steps, T, mu, own_sigmas) -> NoisePlan:
     """The plan on a flow-matching model (x_t = (1 - sigma) x0 + sigma eps; README, "Noise levels").
 
     ``exact``: training step k = round(level (T-1)) (or ``timestep``), sigma_k the model's own
     shifted sigma of s = (k + 1) / T (level 1: sigma = 1, pure noise), the grid the training steps
     of :func:`boomerang.levels.reverse_timesteps` (k first); ``timesteps`` are the model timesteps
     T sigma the scheduler visits (floats). ``img2img``: diffusers' SD3 / FLUX img2img rule,
-    t_start = int(max(steps - steps level, 0)) on ``set_timesteps(steps)`` (any level > 0 keeps at
-    least one step). ``reference`` (the notebook's DDPM rule) is refused.
+    t_start = int(max(steps - steps level, 0)) on the family's own grid of ``steps`` (``own_sigmas``,
+    FLUX's linspace(1, 1/steps, steps); else ``set_timesteps(steps)``): any level > 0 keeps a step.
+    ``reference`` (the notebook's DDPM rule) is refused. ``mu``: the dynamic shift (FLUX), or None.
     """
-    if sched.config.get("use_dynamic_shifting"):
-        raise SettingError("this flow-matching model's scheduler config uses a size-dependent (dynamic) shift, "
-                           "which boomerang does not plan yet; set \"use_dynamic_shifting\": false with a static "
-                           "`shift` in scheduler_config.json")
+    kw = {"mu": mu} if mu is not None else {}
+
+    def visit(sigmas):  # the scheduler on unshifted ``sigmas`` (None: its own grid of ``steps``)
+        if sigmas is None:
+            sched.set_timesteps(steps, **kw)
+        else:
+            sched.set_timesteps(sigmas=list(sigmas), **kw)
+        return tuple(float(x) for x in sigmas) if sigmas is not None else None
+
     if from_noise:
         if timestep is not None or (level is not None and levels.check_level(level) != 1.0):
             raise SettingError("`from_noise` samples globally from pure noise: give no `level`/`timestep` (or level 1)")
-        sched.set_timesteps(steps)
+        inputs = visit(own_sigmas)
         grid = tuple(float(t) for t in sched.timesteps)
-        return NoisePlan(1.0, grid[0], grid, T, "global", scheduler, steps, 0, None, float(sched.sigmas[0]))
+        return NoisePlan(1.0, grid[0], grid, T, "global", scheduler, steps, 0, None, float(sched.sigmas[0]), mu, inputs)
     if schedule == "reference":
         raise SettingError("`schedule` reference is the authors' DDPM notebook rule; a flow-matching model takes "
                            "`schedule` exact or img2img")
     if schedule == "exact":
         p = levels.plan_exact(level=level, timestep=timestep, steps=steps, num_train_timesteps=T)
         lvl, begin = p.level, 0
-        if p.timestep is not None:
-            set_flow_grid(sched, list(p.timesteps))
+        if p.timestep is None:
+            return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0, 0.0, mu)
+        check_exact_grid(sched)  # a Karras-like sigma spacing would override the grid: refused
+        inputs = visit([(k + 1) / T for k in p.timesteps])
     else:
         lvl = _requested_level(level, timestep, T)
-        sched.set_timesteps(steps)
+        inputs = visit(own_sigmas)
         begin = int(max(steps - steps * lvl, 0)) * getattr(sched, "order", 1)
         if begin >= steps:
-            begin = None
-    if (schedule == "exact" and p.timestep is None) or (schedule != "exact" and begin is None):
-        return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0, 0.0)
+            return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0, 0.0, mu)
     grid = tuple(float(t) for t in sched.timesteps[begin:])
-    return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, begin, None, float(sched.sigmas[begin]))
+    return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, begin, None, float(sched.sigmas[begin]), mu,
+                     inputs)
 
 
 def _too_small_message(level: float, steps: int) -> str:

@@ -22,12 +22,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from boomerang import levels
 from boomerang.levels import NoisePlan
 from boomerang.schedulers import (
     is_flow_scheduler,
     make_scheduler,
-    set_flow_grid,
     set_grid,
     step_kwargs,
     works_in_sigma_space,
@@ -60,10 +58,13 @@ def scheduler_for(plan: NoisePlan, scheduler_config: dict, device=None):
     sched = make_scheduler(plan.scheduler, scheduler_config)
     if plan.is_identity:
         return sched
-    if plan.schedule == "exact" and is_flow_scheduler(sched):  # the training steps behind the plan's sigmas
-        T = plan.num_train_timesteps
-        steps = levels.plan_exact(level=plan.level, steps=plan.steps, num_train_timesteps=T).timesteps
-        set_flow_grid(sched, list(steps), device=device)
+    if is_flow_scheduler(sched):  # the plan's unshifted sigmas (or the scheduler's own grid), its shift mu
+        kw = {"mu": plan.mu} if plan.mu is not None else {}
+        if plan.flow_sigmas is not None:
+            sched.set_timesteps(sigmas=list(plan.flow_sigmas), device=device, **kw)
+        else:
+            sched.set_timesteps(plan.steps, device=device, **kw)
+        sched.set_begin_index(plan.begin_index)
     elif plan.schedule == "exact":
         set_grid(sched, sorted(set(plan.timesteps), reverse=True), device=device)  # the grid (heun repeats entries)
     else:

@@ -97,7 +97,6 @@ __all__ = [
     "works_in_sigma_space",
     "make_scheduler",
     "set_grid",
-    "set_flow_grid",
     "is_flow_scheduler",
     "is_stochastic",
     "step_kwargs",
@@ -314,22 +313,6 @@ def entry_index(scheduler, kept: list[int]) -> int:
 def is_flow_scheduler(scheduler) -> bool:
     """True for diffusers' flow-matching schedulers (x_t = (1 - sigma) x0 + sigma eps)."""
     return isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
-
-
-def set_flow_grid(scheduler, train_steps: list[int], *, mu: float | None = None, device=None) -> None:
-    """Make a flow-matching scheduler visit the training steps ``train_steps`` (descending k in
-    [0, T-1]) and then x0: sigma_k is the model's own shifted sigma of unshifted s = (k + 1) / T
-    (the config's ``shift``, or the dynamic shift ``mu``, and ``shift_terminal``, applied by the
-    scheduler's own ``set_timesteps(sigmas=...)``), the model timestep T sigma_k.
-
-    Raises:
-        SettingError: a sigma spacing (``use_karras_sigmas`` ...) the grid would override.
-    """
-    check_exact_grid(scheduler)
-    T = int(scheduler.config.num_train_timesteps)
-    kwargs = {"mu": mu} if scheduler.config.get("use_dynamic_shifting") else {}
-    scheduler.set_timesteps(sigmas=[(int(k) + 1) / T for k in train_steps], device=device, **kwargs)
-    scheduler.set_begin_index(0)
 
 
 def is_stochastic(name: str, eta: float = 0.0) -> bool:

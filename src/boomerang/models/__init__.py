@@ -9,7 +9,9 @@ parameterisation, and the training noise schedule as data
 * :mod:`.pixel` -- a pixel-space UNet2DModel (DDPM): encode/decode are the identity;
 * :mod:`.stable_diffusion` -- Stable Diffusion 1.x / 2.x: VAE, CLIP text encoder, UNet;
 * :mod:`.sdxl` -- SDXL base and refiner: VAE, two CLIP text encoders (pooled), UNet with size conditioning;
-* :mod:`.sd3` -- SD3 / SD3.5: 16-channel VAE with shift, CLIP x2 + T5, MMDiT transformer, flow matching.
+* :mod:`.sd3` -- SD3 / SD3.5: 16-channel VAE with shift, CLIP x2 + T5, MMDiT transformer, flow matching;
+* :mod:`.flux` -- FLUX.1: packed 2x2 latents with image ids, CLIP (pooled) + T5, embedded guidance,
+  flow matching with a size-dependent (dynamic) shift.
 
 and the parts they share: :mod:`.discovery` (finding a model: bundled, short
 names, folders, hub ids; weight files and the pickle refusal), :mod:`.loading`
@@ -25,6 +27,7 @@ from __future__ import annotations
 from boomerang.models.contract import DiffusionModel, ModelInfo, Region
 from boomerang.models.discovery import hub_hint, resolve_model, weights_sha256
 from boomerang.models.errors import IncompleteWeightsError, NonFiniteOutputError, check_loading_info, nonfinite_message
+from boomerang.models.flux import FluxModel
 from boomerang.models.invariant import (
     INVARIANT_STRATEGIES,
     conv_items,
@@ -46,6 +49,7 @@ from boomerang.settings import DTYPES
 __all__ = [
     "DTYPES",
     "FAMILIES",
+    "FluxModel",
     "INVARIANT_STRATEGIES",
     "PREDICTION_TYPES",
     "DiffusionModel",

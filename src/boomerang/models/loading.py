@@ -27,6 +27,7 @@ from boomerang.models.discovery import (
 from boomerang.models.errors import check_loading_info
 from boomerang.models.pixel import PixelModel
 from boomerang.models.quiet import quiet_loading
+from boomerang.models.flux import FluxModel
 from boomerang.models.sd3 import SD3Model
 from boomerang.models.sdxl import SDXLModel
 from boomerang.models.stable_diffusion import StableDiffusionModel
@@ -35,7 +36,7 @@ from boomerang.settings import DTYPES
 __all__ = ["FAMILIES", "find_family", "read_model_info", "load_model"]
 
 #: The model families, asked in this order which of them a folder belongs to.
-FAMILIES: tuple[type[DiffusionModel], ...] = (PixelModel, StableDiffusionModel, SDXLModel, SD3Model)
+FAMILIES: tuple[type[DiffusionModel], ...] = (PixelModel, StableDiffusionModel, SDXLModel, SD3Model, FluxModel)
 
 
 def find_family(root: pathlib.Path) -> tuple[type[DiffusionModel], dict]:

@@ -1,11 +1,11 @@
-"""Tiny random-weight SDXL and SD3 folders, built offline from configs (tests and benchmarks only).
+"""Tiny random-weight SDXL, SD3 and FLUX.1 folders, built offline from configs (tests and benchmarks only).
 
 Like :mod:`boomerang.testing.tiny`: seeded random weights, so samples mean
 nothing; nothing is downloaded; tokenizers are written locally (CLIP from a
 vocab and merges, :func:`boomerang.testing.tiny.write_tokenizer_files`; T5 from a
 small ``tokenizers`` Unigram model, :func:`write_t5_tokenizer`). Every folder
 loads with ``boomerang.models.load_model`` and with diffusers' own pipelines
-(``StableDiffusionXLImg2ImgPipeline``, ``StableDiffusion3Img2ImgPipeline``).
+(``StableDiffusionXLImg2ImgPipeline``, ``StableDiffusion3Img2ImgPipeline``, ``FluxImg2ImgPipeline``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pathlib
 
 from boomerang.testing.tiny import write_tokenizer_files
 
-__all__ = ["SDXL_SCHEDULER", "SD3_SCHEDULER", "make_tiny_sdxl", "make_tiny_sd3", "write_t5_tokenizer"]
+__all__ = ["SDXL_SCHEDULER", "SD3_SCHEDULER", "FLUX_SCHEDULER", "make_tiny_sdxl", "make_tiny_sd3", "make_tiny_flux",
+           "write_t5_tokenizer"]
 
 #: SDXL's noise schedule and its default scheduler (EulerDiscreteScheduler, leading spacing).
 SDXL_SCHEDULER = dict(
@@ -154,6 +155,49 @@ def make_tiny_sd3(path, *, seed: int = 0, t5: bool = True):
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(**SD3_SCHEDULER), vae=vae,
         text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer,
         text_encoder_3=text_encoder_3, tokenizer_3=t5_tokenizer,
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+#: FLUX.1's flow-matching schedule: dynamic shifting from the image's token count.
+FLUX_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_image_seq_len=256,
+                      max_image_seq_len=4096, base_shift=0.5, max_shift=1.15)
+
+
+def make_tiny_flux(path, *, seed: int = 0, guidance_embeds: bool = True):
+    """Write a tiny FLUX.1-shaped folder and return the path.
+
+    FluxTransformer2DModel (64 packed channels = 16 latent x 2x2, 1 double + 1 single block, 2 heads
+    of 16, rope axes (4, 6, 6), joint attention 32, pooled 16, ``guidance_embeds`` as asked: dev-like
+    or schnell-like), AutoencoderKL with 16 latent channels, ``shift_factor`` 0.1159 and
+    ``scaling_factor`` 0.3611 (FLUX's), VAE factor 2 (sides multiples of 4), CLIPTextModel (hidden
+    16), T5EncoderModel (d_model 32) with the Unigram tokenizer of :func:`write_t5_tokenizer`,
+    FlowMatchEulerDiscreteScheduler with :data:`FLUX_SCHEDULER` (dynamic shift).
+    """
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
+
+    path = pathlib.Path(path)
+    torch.manual_seed(seed)  # random weights, seeded (test/benchmark models only)
+    tokenizer = _clip_tokenizer(path)
+    text_encoder = CLIPTextModel(_clip_config(tokenizer))
+    t5_tokenizer = write_t5_tokenizer()
+    text_encoder_2 = T5EncoderModel(T5Config(
+        vocab_size=len(t5_tokenizer), d_model=32, d_ff=37, d_kv=8, num_heads=4, num_layers=1,
+        relative_attention_num_buckets=8, pad_token_id=t5_tokenizer.pad_token_id,
+        eos_token_id=t5_tokenizer.eos_token_id, decoder_start_token_id=0,
+    ))
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=16, guidance_embeds=guidance_embeds, axes_dims_rope=(4, 6, 6),
+    )
+    vae = _vae(latent_channels=16, shift_factor=0.1159, scaling_factor=0.3611, use_quant_conv=False,
+               use_post_quant_conv=False)
+    pipe = FluxPipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_SCHEDULER), vae=vae,
+        text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=t5_tokenizer,
     )
     pipe.save_pretrained(path, safe_serialization=True)
     return path
