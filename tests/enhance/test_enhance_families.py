@@ -1,4 +1,4 @@
-"""``enhance`` on the SDXL and SD3 families (tiny random-weight components), and the flow-matching form
+"""``enhance`` on the SDXL, SD3 and FLUX families (tiny random-weight components), and the flow-matching form
 of ``--consistency``: the low frequencies of x_t become those of (1 - sigma) x0_low + sigma eps."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def test_flow_consistency_sets_the_low_frequencies_to_the_noised_reference(sigma
     torch.testing.assert_close(area_down(out, (4, 4)), target, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("fixture", ["tiny_sdxl_dir", "tiny_sd3_dir"])
+@pytest.mark.parametrize("fixture", ["tiny_sdxl_dir", "tiny_sd3_dir", "tiny_flux_dir"])
 @pytest.mark.parametrize("consistency", [False, True])
 def test_cli_enhance_runs_on_the_family(fixture, consistency, request, tmp_path):
     from boomerang.cli import main
@@ -43,3 +43,25 @@ def test_cli_enhance_runs_on_the_family(fixture, consistency, request, tmp_path)
     (rec,) = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert Image.open(out / rec["file_name"]).size == (24, 24) and (rec["tile_size"], rec["consistency"]) == (8, consistency)
     assert rec["start_snr"] > 0 and (rec["sigma"] is None) == (fixture == "tiny_sdxl_dir")
+
+
+def test_flux_windows_carry_their_place_in_the_whole_image(tiny_flux_dir, monkeypatch):
+    from boomerang.enhance.image import enhance_images
+    from boomerang.models import load_model
+
+    m = load_model(tiny_flux_dir)
+    seen = []
+    original = m.predict
+
+    def predict(x_in, t, **kw):
+        seen.append((tuple(x_in.shape[-2:]), kw.get("region")))
+        return original(x_in, t, **kw)
+
+    monkeypatch.setattr(m, "predict", predict)
+    img = np.random.default_rng(1).random((12, 12, 3)).astype(np.float32)
+    (res,) = enhance_images(m, [img], scale=2, level=0.3, generators=gens([0]), steps=2, scheduler="euler",
+                            tile_size=8, tile_overlap=4, prompt="cat", guidance_scale=3.5)
+    regions = {r for _, r in seen}
+    assert None not in regions and len(regions) > 1  # one predict per window, each with its own Region
+    assert all((r.height, r.width) == (12, 12) and shape == (4, 4) for shape, r in seen)
+    assert res.pixels.shape == (24, 24, 3)

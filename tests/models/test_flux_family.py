@@ -123,3 +123,26 @@ def test_batch_size_and_order_never_change_a_sample(flux):
         assert torch.equal(boomerang_sample(flux, x[i:i + 1], generators=gens([i]), **kw).samples[0], full[i])
     rev = boomerang_sample(flux, x.flip(0), generators=gens([2, 1, 0]), **kw).samples
     assert torch.equal(rev.flip(0), full)
+
+
+def test_cli_sample_plans_each_image_size_on_its_own(tiny_flux_dir, tmp_path):
+    from boomerang.cli import main
+
+    rng = np.random.default_rng(0)
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(a)
+    Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(b)
+    out = tmp_path / "out"
+    rc = main(["sample", str(a), str(b), "--model", str(tiny_flux_dir), "--level", "0.5", "--num-samples", "1",
+               "--steps", "4", "--prompt", "cat", "--guidance-scale", "3.5", "--out", str(out)])
+    assert rc == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["model"]["family"] == "flux"
+    recs = sorted(meta["samples"], key=lambda r: r["image_index"])
+    from boomerang.models import load_model
+
+    m = load_model(tiny_flux_dir)
+    for rec, shape in zip(recs, [(3, 16, 16), (3, 32, 48)]):
+        assert rec["sigma"] == pytest.approx(m.schedule_for(shape).sigma(round(0.5 * 999)), abs=1e-6)
+        assert rec["timestep"] == pytest.approx(1000 * rec["sigma"]) and rec["scheduler"] == "euler"
+    assert recs[1]["sigma"] > recs[0]["sigma"]  # the larger image: more tokens, a larger shift

@@ -139,6 +139,9 @@ class DiffusionModel:
     #: The attribute holding the denoiser network (patched with the invariant kernels), and its name in messages.
     denoiser: ClassVar[str] = "unet"
     denoiser_label: ClassVar[str] = "the UNet"
+    #: Tiled windows are passed to ``predict`` one window at a time with their :class:`Region`
+    #: (families that number tokens by position: FLUX); otherwise batched, without one.
+    window_positions: ClassVar[bool] = False
 
     def __init__(self, info: ModelInfo, *, scheduler_config: dict, device, dtype: str, weights_sha256: str):
         self.info = info

@@ -53,6 +53,7 @@ class FluxModel(StableDiffusionModel):
     components = ("transformer", "vae", "text_encoder", "text_encoder_2")
     denoiser = "transformer"
     denoiser_label = "the transformer"
+    window_positions = True  # enhance: each window's tokens get the image ids of its place in the whole image
     #: T5 tokens of a prompt (diffusers' FLUX pipelines' default ``max_sequence_length``).
     max_sequence_length = 512
 

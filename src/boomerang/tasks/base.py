@@ -159,6 +159,11 @@ class Task:
 
     # -- (e) per-item metadata and prompts -------------------------------------------------------
 
+    def plan_shape(self, job: Job, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The (C, H, W) a plan is made for when the model's plan depends on the image's size (FLUX's
+        dynamic shift), given the (C, H, W) of an input as fitted to the model. Default: that shape."""
+        return image_shape
+
     def prompt(self, job: Job, item: Item) -> str | None:
         """The item's prompt (text models), or None for ``settings.prompt``."""
         return None

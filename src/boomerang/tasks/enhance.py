@@ -221,6 +221,16 @@ class EnhanceTask(Task):
                 out[i] = r.pixels
         return np.stack(out), None
 
+    def plan_shape(self, job: Job, image_shape):
+        """A size-dependent model (FLUX) is planned for one window of the upsampled image: the
+        transformer sees (tile_size x tile_size) pixels, or the whole output when it is smaller."""
+        from boomerang.enhance.settings import output_size
+
+        c, h, w = image_shape
+        ho, wo = output_size(h, w, job.options.scale)
+        tile, _ = _windows(job)
+        return (c, min(tile, ho), min(tile, wo))
+
     def record(self, job: Job, output: OutputFile, plan, result, decoded, pixels) -> dict:
         row = super().record(job, output, plan, result, decoded, pixels)
         h, w = pixels.shape[:2]
