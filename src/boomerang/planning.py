@@ -19,7 +19,7 @@ import math
 from boomerang import levels
 from boomerang.errors import SettingError
 from boomerang.levels import NoisePlan
-from boomerang.scheduler_names import AUTO, FLOW_SCHEDULERS, is_flow_config
+from boomerang.scheduler_names import AUTO, DISTILLED_SCHEDULERS, FLOW_SCHEDULERS, is_flow_config
 from boomerang.schedulers import (
     CUSTOM_GRID_SCHEDULERS,
     SCHEDULER_NAMES,
@@ -29,6 +29,7 @@ from boomerang.schedulers import (
     entry_index,
     grid_timesteps,
     make_scheduler,
+    set_lcm_timesteps,
 )
 
 __all__ = [
@@ -174,7 +175,7 @@ def plan(
     scheduler = resolve_scheduler(model, scheduler)
     if schedule not in SCHEDULES:
         raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    if scheduler not in SCHEDULER_NAMES:
+    if scheduler not in SCHEDULER_NAMES and scheduler not in DISTILLED_SCHEDULERS:
         raise SettingError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {scheduler!r}")
     steps = levels.check_positive_int(steps, "steps")
     if getattr(model, "learned_variance", False) and scheduler != "ddpm":
@@ -185,6 +186,9 @@ def plan(
     sched = make_scheduler(scheduler, config)
     check_sigma_spacing_supported(scheduler, sched)  # never a silently ignored Karras (or other) spacing
     T = int(sched.config.num_train_timesteps)
+    if scheduler in DISTILLED_SCHEDULERS:
+        return _plan_lcm(sched, level=level, timestep=timestep, schedule=schedule, from_noise=from_noise,
+                         scheduler=scheduler, steps=steps, T=T)
     if is_flow_config(config):
         mu = None
         if sched.config.get("use_dynamic_shifting"):
@@ -285,6 +289,63 @@ def _plan_flow(sched, *, level, timestep, schedule, from_noise, scheduler, steps
     grid = tuple(float(t) for t in sched.timesteps[begin:])
     return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, begin, None, float(sched.sigmas[begin]), mu,
                      inputs)
+
+
+def distilled_timesteps(sched) -> list[int]:
+    """The timesteps a Latent Consistency Model was distilled on, descending: k j - 1 for
+    j = ``original_inference_steps`` .. 1, k = T // ``original_inference_steps`` (999, 979, ..., 19 for 50)."""
+    orig = int(sched.config.original_inference_steps)
+    k = int(sched.config.num_train_timesteps) // orig
+    return [j * k - 1 for j in range(orig, 0, -1)]
+
+
+def _plan_lcm(sched, *, level, timestep, schedule, from_noise, scheduler, steps, T) -> NoisePlan:
+    """The plan with ``lcm`` (a Latent Consistency Model, distilled on a few timesteps only).
+
+    ``exact``: the level's training step t = round(level (T-1)) (or ``timestep``) falls between the
+    distilled timesteps; noise is added at the nearest distilled timestep t' (the lower one on a tie;
+    at least the smallest, 19 for 50), reported as the plan's ``timestep``, and t' is denoised first.
+    The grid: n = min(#distilled <= t', max(1, ceil(steps (t' + 1) / T))) of the distilled timesteps
+    <= t', evenly picked as LCMScheduler picks its own (floor(linspace(0, m, n)) of them), t' first.
+    ``img2img``: diffusers' LCM img2img pipeline, ``set_timesteps(steps, strength=level)``, noise at
+    its first timestep. ``reference`` is refused.
+    """
+    import math
+
+    import numpy as np
+
+    alphas = sched.alphas_cumprod
+    if from_noise:
+        if timestep is not None or (level is not None and levels.check_level(level) != 1.0):
+            raise SettingError("`from_noise` samples globally from pure noise: give no `level`/`timestep` (or level 1)")
+        set_lcm_timesteps(sched, "global", steps=steps, level=1.0)
+        grid = tuple(int(t) for t in sched.timesteps)
+        return NoisePlan(1.0, grid[0], grid, T, "global", scheduler, steps, 0, None)
+    if schedule == "reference":
+        raise SettingError("`scheduler` lcm takes `schedule` exact or img2img (the notebook's rule skips "
+                           "timesteps the model was not distilled on)")
+    if schedule == "exact":
+        p = levels.plan_exact(level=level, timestep=timestep, steps=steps, num_train_timesteps=T)
+        lvl = p.level
+        if p.timestep is None:
+            return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
+        distilled = distilled_timesteps(sched)
+        start = min(distilled, key=lambda d: (abs(d - p.timestep), d))
+        below = [d for d in distilled if d <= start]
+        n = min(len(below), max(1, -(-steps * (start + 1) // T)))
+        grid = tuple(below[int(i)] for i in np.floor(np.linspace(0, len(below), n, endpoint=False)))
+        assert grid[0] == start and math.isfinite(start)
+    else:
+        lvl = _requested_level(level, timestep, T)
+        if lvl == 0:
+            return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
+        try:
+            set_lcm_timesteps(sched, "img2img", steps=steps, level=lvl)
+        except ValueError as exc:
+            raise SettingError(f"`scheduler` lcm with `schedule` img2img cannot run `level` {lvl:g} at {steps} "
+                               f"`steps`: {exc}") from None
+        grid = tuple(int(t) for t in sched.timesteps)
+    return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, 0, float(alphas[grid[0]]))
 
 
 def _too_small_message(level: float, steps: int) -> str:

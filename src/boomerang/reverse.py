@@ -25,8 +25,10 @@ import torch
 from boomerang.levels import NoisePlan
 from boomerang.schedulers import (
     is_flow_scheduler,
+    is_lcm_scheduler,
     make_scheduler,
     set_grid,
+    set_lcm_timesteps,
     step_kwargs,
     works_in_sigma_space,
 )
@@ -58,7 +60,10 @@ def scheduler_for(plan: NoisePlan, scheduler_config: dict, device=None):
     sched = make_scheduler(plan.scheduler, scheduler_config)
     if plan.is_identity:
         return sched
-    if is_flow_scheduler(sched):  # the plan's unshifted sigmas (or the scheduler's own grid), its shift mu
+    if is_lcm_scheduler(sched):  # the distilled timesteps (exact), or LCM's own img2img rule
+        set_lcm_timesteps(sched, plan.schedule, steps=plan.steps, level=plan.level, timesteps=plan.timesteps,
+                          device=device)
+    elif is_flow_scheduler(sched):  # the plan's unshifted sigmas (or the scheduler's own grid), its shift mu
         kw = {"mu": plan.mu} if plan.mu is not None else {}
         if plan.flow_sigmas is not None:
             sched.set_timesteps(sigmas=list(plan.flow_sigmas), device=device, **kw)

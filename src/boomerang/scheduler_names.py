@@ -8,7 +8,8 @@ or diffusers. :mod:`boomerang.schedulers` re-exports both tuples.
 
 from __future__ import annotations
 
-__all__ = ["SCHEDULER_NAMES", "CUSTOM_GRID_SCHEDULERS", "AUTO", "FLOW_SCHEDULERS", "is_flow_config"]
+__all__ = ["SCHEDULER_NAMES", "CUSTOM_GRID_SCHEDULERS", "AUTO", "FLOW_SCHEDULERS", "DISTILLED_SCHEDULERS",
+           "is_flow_config", "is_lcm_config", "accepted_name"]
 
 #: Every scheduler name (see :mod:`boomerang.schedulers` for what each one is).
 SCHEDULER_NAMES: tuple[str, ...] = (
@@ -31,3 +32,17 @@ FLOW_SCHEDULERS: tuple[str, ...] = ("euler",)
 def is_flow_config(config: dict) -> bool:
     """True for the scheduler config of a flow-matching model (its class is a ``FlowMatch*`` scheduler)."""
     return str(dict(config).get("_class_name", "")).startswith("FlowMatch")
+#: Schedulers of few-step distilled models: ``lcm`` is diffusers' LCMScheduler (the multistep
+#: consistency sampler of Latent Consistency Models: a fresh noise draw between steps). Offered
+#: beside :data:`SCHEDULER_NAMES` (which the per-scheduler tests of DDPM-type models iterate).
+DISTILLED_SCHEDULERS: tuple[str, ...] = ("lcm",)
+
+
+def is_lcm_config(config: dict) -> bool:
+    """True for the scheduler config of a Latent Consistency Model (class LCMScheduler)."""
+    return str(dict(config).get("_class_name", "")) == "LCMScheduler"
+
+
+def accepted_name(name: str) -> bool:
+    """True for every name ``--scheduler`` takes: auto, :data:`SCHEDULER_NAMES`, :data:`DISTILLED_SCHEDULERS`."""
+    return name == AUTO or name in SCHEDULER_NAMES or name in DISTILLED_SCHEDULERS

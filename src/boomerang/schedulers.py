@@ -70,6 +70,7 @@ from diffusers import (
     HeunDiscreteScheduler,
     KDPM2AncestralDiscreteScheduler,
     KDPM2DiscreteScheduler,
+    LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
 )
@@ -98,6 +99,8 @@ __all__ = [
     "make_scheduler",
     "set_grid",
     "is_flow_scheduler",
+    "set_lcm_timesteps",
+    "is_lcm_scheduler",
     "is_stochastic",
     "step_kwargs",
 ]
@@ -105,6 +108,7 @@ __all__ = [
 # The names (and those that can follow the exact Boomerang grid) live in a torch-free module.
 from boomerang.scheduler_names import (  # noqa: E402
     CUSTOM_GRID_SCHEDULERS,
+    DISTILLED_SCHEDULERS,
     FLOW_SCHEDULERS,
     SCHEDULER_NAMES,
     is_flow_config,
@@ -132,6 +136,7 @@ _CLASSES = {
     "deis": GridDEISScheduler,
     "kdpm2": KDPM2DiscreteScheduler,
     "kdpm2-ancestral": KDPM2AncestralDiscreteScheduler,
+    "lcm": LCMScheduler,  # DISTILLED_SCHEDULERS (not in SCHEDULER_NAMES)
 }
 #: Schedulers whose ``step`` takes ``generator`` (the per-item generator list is passed).
 _TAKES_GENERATOR = frozenset(
@@ -150,8 +155,8 @@ def works_in_sigma_space(scheduler) -> bool:
 
 def check_scheduler_name(name: str) -> str:
     """Validate a scheduler name; returns it. Raises ValueError listing the choices."""
-    if name not in SCHEDULER_NAMES:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
+    if name not in SCHEDULER_NAMES and name not in DISTILLED_SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES + DISTILLED_SCHEDULERS)}")
     return name
 
 
@@ -315,9 +320,38 @@ def is_flow_scheduler(scheduler) -> bool:
     return isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
 
 
+def is_lcm_scheduler(scheduler) -> bool:
+    """True for diffusers' LCMScheduler (Latent Consistency Models)."""
+    return isinstance(scheduler, LCMScheduler)
+
+
+def set_lcm_timesteps(scheduler, plan_schedule: str, *, steps: int, level: float, timesteps=(), device=None) -> None:
+    """Set an LCMScheduler for a plan: the exact schedule's distilled timesteps ``timesteps`` as its
+    custom grid (its warnings about a first timestep below T - 1 silenced: that is the point of a
+    partial chain); ``img2img``: diffusers' LCM img2img rule ``set_timesteps(steps, strength=level)``;
+    ``global``: ``set_timesteps(steps)``.
+
+    Raises:
+        ValueError: what LCMScheduler raises (e.g. ``steps`` x level larger than the distilled grid).
+    """
+    from diffusers.utils import logging as dlogging
+
+    if plan_schedule == "exact":
+        before = dlogging.get_verbosity()
+        dlogging.set_verbosity_error()
+        try:
+            scheduler.set_timesteps(timesteps=[int(t) for t in timesteps], device=device)
+        finally:
+            dlogging.set_verbosity(before)
+    elif plan_schedule == "img2img":
+        scheduler.set_timesteps(steps, device=device, strength=level)
+    else:
+        scheduler.set_timesteps(steps, device=device)
+
+
 def is_stochastic(name: str, eta: float = 0.0) -> bool:
-    """True if the reverse steps draw fresh noise (ddpm, kdpm2-ancestral; ddim with eta > 0)."""
-    return name in ("ddpm", "kdpm2-ancestral") or (name == "ddim" and eta > 0)
+    """True if the reverse steps draw fresh noise (ddpm, kdpm2-ancestral, lcm; ddim with eta > 0)."""
+    return name in ("ddpm", "kdpm2-ancestral", "lcm") or (name == "ddim" and eta > 0)
 
 
 def step_kwargs(name: str, *, eta: float, generators) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from boomerang import levels as _levels
 from boomerang.errors import SettingError
-from boomerang.scheduler_names import AUTO, SCHEDULER_NAMES
+from boomerang.scheduler_names import AUTO, DISTILLED_SCHEDULERS, SCHEDULER_NAMES, accepted_name
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -223,8 +223,9 @@ class SampleSettings:
             raise SettingError(f"`seed` must be an integer >= 0, got {self.seed!r}")
         put("seed", int(seed_f))
         put("scheduler", str(self.scheduler).strip().lower())
-        if self.scheduler != AUTO and self.scheduler not in SCHEDULER_NAMES:  # checked here, before diffusers loads
-            raise SettingError(f"`scheduler` must be one of {', '.join((AUTO, *SCHEDULER_NAMES))}, got {self.scheduler!r}")
+        if not accepted_name(self.scheduler):  # checked here, before diffusers loads
+            names = (AUTO, *SCHEDULER_NAMES, *DISTILLED_SCHEDULERS)
+            raise SettingError(f"`scheduler` must be one of {', '.join(names)}, got {self.scheduler!r}")
         if self.schedule not in SCHEDULES:
             raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         put("eta", _number(self.eta, "eta", minimum=0.0, need="a finite number >= 0"))

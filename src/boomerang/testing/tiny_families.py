@@ -201,3 +201,31 @@ def make_tiny_flux(path, *, seed: int = 0, guidance_embeds: bool = True):
     )
     pipe.save_pretrained(path, safe_serialization=True)
     return path
+
+
+def make_tiny_lcm(path, *, seed: int = 0):
+    """Write a tiny Latent-Consistency-Model-shaped Stable Diffusion folder and return the path: the tiny SD
+    layout of :func:`boomerang.testing.tiny.make_tiny_sd` with a UNet that takes the guidance embedding
+    (``time_cond_proj_dim`` 8) and an LCMScheduler (SD 1.x's betas, 50 distilled steps: 999, 979, ..., 19)."""
+    import torch
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from boomerang.testing.tiny import SD_SCHEDULER
+
+    path = pathlib.Path(path)
+    torch.manual_seed(seed)  # random weights, seeded (test/benchmark models only)
+    tokenizer = _clip_tokenizer(path)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4, time_cond_proj_dim=8,
+    )
+    config = {k: v for k, v in SD_SCHEDULER.items() if k not in ("skip_prk_steps",)}
+    pipe = LatentConsistencyModelPipeline(
+        vae=_vae(), text_encoder=CLIPTextModel(_clip_config(tokenizer)), tokenizer=tokenizer, unet=unet,
+        scheduler=LCMScheduler(**config, original_inference_steps=50), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
