@@ -175,7 +175,7 @@ def plan(
     scheduler = resolve_scheduler(model, scheduler)
     if schedule not in SCHEDULES:
         raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    if scheduler not in SCHEDULER_NAMES and scheduler not in DISTILLED_SCHEDULERS:
+    if scheduler not in SCHEDULER_NAMES and scheduler not in DISTILLED_SCHEDULERS and scheduler not in FLOW_SCHEDULERS:
         raise SettingError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {scheduler!r}")
     steps = levels.check_positive_int(steps, "steps")
     if getattr(model, "learned_variance", False) and scheduler != "ddpm":

@@ -24,9 +24,12 @@ CUSTOM_GRID_SCHEDULERS: tuple[str, ...] = (
 #: ``--scheduler auto`` (the default): the model's own default scheduler (``ModelInfo.default_scheduler``:
 #: ddpm for DDPM and Stable Diffusion 1.x/2.x, euler for SDXL and the flow-matching families).
 AUTO = "auto"
-#: The names a flow-matching model (a ``FlowMatch*`` scheduler config: SD3) takes: ``euler`` is
-#: diffusers' FlowMatchEulerDiscreteScheduler (the deterministic flow ODE, Euler steps).
-FLOW_SCHEDULERS: tuple[str, ...] = ("euler",)
+#: The names a flow-matching model (a ``FlowMatch*`` scheduler config: SD3, FLUX) takes: ``euler`` is
+#: diffusers' FlowMatchEulerDiscreteScheduler (the deterministic flow ODE, Euler steps; the default);
+#: ``euler-stochastic`` the same with ``stochastic_sampling``: each step estimates x0 = x - sigma v and
+#: draws x at the next sigma afresh, (1 - sigma') x0 + sigma' eps' (eps' from the item's generator), the
+#: flow counterpart of the paper's ancestral process. Offered on flow-matching models only.
+FLOW_SCHEDULERS: tuple[str, ...] = ("euler", "euler-stochastic")
 
 
 def is_flow_config(config: dict) -> bool:
@@ -44,5 +47,6 @@ def is_lcm_config(config: dict) -> bool:
 
 
 def accepted_name(name: str) -> bool:
-    """True for every name ``--scheduler`` takes: auto, :data:`SCHEDULER_NAMES`, :data:`DISTILLED_SCHEDULERS`."""
-    return name == AUTO or name in SCHEDULER_NAMES or name in DISTILLED_SCHEDULERS
+    """True for every name ``--scheduler`` takes: auto, :data:`SCHEDULER_NAMES`, :data:`DISTILLED_SCHEDULERS`,
+    :data:`FLOW_SCHEDULERS`."""
+    return name == AUTO or name in SCHEDULER_NAMES or name in DISTILLED_SCHEDULERS or name in FLOW_SCHEDULERS

@@ -155,8 +155,9 @@ def works_in_sigma_space(scheduler) -> bool:
 
 def check_scheduler_name(name: str) -> str:
     """Validate a scheduler name; returns it. Raises ValueError listing the choices."""
-    if name not in SCHEDULER_NAMES and name not in DISTILLED_SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES + DISTILLED_SCHEDULERS)}")
+    names = tuple(dict.fromkeys(SCHEDULER_NAMES + DISTILLED_SCHEDULERS + FLOW_SCHEDULERS))
+    if name not in names:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(names)}")
     return name
 
 
@@ -177,7 +178,8 @@ def make_scheduler(name: str, config: dict[str, Any]):
 
     A flow-matching model's config (a ``FlowMatch*`` class: SD3) gives its own flow scheduler:
     ``euler`` is :class:`diffusers.FlowMatchEulerDiscreteScheduler` from that config (``shift``,
-    ``use_dynamic_shifting``, ``shift_terminal`` kept as they are).
+    ``use_dynamic_shifting``, ``shift_terminal`` kept as they are), ``euler-stochastic`` the same
+    with ``stochastic_sampling=True``.
 
     Raises:
         ValueError: for an unknown name; SettingError: a name a flow-matching model does not take.
@@ -190,7 +192,13 @@ def make_scheduler(name: str, config: dict[str, Any]):
             raise SettingError(f"`scheduler` {name} works on the DDPM noise schedule; this flow-matching model takes "
                                f"{', '.join(FLOW_SCHEDULERS)} (or auto)")
         return FlowMatchEulerDiscreteScheduler.from_config({k: v for k, v in dict(config).items()
-                                                            if k != "_use_default_values"})
+                                                            if k != "_use_default_values"},
+                                                           stochastic_sampling=name == "euler-stochastic")
+    if name not in _CLASSES:
+        from boomerang.errors import SettingError
+
+        raise SettingError(f"`scheduler` {name} is offered on flow-matching models (SD3, FLUX); this model's "
+                           f"schedule is DDPM-type: use one of {', '.join(SCHEDULER_NAMES)}")
     cls = _CLASSES[name]
     overrides: dict[str, Any] = {}
     if name == "dpmsolver++":
@@ -350,14 +358,14 @@ def set_lcm_timesteps(scheduler, plan_schedule: str, *, steps: int, level: float
 
 
 def is_stochastic(name: str, eta: float = 0.0) -> bool:
-    """True if the reverse steps draw fresh noise (ddpm, kdpm2-ancestral, lcm; ddim with eta > 0)."""
-    return name in ("ddpm", "kdpm2-ancestral", "lcm") or (name == "ddim" and eta > 0)
+    """True if the reverse steps draw fresh noise (ddpm, kdpm2-ancestral, lcm, euler-stochastic; ddim with eta > 0)."""
+    return name in ("ddpm", "kdpm2-ancestral", "lcm", "euler-stochastic") or (name == "ddim" and eta > 0)
 
 
 def step_kwargs(name: str, *, eta: float, generators) -> dict[str, Any]:
     """Keyword arguments for ``scheduler.step``: the per-item generator list, and eta for DDIM."""
     kwargs: dict[str, Any] = {}
-    if name in _TAKES_GENERATOR:
+    if name in _TAKES_GENERATOR or name == "euler-stochastic":
         kwargs["generator"] = list(generators)
     if name == "ddim":
         kwargs["eta"] = float(eta)

@@ -16,7 +16,7 @@ from typing import Any
 
 from boomerang import levels as _levels
 from boomerang.errors import SettingError
-from boomerang.scheduler_names import AUTO, DISTILLED_SCHEDULERS, SCHEDULER_NAMES, accepted_name
+from boomerang.scheduler_names import AUTO, DISTILLED_SCHEDULERS, FLOW_SCHEDULERS, SCHEDULER_NAMES, accepted_name
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -224,7 +224,7 @@ class SampleSettings:
         put("seed", int(seed_f))
         put("scheduler", str(self.scheduler).strip().lower())
         if not accepted_name(self.scheduler):  # checked here, before diffusers loads
-            names = (AUTO, *SCHEDULER_NAMES, *DISTILLED_SCHEDULERS)
+            names = dict.fromkeys((AUTO, *SCHEDULER_NAMES, *DISTILLED_SCHEDULERS, *FLOW_SCHEDULERS))
             raise SettingError(f"`scheduler` must be one of {', '.join(names)}, got {self.scheduler!r}")
         if self.schedule not in SCHEDULES:
             raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")

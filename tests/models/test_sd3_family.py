@@ -159,3 +159,24 @@ def test_cli_sample_on_sd3_records_sigma_and_start_snr(tiny_sd3_dir, tmp_path):
     assert by_level[1.0]["sigma"] == 1.0 and by_level[1.0]["start_snr"] == 0.0
     for r in meta["samples"]:
         assert Image.open(out / r["file"]).size == (16, 20)
+
+
+def test_stochastic_flow_process_draws_from_each_items_generator(sd3, monkeypatch):
+    """``euler-stochastic`` (diffusers' stochastic_sampling): same start as euler (the same x_t at the same
+    sigma, denoised first), then a fresh draw at each next sigma from the item's generator: reproducible
+    per seed, batch invariant, and unlike the deterministic flow ODE."""
+    m = sd3
+    x = image(3, seed=5)
+    kw = dict(level=0.7, steps=6, prompt="cat", guidance_scale=1.0)
+    spy = Spy(m, monkeypatch)
+    ode = boomerang_sample(m, x, generators=gens(range(3)), scheduler="euler", **kw)
+    first_ode = spy.calls[0]
+    spy.calls.clear()
+    sde = boomerang_sample(m, x, generators=gens(range(3)), scheduler="euler-stochastic", **kw)
+    assert sde.plan.timesteps == ode.plan.timesteps and sde.plan.sigma == ode.plan.sigma
+    assert spy.calls[0][0] == first_ode[0] and torch.equal(spy.calls[0][1], first_ode[1])
+    assert not torch.allclose(sde.samples, ode.samples, atol=1e-3)
+    again = boomerang_sample(m, x[1:2], generators=gens([1]), scheduler="euler-stochastic", **kw)
+    assert torch.equal(again.samples[0], sde.samples[1])
+    with pytest.raises(SettingError, match="offered on flow-matching models"):  # not on a DDPM-type model
+        plan({"_class_name": "DDPMScheduler", "num_train_timesteps": 1000}, level=0.5, scheduler="euler-stochastic")
