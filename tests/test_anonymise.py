@@ -241,11 +241,20 @@ def test_unwritable_link_file_is_refused_before_any_work(digits_dir, tmp_path, w
         (tmp_path / "a_file").write_text("x")
         link = tmp_path / "a_file" / "links.jsonl"
     else:
-        if os.geteuid() == 0:
-            pytest.skip("root writes to read-only folders")
         folder = tmp_path / "ro"
         folder.mkdir()
         folder.chmod(0o555)
+        if os.geteuid() == 0:  # root writes into read-only folders (CI runs as root): refuse as the kernel would
+            import tempfile
+
+            real = tempfile.TemporaryFile
+
+            def read_only(*args, dir=None, **kwargs):
+                if dir is not None and Path(dir) == folder:
+                    raise PermissionError(13, "Permission denied")
+                return real(*args, dir=dir, **kwargs)
+
+            monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
         link = folder / "sub" / "links.jsonl"
     out = tmp_path / "out"
     rc = main(["anonymise", str(digits_dir), "--level", "0.5", "--out", str(out), "--link-file", str(link), *FAST])
