@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 from _png import png_chunks
-from _tiny import make_tiny_pixel_model
 
 from boomerang.cli import main
 from boomerang.privacy import read_links
@@ -32,11 +31,6 @@ FAST = ["--steps", "2", "--no-progress", "--threads", "1"]
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def pixel_model(tmp_path_factory):
-    return make_tiny_pixel_model(tmp_path_factory.mktemp("m") / "pixel", size=8, channels=3)
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +64,9 @@ def _outputs(out: Path) -> list[Path]:
     return sorted(p for p in out.rglob("*.png") if ".job" not in p.parts)
 
 
-def test_cases_bad_files_skipped_good_files_exact(cases_dir, pixel_model, tmp_path, capsys):
+def test_cases_bad_files_skipped_good_files_exact(cases_dir, tiny_colour_pixel_dir, tmp_path, capsys):
     out, links = tmp_path / "out", tmp_path / "links.jsonl"
-    rc = main(["anonymise", str(cases_dir), "--level", "0.5", "--out", str(out), "--model", str(pixel_model),
+    rc = main(["anonymise", str(cases_dir), "--level", "0.5", "--out", str(out), "--model", str(tiny_colour_pixel_dir),
                "--link-file", str(links), *FAST])
     err = capsys.readouterr().err
     assert rc == 3, err
@@ -207,12 +201,12 @@ def test_prompt_hook_formats_label_and_caption():
     assert AnonymiseTask().prompt(Job(), item) is None
 
 
-def test_release_names_no_input(cases_dir, pixel_model, tmp_path, capsys):
+def test_release_names_no_input(cases_dir, tiny_colour_pixel_dir, tmp_path, capsys):
     """Everything outside OUT/.job is the release: no file there names an input (its name, stem,
     path relative to IN_DIR or absolute path); the report, which lists the skipped inputs, is
     in OUT/.job, with paths relative to IN_DIR."""
     out = tmp_path / "out"
-    assert main(["anonymise", str(cases_dir), "--level", "0.5", "--out", str(out), "--model", str(pixel_model),
+    assert main(["anonymise", str(cases_dir), "--level", "0.5", "--out", str(out), "--model", str(tiny_colour_pixel_dir),
                  *FAST]) == 3
     err = capsys.readouterr().err
     assert not (out / "report.json").exists() and str(out / ".job" / "report.json") in err

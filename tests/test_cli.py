@@ -45,10 +45,7 @@ def no_model_load(monkeypatch):
     monkeypatch.setattr(boomerang.models, "load_model", boom)
 
 
-def _run(argv, capsys):
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.err
+from _helpers import run_cli as _run  # noqa: E402  (rc, stderr) of `boomerang ARGV`
 
 
 # --------------------------------------------------------------------------- --help without torch

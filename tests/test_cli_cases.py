@@ -27,9 +27,8 @@ pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from _png import png_chunks  # noqa: E402
-from _tiny import make_tiny_pixel_model  # noqa: E402
 
-from boomerang.cli import main  # noqa: E402
+from _helpers import no_metadata, run_cli
 
 CASES = Path(__file__).parent / "data" / "cases"
 
@@ -75,19 +74,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def pixel_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_pixel_model(tmp_path_factory.mktemp("m") / "pixel", size=8, channels=3)
-
-
-def no_metadata(kinds: list[bytes]) -> bool:
-    """Only image data: IHDR first, IEND last, IDAT (one or more) between."""
-    return kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and set(kinds[1:-1]) == {b"IDAT"}
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    rc = main(["sample", *args])
-    return rc, capsys.readouterr().err
+def run_sample(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    return run_cli(["sample", *args], capsys)
 
 
 def sample_files(out: Path, stem: str) -> list[Path]:
@@ -116,10 +104,10 @@ def check_outputs(out: Path, expected: dict[str, tuple[int, int]] = GOOD) -> dic
 # --------------------------------------------------------------------------
 
 
-def test_good_cases_pixel_model_resize_path(inputs: Path, pixel_model: Path, tmp_path: Path, capsys) -> None:
+def test_good_cases_pixel_model_resize_path(inputs: Path, tiny_colour_pixel_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     files = [str(inputs / n) for n in GOOD]
-    rc, err = run_cli([*files, "--model", str(pixel_model), "--level", "0.3", "--out", str(out), *COMMON], capsys)
+    rc, err = run_sample([*files, "--model", str(tiny_colour_pixel_dir), "--level", "0.3", "--out", str(out), *COMMON], capsys)
     assert rc == 0, err
     meta = check_outputs(out)
     assert {i["fit"] for i in meta["inputs"]} == {"resize"}  # none is 8x8 already
@@ -128,7 +116,7 @@ def test_good_cases_pixel_model_resize_path(inputs: Path, pixel_model: Path, tmp
 def test_good_cases_latent_model_pad_path(inputs: Path, tiny_sd_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     files = [str(inputs / n) for n in LATENT]
-    rc, err = run_cli([*files, "--model", str(tiny_sd_dir), "--level", "0.3", "--out", str(out), *COMMON], capsys)
+    rc, err = run_sample([*files, "--model", str(tiny_sd_dir), "--level", "0.3", "--out", str(out), *COMMON], capsys)
     assert rc == 0, err
     meta = check_outputs(out, LATENT)
     fits = {Path(i["file"]).name: (i["fit"], tuple(i["model_size"])) for i in meta["inputs"]}
@@ -137,12 +125,12 @@ def test_good_cases_latent_model_pad_path(inputs: Path, tiny_sd_dir: Path, tmp_p
     assert fits["tiny_1x1.png"] == ("pad", (2, 2))
 
 
-def test_level_zero_returns_the_read_input(inputs: Path, pixel_model: Path, tmp_path: Path, capsys) -> None:
+def test_level_zero_returns_the_read_input(inputs: Path, tiny_colour_pixel_dir: Path, tmp_path: Path, capsys) -> None:
     """Level 0 on a pixel model returns the input as read: the reading rules
     (orientation, compositing, bit depth, CMYK) show in the written values."""
     out = tmp_path / "out"
     files = [str(inputs / n) for n in GOOD]
-    rc, err = run_cli([*files, "--model", str(pixel_model), "--level", "0", "--out", str(out), *COMMON], capsys)
+    rc, err = run_sample([*files, "--model", str(tiny_colour_pixel_dir), "--level", "0", "--out", str(out), *COMMON], capsys)
     assert rc == 0, err
     check_outputs(out)
 
@@ -181,10 +169,10 @@ def test_level_zero_returns_the_read_input(inputs: Path, pixel_model: Path, tmp_
 
 @pytest.mark.parametrize("name,reason", list(BAD.items()))
 def test_bad_case_exit_2_one_line_nothing_written(
-    name: str, reason: str, inputs: Path, pixel_model: Path, tmp_path: Path, capsys
+    name: str, reason: str, inputs: Path, tiny_colour_pixel_dir: Path, tmp_path: Path, capsys
 ) -> None:
     out = tmp_path / "out"
-    rc, err = run_cli([str(inputs / name), "--model", str(pixel_model), "--out", str(out), *COMMON], capsys)
+    rc, err = run_sample([str(inputs / name), "--model", str(tiny_colour_pixel_dir), "--out", str(out), *COMMON], capsys)
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -193,25 +181,25 @@ def test_bad_case_exit_2_one_line_nothing_written(
     assert not out.exists()
 
 
-def test_one_bad_file_among_good_ones_writes_nothing(inputs: Path, pixel_model: Path, tmp_path: Path, capsys) -> None:
+def test_one_bad_file_among_good_ones_writes_nothing(inputs: Path, tiny_colour_pixel_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     files = [str(inputs / "cmyk.jpg"), str(inputs / "truncated.jpg"), str(inputs / "tiny_1x1.png")]
-    rc, err = run_cli([*files, "--model", str(pixel_model), "--out", str(out), *COMMON], capsys)
+    rc, err = run_sample([*files, "--model", str(tiny_colour_pixel_dir), "--out", str(out), *COMMON], capsys)
     assert rc == 2 and "truncated.jpg" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
 
-def test_paths_with_spaces_and_non_ascii(inputs: Path, pixel_model: Path, tmp_path: Path, capsys) -> None:
+def test_paths_with_spaces_and_non_ascii(inputs: Path, tiny_colour_pixel_dir: Path, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "mes images ü 图"
     folder.mkdir()
     shutil.copy(inputs / "exif_rotate6.jpg", folder / "photo été 1.jpg")
     (folder / "cassé ß.png").write_bytes(b"not a png")
     out = tmp_path / "sorties ø"
-    rc, err = run_cli([str(folder / "photo été 1.jpg"), "--model", str(pixel_model), "--out", str(out), *COMMON], capsys)
+    rc, err = run_sample([str(folder / "photo été 1.jpg"), "--model", str(tiny_colour_pixel_dir), "--out", str(out), *COMMON], capsys)
     assert rc == 0, err
     (f,) = sample_files(out, "photo été 1")
     assert Image.open(f).size == (20, 40)
-    rc, err = run_cli([str(folder / "cassé ß.png"), "--model", str(pixel_model), "--out", str(tmp_path / "o2"), *COMMON],
+    rc, err = run_sample([str(folder / "cassé ß.png"), "--model", str(tiny_colour_pixel_dir), "--out", str(tmp_path / "o2"), *COMMON],
                       capsys)
     assert rc == 2 and "cassé ß.png" in err and not (tmp_path / "o2").exists()
 
@@ -229,11 +217,11 @@ def test_installed_script_reports_bad_file_without_traceback(inputs: Path, tmp_p
     assert not out.exists()
 
 
-def test_img2img_level_below_one_step_is_refused_not_copied(inputs: Path, pixel_model: Path, tmp_path: Path,
+def test_img2img_level_below_one_step_is_refused_not_copied(inputs: Path, tiny_colour_pixel_dir: Path, tmp_path: Path,
                                                             capsys) -> None:
     """The case table: level x steps < 1 on img2img names the smallest level that denoises; nothing written."""
     out = tmp_path / "out"
-    rc, err = run_cli([str(inputs / "odd_427x640.png"), "--model", str(pixel_model), "--out", str(out), "--level",
+    rc, err = run_sample([str(inputs / "odd_427x640.png"), "--model", str(tiny_colour_pixel_dir), "--out", str(out), "--level",
                        "0.2", "--steps", "4", "--schedule", "img2img", "--num-samples", "1"], capsys)
     assert rc == 2 and "--level >= 0.250 at 4 steps" in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()

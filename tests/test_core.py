@@ -12,10 +12,7 @@ import torch
 from boomerang import levels
 from boomerang.core import SCHEDULES, boomerang_sample
 from boomerang.schedulers import CUSTOM_GRID_SCHEDULERS, SCHEDULER_NAMES, make_scheduler
-
-
-def gens(indices, base=0):
-    return [torch.Generator().manual_seed(base + int(i)) for i in indices]
+from _helpers import generators as gens
 
 
 def image(b=1, c=1, h=8, w=8, seed=0):

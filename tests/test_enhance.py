@@ -23,6 +23,7 @@ from boomerang.enhance.resample import area_down, nearest_up
 from boomerang.enhance.sampler import tiled_boomerang
 from boomerang.enhance.tiling import make_layout, tile_starts
 from boomerang.imageio import read_image
+from _helpers import generators
 
 CASES = Path("/work/shared/cases/images")
 if not CASES.is_dir():
@@ -73,10 +74,6 @@ def _blur(x, t):  # depends on neighbours: windows see different context at thei
     return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=x.shape[1])
 
 
-def _gens(n, seed=0):
-    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
-
-
 def _x0(b=2, h=21, w=30, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand((b, 1, h, w), generator=g) * 1.8 - 0.9
@@ -114,9 +111,9 @@ def test_tiled_equals_untiled_for_a_pixelwise_denoiser(scheduler, weighting):
     model = _StandIn(_pixelwise)
     x0 = _x0()
     plan = _plan(level=0.3, scheduler=scheduler)
-    untiled = tiled_boomerang(model, x0, plan, _gens(2), tile=64, overlap=0)
+    untiled = tiled_boomerang(model, x0, plan, generators(range(2)), tile=64, overlap=0)
     assert model.calls == plan.num_denoiser_evals  # one window: the whole image
-    tiled = tiled_boomerang(model, x0, plan, _gens(2), tile=8, overlap=3, weighting=weighting)
+    tiled = tiled_boomerang(model, x0, plan, generators(range(2)), tile=8, overlap=3, weighting=weighting)
     torch.testing.assert_close(tiled, untiled, atol=2e-6, rtol=0)  # everywhere, borders included
     assert (tiled - untiled)[..., 0, :].abs().max() <= 2e-6 and (tiled - untiled)[..., :, -1].abs().max() <= 2e-6
 
@@ -125,16 +122,16 @@ def test_tiled_equals_untiled_with_consistency():
     model = _StandIn(_pixelwise)
     x0 = _x0(h=24, w=32)
     low = area_down(x0, (6, 8))
-    untiled = tiled_boomerang(model, x0, PLAN, _gens(2), tile=64, overlap=0, consistency_low=low)
-    tiled = tiled_boomerang(model, x0, PLAN, _gens(2), tile=8, overlap=2, consistency_low=low)
+    untiled = tiled_boomerang(model, x0, PLAN, generators(range(2)), tile=64, overlap=0, consistency_low=low)
+    tiled = tiled_boomerang(model, x0, PLAN, generators(range(2)), tile=8, overlap=2, consistency_low=low)
     torch.testing.assert_close(tiled, untiled, atol=2e-6, rtol=0)
 
 
 def test_equality_test_can_fail_for_a_context_dependent_denoiser():
     model = _StandIn(_blur)
     x0 = _x0()
-    untiled = tiled_boomerang(model, x0, _plan(scheduler="ddim"), _gens(2), tile=64, overlap=0)
-    tiled = tiled_boomerang(model, x0, _plan(scheduler="ddim"), _gens(2), tile=8, overlap=3)
+    untiled = tiled_boomerang(model, x0, _plan(scheduler="ddim"), generators(range(2)), tile=64, overlap=0)
+    tiled = tiled_boomerang(model, x0, _plan(scheduler="ddim"), generators(range(2)), tile=8, overlap=3)
     assert (tiled - untiled).abs().max() > 1e-3
 
 
@@ -143,19 +140,19 @@ def test_window_order_and_batch_do_not_change_the_result(tiny_pixel_model):
     layout = make_layout(19, 27, 8, 3)
     n = len(layout)
     assert n > 6
-    ref = tiled_boomerang(tiny_pixel_model, x0, PLAN, _gens(2, 7), tile=8, overlap=3, tile_batch=1)
+    ref = tiled_boomerang(tiny_pixel_model, x0, PLAN, generators(range(2), base=7), tile=8, overlap=3, tile_batch=1)
     for batch in (3, n):
-        out = tiled_boomerang(tiny_pixel_model, x0, PLAN, _gens(2, 7), tile=8, overlap=3, tile_batch=batch)
+        out = tiled_boomerang(tiny_pixel_model, x0, PLAN, generators(range(2), base=7), tile=8, overlap=3, tile_batch=batch)
         assert torch.equal(out, ref), batch
     order = list(torch.randperm(n, generator=torch.Generator().manual_seed(0)))
-    out = tiled_boomerang(tiny_pixel_model, x0, PLAN, _gens(2, 7), tile=8, overlap=3, tile_batch=4, order=order)
+    out = tiled_boomerang(tiny_pixel_model, x0, PLAN, generators(range(2), base=7), tile=8, overlap=3, tile_batch=4, order=order)
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
 
 
 def test_a_sample_depends_only_on_its_generator(tiny_pixel_model):
     x0 = _x0(b=3, h=12, w=12, seed=1)
-    both = tiled_boomerang(tiny_pixel_model, x0, PLAN, _gens(3, 5), tile=8, overlap=4)
-    alone = tiled_boomerang(tiny_pixel_model, x0[1:2], PLAN, _gens(3, 5)[1:2], tile=8, overlap=4)
+    both = tiled_boomerang(tiny_pixel_model, x0, PLAN, generators(range(3), base=5), tile=8, overlap=4)
+    alone = tiled_boomerang(tiny_pixel_model, x0[1:2], PLAN, generators(range(3), base=5)[1:2], tile=8, overlap=4)
     assert torch.equal(both[1:2], alone)
 
 
@@ -323,7 +320,7 @@ def test_latent_model_is_encoded_denoised_and_decoded_in_windows(tiny_sd_model):
 
 def test_several_samples_of_one_image(tiny_pixel_model):
     img = np.random.default_rng(5).uniform(0, 1, (4, 4)).astype(np.float32)
-    outs = enhance_images(tiny_pixel_model, [img, img], scale=3, level=0.3, steps=10, generators=_gens(2))
+    outs = enhance_images(tiny_pixel_model, [img, img], scale=3, level=0.3, steps=10, generators=generators(range(2)))
     assert not np.array_equal(outs[0].pixels, outs[1].pixels)
-    one = enhance_image(tiny_pixel_model, img, scale=3, level=0.3, steps=10, generator=_gens(2)[1])
+    one = enhance_image(tiny_pixel_model, img, scale=3, level=0.3, steps=10, generator=generators(range(2))[1])
     np.testing.assert_array_equal(one.pixels, outs[1].pixels)

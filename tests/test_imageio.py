@@ -33,6 +33,7 @@ from boomerang.imageio import (
     save_image,
     to_model_channels,
 )
+from _helpers import no_metadata
 
 CASES = Path(__file__).parent / "data" / "cases"
 
@@ -49,11 +50,6 @@ def odd_png(tmp_path: Path) -> Path:
     p = tmp_path / "odd_427x640.png"
     Image.fromarray(arr).save(p)
     return p
-
-
-def no_metadata(kinds: list[bytes]) -> bool:
-    """Only image data: IHDR first, IEND last, IDAT (one or more) between."""
-    return kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and set(kinds[1:-1]) == {b"IDAT"}
 
 
 # --------------------------------------------------------------------------

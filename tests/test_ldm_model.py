@@ -13,14 +13,11 @@ import torch
 
 from boomerang.assets import named_model_path
 from boomerang.ldm_parts import class_prompt, digits_to_rgb32
+from _helpers import generators as gens
 
 NAME = "ldm-mnist5k-text"
 MB = 1024 * 1024
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-
-
-def gens(seeds):
-    return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from _tiny import make_tiny_pixel_model
 
-from boomerang.cli import main
+from _helpers import run_cli
 from boomerang.models import IncompleteWeightsError, NonFiniteOutputError, load_model, nonfinite_message
 
 COMMON = ["--steps", "2", "--num-samples", "2", "--seed", "0", "--no-progress"]
@@ -51,8 +51,7 @@ def digit(tmp_path) -> Path:
 
 
 def _run(args, capsys) -> tuple[int, str]:
-    rc = main(["sample", *args])
-    return rc, capsys.readouterr().err
+    return run_cli(["sample", *args], capsys)
 
 
 # ----------------------------------------------------------------------------- missing / unexpected tensors

@@ -16,13 +16,10 @@ from diffusers import DDPMScheduler
 from boomerang.planning import plan as make_plan
 from boomerang.reverse import add_noise, per_item_noise, reverse_process, scheduler_for
 from boomerang.schedulers import CUSTOM_GRID_SCHEDULERS, SCHEDULER_NAMES, make_scheduler, works_in_sigma_space
+from _helpers import generators
 
 CONFIG = dict(DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").config)
 DETERMINISTIC = [s for s in CUSTOM_GRID_SCHEDULERS if s != "ddpm"]
-
-
-def _gens(n, seed=0):
-    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
 
 
 def _oracle(z0, alphas_cumprod):
@@ -39,7 +36,7 @@ def _start(plan, seed=0):
     sched = scheduler_for(plan, CONFIG)
     g = torch.Generator().manual_seed(seed)
     z0 = torch.rand((2, 1, 4, 4), generator=g) * 1.6 - 0.8
-    eps = per_item_noise(_gens(2, seed), (1, 4, 4), "cpu")
+    eps = per_item_noise(generators(range(2), base=seed), (1, 4, 4), "cpu")
     return sched, z0, eps, add_noise(sched, plan, z0, eps, "cpu")
 
 
@@ -63,7 +60,7 @@ def test_the_hook_gets_each_completed_step_and_the_timestep_x_sits_at(scheduler)
         return x
 
     calls = []
-    out = reverse_process(_oracle(z0, sched.alphas_cumprod), x_t, plan, sched, _gens(2), hook=hook,
+    out = reverse_process(_oracle(z0, sched.alphas_cumprod), x_t, plan, sched, generators(range(2)), hook=hook,
                           progress=lambda done, total: calls.append((done, total)))
     assert [(i, t) for i, t, _ in seen] == list(enumerate(grid[1:] + [None]))  # once per distinct timestep
     assert max(err for *_, err in seen) < 1e-3, seen  # x is at the timestep the hook is told
@@ -76,7 +73,7 @@ def test_a_stochastic_scheduler_calls_the_hook_once_per_step_too():
     plan = make_plan(CONFIG, level=0.4, scheduler="ddpm", steps=12)
     sched, z0, _, x_t = _start(plan)
     ts = []
-    reverse_process(_oracle(z0, sched.alphas_cumprod), x_t, plan, sched, _gens(2),
+    reverse_process(_oracle(z0, sched.alphas_cumprod), x_t, plan, sched, generators(range(2)),
                     hook=lambda i, t, x: ts.append(t) or x)
     assert ts == list(plan.timesteps[1:]) + [None]
 
@@ -87,7 +84,7 @@ def test_the_denoiser_runs_once_per_planned_timestep(scheduler):
     sched, z0, _, x_t = _start(plan)
     seen = []
     oracle = _oracle(z0, sched.alphas_cumprod)
-    reverse_process(lambda x, t: seen.append(int(t)) or oracle(x, t), x_t, plan, sched, _gens(2))
+    reverse_process(lambda x, t: seen.append(int(t)) or oracle(x, t), x_t, plan, sched, generators(range(2)))
     assert tuple(seen) == plan.timesteps
     if scheduler == "heun":  # the plan lists each timestep after the first twice; the loop does not double it again
         grid = sorted(set(plan.timesteps), reverse=True)

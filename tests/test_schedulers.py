@@ -25,12 +25,9 @@ from boomerang.schedulers import (
     make_scheduler,
     set_grid,
 )
+from _helpers import generators as gens
 
 NEW = ("heun", "dpmsolver", "lms", "unipc", "deis", "kdpm2", "kdpm2-ancestral")
-
-
-def gens(seeds):
-    return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
 
 def test_the_schedulers_users_expect_are_there():
