@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from boomerang.assets import named_model_path
-from boomerang.ldm_parts import class_prompt, digits_to_rgb32
+from boomerang.training.ldm_parts import class_prompt, digits_to_rgb32
 from _helpers import generators as gens
 
 NAME = "ldm-mnist5k-text"

@@ -9,7 +9,7 @@ import torch
 
 from boomerang.training import ldm as tl
 from boomerang.training.loop import Stopper
-from boomerang.ldm_parts import (
+from boomerang.training.ldm_parts import (
     CAPTION_TEMPLATES,
     DIGIT_WORDS,
     build_tokenizer,
