@@ -5,8 +5,11 @@ in a code block, every short module name that opens an inline code span (``tasks
 src/boomerang, a name defined in it (a function, class, constant, re-export, lazy export, or a
 member of a class) or an existing file.
 
+Also: every ``pip install -e`` the docs give uses ``-c constraints.txt``, and every
+``boomerang CMD --flag`` / ``benchmarks/NAME.py --flag`` they show names a real command and flag.
+
 Names are resolved statically from the source (ast), so the test imports neither torch nor the
-modules it checks and runs in well under a second. It exists so that a rename or a move in
+modules it checks (only the torch-free parser, for the flags) and runs in a second or two. It exists so that a rename or a move in
 src/ cannot leave the docs naming something that is gone (the redesign of issue 18 left
 several such names behind).
 """
@@ -312,6 +315,50 @@ def test_install_commands_use_the_constraints():
         for cmd in re.findall(r"pip install [^`\n]*", text):
             if " -e " in f" {cmd} " and "-c constraints.txt" not in cmd:
                 bad.append(f"{doc.name}: {cmd}")
+    assert not bad, "\n".join(bad)
+
+
+def _command_lines(text: str):
+    """Command lines in ``text``: the lines of its code blocks and its inline code spans."""
+    text = text.replace("\\\n", " ")
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        yield from block.splitlines()
+    yield from re.findall(r"`([^`\n]+)`", re.sub(r"```[a-z]*\n.*?```", "", text, flags=re.S).replace("\n", " "))
+
+
+#: Commands the docs show that the CLI does not have, each with its reason.
+EXAMPLE_COMMANDS = {"mirror": "docs/runner.md's example task, registered by the reader"}
+
+
+def test_doc_commands_use_real_flags():
+    """Every ``boomerang CMD --flag`` and ``benchmarks/NAME.py --flag`` in the docs names a command
+    and flags that exist: the parser's (built without torch) and the script's own."""
+    from boomerang.cli import build_parser
+
+    parser = build_parser()
+    commands = {name: {o for act in sub._actions for o in act.option_strings}
+                for act in parser._actions if isinstance(getattr(act, "choices", None), dict)
+                for name, sub in act.choices.items()}
+    common = (ROOT / "benchmarks" / "_common.py").read_text(encoding="utf-8")
+    bad, seen = [], 0
+    for doc in DOCS:
+        for line in _command_lines(doc.read_text(encoding="utf-8")):
+            for m in re.finditer(r"(?<![\w/.-])boomerang ([a-z][\w-]*)(.*)", line):
+                cmd, rest = m.group(1), re.split(r"&&|\||;|>", m.group(2))[0]
+                if cmd not in commands:
+                    if cmd not in EXAMPLE_COMMANDS:
+                        bad.append(f"{doc.name}: no command {cmd!r}: {line.strip()}")
+                    continue
+                seen += 1
+                bad += [f"{doc.name}: boomerang {cmd} has no {f}: {line.strip()}"
+                        for f in re.findall(r"(?<![\w-])--[a-z][\w-]*", rest) if f not in commands[cmd]]
+            for m in re.finditer(r"benchmarks/(\w+)\.py(.*)", line):
+                script = ROOT / "benchmarks" / f"{m.group(1)}.py"
+                source = (script.read_text(encoding="utf-8") if script.is_file() else "") + common
+                bad += [f"{doc.name}: {script.name} has no {f}: {line.strip()}"
+                        for f in re.findall(r"(?<![\w-])--[a-z][\w-]*", re.split(r"&&|\||;|>", m.group(2))[0])
+                        if f'"{f}"' not in source and f"'{f}'" not in source]
+    assert seen > 30, seen
     assert not bad, "\n".join(bad)
 
 
