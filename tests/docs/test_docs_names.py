@@ -1,17 +1,18 @@
-"""The docs name only what exists: every ``boomerang.x.y`` name, every ``from boomerang.x import a``
-in a code block, every short module name that opens an inline code span (``tasks.runner.plan_job``,
-``core.plan``), every ``Class.member`` of a class of the package that opens one (``SampleTask.seed``) and every repository path (``src/...``, ``boomerang/...``, ``benchmarks/...``,
-``scripts/...``, ``tests/...``) in README.md, BENCHMARKS.md and docs/*.md resolves to a module of
-src/boomerang, a name defined in it (a function, class, constant, re-export, lazy export, or a
-member of a class) or an existing file.
+"""The docs name only what exists (README.md, BENCHMARKS.md, docs/*.md).
 
-Also: every ``pip install -e`` the docs give uses ``-c constraints.txt``, and every
-``boomerang CMD --flag`` / ``benchmarks/NAME.py --flag`` they show names a real command and flag.
+Checked: every ``boomerang.x.y`` name; every ``from boomerang.x import a`` in a code block; every
+short module name that opens an inline code span (``tasks.runner.plan_job``, ``core.plan``); every
+``Class.member`` of a class of the package that opens one (``SampleTask.seed``); every repository
+path (``src/...``, ``boomerang/...``, ``benchmarks/...``, ``scripts/...``, ``tests/...``). Each must
+be a module of src/boomerang, a name defined in it (function, class, constant, re-export, lazy
+export, member of a class) or an existing file. Also: every ``pip install -e`` uses
+``-c constraints.txt``, and every ``boomerang CMD --flag`` / ``benchmarks/NAME.py --flag`` names a
+real command and flag.
 
-Names are resolved statically from the source (ast), so the test imports neither torch nor the
-modules it checks (only the torch-free parser, for the flags) and runs in a second or two. It exists so that a rename or a move in
-src/ cannot leave the docs naming something that is gone (the redesign of issue 18 left
-several such names behind).
+Names are resolved statically from the source (ast): the test imports neither torch nor the
+modules it checks (only the torch-free parser, for the flags) and takes a second or two. It
+exists so that a rename or a move in src/ cannot leave the docs naming something that is gone
+(the redesign of issue 18 left several such names behind).
 """
 
 from __future__ import annotations
