@@ -123,7 +123,8 @@ def _namespace(module: str) -> dict:
     # lazy exports behind a module __getattr__ are listed in __all__ (boomerang.enhance, boomerang.privacy)
     if "__getattr__" in names:
         for node in _top_statements(_tree(path).body):
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__"
+                                                    for t in node.targets):
                 for n in ast.walk(node.value):
                     if isinstance(n, ast.Constant) and isinstance(n.value, str):
                         names.setdefault(n.value, ("lazy", None))
@@ -363,6 +364,33 @@ def test_doc_commands_use_real_flags():
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.parametrize("command,argv", [("enhance", ["x.png"]), ("augment", ["in_dir"])])
+def test_help_says_what_a_task_refuses(command, argv):
+    """A task's --help does not offer what its settings refuse: enhance and augment refuse
+    --from-noise, and enhance takes only the schedulers of the exact grid, on the exact schedule."""
+    from boomerang.argparsing import subparser
+    from boomerang.cli import build_parser
+    from boomerang.errors import SettingError
+    from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS, SCHEDULER_NAMES
+    from boomerang.tasks.flags import parse_task_args
+
+    parser = build_parser()
+    helps = {a.dest: a.help or "" for a in subparser(parser, command)._actions}
+    assert helps["from_noise"].startswith("refused")
+    with pytest.raises(SettingError, match="from_noise"):
+        args = parser.parse_args([command, *argv, "--out", "o", "--from-noise"])
+        parse_task_args(args.task, args)
+    if command == "enhance":
+        listed = set(re.findall(r"[\w+-]+", helps["scheduler"].split(":", 1)[1].split("(")[0]))
+        assert listed == set(CUSTOM_GRID_SCHEDULERS) and listed < set(SCHEDULER_NAMES)
+        assert helps["schedule"].startswith("exact only")
+        refused = [["--scheduler", n] for n in sorted(set(SCHEDULER_NAMES) - set(CUSTOM_GRID_SCHEDULERS))]
+        for flags in [*refused, ["--schedule", "img2img"], ["--schedule", "reference"]]:
+            with pytest.raises(SettingError):
+                args = parser.parse_args([command, *argv, "--out", "o", *flags])
+                parse_task_args(args.task, args)
+
+
 @pytest.mark.parametrize("name,why", [
     ("boomerang.jobs", "boomerang has no jobs"),
     ("boomerang.tasks.runner.prepare_job", "has no prepare_job"),
@@ -384,8 +412,8 @@ def test_resolver_follows_reexports_lazies_and_members():
     assert unresolved("boomerang.tasks.sample.SampleTask.no_such_hook") is not None
     names, paths = doc_names("`tasks.blocks.sample_block` and `core.plan(...)`, `tasks/layout.py`, "
                              "src/boomerang/nowhere.py\n```python\nfrom boomerang.api import prepare, gone\n```")
-    assert names == {"boomerang.tasks.blocks.sample_block", "boomerang.core.plan", "boomerang.api", "boomerang.api.prepare",
-                     "boomerang.api.gone"}
+    assert names == {"boomerang.tasks.blocks.sample_block", "boomerang.core.plan", "boomerang.api",
+                     "boomerang.api.prepare", "boomerang.api.gone"}
     assert paths == {"boomerang/tasks/layout.py", "src/boomerang/nowhere.py"}
     assert unresolved("boomerang.api.gone") is not None and not _path_exists("src/boomerang/nowhere.py")
     assert class_members_named("`SampleTask.before_load` and `PixelModel.gone(x)`, `Image.open`") == {
