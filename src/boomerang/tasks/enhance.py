@@ -132,6 +132,15 @@ class EnhanceTask(Task):
         p.add_argument("--upsampler", default="bicubic", choices=("bicubic", "lanczos"),
                        help="Pillow filter of the naive upsampling (default %(default)s)")
         add_sampling_arguments(p, **self.defaults)
+        from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS
+        from boomerang.tasks.flags import restate_help
+
+        restate_help(  # what settings_from_args accepts of the shared flags
+            p, scheduler=f"a scheduler that follows the exact grid: {', '.join(CUSTOM_GRID_SCHEDULERS)} "
+                         "(default %(default)s)",
+            schedule="exact only: enhance runs on the exact Boomerang grid (default %(default)s)",
+            from_noise="refused: enhance always starts from the upsampled image",
+        )
 
     def settings_from_args(self, args):
         """The shared settings, after what enhance cannot take: ``--from-noise`` (checked first, so
