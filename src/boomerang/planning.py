@@ -67,7 +67,8 @@ def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | No
             the largest timestep that works instead of the largest level.
 
     Raises:
-        SettingError: ``scheduler`` is ``euler`` or ``dpmsolver++`` and sigma_t =
+        SettingError: ``scheduler`` is one of ``schedulers.UNCLIPPED_X0_SCHEDULERS`` (every
+            scheduler but ddpm, ddim and pndm, which clip their x0 estimate) and sigma_t =
             sqrt((1 - alpha_bar_t) / alpha_bar_t) > ``MAX_START_SIGMA`` (e.g. t = 999 of a
             cosine schedule, alpha_bar = 2.4e-9); the message names the schedulers and the
             largest level (or, with ``by_timestep``, timestep) that work.

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 #: How to get the optional dependencies of the page.
-INSTALL_HINT = 'pip install -e ".[app]"  (in a clone of boomerang; the PyPI project named boomerang is unrelated)'
+INSTALL_HINT = 'pip install -e ".[app]" -c constraints.txt  (in a clone of boomerang; the PyPI project named boomerang is unrelated)'
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 

@@ -103,7 +103,7 @@ def add_dataset_arguments(p: argparse.ArgumentParser, *, default_out: str | None
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
     """--engine, --workers and --restart: how a dataset job runs (the same words in every command)."""
     p.add_argument("--engine", default="local", choices=ENGINES,
-                   help="local (default): this process; ray: Ray Data actors (pip install -e \".[ray]\"; "
+                   help="local (default): this process; ray: Ray Data actors (pip install -e \".[ray]\" -c constraints.txt; "
                         "RAY_ADDRESS attaches to a cluster)")
     p.add_argument("--workers", default=None, metavar="N",
                    help="--engine ray: number of model actors (default: 1 per GPU on CUDA, else 1)")
