@@ -66,7 +66,9 @@ class LevelInfo:
             return user_message(exc)
         if t is None:
             return f"level {float(level):.3f} → no noise (t = none, alpha_bar = 1): the input comes back"
-        if self.alphas_cumprod is None:
+        if self.alphas_cumprod is None and self.schedule.dynamic_shift:  # FLUX: sigma depends on the image's size
+            line = f"level {float(level):.3f} → training step {t} · sigma set by the image's size (dynamic shift)"
+        elif self.alphas_cumprod is None:
             line = f"level {float(level):.3f} → training step {t} · sigma = {self.schedule.sigma(t):.4f}"
         else:
             line = f"level {float(level):.3f} → t = {t} · alpha_bar = {self.alphas_cumprod[t]:.4f}"
