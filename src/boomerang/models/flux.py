@@ -94,12 +94,13 @@ class FluxModel(StableDiffusionModel):
         from diffusers import AutoencoderKL, FluxTransformer2DModel
         from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
+        # cast again below: from_pretrained(torch_dtype=...) left these transformers in float32 here
         transformer = load_component("transformer", FluxTransformer2DModel, low_cpu_mem_usage=False,
                                      torch_dtype=torch_dtype)
         vae = load_component("vae", AutoencoderKL, low_cpu_mem_usage=False, torch_dtype=torch.float32)
         te = load_component("text_encoder", CLIPTextModel, dtype=torch_dtype)
         te2 = load_component("text_encoder_2", T5EncoderModel, dtype=torch_dtype)
-        return {"transformer": transformer.to(device).eval(), "vae": vae.to(device).eval(),
+        return {"transformer": transformer.to(device, torch_dtype).eval(), "vae": vae.to(device).eval(),
                 "text_encoder": te.to(device).eval(), "tokenizer": CLIPTokenizer.from_pretrained(layout["tokenizer"]),
                 "text_encoder_2": te2.to(device).eval(),
                 "tokenizer_2": T5TokenizerFast.from_pretrained(layout["tokenizer_2"])}

@@ -96,10 +96,11 @@ class SD3Model(StableDiffusionModel):
         from diffusers import AutoencoderKL, SD3Transformer2DModel
         from transformers import CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
+        # cast again below: from_pretrained(torch_dtype=...) left these transformers in float32 here
         transformer = load_component("transformer", SD3Transformer2DModel, low_cpu_mem_usage=False,
                                      torch_dtype=torch_dtype)
         vae = load_component("vae", AutoencoderKL, low_cpu_mem_usage=False, torch_dtype=torch.float32)
-        out = {"transformer": transformer.to(device).eval(), "vae": vae.to(device).eval(),
+        out = {"transformer": transformer.to(device, torch_dtype).eval(), "vae": vae.to(device).eval(),
                "text_encoder_3": None, "tokenizer_3": None}
         for i, suffix in ((1, ""), (2, "_2")):
             te = load_component("text_encoder" + suffix, CLIPTextModelWithProjection, dtype=torch_dtype)
