@@ -180,3 +180,17 @@ def test_stochastic_flow_process_draws_from_each_items_generator(sd3, monkeypatc
     assert torch.equal(again.samples[0], sde.samples[1])
     with pytest.raises(SettingError, match="offered on flow-matching models"):  # not on a DDPM-type model
         plan({"_class_name": "DDPMScheduler", "num_train_timesteps": 1000}, level=0.5, scheduler="euler-stochastic")
+
+
+def test_the_api_reports_sigma_and_start_snr(sd3):
+    from PIL import Image
+
+    from boomerang import api
+    from boomerang.settings import SampleSettings
+
+    im = Image.fromarray(np.zeros((16, 16, 3), np.uint8))
+    job = api.prepare([im], SampleSettings(level=(0.0, 0.4), prompt="cat", num_samples=1, steps=2), model=sd3)
+    zero, s = list(api.run(job))
+    assert zero.sigma == 0.0 and zero.start_snr is None
+    assert s.alpha_bar is None and s.sigma == pytest.approx(sd3.schedule.sigma(round(0.4 * 999)), abs=1e-6)
+    assert s.timestep == pytest.approx(1000 * s.sigma) and s.start_snr == pytest.approx(((1 - s.sigma) / s.sigma) ** 2)
