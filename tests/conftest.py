@@ -71,3 +71,37 @@ def tiny_sd_model(tiny_sd_dir):
     from boomerang.models import load_model
 
     return load_model(tiny_sd_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory) -> Path:
+    """SDXL base folder: two CLIP encoders (the second with projection), text_time UNet, VAE factor 2, Euler."""
+    from boomerang.testing.tiny_families import make_tiny_sdxl
+
+    return make_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny_sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_refiner_dir(tmp_path_factory) -> Path:
+    """SDXL refiner folder: text_encoder_2 only, aesthetic score in the time ids."""
+    from boomerang.testing.tiny_families import make_tiny_sdxl
+
+    return make_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny_sdxl_refiner", refiner=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_dir(tmp_path_factory) -> Path:
+    """SD3-shaped folder: SD3Transformer2DModel, 16-channel VAE with shift_factor, CLIP x2 + T5 (Unigram
+    tokenizer written locally), FlowMatchEulerDiscreteScheduler with shift 3."""
+    from boomerang.testing.tiny_families import make_tiny_sd3
+
+    return make_tiny_sd3(tmp_path_factory.mktemp("models") / "tiny_sd3")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_dir(tmp_path_factory) -> Path:
+    """FLUX.1-shaped folder (guidance-distilled, like dev): FluxTransformer2DModel on packed 2x2 latents,
+    16-channel VAE with shift_factor, CLIP (pooled) + T5, FlowMatchEulerDiscreteScheduler with dynamic shift."""
+    from boomerang.testing.tiny_families import make_tiny_flux
+
+    return make_tiny_flux(tmp_path_factory.mktemp("models") / "tiny_flux")

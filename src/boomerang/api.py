@@ -72,12 +72,16 @@ class Sample:
         pixels: float32 (H, W, C) in [0, 1], C = the model's channels, H x W = the input size.
         image_index, sample_index: i and j; ``seed`` = ``seeds.item_seed(settings.seed, i, j)``.
         level: the requested level (t / (T-1) when a timestep was requested).
-        timestep: the training timestep where noise was added (``None``: identity, level 0).
-        alpha_bar: the scheduler's ``alphas_cumprod[timestep]`` (1.0 at level 0, ``None`` with ``from_noise``).
+        timestep: the training timestep where noise was added (``None``: identity, level 0); on a
+            flow-matching model (SD3, FLUX) the model timestep T sigma (a float).
+        alpha_bar: the scheduler's ``alphas_cumprod[timestep]`` (1.0 at level 0, ``None`` with ``from_noise``
+            and on flow-matching models).
         num_denoiser_evals: denoiser evaluations for this sample (0 at level 0).
         scheduler_name, scheduler_config: the scheduler used and its config.
         schedule: ``exact``, ``img2img``, ``reference`` (or what the core reports).
         input_name, input_path: the input's file name (``<memory>`` for in-memory) and path.
+        sigma: flow-matching models: sigma where noise was added, x_t = (1 - sigma) x0 + sigma eps; else ``None``.
+        start_snr: the signal-to-noise ratio of that start, comparable across families (``None``: level 0).
     """
 
     pixels: Any
@@ -94,6 +98,8 @@ class Sample:
     input_name: str
     input_path: Path | None
     reference: Any = field(default=None, repr=False)
+    sigma: float | None = None
+    start_snr: float | None = None
 
     def to_pil(self):
         """The sample as an 8-bit PIL image (mode ``L`` for one channel, else ``RGB``),
@@ -204,7 +210,7 @@ def run(job: Job, *, progress: bool | None = None) -> Iterator[Sample]:
                     timestep=plan.timestep, alpha_bar=plan.alpha_bar, num_denoiser_evals=evals,
                     scheduler_name=plan.scheduler, scheduler_config=config, schedule=plan.schedule,
                     input_name=got.decoded.loaded.name, input_path=got.decoded.loaded.path,
-                    reference=got.decoded.reference,
+                    reference=got.decoded.reference, sigma=plan.sigma, start_snr=plan.start_snr,
                 )
             cache.done_with(block[-1].index)
     finally:

@@ -142,7 +142,7 @@ def boomerang_sample(
             generators; a non-finite model output (e.g. float16 overflow).
     """
     if plan is None:
-        plan = _make_plan(model, **plan_args)
+        plan = _make_plan(model, image_shape=tuple(getattr(x0, "shape", ())[1:]) or None, **plan_args)
     elif plan_args:
         raise TypeError(f"give either a plan or plan arguments, not both: {', '.join(plan_args)}")
     generators, eta, guidance_scale = _check_inputs(model, x0, generators, eta, guidance_scale)
@@ -157,7 +157,7 @@ def boomerang_sample(
     # 2. Forward jump to the noise timestep (from_noise: x_T ~ N(0, I) times init_noise_sigma).
     if plan.schedule == "global":
         eps = per_item_noise(generators, model.model_shape(tuple(x0.shape[1:])), device)
-        x = eps * sched.init_noise_sigma
+        x = eps * getattr(sched, "init_noise_sigma", 1.0)  # flow-matching schedulers: x_1 = eps
     else:
         z0 = model.encode(x0, generators=generators if plan.schedule == "img2img" else None)
         eps = per_item_noise(generators, tuple(z0.shape[1:]), device)

@@ -229,7 +229,16 @@ class NoisePlan:
             ``set_timesteps(steps)`` (``img2img``, ``reference``, ``global``);
             0 for ``exact``, whose grid is set explicitly.
         alpha_bar: alpha_bar at ``timestep`` (1.0 for the identity, ``None`` for
-            ``global`` or when made without a scheduler).
+            ``global``, for a flow-matching model, or when made without a scheduler).
+        sigma: flow-matching models only: sigma at ``timestep`` in x_t = (1 - sigma) x0 +
+            sigma eps (0.0 for the identity); there ``timestep`` and ``timesteps`` are the
+            model timesteps T sigma the scheduler visits (floats). ``None`` for DDPM-type models.
+        mu: flow-matching models with a size-dependent (dynamic) shift (FLUX): the shift
+            parameter of the image size the plan was made for; else ``None``.
+        flow_sigmas: flow-matching models: the unshifted sigmas handed to the scheduler's
+            ``set_timesteps(sigmas=...)`` (the exact grid: (k + 1) / T of its training steps k;
+            FLUX's own grid: linspace(1, 1 / steps, steps)); ``None``: the scheduler's own
+            ``set_timesteps(steps)``.
     """
 
     level: float
@@ -241,6 +250,22 @@ class NoisePlan:
     steps: int | None = None
     begin_index: int = 0
     alpha_bar: float | None = None
+    sigma: float | None = None
+    mu: float | None = None
+    flow_sigmas: tuple[float, ...] | None = None
+
+    @property
+    def start_snr(self) -> float | None:
+        """Signal-to-noise ratio of x_t where noise is added (Kingma et al. 2021), comparable
+        across families: alpha_bar / (1 - alpha_bar), or flow ((1 - sigma) / sigma)^2; ``None``
+        for the identity (nothing added) and when neither is known."""
+        if self.timestep is None:
+            return None
+        if self.sigma is not None:
+            return ((1.0 - self.sigma) / self.sigma) ** 2 if self.sigma > 0 else None
+        if self.alpha_bar is not None and self.alpha_bar < 1.0:
+            return self.alpha_bar / (1.0 - self.alpha_bar)
+        return None
 
     @property
     def num_denoiser_evals(self) -> int:

@@ -19,7 +19,15 @@ import math
 from boomerang import levels
 from boomerang.errors import SettingError
 from boomerang.levels import NoisePlan
-from boomerang.scheduler_names import SCHEDULES, check_schedule, check_scheduler  # noqa: F401 (SCHEDULES re-exported)
+from boomerang.scheduler_names import (  # noqa: F401 (SCHEDULES re-exported)
+    AUTO,
+    DISTILLED_SCHEDULERS,
+    FLOW_SCHEDULERS,
+    SCHEDULES,
+    check_schedule,
+    check_scheduler,
+    is_flow_config,
+)
 from boomerang.schedulers import (
     CUSTOM_GRID_SCHEDULERS,
     UNCLIPPED_X0_SCHEDULERS,
@@ -28,6 +36,7 @@ from boomerang.schedulers import (
     entry_index,
     grid_timesteps,
     make_scheduler,
+    set_lcm_timesteps,
 )
 
 __all__ = [
@@ -37,6 +46,7 @@ __all__ = [
     "returns_input_pixels",
     "check_start_sigma",
     "reference_timestep",
+    "resolve_scheduler",
 ]
 
 
@@ -89,6 +99,18 @@ def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | No
     )
 
 
+def resolve_scheduler(model, scheduler: str) -> str:
+    """``scheduler`` itself, or for ``'auto'`` the model's own default (``model.default_scheduler``;
+    for a bare scheduler config: euler for a flow-matching model, else ddpm)."""
+    if scheduler != AUTO:
+        return scheduler
+    default = getattr(model, "default_scheduler", None)
+    if default:
+        return default
+    config = model if isinstance(model, dict) else getattr(model, "scheduler_config", {})
+    return FLOW_SCHEDULERS[0] if is_flow_config(config) else "ddpm"
+
+
 def _requested_level(level, timestep, T) -> float:
     levels.check_level_or_timestep(level, timestep)
     if timestep is not None:
@@ -103,8 +125,9 @@ def plan(
     timestep: int | None = None,
     schedule: str = "exact",
     from_noise: bool = False,
-    scheduler: str = "ddpm",
+    scheduler: str = AUTO,
     steps: int = 50,
+    image_shape: tuple[int, ...] | None = None,
 ) -> NoisePlan:
     """Plan one Boomerang run: where noise is added and the timesteps denoised.
 
@@ -136,8 +159,12 @@ def plan(
             set_timesteps(steps) (schedule ``global``); level must be None or 1
             and timestep None.
         scheduler: one of ``SCHEDULER_NAMES``; ``pndm`` only with img2img,
-            reference or from_noise.
+            reference or from_noise; ``'auto'`` (default): the model's own
+            (:func:`resolve_scheduler`: ddpm for DDPM and SD 1.x/2.x, euler for SDXL and SD3).
         steps: the step budget of a full chain (>= 1).
+        image_shape: ([C,] H, W) of the images the plan is for; needed only by a
+            flow-matching model whose shift depends on the image's size (FLUX: mu
+            from its token count, ``model.schedule_for(image_shape).mu``).
 
     Returns:
         A :class:`NoisePlan` with ``scheduler``, ``steps``, ``begin_index`` (into
@@ -151,7 +178,7 @@ def plan(
     """
     config = model if isinstance(model, dict) else model.scheduler_config
     check_schedule(schedule)
-    check_scheduler(scheduler)
+    scheduler = resolve_scheduler(model, check_scheduler(scheduler))
     steps = levels.check_positive_int(steps, "steps")
     if getattr(model, "learned_variance", False) and scheduler != "ddpm":
         raise SettingError(
@@ -161,6 +188,19 @@ def plan(
     sched = make_scheduler(scheduler, config)
     check_sigma_spacing_supported(scheduler, sched)  # never a silently ignored Karras (or other) spacing
     T = int(sched.config.num_train_timesteps)
+    if scheduler in DISTILLED_SCHEDULERS:
+        return _plan_lcm(sched, level=level, timestep=timestep, schedule=schedule, from_noise=from_noise,
+                         scheduler=scheduler, steps=steps, T=T)
+    if is_flow_config(config):
+        mu = None
+        if sched.config.get("use_dynamic_shifting"):
+            if image_shape is None or not hasattr(model, "schedule_for"):
+                raise SettingError("this flow-matching model's shift depends on the image's size (dynamic "
+                                   "shifting): plan it with the loaded model and the image's shape")
+            mu = model.schedule_for(image_shape).mu
+        grid = getattr(model, "flow_sigma_grid", None)  # the family's own unshifted inference sigmas (FLUX)
+        return _plan_flow(sched, level=level, timestep=timestep, schedule=schedule, from_noise=from_noise,
+                          scheduler=scheduler, steps=steps, T=T, mu=mu, own_sigmas=grid(steps) if grid else None)
     alphas = sched.alphas_cumprod
 
     if from_noise:  # ordinary global sampling from pure noise
@@ -203,6 +243,110 @@ def plan(
         return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
     check_start_sigma(scheduler, config, t_noise, by_timestep=timestep is not None)  # x_t is made at t_noise
     return NoisePlan(lvl, int(t_noise), grid, T, schedule, scheduler, steps, begin, float(alphas[int(t_noise)]))
+
+
+def _plan_flow(sched, *, level, timestep, schedule, from_noise, scheduler, steps, T, mu, own_sigmas) -> NoisePlan:
+    """The plan on a flow-matching model (x_t = (1 - sigma) x0 + sigma eps; README, "Noise levels").
+
+    ``exact``: training step k = round(level (T-1)) (or ``timestep``), sigma_k the model's own
+    shifted sigma of s = (k + 1) / T (level 1: sigma = 1, pure noise), the grid the training steps
+    of :func:`boomerang.levels.reverse_timesteps` (k first); ``timesteps`` are the model timesteps
+    T sigma the scheduler visits (floats). ``img2img``: diffusers' SD3 / FLUX img2img rule,
+    t_start = int(max(steps - steps level, 0)) on the family's own grid of ``steps`` (``own_sigmas``,
+    FLUX's linspace(1, 1/steps, steps); else ``set_timesteps(steps)``): any level > 0 keeps a step.
+    ``reference`` (the notebook's DDPM rule) is refused. ``mu``: the dynamic shift (FLUX), or None.
+    """
+    kw = {"mu": mu} if mu is not None else {}
+
+    def visit(sigmas):  # the scheduler on unshifted ``sigmas`` (None: its own grid of ``steps``)
+        if sigmas is None:
+            sched.set_timesteps(steps, **kw)
+        else:
+            sched.set_timesteps(sigmas=list(sigmas), **kw)
+        return tuple(float(x) for x in sigmas) if sigmas is not None else None
+
+    if from_noise:
+        if timestep is not None or (level is not None and levels.check_level(level) != 1.0):
+            raise SettingError("`from_noise` samples globally from pure noise: give no `level`/`timestep` (or level 1)")
+        inputs = visit(own_sigmas)
+        grid = tuple(float(t) for t in sched.timesteps)
+        return NoisePlan(1.0, grid[0], grid, T, "global", scheduler, steps, 0, None, float(sched.sigmas[0]), mu, inputs)
+    if schedule == "reference":
+        raise SettingError("`schedule` reference is the authors' DDPM notebook rule; a flow-matching model takes "
+                           "`schedule` exact or img2img")
+    if schedule == "exact":
+        p = levels.plan_exact(level=level, timestep=timestep, steps=steps, num_train_timesteps=T)
+        lvl, begin = p.level, 0
+        if p.timestep is None:
+            return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0, 0.0, mu)
+        check_exact_grid(sched)  # a Karras-like sigma spacing would override the grid: refused
+        inputs = visit([(k + 1) / T for k in p.timesteps])
+    else:
+        lvl = _requested_level(level, timestep, T)
+        inputs = visit(own_sigmas)
+        begin = int(max(steps - steps * lvl, 0)) * getattr(sched, "order", 1)
+        if begin >= steps:
+            return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0, 0.0, mu)
+    grid = tuple(float(t) for t in sched.timesteps[begin:])
+    return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, begin, None, float(sched.sigmas[begin]), mu,
+                     inputs)
+
+
+def distilled_timesteps(sched) -> list[int]:
+    """The timesteps a Latent Consistency Model was distilled on, descending: k j - 1 for
+    j = ``original_inference_steps`` .. 1, k = T // ``original_inference_steps`` (999, 979, ..., 19 for 50)."""
+    orig = int(sched.config.original_inference_steps)
+    k = int(sched.config.num_train_timesteps) // orig
+    return [j * k - 1 for j in range(orig, 0, -1)]
+
+
+def _plan_lcm(sched, *, level, timestep, schedule, from_noise, scheduler, steps, T) -> NoisePlan:
+    """The plan with ``lcm`` (a Latent Consistency Model, distilled on a few timesteps only).
+
+    ``exact``: the level's training step t = round(level (T-1)) (or ``timestep``) falls between the
+    distilled timesteps; noise is added at the nearest distilled timestep t' (the lower one on a tie;
+    at least the smallest, 19 for 50), reported as the plan's ``timestep``, and t' is denoised first.
+    The grid: n = min(#distilled <= t', max(1, ceil(steps (t' + 1) / T))) of the distilled timesteps
+    <= t', evenly picked as LCMScheduler picks its own (floor(linspace(0, m, n)) of them), t' first.
+    ``img2img``: diffusers' LCM img2img pipeline, ``set_timesteps(steps, strength=level)``, noise at
+    its first timestep. ``reference`` is refused.
+    """
+    import math
+
+    import numpy as np
+
+    alphas = sched.alphas_cumprod
+    if from_noise:
+        if timestep is not None or (level is not None and levels.check_level(level) != 1.0):
+            raise SettingError("`from_noise` samples globally from pure noise: give no `level`/`timestep` (or level 1)")
+        set_lcm_timesteps(sched, "global", steps=steps, level=1.0)
+        grid = tuple(int(t) for t in sched.timesteps)
+        return NoisePlan(1.0, grid[0], grid, T, "global", scheduler, steps, 0, None)
+    if schedule == "reference":
+        raise SettingError("`scheduler` lcm takes `schedule` exact or img2img (the notebook's rule skips "
+                           "timesteps the model was not distilled on)")
+    if schedule == "exact":
+        p = levels.plan_exact(level=level, timestep=timestep, steps=steps, num_train_timesteps=T)
+        lvl = p.level
+        if p.timestep is None:
+            return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
+        distilled = distilled_timesteps(sched)
+        start = min(distilled, key=lambda d: (abs(d - p.timestep), d))
+        below = [d for d in distilled if d <= start]
+        n = min(len(below), max(1, -(-steps * (start + 1) // T)))
+        grid = tuple(below[int(i)] for i in np.floor(np.linspace(0, len(below), n, endpoint=False)))
+        assert grid[0] == start and math.isfinite(start)
+    else:
+        lvl = _requested_level(level, timestep, T)
+        if lvl == 0:
+            return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
+        try:
+            set_lcm_timesteps(sched, "img2img", steps=steps, level=lvl)
+        except ValueError as exc:
+            raise SettingError(f"`scheduler` lcm with `schedule` img2img cannot run `level` {lvl:g} at {steps} "
+                               f"`steps`: {exc}") from None
+        grid = tuple(int(t) for t in sched.timesteps)
+    return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, 0, float(alphas[grid[0]]))
 
 
 def _too_small_message(level: float, steps: int) -> str:

@@ -23,7 +23,15 @@ from typing import Callable, Sequence
 import torch
 
 from boomerang.levels import NoisePlan
-from boomerang.schedulers import make_scheduler, set_grid, step_kwargs, works_in_sigma_space
+from boomerang.schedulers import (
+    is_flow_scheduler,
+    is_lcm_scheduler,
+    make_scheduler,
+    set_grid,
+    set_lcm_timesteps,
+    step_kwargs,
+    works_in_sigma_space,
+)
 
 __all__ = ["Denoiser", "StepHook", "scheduler_for", "per_item_generators", "per_item_noise", "add_noise",
            "reverse_process"]
@@ -53,13 +61,26 @@ def scheduler_for(plan: NoisePlan, scheduler_config: dict, device=None):
     sched = make_scheduler(plan.scheduler, scheduler_config)
     if plan.is_identity:
         return sched
-    if plan.schedule == "exact":
+    if is_lcm_scheduler(sched):  # the distilled timesteps (exact), or LCM's own img2img rule
+        set_lcm_timesteps(sched, plan.schedule, steps=plan.steps, level=plan.level, timesteps=plan.timesteps,
+                          device=device)
+    elif is_flow_scheduler(sched):  # the plan's unshifted sigmas (or the scheduler's own grid), its shift mu
+        kw = {"mu": plan.mu} if plan.mu is not None else {}
+        if plan.flow_sigmas is not None:
+            sched.set_timesteps(sigmas=list(plan.flow_sigmas), device=device, **kw)
+        else:
+            sched.set_timesteps(plan.steps, device=device, **kw)
+        sched.set_begin_index(plan.begin_index)
+    elif plan.schedule == "exact":
         set_grid(sched, sorted(set(plan.timesteps), reverse=True), device=device)  # the grid (heun repeats entries)
     else:
         sched.set_timesteps(plan.steps, device=device)
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(plan.begin_index)
-    assert tuple(int(t) for t in sched.timesteps[plan.begin_index:]) == plan.timesteps
+    if is_flow_scheduler(sched):
+        assert tuple(float(t) for t in sched.timesteps[plan.begin_index:]) == plan.timesteps
+    else:
+        assert tuple(int(t) for t in sched.timesteps[plan.begin_index:]) == plan.timesteps
     return sched
 
 
@@ -90,7 +111,8 @@ def per_item_noise(generators: Sequence[torch.Generator], shape: tuple[int, ...]
 
 
 def add_noise(sched, plan: NoisePlan, z0: torch.Tensor, eps: torch.Tensor, device) -> torch.Tensor:
-    """The forward jump to ``plan.timestep`` (DDPM Eq. 4): x_t = sqrt(alpha_bar_t) z0 + sqrt(1 - alpha_bar_t) eps.
+    """The forward jump to ``plan.timestep`` (DDPM Eq. 4): x_t = sqrt(alpha_bar_t) z0 + sqrt(1 - alpha_bar_t) eps;
+    on a flow-matching model x_t = (1 - sigma) z0 + sigma eps (the scheduler's ``scale_noise``).
 
     Args:
         sched: the plan's scheduler (:func:`scheduler_for`).
@@ -108,6 +130,8 @@ def add_noise(sched, plan: NoisePlan, z0: torch.Tensor, eps: torch.Tensor, devic
         return x / ab**0.5 if works_in_sigma_space(sched) else x
     # exact, img2img: the scheduler's add_noise at exactly the first timestep denoised
     t = sched.timesteps[plan.begin_index:plan.begin_index + 1].repeat(z0.shape[0])
+    if is_flow_scheduler(sched):
+        return sched.scale_noise(z0, t, eps)
     return sched.add_noise(z0, eps, t)
 
 
@@ -160,7 +184,7 @@ def reverse_process(
     n = len(timesteps)
     done = 0  # completed reverse steps
     for j, t in enumerate(timesteps):
-        x_in = sched.scale_model_input(x_t, t)
+        x_in = sched.scale_model_input(x_t, t) if hasattr(sched, "scale_model_input") else x_t  # (flow: none)
         out = denoiser(x_in, t)
         x_t = sched.step(out, t, x_t, **kwargs).prev_sample
         if hook is not None and (j + 1 == n or getattr(sched, "state_in_first_order", True)):

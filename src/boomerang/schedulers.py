@@ -63,12 +63,14 @@ import inspect
 
 from diffusers import (
     DDPMScheduler,
+    FlowMatchEulerDiscreteScheduler,
     DPMSolverMultistepScheduler,
     DPMSolverSinglestepScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
     KDPM2AncestralDiscreteScheduler,
     KDPM2DiscreteScheduler,
+    LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
 )
@@ -96,12 +98,21 @@ __all__ = [
     "works_in_sigma_space",
     "make_scheduler",
     "set_grid",
+    "is_flow_scheduler",
+    "set_lcm_timesteps",
+    "is_lcm_scheduler",
     "is_stochastic",
     "step_kwargs",
 ]
 
 # The names (and those that can follow the exact Boomerang grid) live in a torch-free module.
-from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS, SCHEDULER_NAMES  # noqa: E402
+from boomerang.scheduler_names import (  # noqa: E402
+    CUSTOM_GRID_SCHEDULERS,
+    DISTILLED_SCHEDULERS,
+    FLOW_SCHEDULERS,
+    SCHEDULER_NAMES,
+    is_flow_config,
+)
 #: Schedulers that turn the denoiser's eps into x0 without clipping (every one but ddpm and
 #: ddim, which clip when the config says clip_sample): any error in eps is multiplied by
 #: sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) at the first step.
@@ -125,6 +136,7 @@ _CLASSES = {
     "deis": GridDEISScheduler,
     "kdpm2": KDPM2DiscreteScheduler,
     "kdpm2-ancestral": KDPM2AncestralDiscreteScheduler,
+    "lcm": LCMScheduler,  # DISTILLED_SCHEDULERS (not in SCHEDULER_NAMES)
 }
 #: Schedulers whose ``step`` takes ``generator`` (the per-item generator list is passed).
 _TAKES_GENERATOR = frozenset(
@@ -143,8 +155,9 @@ def works_in_sigma_space(scheduler) -> bool:
 
 def check_scheduler_name(name: str) -> str:
     """Validate a scheduler name; returns it. Raises ValueError listing the choices."""
-    if name not in SCHEDULER_NAMES:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
+    names = tuple(dict.fromkeys(SCHEDULER_NAMES + DISTILLED_SCHEDULERS + FLOW_SCHEDULERS))
+    if name not in names:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(names)}")
     return name
 
 
@@ -163,10 +176,29 @@ def make_scheduler(name: str, config: dict[str, Any]):
     where the class has it; ``pndm`` gets ``skip_prk_steps=True`` (PLMS, Stable
     Diffusion's setting).
 
+    A flow-matching model's config (a ``FlowMatch*`` class: SD3) gives its own flow scheduler:
+    ``euler`` is :class:`diffusers.FlowMatchEulerDiscreteScheduler` from that config (``shift``,
+    ``use_dynamic_shifting``, ``shift_terminal`` kept as they are), ``euler-stochastic`` the same
+    with ``stochastic_sampling=True``.
+
     Raises:
-        ValueError: for an unknown name.
+        ValueError: for an unknown name; SettingError: a name a flow-matching model does not take.
     """
     check_scheduler_name(name)
+    if is_flow_config(config):
+        if name not in FLOW_SCHEDULERS:
+            from boomerang.errors import SettingError
+
+            raise SettingError(f"`scheduler` {name} works on the DDPM noise schedule; this flow-matching model takes "
+                               f"{', '.join(FLOW_SCHEDULERS)} (or auto)")
+        return FlowMatchEulerDiscreteScheduler.from_config({k: v for k, v in dict(config).items()
+                                                            if k != "_use_default_values"},
+                                                           stochastic_sampling=name == "euler-stochastic")
+    if name not in _CLASSES:
+        from boomerang.errors import SettingError
+
+        raise SettingError(f"`scheduler` {name} is offered on flow-matching models (SD3, FLUX); this model's "
+                           f"schedule is DDPM-type: use one of {', '.join(SCHEDULER_NAMES)}")
     cls = _CLASSES[name]
     overrides: dict[str, Any] = {}
     if name == "dpmsolver++":
@@ -291,15 +323,49 @@ def entry_index(scheduler, kept: list[int]) -> int:
     return kept[0]
 
 
+def is_flow_scheduler(scheduler) -> bool:
+    """True for diffusers' flow-matching schedulers (x_t = (1 - sigma) x0 + sigma eps)."""
+    return isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
+
+
+def is_lcm_scheduler(scheduler) -> bool:
+    """True for diffusers' LCMScheduler (Latent Consistency Models)."""
+    return isinstance(scheduler, LCMScheduler)
+
+
+def set_lcm_timesteps(scheduler, plan_schedule: str, *, steps: int, level: float, timesteps=(), device=None) -> None:
+    """Set an LCMScheduler for a plan: the exact schedule's distilled timesteps ``timesteps`` as its
+    custom grid (its warnings about a first timestep below T - 1 silenced: that is the point of a
+    partial chain); ``img2img``: diffusers' LCM img2img rule ``set_timesteps(steps, strength=level)``;
+    ``global``: ``set_timesteps(steps)``.
+
+    Raises:
+        ValueError: what LCMScheduler raises (e.g. ``steps`` x level larger than the distilled grid).
+    """
+    from diffusers.utils import logging as dlogging
+
+    if plan_schedule == "exact":
+        before = dlogging.get_verbosity()
+        dlogging.set_verbosity_error()
+        try:
+            scheduler.set_timesteps(timesteps=[int(t) for t in timesteps], device=device)
+        finally:
+            dlogging.set_verbosity(before)
+    elif plan_schedule == "img2img":
+        scheduler.set_timesteps(steps, device=device, strength=level)
+    else:
+        scheduler.set_timesteps(steps, device=device)
+
+
 def is_stochastic(name: str, eta: float = 0.0) -> bool:
-    """True if the reverse steps draw fresh noise (ddpm, kdpm2-ancestral; ddim with eta > 0)."""
-    return name in ("ddpm", "kdpm2-ancestral") or (name == "ddim" and eta > 0)
+    """True if the reverse steps draw fresh noise (ddpm, kdpm2-ancestral, lcm, euler-stochastic; ddim with eta > 0)."""
+    return name in ("ddpm", "kdpm2-ancestral", "lcm", "euler-stochastic") or (name == "ddim" and eta > 0)
 
 
 def step_kwargs(name: str, *, eta: float, generators) -> dict[str, Any]:
     """Keyword arguments for ``scheduler.step``: the per-item generator list, and eta for DDIM."""
     kwargs: dict[str, Any] = {}
-    if name in _TAKES_GENERATOR:
+    if name in _TAKES_GENERATOR or name == "euler-stochastic":
         kwargs["generator"] = list(generators)
     if name == "ddim":
         kwargs["eta"] = float(eta)

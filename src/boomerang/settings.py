@@ -16,7 +16,7 @@ from typing import Any
 
 from boomerang import levels as _levels
 from boomerang.errors import SettingError
-from boomerang.scheduler_names import SCHEDULES, check_schedule, check_scheduler  # noqa: F401 (SCHEDULES re-exported)
+from boomerang.scheduler_names import AUTO, SCHEDULES, check_schedule, check_scheduler  # noqa: F401 (SCHEDULES re-exported)
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -124,8 +124,9 @@ class SampleSettings:
             ``seeds.item_seed(seed, i, j)`` (dataset jobs: ``seeds.path_seed``).
         steps: step budget of a full chain (denoiser evaluations at level 1),
             >= 1; a start at level L uses about L x steps (at least 1).
-        scheduler: a name from ``boomerang.schedulers.SCHEDULER_NAMES``:
-            ``ddpm`` (the paper's stochastic ancestral sampler), ``ddim``,
+        scheduler: ``auto`` (default: the model's own, ``ModelInfo.default_scheduler``: ddpm for
+            DDPM and Stable Diffusion 1.x/2.x, euler for SDXL and flow-matching models), or a
+            name from ``boomerang.schedulers.SCHEDULER_NAMES``: ``ddpm`` (the paper's stochastic ancestral sampler), ``ddim``,
             ``euler``, ``dpmsolver++``, ``pndm`` (pndm only with the
             ``img2img`` / ``reference`` schedules or ``from_noise``).
         schedule: ``exact`` (the native Boomerang grid), ``img2img``
@@ -164,7 +165,7 @@ class SampleSettings:
     num_samples: int = 4
     seed: int = 0
     steps: int = 50
-    scheduler: str = "ddpm"
+    scheduler: str = AUTO
     schedule: str = "exact"
     from_noise: bool = False
     eta: float = 0.0

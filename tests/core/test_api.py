@@ -22,7 +22,7 @@ def _img(size=(12, 10), seed=0):
 def test_settings_defaults_and_normalisation():
     s = SampleSettings()
     assert s.level == (DEFAULT_LEVEL,) and s.timestep is None
-    assert (s.num_samples, s.seed, s.steps, s.scheduler, s.schedule) == (4, 0, 50, "ddpm", "exact")
+    assert (s.num_samples, s.seed, s.steps, s.scheduler, s.schedule) == (4, 0, 50, "auto", "exact")
     assert (s.eta, s.guidance_scale, s.device, s.dtype, s.batch_size) == (0.0, 7.5, "cpu", "float32", None)
     assert SampleSettings(level="0.2, 0.5,0.8").level == (0.2, 0.5, 0.8)
     assert SampleSettings(level=[0, 1]).level == (0.0, 1.0)

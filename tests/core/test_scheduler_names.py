@@ -42,7 +42,7 @@ def test_an_unknown_scheduler_is_refused_before_torch_or_diffusers_load(argv, tm
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert res.stdout.split() == ["2", "False", "False"], (res.stdout, res.stderr)
-    assert res.stderr.count("\n") == 1 and res.stderr.startswith("boomerang: error: --scheduler must be one of ddpm")
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("boomerang: error: --scheduler must be one of auto, ddpm")
     assert not (tmp_path / "never-written").exists()
 
 

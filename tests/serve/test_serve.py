@@ -73,7 +73,7 @@ def actions(tiny_pixel_dir, tmp_path):
     return page.PageActions(cache, runs.RunFolders(tmp_path / "runs"))
 
 
-COMMON = dict(num_samples=3, seed=5, steps=8, scheduler="ddpm", schedule="exact", eta=0.0, background="white")
+COMMON = dict(num_samples=3, seed=5, steps=8, scheduler="auto", schedule="exact", eta=0.0, background="white")
 
 
 def _common(**over):

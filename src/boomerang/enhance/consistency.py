@@ -88,7 +88,8 @@ class Consistency:
         """Mean |D(x) - reference| (model units)."""
         return float((area_down(x, self.low_size) - self.reference.to(x.device)).abs().mean())
 
-    def apply(self, x, alpha_bar: float, generators, *, sigma_space: bool = False):
+    def apply(self, x, alpha_bar: float | None, generators, *, sigma_space: bool = False,
+              flow_sigma: float | None = None):
         """One ILVR replacement of the low frequencies of x (at the step whose alpha_bar is given).
 
         Args:
@@ -97,6 +98,9 @@ class Consistency:
             generators: one torch.Generator per item; eps' is drawn from them
                 (on the CPU, float32, full resolution), only when alpha_bar < 1.
             sigma_space: x is x_t / sqrt(alpha_bar_t) (Euler, Heun, LMS).
+            flow_sigma: a flow-matching model (``alpha_bar`` is then ignored): x is
+                x_t = (1 - sigma) x0 + sigma eps, and the low frequencies become those of
+                (1 - sigma) reference + sigma eps' (0.0 for the final x0).
 
         Returns:
             [B, C, H, W] tensor with area_down(result) == the noised reference
@@ -106,7 +110,12 @@ class Consistency:
 
         ref = self.reference.to(x.device, torch.float32)
         size = tuple(x.shape[-2:])
-        if alpha_bar < 1.0:
+        if flow_sigma is not None:
+            alpha_bar = 1.0 if flow_sigma <= 0 else 0.0  # below only "is there noise left" is read of it
+        if flow_sigma is not None and flow_sigma > 0:
+            eps = torch.cat([torch.randn((1, *x.shape[1:]), generator=g, dtype=torch.float32) for g in generators])
+            target = (1 - flow_sigma) * ref + flow_sigma * area_down(eps.to(x.device), self.low_size)
+        elif alpha_bar < 1.0:
             eps = torch.cat([torch.randn((1, *x.shape[1:]), generator=g, dtype=torch.float32) for g in generators])
             eps_low = area_down(eps.to(x.device), self.low_size)
             if sigma_space:

@@ -97,7 +97,7 @@ def enhance_images(
     level: float,
     generators,
     steps: int = 50,
-    scheduler: str = "ddpm",
+    scheduler: str = "auto",
     eta: float = 0.0,
     tile_size: int | None = None,
     tile_overlap: int | None = None,
@@ -125,7 +125,7 @@ def enhance_images(
         generators: one ``torch.Generator`` per image (the sample depends on
             nothing else: not the batch, window order or window batch).
         steps: step budget of a full chain (about level x steps evaluations per window).
-        scheduler, eta: as in ``boomerang sample`` (exact schedule: not pndm, kdpm2,
+        scheduler, eta: as in ``boomerang sample`` (``auto``: the model's own; exact schedule: not pndm, kdpm2,
             kdpm2-ancestral).
         tile_size, tile_overlap: window side and overlap in image pixels (see
             :func:`window_settings`).
@@ -170,8 +170,13 @@ def enhance_images(
         raise ValueError("images must all have the same size; enhance images of different sizes in separate calls")
     tile, overlap = window_settings(model, args.tile_size, args.tile_overlap)
     ho, wo = output_size(h, w, args.scale)
+    from boomerang.planning import resolve_scheduler
+
+    scheduler = resolve_scheduler(model, scheduler)
     if plan is None:
-        plan = make_plan(model, level=args.level, schedule="exact", scheduler=scheduler, steps=steps)
+        f = model.space_factor  # size-dependent schedules (FLUX) are planned for one window, as the model sees it
+        window = (model.image_channels, min(tile * f, ho), min(tile * f, wo))
+        plan = make_plan(model, level=args.level, schedule="exact", scheduler=scheduler, steps=steps, image_shape=window)
     elif plan.schedule != "exact" or abs(plan.level - args.level) > 1e-12 or plan.scheduler != scheduler:
         raise ValueError(f"plan must be an exact-schedule plan for level {args.level} and scheduler {scheduler}, got {plan}")
 

@@ -23,7 +23,7 @@ from boomerang.enhance.resample import area_down
 from boomerang.enhance.tiling import blend_windows, make_layout
 from boomerang.levels import NoisePlan
 from boomerang.reverse import add_noise, per_item_generators, per_item_noise, reverse_process, scheduler_for
-from boomerang.schedulers import works_in_sigma_space
+from boomerang.schedulers import is_flow_scheduler, works_in_sigma_space
 
 __all__ = ["tiled_boomerang", "encode_tiled", "decode_tiled"]
 
@@ -148,19 +148,39 @@ def tiled_boomerang(
         ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
         ilvr = Consistency(ref.to(z0.device, torch.float32), iterations=consistency_iterations,
                            bounds=(-1.0, 1.0) if model.pixel_space else None)
-        alphas_cumprod = sched.alphas_cumprod.double()
-        sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
+        if is_flow_scheduler(sched):  # x_t = (1 - sigma) x0 + sigma eps: after step i, x is at sigmas[begin + i + 1]
+            flow_sigmas = sched.sigmas.double()
 
-        def hook(i, t, x):  # ILVR at the timestep x now sits at (None: x0, alpha_bar = 1)
-            alpha_bar = float(alphas_cumprod[t]) if t is not None else 1.0
-            return ilvr.apply(x, alpha_bar, generators, sigma_space=sigma_space)
+            def hook(i, t, x):
+                sigma = float(flow_sigmas[plan.begin_index + i + 1]) if t is not None else 0.0
+                return ilvr.apply(x, None, generators, flow_sigma=sigma)
+        else:
+            alphas_cumprod = sched.alphas_cumprod.double()
+            sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
+
+            def hook(i, t, x):  # ILVR at the timestep x now sits at (None: x0, alpha_bar = 1)
+                alpha_bar = float(alphas_cumprod[t]) if t is not None else 1.0
+                return ilvr.apply(x, alpha_bar, generators, sigma_space=sigma_space)
 
     # 4. Partial reverse process; each denoiser evaluation sees windows, each step the whole image.
     layout = make_layout(z0.shape[-2], z0.shape[-1], tile, overlap)
     cond, uncond = model.encode_prompt(prompt, negative_prompt, guidance_scale)
     out_channels = model.prediction_channels
 
+    positions = bool(getattr(model, "window_positions", False))
+    height, width = z0.shape[-2], z0.shape[-1]
+
+    def placed(w, chunk, t):  # each window with its Region in the whole image (FLUX's image ids)
+        from boomerang.models.contract import Region
+
+        n = w.shape[0] // len(chunk)
+        return torch.cat([model.predict(w[j * n:(j + 1) * n], t, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                                        region=Region(r, q, height, width)) for j, (r, q, _, _) in enumerate(chunk)])
+
     def denoiser(x_in, t):  # MultiDiffusion: the model on each window, outputs blended
+        if positions:
+            return blend_windows(lambda w, chunk: placed(w, chunk, t), x_in, layout, tile_batch=tile_batch,
+                                 out_channels=out_channels, weighting=weighting, order=order, positions=True)
         return blend_windows(
             lambda w: model.predict(w, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale),
             x_in, layout, tile_batch=tile_batch, out_channels=out_channels, weighting=weighting, order=order,

@@ -118,6 +118,7 @@ def blend_windows(
     out_channels: int | None = None,
     weighting: str = "uniform",
     order: Sequence[int] | None = None,
+    positions: bool = False,
 ):
     """Run ``fn`` on every window of ``x`` and blend the outputs (MultiDiffusion).
 
@@ -136,6 +137,9 @@ def blend_windows(
         order: the order in which windows are fed to ``fn`` (a permutation of
             range(len(layout))); default canonical. Only for tests: the result
             is the same (to float64 rounding) in any order.
+        positions: call ``fn(windows, places)`` with ``places`` the (top, left, h, w) of each
+            window of the batch (window-major, each repeated for the B items), for models that
+            number their tokens by position (FLUX).
 
     Returns:
         float32 tensor [B, C', H r, W r] on ``x``'s device.
@@ -155,7 +159,7 @@ def blend_windows(
     for k in range(0, len(idx), max(1, int(tile_batch))):
         chunk = [layout.windows[i] for i in idx[k:k + tile_batch]]
         crops = torch.cat([x[..., r:r + h, q:q + w] for r, q, h, w in chunk])  # [n B, C, h, w], window-major
-        outs = fn(crops)
+        outs = fn(crops, chunk) if positions else fn(crops)
         for j, (r, q, h, w) in enumerate(chunk):
             o = outs[j * b:(j + 1) * b].to(x.device, torch.float64)
             R, Q, oh, ow = round(r * ratio), round(q * ratio), round(h * ratio), round(w * ratio)

@@ -72,6 +72,9 @@ class ModelInfo:
         space_factor: image pixels per model-space pixel along a side (1 in pixel
             space; the VAE factor for latent models). Windows of a tiled image are
             cut in the model's space and scaled by this factor for the VAE.
+        default_scheduler: the scheduler name used when none is asked for (``--scheduler auto``):
+            the family's own (``'ddpm'`` for DDPM and Stable Diffusion 1.x/2.x, ``'euler'`` for SDXL
+            and the flow-matching families).
     """
 
     source: str
@@ -85,6 +88,7 @@ class ModelInfo:
     family: str = ""
     pixel_space: bool = False
     space_factor: int = 1
+    default_scheduler: str = "ddpm"
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,9 @@ class DiffusionModel:
     #: The attribute holding the denoiser network (patched with the invariant kernels), and its name in messages.
     denoiser: ClassVar[str] = "unet"
     denoiser_label: ClassVar[str] = "the UNet"
+    #: Tiled windows are passed to ``predict`` one window at a time with their :class:`Region`
+    #: (families that number tokens by position: FLUX); otherwise batched, without one.
+    window_positions: ClassVar[bool] = False
 
     def __init__(self, info: ModelInfo, *, scheduler_config: dict, device, dtype: str, weights_sha256: str):
         self.info = info
@@ -181,6 +188,7 @@ class DiffusionModel:
     takes_prompt = property(lambda self: self.info.takes_prompt)
     pixel_space = property(lambda self: self.info.pixel_space)
     space_factor = property(lambda self: self.info.space_factor)
+    default_scheduler = property(lambda self: self.info.default_scheduler)
 
     @property
     def torch_dtype(self):

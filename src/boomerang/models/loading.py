@@ -27,13 +27,16 @@ from boomerang.models.discovery import (
 from boomerang.models.errors import check_loading_info
 from boomerang.models.pixel import PixelModel
 from boomerang.models.quiet import quiet_loading
+from boomerang.models.flux import FluxModel
+from boomerang.models.sd3 import SD3Model
+from boomerang.models.sdxl import SDXLModel
 from boomerang.models.stable_diffusion import StableDiffusionModel
 from boomerang.settings import DTYPES
 
 __all__ = ["FAMILIES", "find_family", "read_model_info", "load_model"]
 
 #: The model families, asked in this order which of them a folder belongs to.
-FAMILIES: tuple[type[DiffusionModel], ...] = (PixelModel, StableDiffusionModel)
+FAMILIES: tuple[type[DiffusionModel], ...] = (PixelModel, StableDiffusionModel, SDXLModel, SD3Model, FluxModel)
 
 
 def find_family(root: pathlib.Path) -> tuple[type[DiffusionModel], dict]:
@@ -49,17 +52,11 @@ def find_family(root: pathlib.Path) -> tuple[type[DiffusionModel], dict]:
         layout = family.find_layout(root, index)
         if layout is not None:
             return family, layout
-    supported = " and ".join(f.description for f in FAMILIES)
+    supported = ", ".join(f.description for f in FAMILIES)
     if index is not None:
-        if "text_encoder_2" in index or "transformer" in index:
-            raise ValueError(
-                f"{root}: {index.get('_class_name', 'this pipeline')} (SDXL, SD3 or a transformer model) is not "
-                "supported; use a Stable Diffusion 1.x/2.x folder or a pixel-space UNet2DModel pipeline"
-            )
-        raise ValueError(
-            f"{root}: model_index.json describes a {index.get('_class_name', 'unknown')} pipeline; supported are "
-            f"{supported}"
-        )
+        name = index.get("_class_name", "unknown")
+        raise ValueError(f"{root}: {name} is not supported: model_index.json describes a {name} pipeline; "
+                         f"supported are {supported}")
     raise ValueError(
         f"{root}: not a supported diffusers model folder: expected model_index.json (DDPM or Stable Diffusion "
         "layout) or a UNet2DModel config.json with a scheduler_config.json"
@@ -119,7 +116,8 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
     root = resolve_model(model, json_only=False, allow_pickle=allow_pickle)
     family, layout = find_family(root)
     info = family.describe(root, layout)
-    for name in family.components:
+    present = [name for name in family.components if layout.get(name) is not None]  # (SDXL refiner: no text_encoder)
+    for name in present:
         check_weights(layout[name], allow_pickle)
 
     import torch
@@ -128,7 +126,7 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
     # Per component: safetensors when it has them, else (allow_pickle) the pickle file directly, so
     # that diffusers never first looks for a .safetensors file and logs an error line about it.
     safe: dict[str, bool] = {}
-    for name in family.components:
+    for name in present:
         found = weight_files(layout[name], allow_pickle)
         safe[name] = any(p.name.endswith(".safetensors") for p in found)
         files += found

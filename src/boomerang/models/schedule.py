@@ -50,6 +50,7 @@ class NoiseSchedule:
         dynamic_shift: flow: sigma also depends on the image's size (FLUX's mu
             from the image's token count): ask the model's ``schedule_for(image_shape)``.
         config: the scheduler config (a dict copy) these numbers were computed from.
+        mu: after a size-dependent shift (:meth:`with_sigmas`): the shift parameter used; else None.
     """
 
     kind: str
@@ -60,6 +61,7 @@ class NoiseSchedule:
     shift: float | None = None
     dynamic_shift: bool = False
     config: dict[str, Any] = field(default_factory=dict, repr=False)
+    mu: float | None = None
 
     def __post_init__(self):
         if self.kind not in SCHEDULE_KINDS:
@@ -150,8 +152,8 @@ class NoiseSchedule:
             return (x_t - math.sqrt(1.0 - a) * output) / math.sqrt(a)
         return math.sqrt(a) * x_t - math.sqrt(1.0 - a) * output
 
-    def with_sigmas(self, sigmas) -> NoiseSchedule:
-        """A copy with other flow sigmas (a size-dependent shift applied); raises ValueError for vp."""
+    def with_sigmas(self, sigmas, mu: float | None = None) -> NoiseSchedule:
+        """A copy with other flow sigmas (a size-dependent shift ``mu`` applied); raises ValueError for vp."""
         if self.kind != "flow":
             raise ValueError("only a flow schedule has sigmas to replace")
-        return replace(self, sigmas=tuple(float(s) for s in sigmas), dynamic_shift=False)
+        return replace(self, sigmas=tuple(float(s) for s in sigmas), dynamic_shift=False, mu=mu)

@@ -18,6 +18,7 @@ from typing import Any
 from boomerang.models.contract import DiffusionModel, ModelInfo
 from boomerang.models.discovery import component_config
 from boomerang.models.invariant import per_item
+from boomerang.scheduler_names import is_lcm_config
 
 __all__ = ["StableDiffusionModel"]
 
@@ -62,7 +63,8 @@ class StableDiffusionModel(DiffusionModel):
         factor = 2 ** (len(vae.get("block_out_channels", (1, 1, 1, 1))) - 1)
         width = int((vae.get("block_out_channels") or (128,))[0])
         return ModelInfo(str(root), "latent", int(sched.get("num_train_timesteps", 1000)), int(vae.get("in_channels", 3)),
-                         None, factor, True, width, family=cls.family, pixel_space=False, space_factor=factor)
+                         None, factor, True, width, family=cls.family, pixel_space=False, space_factor=factor,
+                         default_scheduler="lcm" if is_lcm_config(sched) else "ddpm")
 
     @classmethod
     def load_components(cls, layout: dict, *, load_component, device, torch_dtype) -> dict[str, Any]:
@@ -137,6 +139,9 @@ class StableDiffusionModel(DiffusionModel):
                 z = means + stds * noise
         if not bool(torch.isfinite(z).all()):
             raise NonFiniteOutputError(nonfinite_message(self, "the VAE encoder"))
+        shift = getattr(self.vae.config, "shift_factor", None)  # SD3 / FLUX VAEs: (z - shift) * scale
+        if shift is not None:
+            z = z - shift
         return (z * self.vae.config.scaling_factor).to(torch.float32)
 
     def decode(self, z):
@@ -151,6 +156,9 @@ class StableDiffusionModel(DiffusionModel):
         from boomerang.models.errors import NonFiniteOutputError, nonfinite_message
 
         z = z.to(self.vae.dtype) / self.vae.config.scaling_factor
+        shift = getattr(self.vae.config, "shift_factor", None)
+        if shift is not None:
+            z = z + shift
         with torch.no_grad():
             if self._vae_per_item():
                 out = per_item(lambda zi: self.vae.decode(zi).sample, z)
@@ -173,7 +181,8 @@ class StableDiffusionModel(DiffusionModel):
         """
         import torch
 
-        key = (prompt or "", negative_prompt or "", guidance_scale > 1)
+        guided = guidance_scale > 1 and not self.guidance_embedded
+        key = (prompt or "", negative_prompt or "", guided)
         cache = self.__dict__.setdefault("_prompt_cache", {})
         if key in cache:
             return cache[key]
@@ -188,11 +197,34 @@ class StableDiffusionModel(DiffusionModel):
                 return self.text_encoder(ids, attention_mask=mask)[0].to(self.torch_dtype)
 
         cond = embed(prompt or "")
-        uncond = embed(negative_prompt or "") if guidance_scale > 1 else None
+        uncond = embed(negative_prompt or "") if guided else None
         if len(cache) >= 8:
             cache.clear()
         cache[key] = (cond, uncond)
         return cond, uncond
+
+    @property
+    def guidance_embedded(self) -> bool:
+        """The UNet takes the guidance scale as an input (``time_cond_proj_dim``: Latent Consistency
+        Models): no unconditional pass, w - 1 embedded (:meth:`guidance_embedding`) instead."""
+        unet = getattr(self, "unet", None)
+        return unet is not None and unet.config.get("time_cond_proj_dim") is not None
+
+    def guidance_embedding(self, guidance_scale: float, batch: int):
+        """[batch, time_cond_proj_dim]: the sinusoidal embedding of 1000 (w - 1) that LCM UNets were
+        distilled with (sin of the first half of the frequencies 10000^(-i / (d/2 - 1)), then cos)."""
+        import torch
+
+        dim = int(self.unet.config.time_cond_proj_dim)
+        half = dim // 2
+        step = torch.log(torch.tensor(10000.0)) / (half - 1)  # in float32, as the distillation computed it
+        freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -step)
+        w = torch.full((batch,), float(guidance_scale) - 1.0, dtype=torch.float32) * 1000.0
+        angles = w[:, None] * freqs[None, :]
+        emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+        if dim % 2:
+            emb = torch.nn.functional.pad(emb, (0, 1))
+        return emb.to(self.device, self.torch_dtype)
 
     def _denoise(self, x, t, cond, uncond, guidance_scale, region):
         """The UNet on x with the prompt embeddings; with ``uncond`` and w > 1, [uncond; cond] in one
@@ -206,4 +238,7 @@ class StableDiffusionModel(DiffusionModel):
                 out = self.unet(torch.cat([x, x]), t, encoder_hidden_states=emb).sample.to(torch.float32)
                 out_uncond, out_cond = out.chunk(2)
                 return out_uncond + guidance_scale * (out_cond - out_uncond)
+            if self.guidance_embedded:
+                return self.unet(x, t, encoder_hidden_states=cond.expand(batch, -1, -1),
+                                 timestep_cond=self.guidance_embedding(guidance_scale, batch)).sample.to(torch.float32)
             return self.unet(x, t, encoder_hidden_states=cond.expand(batch, -1, -1)).sample.to(torch.float32)

@@ -44,10 +44,12 @@ class LevelInfo:
     """
 
     def __init__(self, scheduler_config: dict, num_train_timesteps: int):
-        from boomerang.schedulers import make_scheduler
+        from boomerang.models.schedule import NoiseSchedule
 
         self.T = int(num_train_timesteps)
-        self.alphas_cumprod = make_scheduler("ddpm", scheduler_config).alphas_cumprod.double().tolist()
+        self.schedule = NoiseSchedule.from_config(scheduler_config)
+        # flow-matching models (SD3): the slider shows sigma of x_t = (1 - sigma) x0 + sigma eps
+        self.alphas_cumprod = list(self.schedule.alphas_cumprod) if self.schedule.kind == "vp" else None
 
     def timestep(self, level: float) -> int | None:
         from boomerang.levels import check_level, level_to_timestep
@@ -64,7 +66,12 @@ class LevelInfo:
             return user_message(exc)
         if t is None:
             return f"level {float(level):.3f} → no noise (t = none, alpha_bar = 1): the input comes back"
-        line = f"level {float(level):.3f} → t = {t} · alpha_bar = {self.alphas_cumprod[t]:.4f}"
+        if self.alphas_cumprod is None and self.schedule.dynamic_shift:  # FLUX: sigma depends on the image's size
+            line = f"level {float(level):.3f} → training step {t} · sigma set by the image's size (dynamic shift)"
+        elif self.alphas_cumprod is None:
+            line = f"level {float(level):.3f} → training step {t} · sigma = {self.schedule.sigma(t):.4f}"
+        else:
+            line = f"level {float(level):.3f} → t = {t} · alpha_bar = {self.alphas_cumprod[t]:.4f}"
         try:
             from boomerang.levels import num_denoiser_evals
 
@@ -260,7 +267,7 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
                 status = gr.Markdown("", elem_id=IDS["status"])
                 num_samples = gr.Slider(1, 16, value=d.num_samples, step=1, label="Samples")
                 seed = gr.Number(value=d.seed, precision=0, minimum=0, label="Seed")
-                scheduler = gr.Dropdown(list(SCHEDULER_NAMES), value=d.scheduler, label="Scheduler")
+                scheduler = gr.Dropdown(["auto", *SCHEDULER_NAMES], value=d.scheduler, label="Scheduler")
                 steps = gr.Number(value=d.steps, precision=0, minimum=1, label="Steps (budget of a full chain)")
                 prompt = gr.Textbox(value=d.prompt, label="Prompt", visible=takes_prompt)
                 negative = gr.Textbox(value=d.negative_prompt, label="Negative prompt", visible=takes_prompt)

@@ -159,6 +159,11 @@ class Task:
 
     # -- (e) per-item metadata and prompts -------------------------------------------------------
 
+    def plan_shape(self, job: Job, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The (C, H, W) a plan is made for when the model's plan depends on the image's size (FLUX's
+        dynamic shift), given the (C, H, W) of an input as fitted to the model. Default: that shape."""
+        return image_shape
+
     def prompt(self, job: Job, item: Item) -> str | None:
         """The item's prompt (text models), or None for ``settings.prompt``."""
         return None
@@ -181,6 +186,10 @@ class Task:
             "source": output.item.relpath,
             "level": job.noise_levels[output.level_index][0],
             "timestep": plan.timestep,
+            # how noisy the start was, comparable across families (flow models: sigma, no alpha_bar)
+            "alpha_bar": plan.alpha_bar,
+            "sigma": plan.sigma,
+            "start_snr": plan.start_snr,
             "sample_index": output.sample,
             "seed": self.seed(job, output.item, output.sample),
         }

@@ -17,6 +17,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
+from boomerang.tasks import job_plan
 from boomerang.tasks.base import Task
 from boomerang.tasks.job import DecodedInput, Job, OutputFile
 
@@ -52,6 +53,7 @@ def model_description(job: Job) -> dict:
         "id": hub_id or source,
         "source": source,
         "kind": model.kind,
+        "family": getattr(getattr(model, "info", None), "family", None) or None,
         "num_train_timesteps": int(model.num_train_timesteps),
         "image_channels": int(model.image_channels),
         "native_size": getattr(model, "native_size", None),
@@ -221,8 +223,11 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
     for o in todo:
         groups.setdefault((o.level_index, reads[o.item.index].fitted.pixels.shape), []).append(o)
     made: dict[int, tuple] = {}  # output index -> (model-size array or None for the identity, result)
-    for (k, _shape), group in groups.items():
-        plan = job.plans[k]
+    plans: dict[int, Any] = {}  # output index -> the plan it ran with (size-dependent models: its size's)
+    for (k, shape), group in groups.items():
+        chw = (shape[-1], *shape[:2]) if len(shape) == 3 else (1, *shape)
+        plan = job_plan.plan_for_image(job, k, job.task.plan_shape(job, chw))
+        plans.update({o.index: plan for o in group})
         if core.returns_input_pixels(job.model, plan):  # level 0 on a pixel model: the input itself, bit-exact
             made.update({o.index: (None, None) for o in group})
             continue
@@ -255,7 +260,7 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
             pix = decoded.fitted.restore(arr, dtype=dtype)
         if pix.ndim == 2:
             pix = pix[..., None]
-        yield BlockSample(o, pix, decoded, job.plans[o.level_index], result)
+        yield BlockSample(o, pix, decoded, plans[o.index], result)
 
 
 def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: InputCache | None = None,

@@ -147,7 +147,7 @@ class EnhanceTask(Task):
         that no message suggests a ``--level`` that would then be refused), a ``--schedule`` other
         than exact, and a scheduler that cannot follow the exact grid (``CUSTOM_GRID_SCHEDULERS``)."""
         from boomerang.errors import SettingError
-        from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS
+        from boomerang.scheduler_names import AUTO, CUSTOM_GRID_SCHEDULERS
 
         if args.from_noise:
             raise SettingError("enhance starts from the upsampled image, never from pure noise: drop `from_noise` "
@@ -155,7 +155,7 @@ class EnhanceTask(Task):
         if args.schedule != "exact":
             raise SettingError("enhance runs the exact schedule from the upsampled image: drop `schedule`")
         s = super().settings_from_args(args)  # the scheduler's name is checked there
-        if s.scheduler not in CUSTOM_GRID_SCHEDULERS:
+        if s.scheduler != AUTO and s.scheduler not in CUSTOM_GRID_SCHEDULERS:
             raise SettingError(f"`scheduler` {s.scheduler} cannot follow the exact grid enhance runs on; use one of "
                                f"{', '.join(CUSTOM_GRID_SCHEDULERS)}")
         return s
@@ -221,7 +221,7 @@ class EnhanceTask(Task):
         for prompt, idx in groups.items():
             res = enhance_images(
                 job.model, [x0[i] for i in idx], scale=o["scale"], level=plan.level, plan=plan,
-                generators=[generators[i] for i in idx], steps=s.steps, scheduler=s.scheduler, eta=s.eta,
+                generators=[generators[i] for i in idx], steps=s.steps, scheduler=plan.scheduler, eta=s.eta,
                 tile_size=o["tile_size"], tile_overlap=o["tile_overlap"], tile_batch=o["tile_batch"],
                 consistency=o["consistency"], colour_fix=o["colour_fix"], upsampler=o["upsampler"],
                 prompt=prompt or "", negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale,
@@ -229,6 +229,16 @@ class EnhanceTask(Task):
             for i, r in zip(idx, res):
                 out[i] = r.pixels
         return np.stack(out), None
+
+    def plan_shape(self, job: Job, image_shape):
+        """A size-dependent model (FLUX) is planned for one window of the upsampled image: the
+        transformer sees (tile_size x tile_size) pixels, or the whole output when it is smaller."""
+        from boomerang.enhance.options import output_size
+
+        c, h, w = image_shape
+        ho, wo = output_size(h, w, job.options.scale)
+        tile, _ = _windows(job)
+        return (c, min(tile, ho), min(tile, wo))
 
     def record(self, job: Job, output: OutputFile, plan, result, decoded, pixels) -> dict:
         row = super().record(job, output, plan, result, decoded, pixels)

@@ -41,8 +41,9 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
                    help="step budget of a full chain; a start at level L takes about L*steps denoiser evaluations "
                         "(default %(default)s)")
     p.add_argument("--scheduler", default=d["scheduler"],
-                   help="ddpm (stochastic, the paper's sampler), ddim, euler, dpmsolver++, heun, dpmsolver, lms, unipc, "
-                        "deis; pndm, kdpm2, kdpm2-ancestral only with --schedule img2img/reference or --from-noise "
+                   help="auto (the model's own: ddpm for DDPM and SD 1.x/2.x, euler for SDXL, SD3 and FLUX, lcm "
+                        "for Latent Consistency Models), ddpm (stochastic, the paper's sampler), ddim, euler, "
+                        "dpmsolver++, heun, dpmsolver, lms, unipc, deis, lcm, euler-stochastic (flow models); pndm, kdpm2, kdpm2-ancestral only with --schedule img2img/reference or --from-noise "
                         "(default %(default)s)")
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
                    help="exact: native Boomerang grid; img2img: diffusers strength semantics; "

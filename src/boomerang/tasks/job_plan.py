@@ -25,7 +25,7 @@ from boomerang.errors import SettingError
 from boomerang.settings import SampleSettings
 
 __all__ = ["NoiseLevel", "model_info", "scheduler_config_of", "noise_levels", "check_prompt", "make_plans",
-           "identity_scheduler_config"]
+           "identity_scheduler_config", "size_dependent", "plan_for_image"]
 
 
 class NoiseLevel(NamedTuple):
@@ -99,15 +99,20 @@ def make_plans(settings: SampleSettings, info, levels: list[NoiseLevel]) -> list
     Raises:
         SettingError: a plan refused (scheduler and schedule, a start below the first step ...).
     """
-    from boomerang.planning import plan
+    from boomerang.planning import plan, resolve_scheduler
 
     config = scheduler_config_of(info)
+    scheduler = resolve_scheduler(info if getattr(info, "default_scheduler", None) else config, settings.scheduler)
     plan_model = info if getattr(info, "scheduler_config", None) is not None else config
+    if size_dependent(config):
+        # FLUX: sigma depends on the image's size; these plans check the settings (on the static shift) and
+        # count the steps; each image size gets its own plan when it runs (plan_for_image).
+        plan_model = dict(config, use_dynamic_shifting=False)
     out = []
     for level, t in levels:
         where = dict(level=level) if settings.timestep is None else dict(timestep=t)
         out.append(plan(plan_model, schedule=settings.schedule, from_noise=settings.from_noise,
-                             scheduler=settings.scheduler, steps=settings.steps, **where))
+                             scheduler=scheduler, steps=settings.steps, **where))
     return out
 
 
@@ -117,3 +122,29 @@ def identity_scheduler_config(plan, model) -> dict:
     from boomerang.schedulers import make_scheduler
 
     return dict(make_scheduler(plan.scheduler, model.scheduler_config).config)
+
+
+def size_dependent(scheduler_config: dict) -> bool:
+    """True when a model's plans depend on the image's size (a flow-matching config with dynamic shifting)."""
+    from boomerang.scheduler_names import is_flow_config
+
+    return is_flow_config(scheduler_config) and bool(dict(scheduler_config).get("use_dynamic_shifting"))
+
+
+def plan_for_image(job, k: int, image_shape) -> object:
+    """The plan of noise level ``k`` for an image of ``image_shape`` (C, H, W) as the model sees it:
+    ``job.plans[k]``, or for a size-dependent model (FLUX) the plan made for that size (cached per job).
+    Each sample's metadata records the plan it ran with."""
+    if job.model is None or not size_dependent(job.model.scheduler_config):
+        return job.plans[k]
+    from boomerang.planning import plan, resolve_scheduler
+
+    key = (k, tuple(int(v) for v in image_shape))
+    cache = job.__dict__.setdefault("_size_plans", {})
+    if key not in cache:
+        level, t = job.noise_levels[k]
+        where = dict(level=level) if job.settings.timestep is None else dict(timestep=t)
+        cache[key] = plan(job.model, schedule=job.settings.schedule, from_noise=job.settings.from_noise,
+                          scheduler=resolve_scheduler(job.model, job.settings.scheduler), steps=job.settings.steps,
+                          image_shape=key[1], **where)
+    return cache[key]

@@ -139,7 +139,7 @@ class SampleTask(Task):
         if result is None:  # the identity of a pixel model: no model call
             from boomerang.tasks.job_plan import identity_scheduler_config
 
-            timestep, alpha_bar, evals, name = None, 1.0, 0, s.scheduler
+            timestep, alpha_bar, evals, name = None, 1.0, 0, plan.scheduler
             config, schedule = identity_scheduler_config(plan, job.model), plan.schedule
         else:
             timestep, alpha_bar, evals = result.plan.timestep, result.alpha_bar, int(result.num_denoiser_evals)
@@ -155,6 +155,8 @@ class SampleTask(Task):
             "level": job.noise_levels[output.level_index][0],
             "timestep": timestep,
             "alpha_bar": alpha_bar,
+            "sigma": plan.sigma,  # flow-matching models: x_t = (1 - sigma) x0 + sigma eps; else null
+            "start_snr": plan.start_snr,  # SNR of x_t where noise was added (null: nothing added)
             "num_denoiser_evals": evals,
             "scheduler": name,
             "scheduler_config": _jsonable(config),
