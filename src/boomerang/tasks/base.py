@@ -139,6 +139,15 @@ class Task:
 
         return sample_batch(job.model, x0, generators, plan, job.settings, prompts=prompts, progress=progress)
 
+    def sample_outputs(self, job: Job, outputs: list[OutputFile], **kwargs):
+        """The samples of one block, as :func:`boomerang.tasks.blocks.write_block` writes them: yields
+        :class:`~boomerang.tasks.blocks.BlockSample` objects in output order (keyword arguments: those of
+        :func:`~boomerang.tasks.blocks.sample_block`). Default: ``sample_block`` itself. A task may
+        check each sample and replace it or leave it out (``anonymise --verify-top``)."""
+        from boomerang.tasks.blocks import sample_block
+
+        yield from sample_block(job, outputs, **kwargs)
+
     # -- (d) output names ------------------------------------------------------------------------
 
     def output_name(self, job: Job, output: OutputFile) -> str:
@@ -186,6 +195,10 @@ class Task:
         }
 
     # -- end of the job --------------------------------------------------------------------------
+
+    def report_fields(self, job: Job, records: list[dict]) -> dict:
+        """Fields the task adds to the job's report (``report.json``), after :meth:`finish`. Default: none."""
+        return {}
 
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         """Write what depends on every output: by default the output metadata file
