@@ -120,22 +120,13 @@ class RealSet:
         return len(self.names)
 
 
-def load_real_set(folders: Sequence[tuple[str, str | os.PathLike]], *, size: int | None = None,
-                  background=(255, 255, 255), released_gray: bool = False) -> RealSet:
-    """Read every image under each folder (recursively) onto the comparison grid.
-
-    Args:
-        folders: ``[(prefix, folder), ...]``; a name is ``prefix + relpath`` (POSIX).
-        size: grid side, or None (module docstring).
-        background: colour transparent pixels are composited over (R, G, B in 0..255).
-        released_gray: the released images are all gray (a one-channel model): compare in one channel.
+def list_folders(folders: Sequence[tuple[str, str | os.PathLike]]) -> list[tuple[str, pathlib.Path]]:
+    """``[(name, path), ...]`` of every image under each ``(prefix, folder)``; name = prefix + relpath.
 
     Raises:
-        ValueError: a folder missing, or no readable image at all.
+        ValueError: a folder missing.
     """
-    import torch
-
-    from boomerang.imageio import ImageInputError, list_image_files, read_image
+    from boomerang.imageio import list_image_files
 
     files: list[tuple[str, pathlib.Path]] = []
     for prefix, folder in folders:
@@ -143,7 +134,31 @@ def load_real_set(folders: Sequence[tuple[str, str | os.PathLike]], *, size: int
         if not folder.is_dir():
             raise ValueError(f"{str(folder)!r} is not a folder")
         files += [(prefix + p.relative_to(folder).as_posix(), p) for p in list_image_files(folder)]
-    grid = comparison_grid([p for _, p in files], size)
+    return files
+
+
+def load_real_set(folders: Sequence[tuple[str, str | os.PathLike]], *, size: int | None = None,
+                  background=(255, 255, 255), released_gray: bool = False, grid: tuple[int, int] | None = None,
+                  channels: int | None = None) -> RealSet:
+    """Read every image under each folder (recursively) onto the comparison grid.
+
+    Args:
+        folders: ``[(prefix, folder), ...]``; a name is ``prefix + relpath`` (POSIX).
+        size: grid side, or None (module docstring).
+        background: colour transparent pixels are composited over (R, G, B in 0..255).
+        released_gray: the released images are all gray (a one-channel model): compare in one channel.
+        grid, channels: a grid and channel count decided elsewhere (over several folders), instead of
+            this folder set's own.
+
+    Raises:
+        ValueError: a folder missing, or no readable image at all.
+    """
+    import torch
+
+    from boomerang.imageio import ImageInputError, read_image
+
+    files = list_folders(folders)
+    grid = grid or comparison_grid([p for _, p in files], size)
     names, tensors, gray, skipped = [], [], [], []
     for name, path in files:
         try:
@@ -156,6 +171,9 @@ def load_real_set(folders: Sequence[tuple[str, str | os.PathLike]], *, size: int
         gray.append(bool(img.is_grayscale))
     if not names:
         raise ValueError(f"no readable images in {', '.join(str(f) for _, f in folders)}")
-    channels = 1 if released_gray or all(gray) else 3
+    all_gray = all(gray)
+    channels = channels or (1 if released_gray or all_gray else 3)
     images = torch.stack([t if channels == 3 else luma(t) for t in tensors])
-    return RealSet(images, names, grid, channels, skipped)
+    out = RealSet(images, names, grid, channels, skipped)
+    out.all_gray = all_gray
+    return out
