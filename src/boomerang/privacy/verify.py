@@ -46,6 +46,8 @@ LEVEL_STEP = 0.05
 #: Redraws at the same level before the level rises (``verify_seeds``), when not given.
 DEFAULT_RESEEDS = 3
 FEATURES_FILE = "verify_features.npy"
+#: The key of a record's private verification detail (journal only; stripped from the metadata).
+PRIVATE_KEY = "_verify"
 
 
 def ladder(level: float, reseeds: int, max_level: float) -> list[tuple[float, int]]:
@@ -264,7 +266,6 @@ def write_verification(job, records: list[dict], skipped: list[dict]) -> dict:
         ``features``, ``verify_seeds``, ``max_level`` and ``level_step``.
     """
     from boomerang.fileio import write_json
-    from boomerang.tasks.anonymise import PRIVATE_KEY
 
     o = job.options
     bad = {s["file"] for s in skipped}

@@ -139,14 +139,13 @@ class Task:
 
         return sample_batch(job.model, x0, generators, plan, job.settings, prompts=prompts, progress=progress)
 
-    def sample_outputs(self, job: Job, outputs: list[OutputFile], **kwargs):
+    def sample_outputs(self, job: Job, outputs: list[OutputFile], sampler, **kwargs):
         """The samples of one block, as :func:`boomerang.tasks.blocks.write_block` writes them: yields
-        :class:`~boomerang.tasks.blocks.BlockSample` objects in output order (keyword arguments: those of
-        :func:`~boomerang.tasks.blocks.sample_block`). Default: ``sample_block`` itself. A task may
-        check each sample and replace it or leave it out (``anonymise --verify-top``)."""
-        from boomerang.tasks.blocks import sample_block
-
-        yield from sample_block(job, outputs, **kwargs)
+        :class:`~boomerang.tasks.blocks.BlockSample` objects in output order. ``sampler`` is the one
+        block function (:func:`~boomerang.tasks.blocks.sample_block`), ``kwargs`` its keyword arguments.
+        Default: ``sampler`` itself. A task may check each sample and replace it or leave it out
+        (``anonymise --verify-top``)."""
+        yield from sampler(job, outputs, **kwargs)
 
     # -- (d) output names ------------------------------------------------------------------------
 

@@ -276,8 +276,8 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
 
     skipped: list = [] if job.task.resumable else None
     written, records, made = [], [], set()
-    for s in job.task.sample_outputs(job, outputs, cache=cache, dtype=np.uint8, skipped=skipped, progress=progress,
-                                     stop=stop):
+    for s in job.task.sample_outputs(job, outputs, sample_block, cache=cache, dtype=np.uint8, skipped=skipped,
+                                     progress=progress, stop=stop):
         path = job.out / s.output.name
         if path.parent not in made:
             path.parent.mkdir(parents=True, exist_ok=True)
