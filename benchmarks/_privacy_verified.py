@@ -85,17 +85,17 @@ def _pct(rate: dict) -> str:
 
 def verified_table(result: dict) -> str:
     """The markdown table of the comparison (docs/privacy.md quotes it)."""
-    lines = ["| model | level | release | released of 100 | redrawn / withheld | top-1 re-id, pixels % [95% CI] | "
+    lines = ["| model | level | release | released / sources | redrawn / withheld | top-1 re-id, pixels % [95% CI] | "
              "top-1 re-id, classifier % [95% CI] | class retention % | utility: test accuracy % [95% CI] |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["rows"]:
         cnt = result["counts"][f"{r['model']}@{r['level']:g}"]
         moved = f"{cnt['redrawn']} / {cnt['withheld']}" if r["release"] == "verified" else ""
         if "reid" not in r:
-            lines.append(f"| {r['model']} | {r['level']:g} | {r['release']} | 0 | {moved} | | | | |")
+            lines.append(f"| {r['model']} | {r['level']:g} | {r['release']} | 0 / {cnt['n']} | {moved} | | | | |")
             continue
         u = r["utility"]
-        lines.append(f"| {r['model']} | {r['level']:g} | {r['release']} | {r['released']} | {moved} | "
+        lines.append(f"| {r['model']} | {r['level']:g} | {r['release']} | {r['released']} / {cnt['n']} | {moved} | "
                      f"{_pct(r['reid']['pixels']['top1'])} | {_pct(r['reid']['classifier']['top1'])} | "
                      f"{100 * r['class_retention']:.1f} | {100 * u['mean']:.1f} [{100 * u['ci95'][0]:.1f}, "
                      f"{100 * u['ci95'][1]:.1f}] |")
