@@ -89,6 +89,7 @@ class Verifier:
         self.features = o.verify_features or "pixels"
         self.space = resolve_feature_space(self.features, device=str(job.settings.device))
         self.real_rep = self._features(job)
+        self.real.images = None  # only the representation is needed from here on
 
     def _key(self) -> dict:
         return {"features": self.features, "grid": list(self.real.grid), "channels": self.real.channels,
@@ -211,6 +212,8 @@ def verify_block(job, task, outputs, *, cache=None, dtype=None, skipped=None, pr
         for out in pending:
             if rj.plans[out.level_index] is None:
                 info[out.index] = None  # withheld: no rung left
+                if progress is not None:
+                    progress.finished(1)  # accounted for: the bar still reaches its total
         if not todo:
             break
         got = list(sample_block(rj, todo, cache=cache, dtype=dtype, stop=stop))
