@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     ap.add_argument("--target-top1", default="0.05", help="target top-1 share")
     ap.add_argument("--features", default="pixels", help="the attack's feature space")
     ap.add_argument("--sampling", default="--scheduler ddim --eta 0 --steps 10",
-                    help="sampling flags (the privacy-utility study's sampler by default)")
+                    help="sampling flags of the command (the privacy-utility study's sampler)")
     ap.add_argument("--threads", default="1", help="--threads of the command")
     add_out_argument(ap)
     args = ap.parse_args(argv)
