@@ -31,6 +31,12 @@ shared runner (:mod:`boomerang.tasks.runner`: resume, skipped files,
 * **A private report.** ``report.json`` names input files (the skipped ones), so
   it goes to ``OUT/.job/report.json``: everything outside ``OUT/.job`` is the
   release and names no input.
+* **Per-item verification** (``--verify-top K``, :mod:`boomerang.privacy.verify`):
+  every output is attacked against IN_DIR (and ``--reference-pool``) as
+  ``audit-privacy`` would; one whose source ranks within the top K is redrawn
+  along a fixed ladder or withheld. Counts in the report, per-item detail in
+  ``OUT/.job/verification.json``; the published record keeps the level asked.
+* **The signal kept**: the report gives sqrt(alpha_bar_t) of each level's plan.
 
 Not differential privacy: see docs/privacy.md for what the level does and does
 not protect.
