@@ -6,11 +6,12 @@ released at each probe and attacked with all 4000 as candidates. The command's
 own output (table, recommended level, anonymise command) is printed as it
 comes, then the wall time; the result (the command's calibration.json, the
 command line, wall and CPU seconds, the load average and the machine) is saved
-as ``<out>/calibrate_digits[_<features>].json``.
+as ``<out>/calibrate_digits[_<features>].json`` and the command's plot as
+``<plots>/calibrate_digits[_<features>].png``.
 
 Run (as quoted in docs/privacy.md):
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibrate_digits.py --out benchmarks/results
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibrate_digits.py --out benchmarks/results --plots docs
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import add_out_argument, boomerang_exe, machine, make_parser, save_json  # noqa: E402
+from _common import add_out_argument, boomerang_exe, machine, make_parser, plot_path, save_json  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sampling", default="--scheduler ddim --eta 0 --steps 10",
                     help="sampling flags of the command (the privacy-utility study's sampler)")
     ap.add_argument("--threads", default="1", help="--threads of the command")
-    add_out_argument(ap)
+    add_out_argument(ap, plots=True)
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -67,6 +68,10 @@ def main(argv=None) -> int:
         if rc not in (0, 4):
             return rc
         result = json.loads((out / "calibration.json").read_text())
+        name = "calibrate_digits" + ("" if args.features == "pixels" else f"_{args.features}")
+        figure = plot_path(args, f"{name}.png")
+        figure.write_bytes((out / "calibration.png").read_bytes())
+        print(f"wrote {figure}")
     result.pop("sources", None)
     result.pop("in_dir", None)
     result["anonymise_command"] = result.get("anonymise_command", "").replace(str(root), "MNIST5K_TRAIN")
@@ -75,7 +80,6 @@ def main(argv=None) -> int:
               "machine": machine(), "calibration": result}
     print(f"calibrate-privacy on {args.sources} digits ({len(train)} candidates): {wall:.0f} s wall, "
           f"{record['cpu_s']:.0f} s CPU, load average {load0[0]:.1f} before")
-    name = "calibrate_digits" + ("" if args.features == "pixels" else f"_{args.features}")
     save_json(name, record, args.out)
     return 0
 
