@@ -6,7 +6,7 @@
   :func:`text_variants_table` (docs/privacy.md): the text arm.
 
 ``privacy_utility.py --replot RESULTS.json [VARIANT.json ...]`` prints them all;
-tests/test_privacy_docs.py checks that the docs quote the committed results' tables.
+tests/docs/test_privacy_docs.py checks that the docs quote the committed results' tables.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def write_card(run: pathlib.Path, quality: dict | None, notes: str) -> None:
     unet = json.loads((run / "unet" / "config.json").read_text())
     vae = json.loads((run / "vae" / "config.json").read_text())
     te = json.loads((run / "text_encoder" / "config.json").read_text())
-    from boomerang.ldm_parts import CAPTION_TEMPLATES
+    from boomerang.training.ldm_parts import CAPTION_TEMPLATES
 
     size = sum(p.stat().st_size for p in DEST.rglob("*") if p.is_file())
     card = f"""# ldm-mnist5k-text: a small text-conditioned latent diffusion model of Stable Diffusion's shape

@@ -2,8 +2,8 @@
 
 The reference classifier (``boomerang.classifier``, 28x28 gray in [-1, 1]) is
 the only feature network: model images (RGB 32x32) are averaged over the
-channels and centre-cropped to 28x28 (:func:`boomerang.ldm_parts.rgb32_to_digits`).
-Class prompts are ``"a handwritten <word>"`` (``ldm_parts.class_prompt``).
+channels and centre-cropped to 28x28 (:func:`boomerang.training.ldm_parts.rgb32_to_digits`).
+Class prompts are ``"a handwritten <word>"`` (``boomerang.training.ldm_parts.class_prompt``).
 
 1. ``vae``: round trip (posterior mode, then decode) of the test split: PSNR
    (pixels in [0, 1], 32x32 RGB) and the classifier's accuracy on the
@@ -148,7 +148,7 @@ def main(argv=None) -> int:  # noqa: C901 - one figure after another, in the ord
     from boomerang.classifier import load_classifier
     from boomerang.core import boomerang_sample
     from boomerang.data import load_dataset, load_split
-    from boomerang.ldm_parts import class_prompt, digits_to_rgb32, rgb32_to_digits
+    from boomerang.training.ldm_parts import class_prompt, digits_to_rgb32, rgb32_to_digits
     from boomerang.models import load_model, resolve_model
     from boomerang.seeds import item_generator
 

@@ -4,7 +4,7 @@ real CLI in this process (``--threads 1``, offline) and write ``tests/golden/gol
 case its command line and the hashes of its output PNGs (file bytes) and safetensors files
 (tensors), plus the versions of the libraries they depend on.
 
-``tests/test_golden.py`` reruns the cases and compares. Re-record only for a deliberate change of
+``tests/golden/test_golden.py`` reruns the cases and compares. Re-record only for a deliberate change of
 the samples or of the pinned versions (``constraints.txt``), in its own commit that gives the reason:
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/record_goldens.py [--out FILE] [CASE ...]
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     known = [c["name"] for c in cases.CASES]
     merged = {**old, **results}
     golden = {
-        "about": "Written by scripts/record_goldens.py; checked by tests/test_golden.py (see tests/golden/cases.py).",
+        "about": "Written by scripts/record_goldens.py; checked by tests/golden/test_golden.py (see tests/golden/cases.py).",
         "commit": _commit(),
         "python": platform.python_version(),
         "versions": cases.versions(),

@@ -35,6 +35,14 @@ def tiny_pixel_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_colour_pixel_dir(tmp_path_factory) -> Path:
+    """Like tiny_pixel_dir with 3 channels: a colour pixel model of native size 8."""
+    from boomerang.testing.tiny import make_tiny_pixel_model
+
+    return make_tiny_pixel_model(tmp_path_factory.mktemp("models") / "tiny_colour_pixel", size=8, channels=3)
+
+
+@pytest.fixture(scope="session")
 def tiny_pixel_zero_eps_dir(tmp_path_factory) -> Path:
     """Like tiny_pixel_dir, but the UNet's output layer is zero: eps prediction == 0 exactly."""
     from boomerang.testing.tiny import make_tiny_pixel_model

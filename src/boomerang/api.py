@@ -222,7 +222,7 @@ def sample(
     progress: bool | None = False,
     **settings: Any,
 ) -> list:
-    """Local samples of one image: the Boomerang main job in one call.
+    """Local samples of one image: the Boomerang main command (`boomerang sample`) in one call.
 
     Args:
         image: a path, a ``PIL.Image.Image`` or a numpy array (H, W[, C]) (see

@@ -13,6 +13,8 @@ Weights are stored as ``model.safetensors`` next to ``config.json``; no pickle.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import pathlib
 
@@ -20,6 +22,15 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+def __getattr__(name: str):
+    """``boomerang.classifier.DigitCNN``: the network class, built on first use (torch is
+    imported then, not when this module is)."""
+    if name == "DigitCNN":
+        return _module_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
 def _module_class():
     import torch
     from torch import nn

@@ -51,7 +51,7 @@ from boomerang.planning import (
     reference_timestep,
     returns_input_pixels,
 )
-from boomerang.reverse import add_noise, per_item_noise, reverse_process, scheduler_for
+from boomerang.reverse import add_noise, per_item_generators, per_item_noise, reverse_process, scheduler_for
 from boomerang.schedulers import SCHEDULER_NAMES
 
 __all__ = [
@@ -200,10 +200,5 @@ def _check_inputs(model, x0, generators, eta, guidance_scale):
         )
     if x0.shape[1] != model.image_channels:
         raise ValueError(f"x0 has {x0.shape[1]} channels but the model takes {model.image_channels}")
-    if isinstance(generators, torch.Generator):
-        generators = [generators]
-    generators = list(generators or [])
-    if len(generators) != x0.shape[0]:
-        raise ValueError(f"need one generator per image: got {len(generators)} generators for a batch of {x0.shape[0]}")
-    return generators, eta, guidance_scale
+    return per_item_generators(generators, x0.shape[0]), eta, guidance_scale
 

@@ -56,6 +56,8 @@ __all__ = [
     "reverse_timesteps",
     "NoisePlan",
     "plan_exact",
+    "check_level_or_timestep",
+    "check_from_noise",
 ]
 
 
@@ -253,6 +255,36 @@ class NoisePlan:
         return self.schedule != "global" and not self.timesteps
 
 
+def check_level_or_timestep(level, timestep, *, required: bool = True) -> None:
+    """The one rule for where noise is asked for: a ``level`` or a ``timestep``, never both
+    (``required``: exactly one; otherwise neither is allowed too, and a default level applies).
+
+    Raises:
+        SettingError: (a ValueError) both given, or neither when ``required``.
+    """
+    if level is not None and timestep is not None:
+        raise SettingError("give `level` (a fraction in [0, 1]) or `timestep` (an integer in [0, T-1]), not both")
+    if required and level is None and timestep is None:
+        raise SettingError("give exactly one of `level` (a fraction in [0, 1]) or `timestep` (an integer in [0, T-1])")
+
+
+def check_from_noise(levels, timestep) -> None:
+    """The one rule of ``from_noise`` (ordinary global sampling from pure noise): no
+    ``timestep``, and no ``level`` other than 1.
+
+    Args:
+        levels: the level values asked for (an iterable of floats, possibly empty), or None.
+        timestep: None, or what was asked for.
+
+    Raises:
+        SettingError: naming what to drop.
+    """
+    if timestep is not None:
+        raise SettingError("`from_noise` samples from pure noise; it takes no `timestep`")
+    if levels is not None and any(check_level(lv) != 1.0 for lv in levels):
+        raise SettingError("`from_noise` samples from pure noise; it takes no `level` (or level 1)")
+
+
 def plan_exact(
     *, level: float | None = None, timestep: int | None = None, steps: int, num_train_timesteps: int
 ) -> NoisePlan:
@@ -263,8 +295,7 @@ def plan_exact(
     Raises:
         ValueError: if both or neither are given, or any value is out of range.
     """
-    if (level is None) == (timestep is None):
-        raise ValueError("give exactly one of level (a fraction in [0, 1]) or timestep (an integer in [0, T-1])")
+    check_level_or_timestep(level, timestep)
     steps = check_positive_int(steps, "steps")
     if timestep is not None:
         t = check_timestep(timestep, num_train_timesteps)

@@ -19,9 +19,9 @@ import math
 from boomerang import levels
 from boomerang.errors import SettingError
 from boomerang.levels import NoisePlan
+from boomerang.scheduler_names import SCHEDULES, check_schedule, check_scheduler  # noqa: F401 (SCHEDULES re-exported)
 from boomerang.schedulers import (
     CUSTOM_GRID_SCHEDULERS,
-    SCHEDULER_NAMES,
     UNCLIPPED_X0_SCHEDULERS,
     check_exact_grid,
     check_sigma_spacing_supported,
@@ -38,8 +38,6 @@ __all__ = [
     "check_start_sigma",
     "reference_timestep",
 ]
-
-SCHEDULES: tuple[str, ...] = ("exact", "img2img", "reference")
 
 
 def reference_timestep(level: float, timestep: int | None, num_train_timesteps: int) -> int:
@@ -69,7 +67,8 @@ def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | No
             the largest timestep that works instead of the largest level.
 
     Raises:
-        SettingError: ``scheduler`` is ``euler`` or ``dpmsolver++`` and sigma_t =
+        SettingError: ``scheduler`` is one of ``schedulers.UNCLIPPED_X0_SCHEDULERS`` (every
+            scheduler but ddpm, ddim and pndm, which clip their x0 estimate) and sigma_t =
             sqrt((1 - alpha_bar_t) / alpha_bar_t) > ``MAX_START_SIGMA`` (e.g. t = 999 of a
             cosine schedule, alpha_bar = 2.4e-9); the message names the schedulers and the
             largest level (or, with ``by_timestep``, timestep) that work.
@@ -91,8 +90,7 @@ def check_start_sigma(scheduler: str, scheduler_config: dict, timestep: int | No
 
 
 def _requested_level(level, timestep, T) -> float:
-    if (level is None) == (timestep is None):
-        raise SettingError("give exactly one of `level` (a fraction in [0, 1]) or `timestep` (an integer in [0, T-1])")
+    levels.check_level_or_timestep(level, timestep)
     if timestep is not None:
         return levels.timestep_to_level(levels.check_timestep(timestep, T), T)
     return levels.check_level(level)
@@ -152,10 +150,8 @@ def plan(
             ``MAX_START_SIGMA`` (:func:`check_start_sigma`).
     """
     config = model if isinstance(model, dict) else model.scheduler_config
-    if schedule not in SCHEDULES:
-        raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    if scheduler not in SCHEDULER_NAMES:
-        raise SettingError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {scheduler!r}")
+    check_schedule(schedule)
+    check_scheduler(scheduler)
     steps = levels.check_positive_int(steps, "steps")
     if getattr(model, "learned_variance", False) and scheduler != "ddpm":
         raise SettingError(
@@ -168,8 +164,7 @@ def plan(
     alphas = sched.alphas_cumprod
 
     if from_noise:  # ordinary global sampling from pure noise
-        if timestep is not None or (level is not None and levels.check_level(level) != 1.0):
-            raise SettingError("`from_noise` samples globally from pure noise: give no `level`/`timestep` (or level 1)")
+        levels.check_from_noise(None if level is None else [level], timestep)
         sched.set_timesteps(steps)
         grid = tuple(int(t) for t in sched.timesteps)
         return NoisePlan(1.0, grid[0], grid, T, "global", scheduler, steps, 0, None)

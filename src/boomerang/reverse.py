@@ -25,7 +25,8 @@ import torch
 from boomerang.levels import NoisePlan
 from boomerang.schedulers import make_scheduler, set_grid, step_kwargs, works_in_sigma_space
 
-__all__ = ["Denoiser", "StepHook", "scheduler_for", "per_item_noise", "add_noise", "reverse_process"]
+__all__ = ["Denoiser", "StepHook", "scheduler_for", "per_item_generators", "per_item_noise", "add_noise",
+           "reverse_process"]
 
 #: ``denoiser(x_in, t) -> out``: x_in [B, c, h, w] (the scheduler's scaled input), t a 0-d timestep
 #: tensor; out [B, c', h, w] in the scheduler's parameterisation (the model's prediction_type: eps, v or x0).
@@ -60,6 +61,25 @@ def scheduler_for(plan: NoisePlan, scheduler_config: dict, device=None):
             sched.set_begin_index(plan.begin_index)
     assert tuple(int(t) for t in sched.timesteps[plan.begin_index:]) == plan.timesteps
     return sched
+
+
+def per_item_generators(generators, batch: int) -> list[torch.Generator]:
+    """The one rule of randomness: one ``torch.Generator`` per item of a batch of ``batch``.
+
+    Args:
+        generators: a sequence of generators (or one generator for a batch of one).
+        batch: the number of items.
+
+    Returns:
+        The generators as a list.
+
+    Raises:
+        ValueError: not exactly one generator per item.
+    """
+    generators = [generators] if isinstance(generators, torch.Generator) else list(generators or [])
+    if len(generators) != batch:
+        raise ValueError(f"need one generator per image: got {len(generators)} generators for a batch of {batch}")
+    return generators
 
 
 def per_item_noise(generators: Sequence[torch.Generator], shape: tuple[int, ...], device) -> torch.Tensor:

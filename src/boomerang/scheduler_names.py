@@ -8,7 +8,11 @@ or diffusers. :mod:`boomerang.schedulers` re-exports both tuples.
 
 from __future__ import annotations
 
-__all__ = ["SCHEDULER_NAMES", "CUSTOM_GRID_SCHEDULERS"]
+__all__ = ["SCHEDULER_NAMES", "CUSTOM_GRID_SCHEDULERS", "SCHEDULES", "check_scheduler", "check_schedule"]
+
+#: Reverse schedules: ``exact`` (Boomerang's own grid from the noise timestep), ``img2img``
+#: (diffusers' img2img pipelines) and ``reference`` (the paper's reference code).
+SCHEDULES: tuple[str, ...] = ("exact", "img2img", "reference")
 
 #: Every scheduler name (see :mod:`boomerang.schedulers` for what each one is).
 SCHEDULER_NAMES: tuple[str, ...] = (
@@ -20,3 +24,30 @@ SCHEDULER_NAMES: tuple[str, ...] = (
 CUSTOM_GRID_SCHEDULERS: tuple[str, ...] = (
     "ddpm", "ddim", "euler", "dpmsolver++", "heun", "dpmsolver", "lms", "unipc", "deis",
 )
+
+
+def check_scheduler(name) -> str:
+    """``name`` as a scheduler name (stripped, lower case), checked against :data:`SCHEDULER_NAMES`.
+
+    Raises:
+        SettingError: (a ValueError) an unknown name, listing the known ones.
+    """
+    from boomerang.errors import SettingError
+
+    name = str(name).strip().lower()
+    if name not in SCHEDULER_NAMES:
+        raise SettingError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {name!r}")
+    return name
+
+
+def check_schedule(name) -> str:
+    """``name`` checked against :data:`SCHEDULES`.
+
+    Raises:
+        SettingError: (a ValueError) an unknown schedule, listing the known ones.
+    """
+    from boomerang.errors import SettingError
+
+    if name not in SCHEDULES:
+        raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {name!r}")
+    return name

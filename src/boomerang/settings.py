@@ -16,7 +16,7 @@ from typing import Any
 
 from boomerang import levels as _levels
 from boomerang.errors import SettingError
-from boomerang.scheduler_names import SCHEDULER_NAMES
+from boomerang.scheduler_names import SCHEDULES, check_schedule, check_scheduler  # noqa: F401 (SCHEDULES re-exported)
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -34,9 +34,6 @@ DEFAULT_LEVEL = 0.3
 DTYPES = ("float32", "float16", "bfloat16")
 #: Kernel choices (``SampleSettings.kernels``): ``auto`` = batch-invariant on the CPU, plain on CUDA.
 KERNELS = ("auto", "invariant", "plain")
-#: Reverse schedules (the same names as ``boomerang.core.SCHEDULES``; kept here so
-#: that settings can be checked without importing torch).
-SCHEDULES = ("exact", "img2img", "reference")
 #: Device kinds sampling accepts (training also takes ``mps`` and ``auto``).
 DEVICE_KINDS = ("cpu", "cuda")
 
@@ -184,14 +181,9 @@ class SampleSettings:
 
     def __post_init__(self) -> None:
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        if self.level is not None and self.timestep is not None:
-            raise SettingError("give either `level` or `timestep`, not both")
-        if self.from_noise:
-            # Global sampling from pure noise: the input only gives the size.
-            if self.timestep is not None:
-                raise SettingError("`from_noise` samples from pure noise; it takes no `timestep`")
-            if self.level is not None and any(lv != 1.0 for lv in _flat_levels(self.level)):
-                raise SettingError("`from_noise` samples from pure noise; it takes no `level` (or level 1)")
+        _levels.check_level_or_timestep(self.level, self.timestep, required=False)
+        if self.from_noise:  # global sampling from pure noise: the input only gives the size
+            _levels.check_from_noise(None if self.level is None else _flat_levels(self.level), self.timestep)
             put("level", (1.0,))
         elif self.timestep is not None:
             ts = []
@@ -221,11 +213,8 @@ class SampleSettings:
         if seed_f != int(seed_f) or seed_f < 0:
             raise SettingError(f"`seed` must be an integer >= 0, got {self.seed!r}")
         put("seed", int(seed_f))
-        put("scheduler", str(self.scheduler).strip().lower())
-        if self.scheduler not in SCHEDULER_NAMES:  # checked here, before diffusers loads
-            raise SettingError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {self.scheduler!r}")
-        if self.schedule not in SCHEDULES:
-            raise SettingError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        put("scheduler", check_scheduler(self.scheduler))  # checked here, before diffusers loads
+        check_schedule(self.schedule)
         put("eta", _number(self.eta, "eta", minimum=0.0, need="a finite number >= 0"))
         put("guidance_scale", _number(self.guidance_scale, "guidance_scale"))
         if self.dtype not in DTYPES:

@@ -4,7 +4,7 @@ torch's own default is one thread per physical core. That is right on an idle
 machine and very wrong on a busy one: its worker threads wait for each other at
 every operation, and a thread whose core is taken by another process stalls all
 of them. Measured on this project's 2-core machine (issue 13, and
-``benchmarks/threads.py``; BENCHMARKS.md quotes the table), the README's main job
+``benchmarks/threads.py``; BENCHMARKS.md quotes the table), the README's main command
 took 33.5 s with torch's default against 19.0 s with one thread beside four
 busy processes, while idle the default was only 4% faster than one thread.
 

@@ -1,6 +1,6 @@
 """The golden cases (issue 18, "nothing changes for users, byte for byte"): one list, shared by
 ``scripts/record_goldens.py`` (which writes ``tests/golden/goldens.json``) and
-``tests/test_golden.py`` (which reruns every case and compares). Both load this file by path.
+``tests/golden/test_golden.py`` (which reruns every case and compares). Both load this file by path.
 
 Every case is one real ``boomerang`` command line, run through ``boomerang.cli.main`` with
 ``--threads 1``, offline. What is hashed from its output folder:

@@ -14,7 +14,7 @@ Importing this package imports no torch; the heavy names load on first use.
 
 from __future__ import annotations
 
-from boomerang.enhance.settings import UPSAMPLERS, check_enhance_args, output_size
+from boomerang.enhance.options import UPSAMPLERS, check_enhance_args, output_size
 
 __all__ = ["UPSAMPLERS", "check_enhance_args", "output_size", "enhance_image", "enhance_images", "Enhanced"]
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from boomerang import levels
 from boomerang.enhance.resample import resize_float, upsample
-from boomerang.enhance.settings import check_enhance_args, output_size
+from boomerang.enhance.options import check_enhance_args, output_size
 from boomerang.errors import SettingError
 from boomerang.imageio import fit_for_model, to_model_channels
 
@@ -155,19 +155,16 @@ def enhance_images(
     import torch
 
     from boomerang.enhance.colour import colour_fix as _colour_fix
+    from boomerang.reverse import per_item_generators
     from boomerang.enhance.sampler import tiled_boomerang
     from boomerang.planning import plan as make_plan
 
     args = check_enhance_args(scale=scale, level=level, tile_size=tile_size, tile_overlap=tile_overlap,
                               tile_batch=tile_batch, upsampler=upsampler)
-    if isinstance(generators, torch.Generator):
-        generators = [generators]
-    generators = list(generators)
     images = [to_model_channels(np.asarray(im, dtype=np.float32), model.image_channels) for im in images]
     if not images:
         raise ValueError("images is empty")
-    if len(generators) != len(images):
-        raise ValueError(f"need one generator per image: got {len(generators)} for {len(images)} images")
+    generators = per_item_generators(generators, len(images))
     h, w = images[0].shape[:2]
     if any(im.shape[:2] != (h, w) for im in images):
         raise ValueError("images must all have the same size; enhance images of different sizes in separate calls")

@@ -22,7 +22,7 @@ from boomerang.enhance.consistency import Consistency
 from boomerang.enhance.resample import area_down
 from boomerang.enhance.tiling import blend_windows, make_layout
 from boomerang.levels import NoisePlan
-from boomerang.reverse import add_noise, per_item_noise, reverse_process, scheduler_for
+from boomerang.reverse import add_noise, per_item_generators, per_item_noise, reverse_process, scheduler_for
 from boomerang.schedulers import works_in_sigma_space
 
 __all__ = ["tiled_boomerang", "encode_tiled", "decode_tiled"]
@@ -118,9 +118,7 @@ def tiled_boomerang(
         ValueError: a plan that is not ``exact`` or names no scheduler (one from
             ``levels.plan_exact``), wrong number of generators.
     """
-    generators = [generators] if isinstance(generators, torch.Generator) else list(generators)
-    if len(generators) != x0.shape[0]:
-        raise ValueError(f"need one generator per image: got {len(generators)} for a batch of {x0.shape[0]}")
+    generators = per_item_generators(generators, x0.shape[0])
     if plan.schedule != "exact":
         raise ValueError(f"enhancement uses the exact schedule, got a {plan.schedule!r} plan")
     if plan.scheduler is None:

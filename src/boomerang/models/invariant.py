@@ -55,7 +55,7 @@ __all__ = ["INVARIANT_STRATEGIES", "invariant_kernels", "patchable", "per_item",
 # batching; samples then differ in the last bits across batch sizes).
 # ``invariant_strategy = 'per_item'`` runs every network item by item (the
 # fallback, and what ``batch_invariant = True`` means on CUDA, where the default
-# is off: cuDNN offers no batch-invariant switch). tests/test_core.py checks
+# is off: cuDNN offers no batch-invariant switch). tests/core/test_core.py checks
 # bit-exactness at batch sizes 1, 2, 3, 5, 7, 8, 16 and in reversed order for a
 # pixel UNet with attention and a Stable Diffusion model (cross attention, VAE,
 # guidance, img2img posterior samples).

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 #: How to get the optional dependencies of the page.
-INSTALL_HINT = 'pip install -e ".[app]"  (in a clone of boomerang; the PyPI project named boomerang is unrelated)'
+INSTALL_HINT = 'pip install -e ".[app]" -c constraints.txt  (in a clone of boomerang; the PyPI project named boomerang is unrelated)'
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 
@@ -32,8 +32,11 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
         ),
         epilog=f"Needs the optional 'app' extra: {INSTALL_HINT}. Binds to {DEFAULT_HOST} unless --host says otherwise.",
     )
+    from boomerang.assets import DEFAULT_MODEL_NAME, MODEL_NAMES
+
     p.add_argument("--model", default=None, metavar="ID_OR_DIR",
-                   help="hub id or local model folder (default: the bundled MNIST model)")
+                   help=f"hub id, local model folder, or a bundled model's short name ({', '.join(MODEL_NAMES)}) "
+                        f"(default: the bundled MNIST model, {DEFAULT_MODEL_NAME})")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help="address to bind (default %(default)s: this machine only; 0.0.0.0 serves the network)")
     p.add_argument("--port", default=DEFAULT_PORT, help="TCP port (default %(default)s)")

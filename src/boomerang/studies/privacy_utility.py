@@ -8,15 +8,15 @@ The text-conditioned arm releases the same sources are released through the comm
 * :func:`write_captioned_sources`: SRC is a Hugging Face ``imagefolder``: one
   PNG per source digit, named after its mnist5k index, zero-padded from 28x28
   to 32x32 (the layout ``ldm-mnist5k-text`` was trained on:
-  :func:`boomerang.ldm_parts.digits_to_rgb32`), and ``metadata.jsonl`` with
+  :func:`boomerang.training.ldm_parts.digits_to_rgb32`), and ``metadata.jsonl`` with
   ``file_name``, ``label`` and ``caption`` = the class caption
-  (:func:`boomerang.ldm_parts.class_prompt`: ``"a handwritten seven"``, one of
+  (:func:`boomerang.training.ldm_parts.class_prompt`: ``"a handwritten seven"``, one of
   the phrasings the model was trained on).
 * :func:`anonymise_command` builds the command line; :func:`run_anonymise` runs it.
 * :func:`read_release` follows the link file back to the sources and turns
   each 32x32 RGB output into the 28x28 gray digit that the attacks, the
   reference classifier and the utility CNN see (channel mean and centre crop,
-  as :func:`boomerang.ldm_parts.rgb32_to_digits`, then 8 bits again).
+  as :func:`boomerang.training.ldm_parts.rgb32_to_digits`, then 8 bits again).
 * :func:`release`: all of that for one set of sources, in a temporary folder.
 
 The settings: :func:`base_settings` are what makes two runs' rows comparable, and
@@ -62,7 +62,7 @@ def write_captioned_sources(folder: pathlib.Path, images, labels, indices) -> li
     import numpy as np
     from PIL import Image
 
-    from boomerang.ldm_parts import class_prompt
+    from boomerang.training.ldm_parts import class_prompt
 
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1] != 1 or images.dtype != np.uint8:
@@ -220,7 +220,7 @@ def release(args, data: dict, levels, *, exe: str) -> tuple[list[dict], dict, di
                    "signal_kept_unconditional": ku} for v, k, ku in zip(levels, kept, kept_unconditional)]
     info = {"settings": {"model": args.text_model, "weights_sha256": job["model"]["weights_sha256"],
                          "prompt_template": args.prompt_template,
-                         "captions": "boomerang.ldm_parts.class_prompt(label), e.g. 'a handwritten seven'",
+                         "captions": "boomerang.training.ldm_parts.class_prompt(label), e.g. 'a handwritten seven'",
                          "levels": [float(v) for v in levels],
                          "anonymise": {k: job["settings"][k] for k in ("model", "scheduler", "steps", "eta", "schedule",
                                                                        "guidance_scale", "seed", "dtype")},

@@ -63,6 +63,10 @@ class AugmentTask(Task):
         parser.add_argument("--include-originals", action="store_true",
                             help="put each original beside its samples in every level folder "
                                  "(hard-linked where possible, else copied)")
+        from boomerang.tasks.flags import restate_help
+
+        restate_help(parser, from_noise="refused: a sample from pure noise is not a sample of its image and "
+                                        "could not carry its label")
 
     def settings_from_args(self, args: argparse.Namespace):
         from boomerang.errors import SettingError

@@ -42,7 +42,7 @@ __all__ = ["EnhanceTask", "EnhanceOptions", "scan_paths"]
 
 @dataclass(frozen=True)
 class EnhanceOptions:
-    """The options of ``enhance`` (checked by ``enhance.settings.check_enhance_args``): the scale,
+    """The options of ``enhance`` (checked by ``enhance.options.check_enhance_args``): the scale,
     the windows (``None``: the model's default), the windows per model call, ILVR
     (``consistency``), the colour fix and the upsampling filter."""
 
@@ -64,7 +64,7 @@ class EnhanceState:
 
 def _check_output_pixels(name: str, height: int, width: int, scale: float, error) -> None:
     """Refuse outputs above ``imageio.DEFAULT_MAX_PIXELS`` (50 MP), raising ``error`` (a folder job skips the file)."""
-    from boomerang.enhance.settings import output_size
+    from boomerang.enhance.options import output_size
     from boomerang.imageio import DEFAULT_MAX_PIXELS
 
     from boomerang.errors import SettingError
@@ -132,6 +132,15 @@ class EnhanceTask(Task):
         p.add_argument("--upsampler", default="bicubic", choices=("bicubic", "lanczos"),
                        help="Pillow filter of the naive upsampling (default %(default)s)")
         add_sampling_arguments(p, **self.defaults)
+        from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS
+        from boomerang.tasks.flags import restate_help
+
+        restate_help(  # what settings_from_args accepts of the shared flags
+            p, scheduler=f"a scheduler that follows the exact grid: {', '.join(CUSTOM_GRID_SCHEDULERS)} "
+                         "(default %(default)s)",
+            schedule="exact only: enhance runs on the exact Boomerang grid (default %(default)s)",
+            from_noise="refused: enhance always starts from the upsampled image",
+        )
 
     def settings_from_args(self, args):
         """The shared settings, after what enhance cannot take: ``--from-noise`` (checked first, so
@@ -152,7 +161,7 @@ class EnhanceTask(Task):
         return s
 
     def options_from_args(self, args) -> EnhanceOptions:
-        from boomerang.enhance.settings import check_enhance_args
+        from boomerang.enhance.options import check_enhance_args
 
         a = check_enhance_args(scale=args.scale, level=0.0, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
                                tile_batch=args.tile_batch, upsampler=args.upsampler)
@@ -188,7 +197,7 @@ class EnhanceTask(Task):
 
     def fit(self, job: Job, loaded):
         from boomerang.enhance.resample import upsample
-        from boomerang.enhance.settings import output_size
+        from boomerang.enhance.options import output_size
         from boomerang.imageio import to_model_channels
 
         from boomerang.imageio import ImageInputError

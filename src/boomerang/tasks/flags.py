@@ -18,8 +18,9 @@ from boomerang.settings import DEFAULT_LEVEL, DTYPES, KERNELS, SCHEDULES, Sample
 from boomerang.tasks.job import ENGINES, JobSettings
 from boomerang.tasks.layout import LAYOUTS
 
-__all__ = ["add_sampling_arguments", "add_dataset_arguments", "add_job_arguments", "settings_from_args",
-           "job_settings_from_args", "parse_task_args", "samples_per_image", "PAGE_FLAGS", "sample_command"]
+__all__ = ["add_sampling_arguments", "add_dataset_arguments", "add_job_arguments", "restate_help",
+           "settings_from_args", "job_settings_from_args", "parse_task_args", "samples_per_image", "PAGE_FLAGS",
+           "sample_command"]
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
@@ -48,8 +49,11 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
                         "reference: the authors' notebook (default %(default)s)")
     p.add_argument("--from-noise", action="store_true", help="start from pure noise (ordinary global sampling)")
     p.add_argument("--eta", default=d["eta"], help="DDIM eta, >= 0 (default %(default)s)")
+    from boomerang.assets import DEFAULT_MODEL_NAME, MODEL_NAMES
+
     p.add_argument("--model", default=d["model"], metavar="ID_OR_DIR",
-                   help="hub id or local model folder (default: the bundled MNIST model)")
+                   help=f"hub id, local model folder, or a bundled model's short name ({', '.join(MODEL_NAMES)}) "
+                        f"(default: the bundled MNIST model, {DEFAULT_MODEL_NAME})")
     p.add_argument("--prompt", default=d["prompt"], help="text prompt (text-conditioned models only)")
     p.add_argument("--negative-prompt", default=d["negative_prompt"], help="negative prompt (text models only)")
     p.add_argument("--guidance-scale", default=d["guidance_scale"],
@@ -77,6 +81,14 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
 
 
+def restate_help(p: argparse.ArgumentParser, **helps: str) -> None:
+    """Replace the ``--help`` text of flags already added, by their ``dest``: for a task that takes
+    less of a shared flag than its general text says (enhance's schedulers, augment's --from-noise)."""
+    for action in p._actions:
+        if action.dest in helps:
+            action.help = helps[action.dest]
+
+
 def add_dataset_arguments(p: argparse.ArgumentParser, *, default_out: str | None = None) -> None:
     """The flags of a dataset job: input folder, --out, layout, engine, workers, restart."""
     p.add_argument("input", metavar="IN_DIR", help="input folder (searched recursively; class folders and "
@@ -91,7 +103,7 @@ def add_dataset_arguments(p: argparse.ArgumentParser, *, default_out: str | None
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
     """--engine, --workers and --restart: how a dataset job runs (the same words in every command)."""
     p.add_argument("--engine", default="local", choices=ENGINES,
-                   help="local (default): this process; ray: Ray Data actors (pip install -e \".[ray]\"; "
+                   help="local (default): this process; ray: Ray Data actors (pip install -e \".[ray]\" -c constraints.txt; "
                         "RAY_ADDRESS attaches to a cluster)")
     p.add_argument("--workers", default=None, metavar="N",
                    help="--engine ray: number of model actors (default: 1 per GPU on CUDA, else 1)")

@@ -33,7 +33,7 @@ def check_available() -> None:
         import ray.data  # noqa: F401
     except ImportError:
         raise SettingError(
-            "`engine` ray needs Ray Data, which is not installed: pip install -e \".[ray]\" (from a checkout) "
+            "`engine` ray needs Ray Data, which is not installed: pip install -e \".[ray]\" -c constraints.txt (from a checkout) "
             "(or use `engine` local)"
         ) from None
 

@@ -45,7 +45,7 @@ class SampleTask(Task):
     """``boomerang sample IMAGE... [--level L[,L...] | --timestep T[,T...]] [options]``."""
 
     name = "sample"
-    help = "local samples of images (the main job)"
+    help = "local samples of images (the main command)"
     description = (
         "Boomerang local sampling: push each IMAGE to a noise level with the model's own forward "
         "process, then run the reverse process back to an image. Writes one PNG per sample, a "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from boomerang.ldm_parts import bytes_to_unicode
+from boomerang.training.ldm_parts import bytes_to_unicode
 
 __all__ = ["SD_SCHEDULER", "make_tiny_pixel_model", "make_tiny_sd", "write_tokenizer_files"]
 

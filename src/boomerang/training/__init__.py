@@ -18,7 +18,8 @@ Each model's specifics live in their own module: :mod:`~boomerang.training.ddpm`
 ``boomerang train``), :mod:`~boomerang.training.ldm` (the two-stage latent diffusion model,
 ``boomerang train-ldm``) and :mod:`~boomerang.training.classifier` (the reference digit CNN's
 recipe, ``boomerang train-classifier``; the network itself is :mod:`boomerang.classifier`).
-:mod:`~boomerang.training.commands` registers the three commands' flags (torch-free).
+The latent model's parts (VAE, text encoder, tokenizer and UNet builders, the digit captions)
+are in :mod:`~boomerang.training.ldm_parts`. :mod:`~boomerang.training.commands` registers the three commands' flags (torch-free).
 
 Importing this package imports no torch: the heavy imports happen inside functions.
 """

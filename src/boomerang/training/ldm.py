@@ -13,7 +13,7 @@ Two stages, as Stable Diffusion was built (Rombach et al. 2022, sec. 3):
    ``|eps - eps_theta(sqrt(alpha_bar_t) z0 + sqrt(1 - alpha_bar_t) eps, t, c)|^2``
    under Stable Diffusion's scaled-linear schedule (Ho et al. 2020, eq. 14).
    Captions: one phrasing of the label drawn per item
-   (:data:`boomerang.ldm_parts.CAPTION_TEMPLATES`), replaced by the empty
+   (:data:`boomerang.training.ldm_parts.CAPTION_TEMPLATES`), replaced by the empty
    caption with probability ``empty_caption_fraction`` so that classifier-free
    guidance (Ho & Salimans 2022) works.
 
@@ -36,7 +36,7 @@ import json
 import pathlib
 from dataclasses import asdict, dataclass
 
-from boomerang.ldm_parts import LdmShape
+from boomerang.training.ldm_parts import LdmShape
 from boomerang.training.checkpoint import CHECKPOINT_NAME
 
 __all__ = ["LdmTrainConfig", "VAE_CHECKPOINT_NAME", "export_ldm", "train_ldm"]
@@ -162,7 +162,7 @@ def _train_vae(cfg, x_train, device, stopper, state):
     import torch
     import torch.nn.functional as F
 
-    from boomerang.ldm_parts import build_vae
+    from boomerang.training.ldm_parts import build_vae
     from boomerang.training.data import batch_order
     from boomerang.training.ema import make_ema
 
@@ -200,7 +200,7 @@ def _caption_table(tokenizer):
     """Token ids ``[10, n_templates, L]`` of every caption and ``[L]`` of the empty caption."""
     import torch
 
-    from boomerang.ldm_parts import CAPTION_TEMPLATES, captions_for
+    from boomerang.training.ldm_parts import CAPTION_TEMPLATES, captions_for
 
     def ids(texts):
         return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
@@ -217,7 +217,7 @@ def _train_unet(cfg, vae, x_train, y_train, device, stopper, state):
     import torch
     import torch.nn.functional as F
 
-    from boomerang.ldm_parts import build_scheduler, build_text_encoder, build_tokenizer, build_unet
+    from boomerang.training.ldm_parts import build_scheduler, build_text_encoder, build_tokenizer, build_unet
     from boomerang.training.data import batch_order
     from boomerang.training.ema import make_ema
 
@@ -275,7 +275,7 @@ def export_ldm(output, *, vae, text_encoder, tokenizer, unet) -> None:
     """Save the components as a diffusers ``StableDiffusionPipeline`` (safetensors, no safety checker)."""
     from diffusers import StableDiffusionPipeline
 
-    from boomerang.ldm_parts import build_scheduler
+    from boomerang.training.ldm_parts import build_scheduler
 
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=build_scheduler(), safety_checker=None, feature_extractor=None,
@@ -306,7 +306,7 @@ def _train_ldm(cfg: LdmTrainConfig) -> dict:
     import torch
 
     from boomerang.fileio import atomic_write_text
-    from boomerang.ldm_parts import digits_to_rgb32
+    from boomerang.training.ldm_parts import digits_to_rgb32
     from boomerang.training.checkpoint import check_resume
     from boomerang.training.config import cli_args, hardware, resolve_device, versions
     from boomerang.training.data import load_split_dataset, write_split

@@ -10,7 +10,6 @@ are silenced while a training command runs; errors still show.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 
@@ -75,21 +74,10 @@ def _isatty(stream) -> bool:
         return False
 
 
-@contextlib.contextmanager
 def quiet_libraries():
     """Within the block, diffusers and transformers log errors only and draw no progress bars;
-    their previous verbosity and bar setting are restored afterwards."""
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
+    their previous verbosity and bar setting are restored afterwards (the models' own
+    :class:`boomerang.models.quiet.quiet_loading`, one rule for both)."""
+    from boomerang.models.quiet import quiet_loading
 
-    saved = (dlog.get_verbosity(), tlog.get_verbosity(), tlog.is_progress_bar_enabled())
-    dlog.set_verbosity_error()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        dlog.set_verbosity(saved[0])
-        tlog.set_verbosity(saved[1])
-        if saved[2]:
-            tlog.enable_progress_bar()
+    return quiet_loading()
