@@ -180,6 +180,14 @@ def parse_args(argv=None):
                     help="take the unconditional arm (and real, synthetic, blur) from this results file instead of "
                          "recomputing it; refused unless its sources, levels, sampler and training recipe are these "
                          "(default: compute it)")
+    ap.add_argument("--verified", action="store_true",
+                    help="instead of the curve: plain vs verified release (anonymise --verify-top, pixel features, "
+                         "the 4000 real digits as the attacker's set) at --verified-levels, for the unconditional "
+                         "and the text model, written as <--name>_verified.json (default: the curve)")
+    ap.add_argument("--verified-levels", default="0.7,0.8,0.9", help="--verified: the levels compared")
+    ap.add_argument("--verify-top", type=int, default=1, help="--verified: anonymise --verify-top K")
+    ap.add_argument("--verify-max-level", type=float, default=None,
+                    help="--verified: anonymise --max-level (default: none, redraws only reseed)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 sources, 2 levels, 1 seed, 1 epoch")
     ap.add_argument("--replot", metavar="JSON", nargs="+",
                     help="only redraw the plot (into --plots, as <--name>.png) and print the tables from a results "
@@ -289,7 +297,8 @@ def main(argv=None) -> int:
                                       for c in range(10)]))
     to_x = lambda idx: torch.from_numpy(ds.images[idx]).float() / 127.5 - 1.0  # noqa: E731
     cand_pos = {int(d): i for i, d in enumerate(train_idx)}
-    data = {"ds": ds, "sources": sources, "x_real": to_x(sources), "y_src": torch.from_numpy(ds.labels[sources]),
+    data = {"ds": ds, "sources": sources, "train_idx": train_idx,
+            "x_real": to_x(sources), "y_src": torch.from_numpy(ds.labels[sources]),
             "candidates": to_x(train_idx),  # the attacker holds every real training digit
             "src_pos": np.array([cand_pos[int(d)] for d in sources]),
             "x_test": to_x(test_idx), "y_test": torch.from_numpy(ds.labels[test_idx]), "clf": load_classifier()}
@@ -299,6 +308,15 @@ def main(argv=None) -> int:
 
     command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/privacy_utility.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
+    if args.verified:
+        from _privacy_verified import verified_arm, verified_table
+
+        result = verified_arm(args, data, seeds, log, evaluate)
+        result.update(command=command, settings=settings, machine=machine())
+        print(verified_table(result))
+        save_json(f"{args.name}_verified", result, args.out)
+        log(f"total {time.monotonic() - t_start:.0f} s")
+        return 0
     if args.reuse:
         try:
             result = reuse_unconditional(args.reuse, settings)

@@ -32,6 +32,7 @@ from boomerang.argparsing import OneLineErrorParser, subparser, with_defaults
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered (imports no torch)."""
     from boomerang import __version__
+    from boomerang.privacy.calibrate_command import add_calibrate_privacy_parser
     from boomerang.privacy.command import add_audit_privacy_parser
     from boomerang.serve import add_serve_parser
     from boomerang.tasks import add_task_parsers
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_train_classifier_parser(sub)
     add_audit_privacy_parser(sub)
+    add_calibrate_privacy_parser(sub)
     add_serve_parser(sub)
     add_train_ldm_parser(sub)
     with_defaults(parser)

@@ -18,6 +18,12 @@ Modules:
   intervals, chance rates, rank histogram (:func:`linkage_attack` on tensors).
 * :mod:`~boomerang.privacy.audit`: :func:`audit_folders` (real folder,
   anonymised folder, link file), the work of ``boomerang audit-privacy``.
+* :mod:`~boomerang.privacy.dcr`: distance to closest record against a real
+  holdout, near-copy sheet (``audit-privacy --holdout``).
+* :mod:`~boomerang.privacy.realset`: the real set on the audit's comparison grid.
+* :mod:`~boomerang.privacy.calibrate`: :func:`calibrate_privacy`, the level that meets
+  a top-1 target on the user's data (``boomerang calibrate-privacy``).
+* :mod:`~boomerang.privacy.verify`: per-item verification of ``anonymise --verify-top``.
 
 Importing this package does not import torch; the functions below import it
 when called.
@@ -29,7 +35,7 @@ from boomerang.privacy.links import Link, LinkFileError, read_links, write_links
 from boomerang.privacy.spaces import FEATURE_SPACES
 
 __all__ = ["Link", "LinkFileError", "read_links", "write_links", "linkage_attack", "LinkageAttack", "audit_folders",
-           "wilson_interval", "FEATURE_SPACES"]
+           "calibrate_privacy", "wilson_interval", "FEATURE_SPACES"]
 
 
 def linkage_attack(*args, **kwargs):
@@ -50,6 +56,13 @@ def __getattr__(name):
 def audit_folders(*args, **kwargs):
     """See :func:`boomerang.privacy.audit.audit_folders`."""
     from boomerang.privacy.audit import audit_folders as f
+
+    return f(*args, **kwargs)
+
+
+def calibrate_privacy(*args, **kwargs):
+    """See :func:`boomerang.privacy.calibrate.calibrate_privacy`."""
+    from boomerang.privacy.calibrate import calibrate_privacy as f
 
     return f(*args, **kwargs)
 

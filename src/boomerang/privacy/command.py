@@ -29,15 +29,23 @@ def add_audit_privacy_parser(subparsers) -> argparse.ArgumentParser:
         description=(
             "For each anonymised image linked in --link-file, rank every image in REAL_DIR by its distance "
             "in the chosen feature space; print the top-1 and top-5 re-identification rates with Wilson 95% "
-            "intervals, the chance rate and a histogram of the true source's rank. Not a proof of privacy: "
-            "one attacker, one feature space (see docs/privacy.md)."
+            "intervals, the chance rate and a histogram of the true source's rank. With --holdout DIR, also the "
+            "distance of each released image to its closest real record (DCR) against that of real held-out "
+            "images, and the closest pairs (--sheet). Give --link-file, --holdout or both. Not a proof of "
+            "privacy: one attacker, one feature space (see docs/privacy.md)."
         ),
         epilog="Exit status: 0 done; 3 done, some files or links skipped; 2 bad input; 1 unexpected failure.",
     )
     p.add_argument("real_dir", metavar="REAL_DIR", help="the real (input) images, searched recursively")
     p.add_argument("anon_dir", metavar="ANON_DIR", help="the anonymised images (boomerang anonymise's --out)")
-    p.add_argument("--link-file", required=True, metavar="PATH",
-                   help="JSONL source -> output links (boomerang anonymise --link-file)")
+    p.add_argument("--link-file", default=None, metavar="PATH",
+                   help="JSONL source -> output links (boomerang anonymise --link-file): the linkage attack")
+    p.add_argument("--holdout", default=None, metavar="DIR",
+                   help="real images NOT released: compare each released image's distance to its closest record "
+                        "in REAL_DIR (DCR) with theirs (no links needed)")
+    p.add_argument("--sheet", default=None, metavar="PATH",
+                   help="with --holdout: draw the closest (released, real) pairs as a contact sheet PNG")
+    p.add_argument("--pairs", default="16", metavar="N", help="closest pairs listed and drawn (default %(default)s)")
     p.add_argument("--features", default="pixels", choices=FEATURE_SPACES,
                    help="distance: pixels (Euclidean), ssim (1 - SSIM) or classifier (the bundled digit "
                         "classifier's 128-d features) (default %(default)s)")
@@ -104,17 +112,28 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
         threads = check_threads(args.threads, allow_torch=False)
         background = _background(args.background)
         real, anon = pathlib.Path(args.real_dir), pathlib.Path(args.anon_dir)
-        for flag, d in (("REAL_DIR", real), ("ANON_DIR", anon)):
+        holdout = pathlib.Path(args.holdout) if args.holdout else None
+        pairs = _positive_int(args.pairs, "--pairs")
+        if args.link_file is None and holdout is None:
+            raise _Bad("give --link-file PATH (the linkage attack), --holdout DIR (distance to closest record) "
+                       "or both")
+        if args.sheet and holdout is None:
+            raise _Bad("--sheet draws the closest pairs of the --holdout comparison; add --holdout DIR")
+        inputs = (("REAL_DIR", real), ("ANON_DIR", anon)) + ((("--holdout", holdout),) if holdout else ())
+        for flag, d in inputs:
             if not d.is_dir():
                 raise _Bad(f"{flag} {str(d)!r} is not a folder")
         json_path = pathlib.Path(args.json) if args.json else None
-        if json_path is not None:
-            for flag, d in (("REAL_DIR", real), ("ANON_DIR", anon)):
-                if _inside(json_path, d):
-                    raise _Bad(f"--json {str(json_path)!r} is inside {flag}; write the report elsewhere "
+        sheet_path = pathlib.Path(args.sheet) if args.sheet else None
+        for what, path in (("--json", json_path), ("--sheet", sheet_path)):
+            if path is None:
+                continue
+            for flag, d in inputs:
+                if _inside(path, d):
+                    raise _Bad(f"{what} {str(path)!r} is inside {flag}; write the report elsewhere "
                                "(commands never write into their input folders)")
-            if not json_path.parent.is_dir():
-                raise _Bad(f"--json: folder {str(json_path.parent)!r} does not exist")
+            if not path.parent.is_dir():
+                raise _Bad(f"{what}: folder {str(path.parent)!r} does not exist")
     except (_Bad, SettingError, AuditInputError) as e:
         return print_error(user_message(e))
 
@@ -127,15 +146,36 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
             torch.set_num_threads(threads)
         try:
             torch_device(device)  # the one device check (sample's too): no CUDA here is one line, exit 2
-            report = audit_folders(real, anon, args.link_file, args.features, size=size, device=device,
-                                   background=background)
+            report = dcr = None
+            if args.link_file is not None:
+                report = audit_folders(real, anon, args.link_file, args.features, size=size, device=device,
+                                       background=background)
+            if holdout is not None:
+                from boomerang.privacy.dcr import audit_dcr, pair_sheet
+                from boomerang.privacy.links import read_links
+
+                links = read_links(args.link_file) if args.link_file is not None else None
+                try:
+                    dcr, sets = audit_dcr(real, anon, holdout_dir=holdout, links=links, features=args.features,
+                                          size=size, background=background, pairs=pairs, device=device)
+                except ValueError as e:
+                    raise AuditInputError(str(e)) from None
         except (AuditInputError, SettingError) as e:
             return print_error(user_message(e))
-        print(report.format_table())
+        if report is not None:
+            print(report.format_table())
+        if dcr is not None:
+            print(dcr.format_table())
+            if sheet_path is not None:
+                pair_sheet(dcr, sets, sheet_path)
+                print(f"wrote {sheet_path}")
         if json_path is not None:
             from boomerang.imageio import atomic_write_bytes
 
-            atomic_write_bytes(json_path, (json.dumps(report.to_dict(), indent=1) + "\n").encode("utf-8"))
+            out = report.to_dict() if report is not None else {}
+            if dcr is not None:
+                out["dcr"] = dcr.to_dict()
+            atomic_write_bytes(json_path, (json.dumps(out, indent=1) + "\n").encode("utf-8"))
             print(f"wrote {json_path}")
     except KeyboardInterrupt:
         return print_error("interrupted", 130)
@@ -145,4 +185,4 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         return print_error(f"{type(e).__name__}: {e} (run again with --debug for the traceback)", 1)
-    return EXIT_SKIPPED if report.skipped else 0
+    return EXIT_SKIPPED if report is not None and report.skipped else 0

@@ -259,3 +259,72 @@ def reuse_unconditional(path, settings: dict) -> dict:
         raise ValueError(f"--reuse {path}: its {', '.join(differ)} differ from this run's ({theirs}); "
                          "rerun without --reuse")
     return old
+
+
+def write_digits(folder: pathlib.Path, images, indices, *, pad: int = 0) -> list[str]:
+    """Write uint8 digits ``[N, 1, 28, 28]`` as gray PNGs ``<index:05d>.png`` (zero-padded by ``pad``);
+    returns the names in input order."""
+    import numpy as np
+    from PIL import Image
+
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for img, idx in zip(np.asarray(images), indices):
+        name = f"{int(idx):05d}.png"
+        Image.fromarray(np.pad(img[0], pad) if pad else img[0]).save(folder / name)
+        names.append(name)
+    return names
+
+
+def release_pair(src, pool, out_root, levels, settings, *, key: str, verify_top: int = 1, features: str = "pixels",
+                 max_level=None, prompt_template=None, threads: int = 1) -> dict:
+    """Release ``src`` at ``levels`` twice with one job key (so the first draws are the same samples):
+    ``plain``, then verified (``--verify-top``, ``--reference-pool pool``), each through
+    :func:`boomerang.tasks.runner.run_job` (what ``boomerang anonymise`` runs).
+
+    Returns:
+        ``{arm: {"out", "links", "seconds", "report"}}`` for ``plain`` and ``verified`` (``report``: the
+        job's private report.json, with the verification counts).
+    """
+    from boomerang.tasks.anonymise import AnonymiseOptions, AnonymiseTask
+    from boomerang.tasks.job import JobSettings
+    from boomerang.tasks.runner import run_job
+
+    out_root = pathlib.Path(out_root)
+    result = {}
+    for arm in ("plain", "verified"):
+        verify = dict(verify_top=verify_top, verify_features=features, max_level=max_level,
+                      reference_pool=str(pool)) if arm == "verified" else {}
+        links = out_root / f"{arm}_links.jsonl"
+        opts = AnonymiseOptions(key=key, prompt_template=prompt_template, link_file=str(links), **verify)
+        out = out_root / arm
+        t0 = time.monotonic()
+        rc = run_job(AnonymiseTask(), settings.replace(level=tuple(levels), num_samples=1), opts,
+                     JobSettings(inputs=(str(src),), out=str(out), progress=False, threads=threads))
+        if rc != 0:
+            raise RuntimeError(f"anonymise ({arm}) exited with status {rc}")
+        result[arm] = {"out": out, "links": links, "seconds": round(time.monotonic() - t0, 1),
+                       "report": json.loads((out / ".job" / "report.json").read_text())}
+    return result
+
+
+def read_partial_release(out, link_file, names: list[str], levels) -> dict[float, tuple[list[int], "torch.Tensor"]]:  # noqa: F821
+    """Like :func:`read_release`, for a release that may withhold items: ``{level: (kept, digits)}``, where
+    ``kept`` are the indices (into ``names``) of the sources with an output and ``digits`` their outputs
+    ``[len(kept), 1, 28, 28]`` in [-1, 1]."""
+    import torch
+
+    from boomerang.privacy.links import read_links
+
+    pos = {n: i for i, n in enumerate(names)}
+    found: dict[float, dict[int, pathlib.Path]] = {round(float(v), 6): {} for v in levels}
+    for ln in read_links(link_file):
+        level = float(levels[0]) if len(levels) == 1 else float(ln.extra["level"])
+        found[round(level, 6)][pos[ln.source]] = pathlib.Path(out) / ln.output
+    result = {}
+    for level in levels:
+        got = found[round(float(level), 6)]
+        kept = sorted(got)
+        result[float(level)] = (kept, torch.stack([output_to_digit(got[i]) for i in kept]) if kept else None)
+    return result

@@ -31,6 +31,12 @@ shared runner (:mod:`boomerang.tasks.runner`: resume, skipped files,
 * **A private report.** ``report.json`` names input files (the skipped ones), so
   it goes to ``OUT/.job/report.json``: everything outside ``OUT/.job`` is the
   release and names no input.
+* **Per-item verification** (``--verify-top K``, :mod:`boomerang.privacy.verify`):
+  every output is attacked against IN_DIR (and ``--reference-pool``) as
+  ``audit-privacy`` would; one whose source ranks within the top K is redrawn
+  along a fixed ladder or withheld. Counts in the report, per-item detail in
+  ``OUT/.job/verification.json``; the published record keeps the level asked.
+* **The signal kept**: the report gives sqrt(alpha_bar_t) of each level's plan.
 
 Not differential privacy: see docs/privacy.md for what the level does and does
 not protect.
@@ -39,6 +45,7 @@ not protect.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import hmac
@@ -52,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from boomerang.errors import SettingError
+from boomerang.privacy.verify import PRIVATE_KEY
 from boomerang.seeds import seed_from_digest
 from boomerang.tasks.base import Task
 from boomerang.tasks.job import Job, OutputFile
@@ -74,10 +82,11 @@ def opaque_name(key: str, relpath: str, start: int, sample: int) -> str:
     return hmac.new(bytes.fromhex(key), msg, hashlib.sha256).hexdigest()[:NAME_HEX]
 
 
-def secret_seed(key: str, seed: int, relpath: str, sample: int) -> int:
+def secret_seed(key: str, seed: int, relpath: str, sample: int, attempt: int = 0) -> int:
     """The generator seed of sample ``sample`` of an item: HMAC-SHA256 under the job key of
-    (seed, relpath, sample), first 8 bytes, top bit cleared (an int in [0, 2**63))."""
-    msg = f"seed\0{seed}\0{relpath}\0{sample}".encode()
+    (seed, relpath, sample), first 8 bytes, top bit cleared (an int in [0, 2**63)). ``attempt`` > 0:
+    the seed of redraw ``attempt`` of ``--verify-top`` (the attempt is added to the message)."""
+    msg = f"seed\0{seed}\0{relpath}\0{sample}".encode() + (f"\0{attempt}".encode() if attempt else b"")
     return seed_from_digest(hmac.new(bytes.fromhex(key), msg, hashlib.sha256).digest())
 
 
@@ -114,8 +123,43 @@ class AnonymiseOptions:
     prompt_template: str | None = None
     key: str | None = None
     link_file: str | None = field(default=None, metadata={"job_definition": False})
+    verify_top: int | None = None
+    verify_features: str | None = None
+    verify_seeds: int | None = None
+    max_level: float | None = None
+    reference_pool: str | None = None
 
     def __post_init__(self) -> None:
+        from boomerang.levels import check_positive_int
+        from boomerang.privacy.spaces import FEATURE_SPACES
+
+        put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        if self.verify_top is not None:
+            put("verify_top", check_positive_int(self.verify_top, "verify_top"))
+            if self.verify_features is not None and self.verify_features not in FEATURE_SPACES:
+                raise SettingError(f"`verify_features` must be one of {', '.join(FEATURE_SPACES)}, "
+                                   f"got {self.verify_features!r}")
+            if self.verify_seeds is not None:
+                try:
+                    put("verify_seeds", int(self.verify_seeds))
+                except (TypeError, ValueError):
+                    put("verify_seeds", -1)
+                if self.verify_seeds < 0:
+                    raise SettingError(f"`verify_seeds` must be an integer >= 0, got {self.verify_seeds!r}")
+            if self.max_level is not None:
+                try:
+                    put("max_level", float(self.max_level))
+                except (TypeError, ValueError):
+                    put("max_level", -1.0)
+                if not 0.0 <= self.max_level <= 1.0:
+                    raise SettingError(f"`max_level` must be a level in [0, 1], got {self.max_level!r}")
+            if self.reference_pool is not None:
+                put("reference_pool", str(Path(self.reference_pool).resolve()))
+        else:
+            given = [n for n in ("verify_features", "verify_seeds", "max_level", "reference_pool")
+                     if getattr(self, n) is not None]
+            if given:
+                raise SettingError(f"`{given[0]}` only applies with `verify_top` (per-item verification)")
         template = self.prompt_template
         if template is not None:
             if not template.strip():
@@ -124,6 +168,17 @@ class AnonymiseOptions:
                 if not f or not f.isidentifier():
                     raise SettingError(f"`prompt_template` fields must be names such as {{label}} or {{caption}}, "
                                        f"got {{{f}}}")
+
+
+@dataclass
+class AnonymiseState:
+    """Per-job state of ``anonymise``: the verifier (built when the first block is verified), the
+    plans of the redraw ladder, and what verification did to each output (private)."""
+
+    verifier: object = None
+    rung_plans: dict = field(default_factory=dict)
+    verified: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
 
 
 class AnonymiseTask(Task):
@@ -141,6 +196,8 @@ class AnonymiseTask(Task):
     defaults: dict = {"num_samples": 1, "level_required": True}
     private_report = True  # it names inputs: OUT/.job/report.json, never in the release
     Options = AnonymiseOptions
+    State = AnonymiseState
+    attempt = 0  # redraws of --verify-top: a copy of the task with attempt > 0 (see redraw)
 
     def parser_kwargs(self) -> dict:
         return {"epilog": (
@@ -164,6 +221,19 @@ class AnonymiseTask(Task):
         parser.add_argument("--link-file", default=None, metavar="PATH",
                             help="also write the source -> output links (JSONL) here, for boomerang audit-privacy; "
                                  "they undo the anonymisation, so the file is refused inside OUT_DIR or IN_DIR")
+        v = parser.add_argument_group("per-item verification (docs/privacy.md)")
+        v.add_argument("--verify-top", default=None, metavar="K",
+                       help="attack every released item against IN_DIR (and --reference-pool); redraw an item whose "
+                            "source ranks within the top K, withhold it if no redraw passes")
+        v.add_argument("--features", dest="verify_features", default=None,
+                       help="--verify-top: the attack's feature space: pixels (default), ssim or classifier")
+        v.add_argument("--verify-seeds", default=None, metavar="R",
+                       help="--verify-top: redraws with new noise at the same level before the level rises "
+                            "(default 3)")
+        v.add_argument("--max-level", default=None, metavar="L",
+                       help="--verify-top: then raise the level in steps of 0.05 up to L (default: the level: no rise)")
+        v.add_argument("--reference-pool", default=None, metavar="DIR",
+                       help="--verify-top: more real images the attacker is assumed to hold")
 
     def settings_from_args(self, args: argparse.Namespace):
         from boomerang.tasks.flags import samples_per_image, settings_from_args
@@ -176,7 +246,9 @@ class AnonymiseTask(Task):
 
     def options_from_args(self, args: argparse.Namespace) -> AnonymiseOptions:
         return AnonymiseOptions(keep_names=bool(args.keep_names), prompt_template=args.prompt_template,
-                                link_file=args.link_file)
+                                link_file=args.link_file, verify_top=args.verify_top,
+                                verify_features=args.verify_features, verify_seeds=args.verify_seeds,
+                                max_level=args.max_level, reference_pool=args.reference_pool)
 
     @staticmethod
     def _job_key(out: Path) -> str:
@@ -205,6 +277,10 @@ class AnonymiseTask(Task):
                     raise SettingError(f"`link_file` {link} lies inside `{flag}` {folder}: the links undo the "
                                        "anonymisation, so keep them outside the released folder (and never in the input)")
             check_link_file(link)  # writable: refused now, not after the whole job
+        if o.verify_top is not None:
+            from boomerang.privacy.verify import check_verify_options
+
+            check_verify_options(job)
         if o.key is None:
             job.options = dataclasses.replace(o, key=self._job_key(job.out))
         template = o.prompt_template
@@ -221,7 +297,21 @@ class AnonymiseTask(Task):
     # -- seeds, names, prompts, records
 
     def seed(self, job: Job, item, j: int) -> int:
-        return secret_seed(job.options.key, job.settings.seed, item.relpath, j)
+        return secret_seed(job.options.key, job.settings.seed, item.relpath, j, self.attempt)
+
+    def redraw(self, attempt: int) -> "AnonymiseTask":
+        """This task seeding redraw ``attempt`` (``--verify-top``)."""
+        task = copy.copy(self)
+        task.attempt = int(attempt)
+        return task
+
+    def sample_outputs(self, job: Job, outputs, sampler, **kwargs):
+        if job.options.verify_top is None:
+            yield from sampler(job, outputs, **kwargs)
+            return
+        from boomerang.privacy.verify import verify_block
+
+        yield from verify_block(job, self, outputs, **kwargs)
 
     def output_name(self, job: Job, output: OutputFile) -> str:
         if job.options.keep_names:
@@ -242,9 +332,26 @@ class AnonymiseTask(Task):
                "timestep": plan.timestep, "sample_index": output.sample}
         if job.options.keep_names:
             rec["source"] = output.item.relpath
+        if job.options.verify_top is not None:  # private: the journal keeps it, the metadata never does
+            rec[PRIVATE_KEY] = job.state.verified.get(output.index)
         return rec
 
     # -- end of the job
+
+    def report_fields(self, job: Job, records: list[dict]) -> dict:
+        """The signal each level keeps (sqrt(alpha_bar_t) of its plan; docs/privacy.md) and, with
+        ``--verify-top``, the verification counts (the per-item detail is in ``verification.json``)."""
+        import math
+
+        kept = [{"level": nl[0], "timestep": plan.timestep,
+                 "signal_kept": 0.0 if plan.alpha_bar is None else round(math.sqrt(float(plan.alpha_bar)), 6)}
+                for nl, plan in zip(job.noise_levels, job.plans)]
+        out = {"signal_kept": kept}
+        if job.options.verify_top is not None:
+            from boomerang.privacy.verify import verification_counts
+
+            out["verification"] = verification_counts(job, records)
+        return out
 
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         from boomerang.privacy.links import Link, write_links
@@ -262,9 +369,9 @@ class AnonymiseTask(Task):
             if several_samples:
                 extra["sample"] = o.sample
             links.append((o.item.relpath, o.level_index, o.sample, Link(o.item.relpath, r["file_name"], extra)))
-        rows = records
+        rows = [{k: v for k, v in r.items() if k != PRIVATE_KEY} for r in records]
         if not job.options.keep_names:  # rows in name order: the row order reveals no input order
-            rows = [{**r, "_unit": i} for i, r in enumerate(sorted(records, key=lambda r: r["file_name"]))]
+            rows = [{**r, "_unit": i} for i, r in enumerate(sorted(rows, key=lambda r: r["file_name"]))]
         fmt = job.layout.metadata_format if job.layout is not None and job.layout.metadata_format else "jsonl"
         write_metadata_file(job.out, rows, fmt)
         now = time.time()
@@ -278,6 +385,10 @@ class AnonymiseTask(Task):
             write_links(link_file, [ln for *_, ln in sorted(links, key=lambda t: t[:3])])
             print(f"boomerang anonymise: wrote {len(links)} links to {link_file}: keep it private, it undoes the "
                   "anonymisation", file=sys.stderr)
+        if job.options.verify_top is not None:
+            from boomerang.privacy.verify import write_verification
+
+            write_verification(job, records, skipped)
         if not job.options.keep_names:
             print(f"boomerang anonymise: {job.out / '.job'} links outputs to sources (job key, journal, report): "
                   "leave it out when you share the outputs", file=sys.stderr)

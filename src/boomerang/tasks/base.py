@@ -139,6 +139,14 @@ class Task:
 
         return sample_batch(job.model, x0, generators, plan, job.settings, prompts=prompts, progress=progress)
 
+    def sample_outputs(self, job: Job, outputs: list[OutputFile], sampler, **kwargs):
+        """The samples of one block, as :func:`boomerang.tasks.blocks.write_block` writes them: yields
+        :class:`~boomerang.tasks.blocks.BlockSample` objects in output order. ``sampler`` is the one
+        block function (:func:`~boomerang.tasks.blocks.sample_block`), ``kwargs`` its keyword arguments.
+        Default: ``sampler`` itself. A task may check each sample and replace it or leave it out
+        (``anonymise --verify-top``)."""
+        yield from sampler(job, outputs, **kwargs)
+
     # -- (d) output names ------------------------------------------------------------------------
 
     def output_name(self, job: Job, output: OutputFile) -> str:
@@ -195,6 +203,10 @@ class Task:
         }
 
     # -- end of the job --------------------------------------------------------------------------
+
+    def report_fields(self, job: Job, records: list[dict]) -> dict:
+        """Fields the task adds to the job's report (``report.json``), after :meth:`finish`. Default: none."""
+        return {}
 
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         """Write what depends on every output: by default the output metadata file

@@ -265,7 +265,8 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
 
 def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: InputCache | None = None,
                 progress=None, stop=None) -> dict:
-    """Sample one block (:func:`sample_block`) and write it; returns its journal entry.
+    """Sample one block (``task.sample_outputs``, by default :func:`sample_block`) and write it; returns its
+    journal entry.
 
     Every output is written atomically (``imageio.save_image``: PNG, no metadata) before the
     entry is returned; the caller appends the entry to the journal. Reading and sampling can be
@@ -280,7 +281,8 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
 
     skipped: list = [] if job.task.resumable else None
     written, records, made = [], [], set()
-    for s in sample_block(job, outputs, cache=cache, dtype=np.uint8, skipped=skipped, progress=progress, stop=stop):
+    for s in job.task.sample_outputs(job, outputs, sample_block, cache=cache, dtype=np.uint8, skipped=skipped,
+                                     progress=progress, stop=stop):
         path = job.out / s.output.name
         if path.parent not in made:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -204,6 +204,7 @@ def execute_job(job: Job) -> int:
             "task": task.name, "total": n_items, "done": n_items - len(skipped_list), "skipped": len(skipped_list),
             "outputs": len(records), "skipped_files": skipped_list,
         }
+        report.update(task.report_fields(job, records))
         path = report_path(job)
         write_json(path, report)
         if task.private_report:  # a public report from an earlier version would name inputs
