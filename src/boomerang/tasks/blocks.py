@@ -21,7 +21,8 @@ from boomerang.tasks.base import Task
 from boomerang.tasks.job import DecodedInput, Job, OutputFile
 
 __all__ = ["attach_model", "model_description", "default_block_size", "read_item", "InputCache",
-           "INPUT_CACHE_BYTES", "BlockSample", "sample_block", "write_block", "blocks_of"]
+           "INPUT_CACHE_BYTES", "BlockSample", "sample_block", "write_block", "blocks_of", "block_count",
+           "block_outputs", "block_length"]
 
 #: Decoded inputs kept for later blocks of the same job, at most this many bytes per process.
 INPUT_CACHE_BYTES = 1 << 30
@@ -110,10 +111,14 @@ class InputCache:
 
     def __init__(self, job: Job, max_bytes: int = INPUT_CACHE_BYTES):
         self.job, self.max_bytes, self.bytes = job, int(max_bytes), 0
-        self.last = {}
-        for o in job.outputs:
-            self.last[o.item.index] = max(self.last.get(o.item.index, -1), o.index)
         self.kept: dict[int, Any] = {}
+
+    def _last(self, index: int) -> int:
+        """The index of item ``index``'s last output (closed form for an OutputList)."""
+        outputs = self.job.outputs
+        if hasattr(outputs, "last_of_item"):
+            return outputs.last_of_item(index)
+        return max(o.index for o in outputs if o.item.index == index)
 
     @staticmethod
     def _size(d) -> int:
@@ -145,7 +150,7 @@ class InputCache:
 
     def done_with(self, last_output: int) -> None:
         """Forget every item whose last output has an index <= ``last_output``."""
-        for index in [i for i in self.kept if self.last.get(i, -1) <= last_output]:
+        for index in [i for i in self.kept if self._last(i) <= last_output]:
             got = self.kept.pop(index)
             if not isinstance(got, str):
                 self.bytes -= self._size(got)
@@ -291,9 +296,25 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
     return {"block": block, "written": written, "records": records, "skipped": skipped or []}
 
 
+def block_count(job: Job) -> int:
+    """The number of blocks of the job: ``ceil(len(outputs) / block_size)``."""
+    return -(-len(job.outputs) // job.block_size)
+
+
+def block_outputs(job: Job, block: int) -> list[OutputFile]:
+    """The outputs of block ``block``: indices ``block * block_size`` up to the next block's first."""
+    start = block * job.block_size
+    outputs = job.outputs
+    if hasattr(outputs, "range"):
+        return list(outputs.range(start, start + job.block_size))
+    return list(outputs[start:start + job.block_size])
+
+
+def block_length(job: Job, block: int) -> int:
+    """How many outputs block ``block`` holds (the last one may be short)."""
+    return max(0, min(job.block_size, len(job.outputs) - block * job.block_size))
+
+
 def blocks_of(job: Job) -> dict[int, list[OutputFile]]:
-    """``{block index: outputs}``: output o is in block o.index // block_size."""
-    blocks: dict[int, list[OutputFile]] = {}
-    for o in job.outputs:
-        blocks.setdefault(o.index // job.block_size, []).append(o)
-    return blocks
+    """``{block index: outputs}`` of every block (in memory: for small in-memory jobs, the API)."""
+    return {b: block_outputs(job, b) for b in range(block_count(job))}
