@@ -18,7 +18,7 @@ peak RSS, ``ru_maxrss``, is its own):
 
 Reported per run: wall seconds (the imports, of diffusers' schedulers among them, and the
 model load are fixed start-up costs, timed apart and left out of items/s),
-items/s, the process's RSS after its imports and its peak RSS. Targets (issue 22):
+items/s, the process's RSS after its imports and its peak RSS (VmHWM). Targets (issue 22):
 local peak RSS growth <= 50 MB from 10k to 200k items; local items/s >= 0.8x bare.
 Writes runner_scale.json into --out (default benchmarks/out/).
 """
@@ -47,9 +47,11 @@ def _rss_kb() -> int:
 
 
 def _peak_kb() -> int:
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """VmHWM: this process's peak RSS (unlike ru_maxrss, not inherited across fork + exec)."""
+    for line in open("/proc/self/status", encoding="utf-8"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def make_inputs(folder: Path, n: int) -> None:
@@ -158,7 +160,6 @@ def main() -> None:
     p.add_argument("--tmp", default=None, help="folder for the generated inputs and outputs (default: system temp)")
     add_out_argument(p)
     a = p.parse_args()
-    info = machine()
     runs = []
     for n in a.sizes:
         tmp = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=a.tmp))
@@ -186,7 +187,7 @@ def main() -> None:
                 summary[f"{arm}_vs_bare_throughput_{n}"] = r["items_per_s"] / bare["items_per_s"]
     for k, v in summary.items():
         print(f"{k}: {v:.3f}")
-    save_json("runner_scale", {"machine": info, "runs": runs, "summary": summary}, a.out)
+    save_json("runner_scale", {"machine": machine(), "tmp": a.tmp, "runs": runs, "summary": summary}, a.out)
 
 
 if __name__ == "__main__":
