@@ -131,6 +131,7 @@ class AnonymiseTask(Task):
     [--prompt-template T] [--link-file PATH] [--model ...]``."""
 
     name = "anonymise"
+    sharded_inputs = False  # not yet: the shard layouts come to this task later
     help = "replace every image of a dataset by Boomerang samples near it (opaque names, optional link file)"
     description = (
         "Anonymise a dataset: every image of IN_DIR is replaced by --samples-per-image Boomerang samples at "

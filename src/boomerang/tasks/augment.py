@@ -45,6 +45,7 @@ class AugmentTask(Task):
     """``boomerang augment IN_DIR --level 0.3 --samples-per-image 4 --out OUT_DIR [--include-originals]``."""
 
     name = "augment"
+    sharded_inputs = False  # not yet: the shard layouts come to this task later
     help = "an augmented training set: K local samples per image, one sample set per level"
     description = (
         "Data augmentation with Boomerang local samples: for every image of IN_DIR (a folder, class folders, "

@@ -31,6 +31,7 @@ class Task:
             skipped and reported. False (``sample``): every input is checked
             before the model loads (one bad file stops the command) and one run
             writes everything.
+        sharded_inputs: the task reads WebDataset / Parquet shards (``--layout webdataset|parquet``).
         private_report: the report names input files and so goes to the job's private folder
             (``OUT/.job/report.json``) instead of OUT (``anonymise``: OUT is the release).
         defaults: overrides of the sampling defaults for this command's flags
@@ -45,6 +46,7 @@ class Task:
     description = "Boomerang local samples of every image in IN_DIR, written to OUT_DIR in the same layout."
     resumable = True
     private_report = False
+    sharded_inputs = True
     defaults: dict = {"num_samples": 1}
     Options = NoOptions
     State = NoState
@@ -93,8 +95,11 @@ class Task:
         return None
 
     def other_outputs(self, job: Job) -> list[str]:
-        """Names of the files the task writes besides its samples (checked against the inputs)."""
-        return []
+        """Names of the files the task writes besides its samples (checked against the inputs).
+        Default: the output shards of a sharded input (:mod:`boomerang.tasks.shards`)."""
+        from boomerang.tasks.shards import is_sharded, output_shards
+
+        return output_shards(job) if is_sharded(job) else []
 
     def seed(self, job: Job, item: Item, j: int) -> int:
         """The seed of sample ``j`` of ``item``: ``seeds.path_seed(seed, item.relpath, j)``."""
@@ -189,8 +194,13 @@ class Task:
 
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         """Write what depends on every output: by default the output metadata file
-        (``metadata.jsonl``, or ``metadata.csv`` when the input had one), rows in output order."""
+        (``metadata.jsonl``, or ``metadata.csv`` when the input had one), rows in output order;
+        for sharded inputs the output shards instead (:func:`boomerang.tasks.shards.write_output_shards`)."""
         from boomerang.tasks.metadata import write_metadata_file
+        from boomerang.tasks.shards import is_sharded, write_output_shards
 
+        if is_sharded(job):  # the output shards carry each output's metadata row
+            write_output_shards(job, records)
+            return
         fmt = job.layout.metadata_format if job.layout is not None and job.layout.metadata_format else "jsonl"
         write_metadata_file(job.out, records, fmt)

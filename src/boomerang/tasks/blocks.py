@@ -82,7 +82,12 @@ def read_item(job: Job, item) -> DecodedInput:
     from boomerang import imageio
     from boomerang.inputs import fit_args_for, read_input
 
-    source = item.path if item.path is not None else item.source
+    if item.member is not None:  # an image inside a shard (tar member or Parquet row)
+        from boomerang.tasks.shards import open_source
+
+        source = open_source(item)
+    else:
+        source = item.path if item.path is not None else item.source
     plain = type(job.task).transform is Task.transform and type(job.task).fit is Task.fit
     if plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
         loaded, reference, fitted = read_input(source, fit_args_for(job.settings, job.model))
@@ -278,15 +283,19 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
 
     from boomerang import imageio
 
+    from boomerang.tasks.shards import is_sharded, staged_name
+
     skipped: list = [] if job.task.resumable else None
     written, records, made = [], [], set()
+    staged = is_sharded(job)  # shards are written whole at the end; blocks stage their PNGs
     for s in sample_block(job, outputs, cache=cache, dtype=np.uint8, skipped=skipped, progress=progress, stop=stop):
-        path = job.out / s.output.name
+        name = staged_name(s.output.name) if staged else s.output.name
+        path = job.out / name
         if path.parent not in made:
             path.parent.mkdir(parents=True, exist_ok=True)
             made.add(path.parent)
         imageio.save_image(s.pixels, path)
-        written.append(s.output.name)
+        written.append(name)
         rec = job.task.record(job, s.output, s.plan, s.result, s.decoded, s.pixels)
         records.append({"_unit": s.output.index, **rec})
         if progress is not None:

@@ -78,9 +78,9 @@ class IndexedItems:
                 yield self._item(i, line)
 
     def _item(self, i: int, line: bytes) -> Item:
-        rel, path, label, caption, columns, shard, member, size = json.loads(line)
+        rel, path, label, caption, columns, shard, member, size, offset = json.loads(line)
         return Item(i, rel, None if path is None else self.root / path, label, caption, columns,
-                    shard=shard, member=member, size=size)
+                    shard=shard, member=member, size=size, offset=offset)
 
     def digest(self) -> str:
         return self._digest
@@ -109,7 +109,7 @@ def index_items(items, folder, root) -> IndexedItems:
         for it in items:
             h.update(item_line(it).encode() + b"\n")
             path = None if it.path is None else Path(it.path).relative_to(root).as_posix()
-            line = (json.dumps([it.relpath, path, it.label, it.caption, it.columns, it.shard, it.member, it.size],
+            line = (json.dumps([it.relpath, path, it.label, it.caption, it.columns, it.shard, it.member, it.size, it.offset],
                                ensure_ascii=False, default=str) + "\n").encode()
             idx.write(_OFFSET.pack(offset))
             fh.write(line)

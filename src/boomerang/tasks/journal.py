@@ -145,7 +145,8 @@ class JobFolder:
         except (OSError, ValueError, TypeError):
             names = []  # a job from before outputs.json, or a damaged file: its samples still go
         _remove_files(self.out, names)
-        for name in ("job.json", "journal.jsonl", "outputs.json", "report.json", "items.jsonl", "items.idx"):
+        for name in ("job.json", "journal.jsonl", "outputs.json", "report.json", "items.jsonl", "items.idx",
+                     "shards.json"):
             try:
                 (self.dir / name).unlink()
             except OSError:

@@ -32,7 +32,7 @@ from boomerang.errors import SettingError
 
 __all__ = ["LAYOUTS", "Item", "Layout", "ListedItems", "scan", "survey_folder", "items_digest", "item_line"]
 
-LAYOUTS = ("auto", "folder", "classes", "imagefolder")
+LAYOUTS = ("auto", "folder", "classes", "imagefolder", "webdataset", "parquet")
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 
 
@@ -55,6 +55,8 @@ class Item:
             input folder (``path`` is the shard file), else ``None``.
         member: sharded inputs: the image's tar member name, or ``"row:<n>"`` in a Parquet file.
         size: sharded inputs: the image's size in bytes (part of the input fingerprint).
+        offset: sharded inputs: where the image's bytes start in a tar shard, or the Parquet
+            row group holding the row.
     """
 
     index: int
@@ -67,6 +69,7 @@ class Item:
     shard: str | None = None
     member: str | None = None
     size: int | None = None
+    offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,13 @@ def scan(root, layout: str = "auto") -> Layout:
     root = Path(root)
     if not root.exists():
         raise SettingError(f"`input` {root}: no such file or folder. Check the path (quote it if it contains spaces).")
+    if layout in ("auto", "webdataset", "parquet"):
+        from boomerang.tasks.shards import ShardItems, detect
+
+        kind = detect(root) if layout == "auto" else layout
+        if kind is not None:
+            items = ShardItems(root, kind)
+            return Layout(kind, items.root, items, None, ())
     if not root.is_dir():
         raise SettingError(f"`input` {root} is not a folder (a dataset job reads a folder of images)")
     if layout not in LAYOUTS:

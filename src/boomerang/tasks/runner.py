@@ -77,6 +77,9 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
     elif task.resumable:
         job.layout = task.scan(job)
         job.items = job.layout.items
+        if job.layout.kind in ("webdataset", "parquet") and not task.sharded_inputs:
+            raise SettingError(f"{task.name} does not read {job.layout.kind} shards yet; "
+                               "give it a folder of images (`layout` folder, classes or imagefolder)")
     task.before_load(job)  # sample reads and checks its inputs here
     if job.info is None:
         job.info = model if model is not None else job_plan.model_info(settings.model)
@@ -328,8 +331,9 @@ def _index_items(job: Job, folder) -> None:
     there (:func:`boomerang.tasks.items.index_items`; Ray actors read the same files)."""
     from boomerang.tasks.items import index_items
     from boomerang.tasks.layout import ListedItems
+    from boomerang.tasks.shards import ShardItems
 
-    if isinstance(job.items, ListedItems):
+    if isinstance(job.items, (ListedItems, ShardItems)):
         job.items = index_items(job.items, folder.dir, job.layout.root)
 
 
