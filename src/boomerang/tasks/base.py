@@ -77,13 +77,21 @@ class Task:
     # -- inputs ----------------------------------------------------------------------------------
 
     def scan(self, job: Job) -> Layout:
-        """The input items: the layout of ``job.job_settings.inputs[0]`` (:func:`boomerang.tasks.layout.scan`)."""
+        """The input items: the layout of ``job.job_settings.inputs[0]``: WebDataset / Parquet shards
+        (:mod:`boomerang.tasks.shards`, by ``layout`` or detected), else a folder layout
+        (:func:`boomerang.tasks.layout.scan`)."""
         from boomerang.errors import SettingError
-        from boomerang.tasks.layout import scan
+        from boomerang.tasks.layout import Layout, scan
+        from boomerang.tasks.shards import ShardItems, detect
 
         if len(job.job_settings.inputs) != 1:
             raise SettingError(f"{self.name} reads one input folder, got {len(job.job_settings.inputs)}")
-        return scan(job.job_settings.inputs[0], job.job_settings.layout)
+        root, layout = Path(job.job_settings.inputs[0]), job.job_settings.layout
+        kind = layout if layout in ("webdataset", "parquet") else detect(root) if layout == "auto" else None
+        if kind is not None and root.exists():
+            items = ShardItems(root, kind)
+            return Layout(kind, items.root, items, None, ())
+        return scan(root, layout)
 
     def before_load(self, job: Job) -> None:
         """Called after the items are known, before the model's configs are read: check what

@@ -1,6 +1,7 @@
 """Input layouts of dataset jobs: what the items are and what travels with them (torch-free).
 
-Three layouts, detected in this order (``layout="auto"``):
+Three folder layouts, detected in this order (``layout="auto"``; the shard layouts
+``webdataset`` and ``parquet`` are :mod:`boomerang.tasks.shards`, tried first by ``Task.scan``):
 
 * ``imagefolder`` -- the Hugging Face ``imagefolder`` convention: a
   ``metadata.jsonl`` or ``metadata.csv`` at the folder's root whose
@@ -223,13 +224,8 @@ def scan(root, layout: str = "auto") -> Layout:
     root = Path(root)
     if not root.exists():
         raise SettingError(f"`input` {root}: no such file or folder. Check the path (quote it if it contains spaces).")
-    if layout in ("auto", "webdataset", "parquet"):
-        from boomerang.tasks.shards import ShardItems, detect
-
-        kind = detect(root) if layout == "auto" else layout
-        if kind is not None:
-            items = ShardItems(root, kind)
-            return Layout(kind, items.root, items, None, ())
+    if layout in ("webdataset", "parquet"):  # read by boomerang.tasks.shards (Task.scan)
+        raise SettingError(f"`layout` {layout} is not a folder layout; this command reads folders of images")
     if not root.is_dir():
         raise SettingError(f"`input` {root} is not a folder (a dataset job reads a folder of images)")
     if layout not in LAYOUTS:
