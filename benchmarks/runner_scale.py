@@ -1,7 +1,7 @@
 """Runner at scale: the driver's peak memory and items/s for 10k .. 200k inputs, against a bare Pillow loop.
 
     .venv/bin/python benchmarks/runner_scale.py [--sizes 10000 50000 200000] [--engines local ray] [--repeats R]
-        [--tmp DIR] [--out DIR]
+        [--tmp DIR] [--name NAME] [--out DIR]
 
 For each size N, writes N small PNGs (28x28 gray, 16 distinct images, 1,000 per
 sub-folder) to a temporary folder, then runs, each in a fresh process (so that its
@@ -163,6 +163,7 @@ def main() -> None:
     p.add_argument("--engines", nargs="+", default=["local"], choices=("local", "ray"), help="job engines")
     p.add_argument("--repeats", type=int, default=1, help="interleaved runs of each arm (best items/s reported)")
     p.add_argument("--tmp", default=None, help="folder for the generated inputs and outputs (default: system temp)")
+    p.add_argument("--name", default="runner_scale", help="file name of the results (NAME.json in --out)")
     add_out_argument(p)
     a = p.parse_args()
     runs = []
@@ -197,7 +198,7 @@ def main() -> None:
                 summary[f"{arm}_vs_bare_throughput_{n}"] = r["items_per_s"] / bare["items_per_s"]
     for k, v in summary.items():
         print(f"{k}: {v:.3f}")
-    save_json("runner_scale", {"machine": machine(), "tmp": a.tmp, "runs": runs, "summary": summary}, a.out)
+    save_json(a.name, {"machine": machine(), "tmp": a.tmp, "runs": runs, "summary": summary}, a.out)
 
 
 if __name__ == "__main__":

@@ -189,3 +189,17 @@ def test_sigkill_then_resume_writes_the_same_shards(tmp_path, tiny_pixel_dir, ki
     assert _wait(_fork_job(argv(out))) == 0
     assert _tree(out) == expected
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_the_ray_engine_writes_the_same_shards_as_the_local_engine(tmp_path, tiny_pixel_dir):
+    ray = pytest.importorskip("ray")
+    src = _wds(tmp_path / "in", {"s0.tar": ["a0", "a1", "a2"], "s1.tar": ["b0", "b1"]})
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert main_for(Task(), [str(src), *_args(tiny_pixel_dir, local, "--batch-size", "2")]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        assert main_for(Task(), [str(src), *_args(tiny_pixel_dir, remote, "--batch-size", "2", "--engine", "ray",
+                                                  "--workers", "2")]) == 0
+    finally:
+        ray.shutdown()
+    assert _tree(remote) == _tree(local) and {"s0.tar", "s1.tar"} <= set(_tree(local))
