@@ -14,6 +14,8 @@ several levels touches each input in one block per level.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
@@ -26,6 +28,10 @@ __all__ = ["attach_model", "model_description", "default_block_size", "read_item
 
 #: Decoded inputs kept for later blocks of the same job, at most this many bytes per process.
 INPUT_CACHE_BYTES = 1 << 30
+#: Threads that write a block's PNGs (encode, fsync, rename) while the next output is restored.
+WRITE_THREADS = 4
+#: Outputs larger than this (uint8 bytes) are written at once, not queued for the writer threads.
+BACKGROUND_WRITE_BYTES = 16 << 20
 
 
 def attach_model(job: Job, threads=None) -> None:
@@ -272,9 +278,10 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
                 progress=None, stop=None) -> dict:
     """Sample one block (:func:`sample_block`) and write it; returns its journal entry.
 
-    Every output is written atomically (``imageio.save_image``: PNG, no metadata) before the
-    entry is returned; the caller appends the entry to the journal. Reading and sampling can be
-    interrupted by ``stop``; writes cannot.
+    Every output is written atomically (``imageio.save_image``: PNG, no metadata; by
+    :data:`WRITE_THREADS` threads, in order of submission) before the entry is returned; the
+    caller appends the entry to the journal. Reading and sampling can be interrupted by
+    ``stop``; writes cannot (a stop waits for the writes in flight).
 
     Returns:
         ``{"block", "written": [names], "records": [rows], "skipped": [{"file", "reason"}]}``.
@@ -288,18 +295,39 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
     skipped: list = [] if job.task.resumable else None
     written, records, made = [], [], set()
     staged = is_sharded(job)  # shards are written whole at the end; blocks stage their PNGs
-    for s in sample_block(job, outputs, cache=cache, dtype=np.uint8, skipped=skipped, progress=progress, stop=stop):
-        name = staged_name(s.output.name) if staged else s.output.name
-        path = job.out / name
-        if path.parent not in made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made.add(path.parent)
-        imageio.save_image(s.pixels, path)
-        written.append(name)
-        rec = job.task.record(job, s.output, s.plan, s.result, s.decoded, s.pixels)
-        records.append({"_unit": s.output.index, **rec})
+    pending: deque = deque()
+
+    def finish_oldest() -> None:
+        pending.popleft().result()  # re-raises a failed write (OutputWriteError)
         if progress is not None:
             progress.finished(1)
+
+    # Writes (PNG encode, fsync) run in a few threads while the next output is restored: both
+    # release the GIL, so a disk's fsync latency is hidden. Leaving the `with` waits for every
+    # write in flight, also when a stop or an error ends the block early: nothing half-written.
+    with ThreadPoolExecutor(WRITE_THREADS) as pool:
+        for s in sample_block(job, outputs, cache=cache, dtype=np.uint8, skipped=skipped, progress=progress,
+                              stop=stop):
+            name = staged_name(s.output.name) if staged else s.output.name
+            path = job.out / name
+            if path.parent not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
+            if s.pixels.nbytes > BACKGROUND_WRITE_BYTES:  # a large output is written at once (memory)
+                while pending:
+                    finish_oldest()
+                imageio.save_image(s.pixels, path)
+                if progress is not None:
+                    progress.finished(1)
+            else:
+                while len(pending) >= 2 * WRITE_THREADS:
+                    finish_oldest()
+                pending.append(pool.submit(imageio.save_image, s.pixels, path))
+            written.append(name)
+            rec = job.task.record(job, s.output, s.plan, s.result, s.decoded, s.pixels)
+            records.append({"_unit": s.output.index, **rec})
+        while pending:
+            finish_oldest()
     if cache is not None and outputs:
         cache.done_with(outputs[-1].index)
     return {"block": block, "written": written, "records": records, "skipped": skipped or []}
