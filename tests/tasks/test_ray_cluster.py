@@ -4,7 +4,7 @@ each) that loses an actor, then a node, in the middle of a dataset job (``--engi
 The job must complete on what is left, or stop with its documented status and complete on a
 rerun; either way its outputs are byte-identical to a local run and nothing is half-written.
 Every Ray process started here is stopped by its own process group (never ``ray stop``).
-About 3-4 minutes on a busy 2-core machine.
+2 to 4 minutes on a busy 2-core machine.
 """
 
 from __future__ import annotations
