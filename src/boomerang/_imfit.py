@@ -164,7 +164,19 @@ def read_for_model(
 
 
 def _peek_size(path: Path, max_pixels: int | None) -> tuple[int, int] | None:
-    """(W, H) from the file header, or None if it cannot be read (read_image then says why)."""
+    """(W, H) from the file header, or None if it cannot be read (read_image then says why).
+
+    A PNG's size is read from its IHDR chunk (the first 24 bytes) without opening it with
+    Pillow (the same numbers Pillow reads; the full read checks everything else)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+        if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            if w > 0 and h > 0:
+                return w, h
+    except OSError:
+        return None
     try:
         with Image.open(path) as img:
             return img.size

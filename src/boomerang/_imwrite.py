@@ -226,7 +226,7 @@ def check_output_dir(
             if out == src:
                 raise ValueError(f"output folder {out_dir} is the input file {p}; choose another output folder.")
             input_files.add(src)
-    for name in output_names:
+    for name in output_names if input_files else ():  # a folder input: nothing to overwrite by name
         target = (out / name).resolve()
         if target in input_files:
             raise ValueError(

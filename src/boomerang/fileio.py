@@ -7,6 +7,7 @@ temporary file in the same folder, flushed, fsynced and renamed over the target
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OutputWriteError", "atomic_write_bytes", "atomic_write_text", "json_bytes", "write_json", "write_jsonl",
+__all__ = ["OutputWriteError", "atomic_write_bytes", "atomic_open", "atomic_write_text", "json_bytes", "write_json", "write_jsonl",
            "read_json", "read_jsonl", "follow_umask"]
 
 
@@ -60,8 +61,43 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # before the fsync: one flush of data and mode
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+            raise _write_error(path, exc) from exc
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike):
+    """Write ``path`` atomically as a stream: ``with atomic_open(p) as fh: fh.write(...)``.
+
+    The same promise as :func:`atomic_write_bytes` for a file too large to hold in memory (a
+    job's metadata of millions of rows): the data goes to a temporary file in the same folder,
+    which is flushed, fsynced and renamed over ``path`` when the block ends without an error;
+    on any error it is removed and ``path`` is left as it was.
+
+    Raises:
+        OutputWriteError: the file cannot be created or written (one line naming ``path``).
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            yield fh
+            fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         try:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from boomerang.settings import SampleSettings
 
-__all__ = ["FitArgs", "fit_args_for", "fit_input", "read_input", "CheckedInput", "check_inputs"]
+__all__ = ["FitArgs", "fit_args_for", "fit_input", "read_input", "CheckedInput", "check_inputs", "unusable_inputs"]
 
 
 class FitArgs(NamedTuple):
@@ -117,15 +117,23 @@ def check_inputs(sources: list, settings: SampleSettings, info, *, thumbnails: b
         thumbnails: also keep each input's contact-sheet thumbnail (``boomerang sample``).
 
     Raises:
-        boomerang.imageio.ImageInputError: (a ValueError) the first input that cannot be read
-            or is too large for the model; the message names it.
+        boomerang.imageio.ImageInputError: (a ValueError) inputs that cannot be read or are too
+            large for the model: every one is read first, and the one message names them all
+            (one input: its own message; several: ``N inputs cannot be used: <message>; ...``).
     """
     from boomerang import imageio
 
     fit = fit_args_for(settings, info)
     out = []
+    bad: list[str] = []
     for i, src in enumerate(sources):
-        loaded, reference, fitted = read_input(src, fit)
+        try:
+            loaded, reference, fitted = read_input(src, fit)
+        except imageio.ImageInputError as exc:
+            bad.append(str(exc))
+            continue
+        if bad:
+            continue  # keep reading only to name every bad input
         thumb = None
         if thumbnails:
             from boomerang.sheet import input_thumbnail, png_bytes
@@ -135,7 +143,20 @@ def check_inputs(sources: list, settings: SampleSettings, info, *, thumbnails: b
         hollow = _hollow(loaded.pixels.shape)
         out.append(CheckedInput(i, dataclasses.replace(loaded, pixels=hollow), tuple(fitted.pixels.shape),
                                 fitted.method, thumb))
+    if bad:
+        raise unusable_inputs(bad)
     return out
+
+
+def unusable_inputs(messages: list[str]):
+    """One :class:`~boomerang.imageio.ImageInputError` naming every unusable input: one input, its
+    own message; several, ``N inputs cannot be used: <message>; <message> ...`` (one line)."""
+    from boomerang.imageio import ImageInputError
+
+    if len(messages) == 1:
+        return ImageInputError(messages[0])
+    return ImageInputError(f"{len(messages)} inputs cannot be used: "
+                           + "; ".join(m.rstrip(".") for m in messages) + ".")
 
 
 def _hollow(shape):

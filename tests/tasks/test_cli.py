@@ -515,3 +515,23 @@ def test_compatibility_schedules(tmp_path, digit, tiny_pixel_dir):
         (rec,) = json.loads((out / "metadata.json").read_text())["samples"]
         assert (rec["schedule"], rec["timestep"]) == (schedule, expected_t)
         assert rec["alpha_bar"] == pytest.approx(float(sched.alphas_cumprod[expected_t]), rel=1e-6)
+
+
+def test_several_unreadable_images_are_all_named(tmp_path, tiny_pixel_dir, no_model_load, capsys):
+    """One error line names every unusable input and their count, not only the first."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _gray_png(folder / "a.png")
+    bad = ["b.jpg", "c.png", "d.png"]
+    for name, case in zip(bad, ["truncated.jpg", "empty.png", "not_an_image.png"]):
+        shutil.copy(CASES / case, folder / name)
+    _gray_png(folder / "e.png")
+    out = tmp_path / "out"
+    rc, err = _run(["sample", folder, "--model", tiny_pixel_dir, "--out", out], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert "3 inputs cannot be used" in err
+    for name in bad:
+        assert str(folder / name) in err
+    assert "a.png" not in err and "e.png" not in err
+    rc, err = _run(["sample", folder, "--model", tmp_path / "no-model", "--out", out], capsys)
+    assert rc == 2 and "3 inputs cannot be used" in err and all(str(folder / n) in err for n in bad)

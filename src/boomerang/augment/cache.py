@@ -127,23 +127,27 @@ def write_manifest(level_dir: str | os.PathLike, rows: Iterable[Mapping]) -> pat
     Raises:
         ValueError: a row lacks a required field or has a bad path or index.
     """
-    from boomerang.imageio import atomic_write_bytes
+    from boomerang.fileio import atomic_open
 
-    lines = []
-    for row in rows:
-        row = dict(row)
-        for k in ("file_name", "source", "sample_index"):
-            if k not in row:
-                raise ValueError(f"manifest row lacks {k!r}: {row}")
-        row["file_name"] = _check_relpath(row["file_name"], "file_name")
-        row["source"] = _check_relpath(row["source"])
-        if isinstance(row["sample_index"], bool) or not isinstance(row["sample_index"], int) or row["sample_index"] < 0:
-            raise ValueError(f"sample_index must be an integer >= 0, got {row['sample_index']!r}")
-        lines.append(json.dumps(row, sort_keys=False))
     path = pathlib.Path(level_dir) / MANIFEST_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
+    with atomic_open(path) as fh:  # streamed: a level of millions of samples is never held
+        for row in rows:
+            fh.write((_manifest_line(row) + "\n").encode("utf-8"))
     return path
+
+
+def _manifest_line(row: Mapping) -> str:
+    """One checked manifest row as JSON."""
+    row = dict(row)
+    for k in ("file_name", "source", "sample_index"):
+        if k not in row:
+            raise ValueError(f"manifest row lacks {k!r}: {row}")
+    row["file_name"] = _check_relpath(row["file_name"], "file_name")
+    row["source"] = _check_relpath(row["source"])
+    if isinstance(row["sample_index"], bool) or not isinstance(row["sample_index"], int) or row["sample_index"] < 0:
+        raise ValueError(f"sample_index must be an integer >= 0, got {row['sample_index']!r}")
+    return json.dumps(row, sort_keys=False)
 
 
 def read_manifest(cache_dir: str | os.PathLike, level: float) -> list[dict]:

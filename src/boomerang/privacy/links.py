@@ -145,12 +145,14 @@ def check_link_file(path: str | os.PathLike) -> None:
                            f"({exc.strerror or exc}); choose a folder you can write to") from None
 
 
-def write_links(path: str | os.PathLike, links: Iterable[Link]) -> pathlib.Path:
-    """Write links as JSONL, atomically (temporary file in the same folder, then rename).
+def write_links(path: str | os.PathLike, links: Iterable[Link], *, unique_outputs: bool = False) -> pathlib.Path:
+    """Write links as JSONL, atomically (temporary file in the same folder, then rename), streamed.
 
     Args:
         path: destination file; its folder is created if needed.
         links: :class:`Link` objects (paths are checked as in :func:`read_links`).
+        unique_outputs: the caller guarantees that no output is linked twice (a job's outputs
+            have unique names): the check, which holds every name, is left out.
 
     Returns:
         The path written.
@@ -158,19 +160,19 @@ def write_links(path: str | os.PathLike, links: Iterable[Link]) -> pathlib.Path:
     Raises:
         LinkFileError: a path that is not relative, or an output listed twice.
     """
-    from boomerang.imageio import atomic_write_bytes
+    from boomerang.fileio import atomic_open
 
     path = pathlib.Path(path)
-    lines: list[str] = []
     seen: set[str] = set()
-    for i, link in enumerate(links, start=1):
-        where = f"link {i}"
-        src = _check_relpath(link.source, "source", where)
-        out = _check_relpath(link.output, "output", where)
-        if out in seen:
-            raise LinkFileError(f"{where}: output {out!r} is linked twice")
-        seen.add(out)
-        lines.append(format_link(Link(src, out, dict(link.extra))))
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
+    with atomic_open(path) as fh:
+        for i, link in enumerate(links, start=1):
+            where = f"link {i}"
+            src = _check_relpath(link.source, "source", where)
+            out = _check_relpath(link.output, "output", where)
+            if not unique_outputs:
+                if out in seen:
+                    raise LinkFileError(f"{where}: output {out!r} is linked twice")
+                seen.add(out)
+            fh.write((format_link(Link(src, out, dict(link.extra))) + "\n").encode("utf-8"))
     return path

@@ -186,6 +186,7 @@ class AnonymiseTask(Task):
     [--prompt-template T] [--link-file PATH] [--model ...]``."""
 
     name = "anonymise"
+    sharded_inputs = False  # not yet: the shard layouts come to this task later
     help = "replace every image of a dataset by Boomerang samples near it (opaque names, optional link file)"
     description = (
         "Anonymise a dataset: every image of IN_DIR is replaced by --samples-per-image Boomerang samples at "
@@ -353,14 +354,14 @@ class AnonymiseTask(Task):
             out["verification"] = verification_counts(job, records)
         return out
 
-    def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
-        from boomerang.privacy.links import Link, write_links
-        from boomerang.tasks.metadata import write_metadata_file
+    @staticmethod
+    def _links(job: Job, records):
+        """``(source, level index, sample, Link)`` of every output, in output order."""
+        from boomerang.privacy.links import Link
 
         outputs = job.outputs
         several_levels = len(job.noise_levels) > 1
         several_samples = job.settings.num_samples > 1
-        links = []
         for r in records:
             o = outputs[r["_unit"]]
             extra = {}
@@ -368,12 +369,23 @@ class AnonymiseTask(Task):
                 extra["level"] = job.noise_levels[o.level_index][0]
             if several_samples:
                 extra["sample"] = o.sample
-            links.append((o.item.relpath, o.level_index, o.sample, Link(o.item.relpath, r["file_name"], extra)))
-        rows = [{k: v for k, v in r.items() if k != PRIVATE_KEY} for r in records]
+            yield o.item.relpath, o.level_index, o.sample, Link(o.item.relpath, r["file_name"], extra)
+
+    def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
+        from boomerang.privacy.links import write_links
+        from boomerang.tasks.journal import JOB_DIR
+        from boomerang.tasks.metadata import write_metadata_file
+        from boomerang.tasks.streams import Replay, external_sorted
+
+        scratch = job.out / JOB_DIR  # the sort's temporary runs: private, on the output's disk
+        scratch.mkdir(parents=True, exist_ok=True)
+        public = Replay(lambda: ({k: v for k, v in r.items() if k != PRIVATE_KEY} for r in records))
+        rows = public
         if not job.options.keep_names:  # rows in name order: the row order reveals no input order
-            rows = [{**r, "_unit": i} for i, r in enumerate(sorted(rows, key=lambda r: r["file_name"]))]
+            rows = Replay(lambda: ({**r, "_unit": i} for i, r in enumerate(
+                external_sorted(public, key=lambda r: r["file_name"], folder=scratch))))
         fmt = job.layout.metadata_format if job.layout is not None and job.layout.metadata_format else "jsonl"
-        write_metadata_file(job.out, rows, fmt)
+        write_metadata_file(job.out, rows, fmt)  # streamed: records and Replay come in order
         now = time.time()
         for r in records:  # one modification time for all: the write order (= input order) stays hidden
             try:
@@ -382,8 +394,9 @@ class AnonymiseTask(Task):
                 pass
         link_file = job.options.link_file
         if link_file:
-            write_links(link_file, [ln for *_, ln in sorted(links, key=lambda t: t[:3])])
-            print(f"boomerang anonymise: wrote {len(links)} links to {link_file}: keep it private, it undoes the "
+            write_links(link_file, (ln for *_, ln in external_sorted(self._links(job, records), key=lambda t: t[:3],
+                                                                     folder=scratch)), unique_outputs=True)
+            print(f"boomerang anonymise: wrote {len(records)} links to {link_file}: keep it private, it undoes the "
                   "anonymisation", file=sys.stderr)
         if job.options.verify_top is not None:
             from boomerang.privacy.verify import write_verification

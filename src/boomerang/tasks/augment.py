@@ -45,6 +45,7 @@ class AugmentTask(Task):
     """``boomerang augment IN_DIR --level 0.3 --samples-per-image 4 --out OUT_DIR [--include-originals]``."""
 
     name = "augment"
+    sharded_inputs = False  # not yet: the shard layouts come to this task later
     help = "an augmented training set: K local samples per image, one sample set per level"
     description = (
         "Data augmentation with Boomerang local samples: for every image of IN_DIR (a folder, class folders, "
@@ -101,7 +102,7 @@ class AugmentTask(Task):
 
         fmt = self._metadata_format(job)
         names = []
-        samples = {o.name for o in job.outputs}
+        samples = {o.name for o in job.outputs} if job.options.include_originals else set()
         for k in range(len(job.noise_levels)):
             d = self._level_dir(job, k)
             names += [f"{d}/metadata.{fmt}", f"{d}/{MANIFEST_NAME}"]
@@ -130,25 +131,35 @@ class AugmentTask(Task):
 
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         """Per level folder: the metadata file, the manifest and (option) the originals."""
+        import itertools
+
         from boomerang.augment.cache import write_manifest
         from boomerang.tasks.metadata import write_metadata_file
+        from boomerang.tasks.streams import Replay
 
         fmt = self._metadata_format(job)
         bad = {s["file"] for s in skipped}
-        kept = [it for it in job.items if it.relpath not in bad]
         for k in range(len(job.noise_levels)):
             d = self._level_dir(job, k)
-            rows = sorted((r for r in records if r["level_dir"] == d), key=lambda r: r["_unit"])
-            rows = [{key: v for key, v in r.items() if key != "level_dir"} for r in rows]
-            write_manifest(job.out / d, [{key: v for key, v in r.items() if key != "_unit"} for r in rows])
+
+            def samples(d=d):  # this level's rows, streamed from the records (in output order)
+                return ({key: v for key, v in r.items() if key != "level_dir"} for r in records if r["level_dir"] == d)
+
+            write_manifest(job.out / d, ({key: v for key, v in r.items() if key != "_unit"} for r in samples()))
+
+            def originals():  # originals first, in item order
+                return ({"_unit": -1, "file_name": item.relpath, **item.columns, "source": item.relpath,
+                         "level": None, "timestep": None, "sample_index": None, "seed": None}
+                        for item in job.items if item.relpath not in bad)
+
             if job.options.include_originals:
-                base = -len(kept) - 1  # originals first, in item order
-                for n, item in enumerate(kept):
-                    _link_or_copy(item.path, job.out / d / item.relpath)
-                    rows.append({"_unit": base + n, "file_name": item.relpath, **item.columns,
-                                 "source": item.relpath, "level": None, "timestep": None,
-                                 "sample_index": None, "seed": None})
-            write_metadata_file(job.out / d, rows, fmt)
+                for item in job.items:
+                    if item.relpath not in bad:
+                        _link_or_copy(item.path, job.out / d / item.relpath)
+                rows = Replay(lambda samples=samples: itertools.chain(originals(), samples()))
+            else:
+                rows = Replay(samples)
+            write_metadata_file(job.out / d, rows, fmt, in_order=True)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -31,6 +31,7 @@ class Task:
             skipped and reported. False (``sample``): every input is checked
             before the model loads (one bad file stops the command) and one run
             writes everything.
+        sharded_inputs: the task reads WebDataset / Parquet shards (``--layout webdataset|parquet``).
         private_report: the report names input files and so goes to the job's private folder
             (``OUT/.job/report.json``) instead of OUT (``anonymise``: OUT is the release).
         defaults: overrides of the sampling defaults for this command's flags
@@ -45,6 +46,7 @@ class Task:
     description = "Boomerang local samples of every image in IN_DIR, written to OUT_DIR in the same layout."
     resumable = True
     private_report = False
+    sharded_inputs = True
     defaults: dict = {"num_samples": 1}
     Options = NoOptions
     State = NoState
@@ -75,13 +77,21 @@ class Task:
     # -- inputs ----------------------------------------------------------------------------------
 
     def scan(self, job: Job) -> Layout:
-        """The input items: the layout of ``job.job_settings.inputs[0]`` (:func:`boomerang.tasks.layout.scan`)."""
+        """The input items: the layout of ``job.job_settings.inputs[0]``: WebDataset / Parquet shards
+        (:mod:`boomerang.tasks.shards`, by ``layout`` or detected), else a folder layout
+        (:func:`boomerang.tasks.layout.scan`)."""
         from boomerang.errors import SettingError
-        from boomerang.tasks.layout import scan
+        from boomerang.tasks.layout import Layout, scan
+        from boomerang.tasks.shards import ShardItems, detect
 
         if len(job.job_settings.inputs) != 1:
             raise SettingError(f"{self.name} reads one input folder, got {len(job.job_settings.inputs)}")
-        return scan(job.job_settings.inputs[0], job.job_settings.layout)
+        root, layout = Path(job.job_settings.inputs[0]), job.job_settings.layout
+        kind = layout if layout in ("webdataset", "parquet") else detect(root) if layout == "auto" else None
+        if kind is not None and root.exists():
+            items = ShardItems(root, kind)
+            return Layout(kind, items.root, items, None, ())
+        return scan(root, layout)
 
     def before_load(self, job: Job) -> None:
         """Called after the items are known, before the model's configs are read: check what
@@ -93,8 +103,11 @@ class Task:
         return None
 
     def other_outputs(self, job: Job) -> list[str]:
-        """Names of the files the task writes besides its samples (checked against the inputs)."""
-        return []
+        """Names of the files the task writes besides its samples (checked against the inputs).
+        Default: the output shards of a sharded input (:mod:`boomerang.tasks.shards`)."""
+        from boomerang.tasks.shards import is_sharded, output_shards
+
+        return output_shards(job) if is_sharded(job) else []
 
     def seed(self, job: Job, item: Item, j: int) -> int:
         """The seed of sample ``j`` of ``item``: ``seeds.path_seed(seed, item.relpath, j)``."""
@@ -210,8 +223,13 @@ class Task:
 
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         """Write what depends on every output: by default the output metadata file
-        (``metadata.jsonl``, or ``metadata.csv`` when the input had one), rows in output order."""
+        (``metadata.jsonl``, or ``metadata.csv`` when the input had one), rows in output order;
+        for sharded inputs the output shards instead (:func:`boomerang.tasks.shards.write_output_shards`)."""
         from boomerang.tasks.metadata import write_metadata_file
+        from boomerang.tasks.shards import is_sharded, write_output_shards
 
+        if is_sharded(job):  # the output shards carry each output's metadata row
+            write_output_shards(job, records)
+            return
         fmt = job.layout.metadata_format if job.layout is not None and job.layout.metadata_format else "jsonl"
         write_metadata_file(job.out, records, fmt)

@@ -14,6 +14,8 @@ several levels touches each input in one block per level.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
@@ -22,10 +24,15 @@ from boomerang.tasks.base import Task
 from boomerang.tasks.job import DecodedInput, Job, OutputFile
 
 __all__ = ["attach_model", "model_description", "default_block_size", "read_item", "InputCache",
-           "INPUT_CACHE_BYTES", "BlockSample", "sample_block", "write_block", "blocks_of"]
+           "INPUT_CACHE_BYTES", "BlockSample", "sample_block", "write_block", "blocks_of", "block_count",
+           "block_outputs", "block_length"]
 
 #: Decoded inputs kept for later blocks of the same job, at most this many bytes per process.
 INPUT_CACHE_BYTES = 1 << 30
+#: Threads that write a block's PNGs (encode, fsync, rename) while the next output is restored.
+WRITE_THREADS = 4
+#: Outputs larger than this (uint8 bytes) are written at once, not queued for the writer threads.
+BACKGROUND_WRITE_BYTES = 16 << 20
 
 
 def attach_model(job: Job, threads=None) -> None:
@@ -83,7 +90,12 @@ def read_item(job: Job, item) -> DecodedInput:
     from boomerang import imageio
     from boomerang.inputs import fit_args_for, read_input
 
-    source = item.path if item.path is not None else item.source
+    if item.member is not None:  # an image inside a shard (tar member or Parquet row)
+        from boomerang.tasks.shards import open_source
+
+        source = open_source(item)
+    else:
+        source = item.path if item.path is not None else item.source
     plain = type(job.task).transform is Task.transform and type(job.task).fit is Task.fit
     if plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
         loaded, reference, fitted = read_input(source, fit_args_for(job.settings, job.model))
@@ -112,10 +124,14 @@ class InputCache:
 
     def __init__(self, job: Job, max_bytes: int = INPUT_CACHE_BYTES):
         self.job, self.max_bytes, self.bytes = job, int(max_bytes), 0
-        self.last = {}
-        for o in job.outputs:
-            self.last[o.item.index] = max(self.last.get(o.item.index, -1), o.index)
         self.kept: dict[int, Any] = {}
+
+    def _last(self, index: int) -> int:
+        """The index of item ``index``'s last output (closed form for an OutputList)."""
+        outputs = self.job.outputs
+        if hasattr(outputs, "last_of_item"):
+            return outputs.last_of_item(index)
+        return max(o.index for o in outputs if o.item.index == index)
 
     @staticmethod
     def _size(d) -> int:
@@ -147,7 +163,7 @@ class InputCache:
 
     def done_with(self, last_output: int) -> None:
         """Forget every item whose last output has an index <= ``last_output``."""
-        for index in [i for i in self.kept if self.last.get(i, -1) <= last_output]:
+        for index in [i for i in self.kept if self._last(i) <= last_output]:
             got = self.kept.pop(index)
             if not isinstance(got, str):
                 self.bytes -= self._size(got)
@@ -268,9 +284,10 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
     """Sample one block (``task.sample_outputs``, by default :func:`sample_block`) and write it; returns its
     journal entry.
 
-    Every output is written atomically (``imageio.save_image``: PNG, no metadata) before the
-    entry is returned; the caller appends the entry to the journal. Reading and sampling can be
-    interrupted by ``stop``; writes cannot.
+    Every output is written atomically (``imageio.save_image``: PNG, no metadata; by
+    :data:`WRITE_THREADS` threads, in order of submission) before the entry is returned; the
+    caller appends the entry to the journal. Reading and sampling can be interrupted by
+    ``stop``; writes cannot (a stop waits for the writes in flight).
 
     Returns:
         ``{"block", "written": [names], "records": [rows], "skipped": [{"file", "reason"}]}``.
@@ -279,28 +296,69 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
 
     from boomerang import imageio
 
+    from boomerang.tasks.shards import is_sharded, staged_name
+
     skipped: list = [] if job.task.resumable else None
     written, records, made = [], [], set()
-    for s in job.task.sample_outputs(job, outputs, sample_block, cache=cache, dtype=np.uint8, skipped=skipped,
-                                     progress=progress, stop=stop):
-        path = job.out / s.output.name
-        if path.parent not in made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made.add(path.parent)
-        imageio.save_image(s.pixels, path)
-        written.append(s.output.name)
-        rec = job.task.record(job, s.output, s.plan, s.result, s.decoded, s.pixels)
-        records.append({"_unit": s.output.index, **rec})
+    staged = is_sharded(job)  # shards are written whole at the end; blocks stage their PNGs
+    pending: deque = deque()
+
+    def finish_oldest() -> None:
+        pending.popleft().result()  # re-raises a failed write (OutputWriteError)
         if progress is not None:
             progress.finished(1)
+
+    # Writes (PNG encode, fsync) run in a few threads while the next output is restored: both
+    # release the GIL, so a disk's fsync latency is hidden. Leaving the `with` waits for every
+    # write in flight, also when a stop or an error ends the block early: nothing half-written.
+    with ThreadPoolExecutor(WRITE_THREADS) as pool:
+        for s in job.task.sample_outputs(job, outputs, sample_block, cache=cache, dtype=np.uint8, skipped=skipped,
+                                         progress=progress,
+                              stop=stop):
+            name = staged_name(s.output.name) if staged else s.output.name
+            path = job.out / name
+            if path.parent not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
+            if s.pixels.nbytes > BACKGROUND_WRITE_BYTES:  # a large output is written at once (memory)
+                while pending:
+                    finish_oldest()
+                imageio.save_image(s.pixels, path)
+                if progress is not None:
+                    progress.finished(1)
+            else:
+                while len(pending) >= 2 * WRITE_THREADS:
+                    finish_oldest()
+                pending.append(pool.submit(imageio.save_image, s.pixels, path))
+            written.append(name)
+            rec = job.task.record(job, s.output, s.plan, s.result, s.decoded, s.pixels)
+            records.append({"_unit": s.output.index, **rec})
+        while pending:
+            finish_oldest()
     if cache is not None and outputs:
         cache.done_with(outputs[-1].index)
     return {"block": block, "written": written, "records": records, "skipped": skipped or []}
 
 
+def block_count(job: Job) -> int:
+    """The number of blocks of the job: ``ceil(len(outputs) / block_size)``."""
+    return -(-len(job.outputs) // job.block_size)
+
+
+def block_outputs(job: Job, block: int) -> list[OutputFile]:
+    """The outputs of block ``block``: indices ``block * block_size`` up to the next block's first."""
+    start = block * job.block_size
+    outputs = job.outputs
+    if hasattr(outputs, "range"):
+        return list(outputs.range(start, start + job.block_size))
+    return list(outputs[start:start + job.block_size])
+
+
+def block_length(job: Job, block: int) -> int:
+    """How many outputs block ``block`` holds (the last one may be short)."""
+    return max(0, min(job.block_size, len(job.outputs) - block * job.block_size))
+
+
 def blocks_of(job: Job) -> dict[int, list[OutputFile]]:
-    """``{block index: outputs}``: output o is in block o.index // block_size."""
-    blocks: dict[int, list[OutputFile]] = {}
-    for o in job.outputs:
-        blocks.setdefault(o.index // job.block_size, []).append(o)
-    return blocks
+    """``{block index: outputs}`` of every block (in memory: for small in-memory jobs, the API)."""
+    return {b: block_outputs(job, b) for b in range(block_count(job))}

@@ -99,6 +99,7 @@ class EnhanceTask(Task):
     """``boomerang enhance IMAGE_OR_DIR... --scale S --level L [...] --out OUT``."""
 
     name = "enhance"
+    sharded_inputs = False  # not yet: the shard layouts come to this task later
     help = "perceptual resolution enhancement: upsample, then Boomerang in blended windows"
     description = (
         "Upsample each image by --scale with Pillow (bicubic), then run Boomerang at a small --level so "

@@ -23,7 +23,7 @@ from boomerang.errors import SettingError
 from boomerang.settings import SampleSettings
 from boomerang.tasks.layout import LAYOUTS, Item, Layout
 
-__all__ = ["ENGINES", "JobSettings", "OutputFile", "DecodedInput", "Job", "NoOptions", "NoState"]
+__all__ = ["ENGINES", "JobSettings", "OutputFile", "OutputList", "DecodedInput", "Job", "NoOptions", "NoState"]
 
 ENGINES = ("local", "ray")
 
@@ -97,6 +97,71 @@ class OutputFile:
     name: str = ""
 
 
+class OutputList:
+    """Every :class:`OutputFile` of a job in its fixed order, made on demand (never held as a list).
+
+    Output ``o`` is sample ``j`` of item ``i`` at noise level ``k`` with
+    ``o = (k * n_items + i) * num_samples + j``; its name is ``task.output_name``. Iterating
+    streams the items once per level; ``outputs[o]`` and :meth:`range` read the items by index
+    (a list, or :class:`~boomerang.tasks.items.IndexedItems` from the job folder).
+    """
+
+    def __init__(self, job: "Job"):
+        self.job = job
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(noise levels, items, samples per item)``."""
+        return len(self.job.noise_levels), len(self.job.items), int(self.job.settings.num_samples)
+
+    def __len__(self) -> int:
+        n_levels, n_items, n_samples = self.shape
+        return n_levels * n_items * n_samples
+
+    def _make(self, o: int, item: Item, k: int, j: int) -> OutputFile:
+        return OutputFile(o, item, k, j, self.job.task.output_name(self.job, OutputFile(o, item, k, j)))
+
+    def __getitem__(self, o: int) -> OutputFile:
+        n_levels, n_items, n_samples = self.shape
+        if not 0 <= o < n_levels * n_items * n_samples:
+            raise IndexError(o)
+        (k, i), j = divmod(o // n_samples, n_items), o % n_samples
+        return self._make(o, self.job.items[i], k, j)
+
+    def last_of_item(self, i: int) -> int:
+        """The index of item ``i``'s last output (its last sample at the last level)."""
+        n_levels, n_items, n_samples = self.shape
+        return ((n_levels - 1) * n_items + i) * n_samples + n_samples - 1
+
+    def range(self, start: int, stop: int):
+        """Outputs ``start`` .. ``stop - 1`` in order, reading only the items they need."""
+        import itertools
+
+        n_levels, n_items, n_samples = self.shape
+        stop = min(stop, n_levels * n_items * n_samples)
+        o = max(start, 0)
+        while o < stop:
+            k, i0 = divmod(o // n_samples, n_items)
+            last = min(stop - 1, (k + 1) * n_items * n_samples - 1)  # this level's part
+            i1 = (last // n_samples) % n_items + 1
+            items = self.job.items
+            if isinstance(items, (list, tuple)):
+                run = items[i0:i1]
+            elif hasattr(items, "range"):
+                run = items.range(i0, i1)
+            else:
+                run = itertools.islice(iter(items), i0, i1)
+            for n, item in enumerate(run):
+                for j in range(n_samples):
+                    idx = (k * n_items + i0 + n) * n_samples + j
+                    if o <= idx <= last:
+                        yield self._make(idx, item, k, j)
+            o = last + 1
+
+    def __iter__(self):
+        return self.range(0, len(self))
+
+
 @dataclass
 class DecodedInput:
     """An item as read for sampling: ``loaded`` (``imageio.LoadedImage``, after the task's
@@ -123,7 +188,7 @@ class Job:
         info: the model's ``ModelInfo`` (JSON only) before loading, the model after.
         noise_levels: one :class:`~boomerang.tasks.job_plan.NoiseLevel` per requested level or timestep.
         plans: one :class:`~boomerang.levels.NoisePlan` per noise level.
-        outputs: every :class:`OutputFile`, in the job's fixed order.
+        outputs: every :class:`OutputFile`, in the job's fixed order (an :class:`OutputList`).
         inputs: what the check kept of each item (:class:`~boomerang.inputs.CheckedInput`;
             tasks that check every input before the model loads: ``sample`` and the API), else empty.
         model: the loaded model (``None`` until loaded; in Ray actors, each actor's own).

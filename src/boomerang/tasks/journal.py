@@ -28,7 +28,7 @@ from pathlib import Path
 
 from boomerang.errors import SettingError
 
-__all__ = ["JOB_DIR", "JobFolder", "UnfinishedRun", "remove_temp_files"]
+__all__ = ["JOB_DIR", "JobFolder", "Journal", "JournalRecords", "UnfinishedRun", "remove_temp_files"]
 
 JOB_DIR = ".job"
 #: What boomerang.imageio.atomic_write_bytes leaves behind when killed: ``.<name>.<random>.tmp``.
@@ -80,7 +80,7 @@ class JobFolder:
         except (OSError, json.JSONDecodeError) as exc:
             raise SettingError(f"{self.job_path} cannot be read ({exc}); start over with `restart`") from None
 
-    def start(self, definition: dict, *, restart: bool = False, other_outputs=()) -> dict:
+    def start(self, definition: dict, *, restart: bool = False, other_outputs=()) -> "Journal":
         """Create the job, or check that ``definition`` matches the existing one.
 
         ``other_outputs``: the files the job writes besides the samples its journal lists
@@ -88,7 +88,7 @@ class JobFolder:
         a later ``restart``, whatever its settings, deletes them too (:meth:`clear`).
 
         Returns:
-            The journal: ``{block index: entry}`` of finished blocks.
+            The :class:`Journal` of finished blocks.
 
         Raises:
             SettingError: the folder holds a job with a different definition; the
@@ -116,49 +116,37 @@ class JobFolder:
         remove_temp_files(self.out)
         return self.read_journal()
 
-    def read_journal(self) -> dict:
-        """Finished blocks; a truncated or unreadable last line (a kill mid-append) is dropped."""
-        done = {}
-        if not self.journal_path.is_file():
-            return done
-        with open(self.journal_path, "rb") as f:
-            data = f.read()
-        lines = data.split(b"\n")
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # only the last line can be cut short
-            done[int(entry["block"])] = entry
-        if data and not data.endswith(b"\n"):  # cut the partial line so the next append starts clean
-            with open(self.journal_path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
-        return done
+    def read_journal(self) -> "Journal":
+        """Finished blocks (:class:`Journal`, read streaming: 8 bytes per block held); a truncated
+        or unreadable last line (a kill mid-append) is dropped and cut from the file."""
+        return Journal(self.journal_path)
 
-    def append(self, entry: dict) -> None:
-        """Append one finished block, durably (write, flush, fsync)."""
+    def append(self, entry: dict, journal: "Journal | None" = None) -> None:
+        """Append one finished block, durably (write, flush, fsync); ``journal`` notes where."""
         line = (json.dumps(entry, allow_nan=False) + "\n").encode()  # key order kept: records are rewritten from it
         fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            offset = os.fstat(fd).st_size
             os.write(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
+        if journal is not None:
+            journal.note(entry, offset)
 
     def clear(self) -> None:
         """Delete the job: the files its journal lists, the other files it recorded at its start
         (metadata, manifests, originals), the folders that leaves empty, and the job folder."""
         if not self.dir.is_dir():
             return
-        names = [rec for entry in self.read_journal().values() for rec in entry.get("written", [])]
+        _remove_files(self.out, (name for entry in self.read_journal().entries() for name in entry.get("written", [])))
         try:
-            names += [str(n) for n in json.loads(self.outputs_path.read_text(encoding="utf-8"))]
+            names = [str(n) for n in json.loads(self.outputs_path.read_text(encoding="utf-8"))]
         except (OSError, ValueError, TypeError):
-            pass  # a job from before outputs.json, or a damaged file: its samples still go
+            names = []  # a job from before outputs.json, or a damaged file: its samples still go
         _remove_files(self.out, names)
-        for name in ("job.json", "journal.jsonl", "outputs.json", "report.json"):
+        for name in ("job.json", "journal.jsonl", "outputs.json", "report.json", "items.jsonl", "items.idx",
+                     "shards.json"):
             try:
                 (self.dir / name).unlink()
             except OSError:
@@ -167,6 +155,99 @@ class JobFolder:
             self.dir.rmdir()
         except OSError:
             pass
+
+
+class Journal:
+    """The finished blocks of a job, read from ``journal.jsonl`` without holding them: the byte
+    offset of each block's line (8 bytes per block), the counts, and the skipped files.
+
+    ``b in journal``: block ``b`` is finished; :meth:`entry` reads its line again;
+    :meth:`entries` / :meth:`records` stream every finished block / output row in block order.
+    """
+
+    def __init__(self, path: Path):
+        from array import array
+
+        self.path = Path(path)
+        self.offsets = array("q")
+        self.blocks = self.records_count = 0
+        self._skipped: dict[str, tuple[int, str]] = {}
+        if not self.path.is_file():
+            return
+        offset = 0
+        with open(self.path, "rb") as f:
+            for line in f:
+                start, offset = offset, offset + len(line)
+                if not line.endswith(b"\n"):  # cut the partial line so the next append starts clean
+                    with open(self.path, "r+b") as g:
+                        g.truncate(start)
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue  # only the last line can be cut short
+                self.note(entry, start)
+
+    def note(self, entry: dict, offset: int) -> None:
+        """Record block ``entry["block"]`` as finished, its line starting at byte ``offset``."""
+        b = int(entry["block"])
+        if b >= len(self.offsets):
+            self.offsets.extend([-1] * (b + 1 - len(self.offsets)))
+        if self.offsets[b] < 0:
+            self.blocks += 1
+            self.records_count += len(entry.get("records", ()))
+        self.offsets[b] = offset
+        for s in entry.get("skipped", ()):
+            old = self._skipped.get(s["file"])
+            if old is None or b < old[0]:
+                self._skipped[s["file"]] = (b, s["reason"])
+
+    def __contains__(self, b: int) -> bool:
+        return 0 <= b < len(self.offsets) and self.offsets[b] >= 0
+
+    def __len__(self) -> int:
+        return self.blocks
+
+    def entry(self, b: int) -> dict:
+        """Block ``b``'s journal entry, read again from the file."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offsets[b])
+            return json.loads(f.readline())
+
+    def entries(self):
+        """Every finished block's entry, in block order (one line in memory at a time)."""
+        if not self.blocks:
+            return
+        with open(self.path, "rb") as f:
+            for b, offset in enumerate(self.offsets):
+                if offset >= 0:
+                    f.seek(offset)
+                    yield json.loads(f.readline())
+
+    def records(self):
+        """Every output row (``{"_unit", ...}``) of the finished blocks, in output order."""
+        for entry in self.entries():
+            yield from entry.get("records", ())
+
+    def skipped(self) -> list[dict]:
+        """``[{"file", "reason"}]`` of every skipped input, sorted by file (first reason kept)."""
+        return [{"file": f, "reason": r} for f, (_, r) in sorted(self._skipped.items())]
+
+
+class JournalRecords:
+    """The output rows of a job as a re-iterable sequence in output order (``len``: how many),
+    streamed from its journal: what ``Task.finish`` gets from a resumable job."""
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+
+    def __iter__(self):
+        return self.journal.records()
+
+    def __len__(self) -> int:
+        return self.journal.records_count
 
 
 def _remove_files(out: Path, names) -> None:

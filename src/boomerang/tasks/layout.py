@@ -1,6 +1,7 @@
 """Input layouts of dataset jobs: what the items are and what travels with them (torch-free).
 
-Three layouts, detected in this order (``layout="auto"``):
+Three folder layouts, detected in this order (``layout="auto"``; the shard layouts
+``webdataset`` and ``parquet`` are :mod:`boomerang.tasks.shards`, tried first by ``Task.scan``):
 
 * ``imagefolder`` -- the Hugging Face ``imagefolder`` convention: a
   ``metadata.jsonl`` or ``metadata.csv`` at the folder's root whose
@@ -23,15 +24,16 @@ import csv
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from boomerang.errors import SettingError
 
-__all__ = ["LAYOUTS", "Item", "Layout", "scan"]
+__all__ = ["LAYOUTS", "Item", "Layout", "ListedItems", "scan", "survey_folder", "items_digest", "item_line"]
 
-LAYOUTS = ("auto", "folder", "classes", "imagefolder")
+LAYOUTS = ("auto", "folder", "classes", "imagefolder", "webdataset", "parquet")
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 
 
@@ -50,6 +52,12 @@ class Item:
             (``label`` and ``caption`` included), in the file's order.
         source: the image itself when it is not a file (the API's PIL images and arrays;
             ``path`` is then ``None``).
+        shard: sharded inputs (:mod:`boomerang.tasks.shards`): the shard's name relative to the
+            input folder (``path`` is the shard file), else ``None``.
+        member: sharded inputs: the image's tar member name, or ``"row:<n>"`` in a Parquet file.
+        size: sharded inputs: the image's size in bytes (part of the input fingerprint).
+        offset: sharded inputs: where the image's bytes start in a tar shard, or the Parquet
+            row group holding the row.
     """
 
     index: int
@@ -59,6 +67,10 @@ class Item:
     caption: str | None = None
     columns: dict = field(default_factory=dict)
     source: Any = field(default=None, compare=False, repr=False)
+    shard: str | None = None
+    member: str | None = None
+    size: int | None = None
+    offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,26 +79,105 @@ class Layout:
 
     kind: str
     root: Path
-    items: list[Item]
+    items: Any  # a list, or a sequence streamed from disk (boomerang.tasks.items)
     metadata_format: str | None = None  # "jsonl" | "csv" | None
     columns: tuple[str, ...] = ()
 
     def digest(self) -> str:
         """sha256 of the item list (relative paths, sizes and carried columns): a job's input fingerprint."""
-        h = hashlib.sha256()
-        for it in self.items:
-            try:
-                size = it.path.stat().st_size
-            except OSError:
-                size = -1
-            h.update(json.dumps([it.relpath, size, it.columns], sort_keys=True, default=str).encode() + b"\n")
-        return h.hexdigest()
+        if hasattr(self.items, "digest"):  # computed while the folder was listed
+            return self.items.digest()
+        return items_digest(self.items)
 
 
-def _image_files(root: Path) -> list[Path]:
-    from boomerang.imageio import iter_image_files
+def item_line(item: Item) -> str:
+    """The fingerprint line of one item (its relative path, size and carried columns)."""
+    try:
+        size = item.path.stat().st_size if item.member is None else item.size
+    except (OSError, AttributeError):
+        size = -1
+    return json.dumps([item.relpath, size, item.columns], sort_keys=True, default=str)
 
-    return list(iter_image_files(root, unique=False))
+
+def items_digest(items) -> str:
+    """sha256 of the items' fingerprint lines (streaming): the job's input fingerprint."""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(item_line(it).encode() + b"\n")
+    return h.hexdigest()
+
+
+class ListedItems:
+    """The items of a ``folder`` / ``classes`` layout under ``root``, streamed from the listing.
+
+    Args:
+        root: the input folder.
+        kind: ``folder`` or ``classes`` (the first folder level is the label).
+
+    Iterating lists the folder again (sorted by relative POSIX path, hidden files skipped);
+    ``len`` and :meth:`digest` come from the one counting pass made here. ``items[i]`` walks to
+    item ``i`` (linear time): blocks read an :class:`IndexedItems` instead.
+    """
+
+    def __init__(self, root, kind: str, *, count: int | None = None, digest: str | None = None):
+        self.root, self.kind = Path(root), kind
+        if count is None or digest is None:
+            count, digest = 0, hashlib.sha256()
+            for it in self:
+                count += 1
+                digest.update(item_line(it).encode() + b"\n")
+            digest = digest.hexdigest()
+        self._len, self._digest = int(count), str(digest)
+
+    def files(self):
+        """``(relative POSIX path, path)`` of every image file, in order (no item built)."""
+        from boomerang.imageio import iter_image_files
+
+        prefix = str(self.root) + os.sep
+        for f in iter_image_files(self.root, unique=False):
+            s = str(f)
+            rel = s[len(prefix):] if s.startswith(prefix) else f.relative_to(self.root).as_posix()
+            yield (rel.replace(os.sep, "/") if os.sep != "/" else rel), f
+
+    def __iter__(self):
+        for i, (rel, f) in enumerate(self.files()):
+            if self.kind == "classes":
+                label = rel.split("/", 1)[0]
+                yield Item(i, rel, f, label, None, {"label": label})
+            else:
+                yield Item(i, rel, f)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int) -> Item:
+        for it in self:
+            if it.index == i:
+                return it
+        raise IndexError(i)
+
+    def digest(self) -> str:
+        return self._digest
+
+
+def survey_folder(root):
+    """One streaming pass over a folder: ``(count, first file at the root or None, digest as
+    ``folder``, digest as ``classes``)`` -- what ``layout.scan`` needs to choose and fingerprint."""
+    listed = ListedItems.__new__(ListedItems)
+    listed.root, listed.kind = Path(root), "folder"
+    n, at_root, plain, classes = 0, None, hashlib.sha256(), hashlib.sha256()
+    for rel, f in listed.files():
+        n += 1
+        try:
+            size = f.stat().st_size
+        except OSError:
+            size = -1
+        label = rel.split("/", 1)[0] if "/" in rel else None
+        if label is None and at_root is None:
+            at_root = rel
+        plain.update(json.dumps([rel, size, {}], sort_keys=True).encode() + b"\n")
+        classes.update(json.dumps([rel, size, {"label": label}], sort_keys=True).encode() + b"\n")
+    return n, at_root, plain.hexdigest(), classes.hexdigest()
 
 
 def _read_metadata(path: Path) -> list[dict]:
@@ -133,19 +224,20 @@ def scan(root, layout: str = "auto") -> Layout:
     root = Path(root)
     if not root.exists():
         raise SettingError(f"`input` {root}: no such file or folder. Check the path (quote it if it contains spaces).")
+    if layout in ("webdataset", "parquet"):  # read by boomerang.tasks.shards (Task.scan)
+        raise SettingError(f"`layout` {layout} is not a folder layout; this command reads folders of images")
     if not root.is_dir():
         raise SettingError(f"`input` {root} is not a folder (a dataset job reads a folder of images)")
     if layout not in LAYOUTS:
         raise SettingError(f"`layout` must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     meta = [root / name for name in METADATA_FILES if (root / name).is_file()]
+    survey = None
     if layout == "auto":
-        files = _image_files(root)
         if meta:
             layout = "imagefolder"
-        elif files and all(len(f.relative_to(root).parts) >= 2 for f in files):
-            layout = "classes"
         else:
-            layout = "folder"
+            survey = survey_folder(root)
+            layout = "classes" if survey[0] and survey[1] is None else "folder"
     if layout == "imagefolder":
         if not meta:
             raise SettingError(f"`layout` imagefolder needs {' or '.join(METADATA_FILES)} in {root}")
@@ -173,19 +265,12 @@ def scan(root, layout: str = "auto") -> Layout:
             items.append(Item(i, rel, root / rel, None if label is None else str(label),
                               None if caption is None else str(caption), cols))
         return Layout("imagefolder", root, items, meta[0].suffix.lstrip("."), tuple(columns))
-    files = sorted(_image_files(root), key=lambda f: f.relative_to(root).as_posix())
-    if not files:
+    count, at_root, plain, classes = survey or survey_folder(root)
+    if not count:
         from boomerang.imageio import IMAGE_SUFFIXES
 
         raise SettingError(f"no image files found in `input` {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    items = []
-    for i, f in enumerate(files):
-        rel = f.relative_to(root).as_posix()
-        parts = rel.split("/")
-        if layout == "classes":
-            if len(parts) < 2:
-                raise SettingError(f"`layout` classes needs every image in a class folder; {rel} lies at the root")
-            items.append(Item(i, rel, f, parts[0], None, {"label": parts[0]}))
-        else:
-            items.append(Item(i, rel, f))
+    if layout == "classes" and at_root is not None:
+        raise SettingError(f"`layout` classes needs every image in a class folder; {at_root} lies at the root")
+    items = ListedItems(root, layout, count=count, digest=classes if layout == "classes" else plain)
     return Layout(layout, root, items, None, ("label",) if layout == "classes" else ())

@@ -42,9 +42,12 @@ def _portable(job) -> bytes:
     """The job without its model (each actor loads its own), pickled for the actors."""
     import copy
 
+    from boomerang.tasks.job import OutputList
+
     light = copy.copy(job)
     light.model = None
     light.inputs = []  # what an up-front check kept (sample's thumbnails): not needed to sample
+    light.outputs = OutputList(light)  # made on demand from the light job's items
     return pickle.dumps(light)
 
 
@@ -57,32 +60,32 @@ class BlockActor:
     """
 
     def __init__(self, payload: bytes, threads: int | None = None):
-        from boomerang.tasks.blocks import InputCache, attach_model, blocks_of
+        from boomerang.tasks.blocks import InputCache, attach_model
 
         self.job = pickle.loads(payload)
         if str(self.job.settings.device).startswith("cuda"):
             # Ray gives each actor its own GPU as CUDA_VISIBLE_DEVICES: it is cuda:0 here.
             self.job.settings = self.job.settings.replace(device="cuda")
         attach_model(self.job, threads)
-        self.blocks = blocks_of(self.job)
         self.cache = InputCache(self.job)
 
     def __call__(self, batch: dict) -> dict:
-        from boomerang.tasks.blocks import write_block
+        from boomerang.tasks.blocks import block_outputs, write_block
 
         entries = []
         for b in batch["block"]:
-            entries.append(json.dumps(write_block(self.job, int(b), self.blocks[int(b)], cache=self.cache)))
+            outputs = block_outputs(self.job, int(b))
+            entries.append(json.dumps(write_block(self.job, int(b), outputs, cache=self.cache)))
         return {"entry": entries}
 
 
-def run_blocks(job, todo: list[int], blocks: dict, finished, progress, stop, *, workers: int | None = None) -> None:
+def run_blocks(job, todo, finished, progress, stop, *, workers: int | None = None) -> None:
     """Run the blocks ``todo`` on Ray actors; ``finished(entry)`` journals each one as it arrives.
 
     Args:
         job: the planned, loaded :class:`~boomerang.tasks.job.Job` (the driver's model is not shipped).
-        todo: block indices still to do.
-        blocks: ``{block: outputs}``.
+        todo: block indices still to do (an iterable; only the indices travel, each actor reads
+            its block's items from the job folder).
         finished: called with each block's journal entry.
         progress: the job's :class:`~boomerang.tasks.progress.JobProgress` (moved per finished block).
         stop: an object whose ``signum`` becomes non-None on SIGINT/SIGTERM: no new results are
@@ -93,6 +96,9 @@ def run_blocks(job, todo: list[int], blocks: dict, finished, progress, stop, *, 
 
     import ray
 
+    from boomerang.tasks.blocks import block_length
+
+    todo = [int(b) for b in todo]  # 8 bytes per unfinished block
     if not todo:
         return
     for name in ("ray", "ray.data"):  # the runner's own bar and summary line are what the user reads
@@ -125,7 +131,7 @@ def run_blocks(job, todo: list[int], blocks: dict, finished, progress, stop, *, 
         for row in ds.iter_rows():
             entry = json.loads(row["entry"])
             finished(entry)
-            progress.finished(len(blocks[entry["block"]]))
+            progress.finished(block_length(job, entry["block"]))
             if stop.signum is not None:
                 break
     finally:

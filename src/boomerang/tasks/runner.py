@@ -41,8 +41,9 @@ from pathlib import Path
 from boomerang.errors import SettingError
 from boomerang.settings import SampleSettings
 from boomerang.tasks.base import Task
-from boomerang.tasks.blocks import InputCache, attach_model, blocks_of, default_block_size, write_block
-from boomerang.tasks.job import Job, JobSettings, OutputFile
+from boomerang.tasks.blocks import (InputCache, attach_model, block_count, block_length, block_outputs,
+                                    default_block_size, write_block)
+from boomerang.tasks.job import Job, JobSettings, OutputFile, OutputList
 
 __all__ = ["EXIT_OK", "EXIT_SKIPPED", "EXIT_USAGE", "EXIT_FAILED", "EXIT_INTERRUPTED", "REPORT_NAME",
            "plan_job", "execute_job", "run_job", "report_path", "job_definition"]
@@ -76,36 +77,57 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
     elif task.resumable:
         job.layout = task.scan(job)
         job.items = job.layout.items
+        if job.layout.kind in ("webdataset", "parquet") and not task.sharded_inputs:
+            raise SettingError(f"{task.name} does not read {job.layout.kind} shards yet; "
+                               "give it a folder of images (`layout` folder, classes or imagefolder)")
     task.before_load(job)  # sample reads and checks its inputs here
     if job.info is None:
         job.info = model if model is not None else job_plan.model_info(settings.model)
     if not job.noise_levels:
         job.noise_levels = job_plan.noise_levels(settings, job.info)
     job_plan.check_prompt(settings, job.info)
-    if not getattr(job.info, "takes_prompt", False) and any(task.prompt(job, it) for it in job.items):
+    if (not getattr(job.info, "takes_prompt", False) and type(task).prompt is not Task.prompt
+            and any(task.prompt(job, it) for it in job.items)):
         raise SettingError(f"the model {job.info.source} takes no text prompt, but this task gives each item one")
     if not job.plans:
         job.plans = job_plan.make_plans(settings, job.info, job.noise_levels)
-    outputs = []
-    for k in range(len(job.noise_levels)):
-        for item in job.items:
-            for j in range(settings.num_samples):
-                o = OutputFile(len(outputs), item, k, j)
-                outputs.append(OutputFile(o.index, item, k, j, task.output_name(job, o)))
+    job.outputs = OutputList(job)
+    _check_unique_names(job.outputs)
+    if job.out is not None:
+        import itertools
+
+        names = itertools.chain((o.name for o in job.outputs), task.other_outputs(job))
+        out = check_output_dir(job.out, list(job_settings.inputs), names)
+        if out.exists() and not out.is_dir():
+            raise SettingError(f"`out` {job_settings.out} exists and is not a folder")
+    return job
+
+
+def _check_unique_names(outputs) -> None:
+    """Refuse two outputs of the same name, holding 8 bytes per output (a hash of each name;
+    the names themselves are looked up again only when two hashes agree)."""
+    import hashlib
+
+    import numpy as np
+
+    def h(name: str) -> int:
+        return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+    hashes = np.fromiter((h(o.name) for o in outputs), dtype=np.uint64, count=len(outputs))
+    hashes.sort()
+    same = set(hashes[1:][hashes[1:] == hashes[:-1]].tolist())
+    if not same:
+        return
     seen: dict[str, OutputFile] = {}
     for o in outputs:
+        if h(o.name) not in same:
+            continue
         if o.name in seen:
             raise SettingError(
                 f"two outputs would be named {o.name} ({seen[o.name].item.relpath} and {o.item.relpath}); "
                 "rename one of the inputs"
             )
         seen[o.name] = o
-    job.outputs = outputs
-    if job.out is not None:
-        out = check_output_dir(job.out, list(job_settings.inputs), [o.name for o in outputs] + task.other_outputs(job))
-        if out.exists() and not out.is_dir():
-            raise SettingError(f"`out` {job_settings.out} exists and is not a folder")
-    return job
 
 
 # ----------------------------------------------------------------------------- 3. execute
@@ -132,27 +154,36 @@ def execute_job(job: Job) -> int:
         job.block_size = int(folder.read_job().get("block_size") or job.block_size)  # continue as started
     if folder is not None and folder.exists() and not js.restart and js.engine == "local":
         _continue_with_threads(job, folder.read_job().get("threads"))
-    blocks = blocks_of(job)
-    done: dict[int, dict] = {}
+    n_blocks = block_count(job)
+    journal = None  # resumable jobs: the finished blocks, streamed from the journal
+    done: dict[int, dict] = {}  # sample (not resumable, small): the finished blocks in memory
     unfinished = None
     if folder is not None:
         if js.restart:
             _remove_outputs(job)
         other = ["metadata.jsonl", "metadata.csv", REPORT_NAME, *task.other_outputs(job)]
-        done = folder.start(job_definition(job), restart=js.restart, other_outputs=other)
+        journal = folder.start(job_definition(job), restart=js.restart, other_outputs=other)
+        _index_items(job, folder)
     else:  # sample: a killed earlier run's files go first; this run's are listed until it ends
         unfinished = UnfinishedRun(job.out)
         unfinished.begin([o.name for o in job.outputs] + task.other_outputs(job))
-    todo = [b for b in sorted(blocks) if b not in done]
+    finished_before = journal if journal is not None else done
+    todo = (b for b in range(n_blocks) if b not in finished_before)
     total = len(job.outputs)
-    progress = JobProgress(total, initial=sum(len(blocks[b]) for b in done), desc=task.name, unit="img",
-                           show=js.progress)
+    initial = sum(block_length(job, b) for b in range(n_blocks) if b in finished_before)
+    progress = JobProgress(total, initial=initial, desc=task.name, unit="img", show=js.progress)
     t0 = time.perf_counter()
+    made = [0]
 
     def finished(entry: dict) -> None:
         if folder is not None:
-            folder.append(entry)
-        done[entry["block"]] = entry
+            folder.append(entry, journal)
+        else:
+            done[entry["block"]] = entry
+        made[0] += len(entry["records"])
+
+    def finished_count() -> int:
+        return len(journal) if journal is not None else len(done)
 
     stopped = None
     try:
@@ -160,12 +191,12 @@ def execute_job(job: Job) -> int:
             if js.engine == "ray":
                 from boomerang.tasks.ray_engine import run_blocks
 
-                run_blocks(job, todo, blocks, finished, progress, stop, workers=js.workers)
+                run_blocks(job, todo, finished, progress, stop, workers=js.workers)
             else:
                 cache = InputCache(job)
                 for b in todo:
                     try:
-                        entry = write_block(job, b, blocks[b], cache=cache, progress=progress, stop=stop)
+                        entry = write_block(job, b, block_outputs(job, b), cache=cache, progress=progress, stop=stop)
                     except StopRequested:
                         break  # the block is not journalled: the next run redoes it
                     finished(entry)
@@ -178,18 +209,24 @@ def execute_job(job: Job) -> int:
         raise
     finally:
         progress.close()
-    if stopped is not None and len(done) < len(blocks):
-        left = total - sum(len(blocks[b]) for b in done)
+    if stopped is not None and finished_count() < n_blocks:
+        left = total - sum(block_length(job, b) for b in range(n_blocks) if b in finished_before)
         print(f"boomerang {task.name}: stopped; {left} of {total} outputs still to make. Rerun the same command to continue.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
 
-    records = [r for b in sorted(done) for r in done[b]["records"]]
-    skipped = {}
-    for b in sorted(done):
-        for s in done[b]["skipped"]:
-            skipped.setdefault(s["file"], s["reason"])
-    skipped_list = [{"file": f, "reason": r} for f, r in sorted(skipped.items())]
+    if journal is not None:
+        from boomerang.tasks.journal import JournalRecords
+
+        records = JournalRecords(journal)
+        skipped_list = journal.skipped()
+    else:
+        records = [r for b in sorted(done) for r in done[b]["records"]]
+        skipped = {}
+        for b in sorted(done):
+            for s in done[b]["skipped"]:
+                skipped.setdefault(s["file"], s["reason"])
+        skipped_list = [{"file": f, "reason": r} for f, r in sorted(skipped.items())]
     try:
         task.finish(job, records, skipped_list)
     except BaseException:
@@ -209,7 +246,7 @@ def execute_job(job: Job) -> int:
         write_json(path, report)
         if task.private_report:  # a public report from an earlier version would name inputs
             _unlink(job.out / REPORT_NAME)
-        made = sum(len(done[b]["records"]) for b in todo if b in done)  # outputs made by this run, not before
+        made = made[0]  # outputs made by this run, not before
         made_text = ("all made before, none now" if not made else
                      f"{made / max(time.perf_counter() - t0, 1e-9):.2f} outputs/s" if made == len(records) else
                      f"{made} made now, {made / max(time.perf_counter() - t0, 1e-9):.2f} outputs/s")
@@ -284,8 +321,21 @@ def _unlink(path: Path) -> None:
 
 
 def _remove_outputs(job: Job) -> None:
-    for name in [o.name for o in job.outputs] + ["metadata.jsonl", "metadata.csv", REPORT_NAME]:
+    import itertools
+
+    for name in itertools.chain((o.name for o in job.outputs), ["metadata.jsonl", "metadata.csv", REPORT_NAME]):
         _unlink(job.out / name)
+
+
+def _index_items(job: Job, folder) -> None:
+    """Items listed from disk are written once to the job folder and read back by index from
+    there (:func:`boomerang.tasks.items.index_items`; Ray actors read the same files)."""
+    from boomerang.tasks.items import index_items
+    from boomerang.tasks.layout import ListedItems
+    from boomerang.tasks.shards import ShardItems
+
+    if isinstance(job.items, (ListedItems, ShardItems)):
+        job.items = index_items(job.items, folder.dir, job.layout.root)
 
 
 # ----------------------------------------------------------------------------- all of it

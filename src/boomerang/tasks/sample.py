@@ -3,8 +3,8 @@
 The sample task on the shared runner (:mod:`boomerang.tasks.runner`); the API
 (:mod:`boomerang.api`) runs the same task in memory. What it supplies: its
 flags (IMAGE files and/or folders), a check of every input before the model
-loads (:func:`boomerang.inputs.check_inputs`: one unreadable file stops the
-command, exit 2, nothing written), seeds by input index
+loads (:func:`boomerang.inputs.check_inputs`: unreadable files stop the
+command, all named with their count in one error line, exit 2, nothing written), seeds by input index
 (``seeds.item_seed(seed, i, j)``), output names
 ``OUT/<image stem>/level<L>_s<jjj>.png`` (``L`` with 3 decimals; with
 --timestep ``t<tttt>_s<jjj>.png``, the timestep with 4 digits; ``<stem>_<index>``
@@ -61,7 +61,7 @@ class SampleTask(Task):
             "Outputs: OUT/<image stem>/level<L>_s<jjj>.png (L with 3 decimals, jjj the sample index; "
             f"t<tttt>_s<jjj>.png with --timestep, e.g. t0250_s000.png), OUT/<image stem>/{SHEET_NAME}, "
             f"OUT/{METADATA_NAME}. "
-            "All inputs are read before the model loads: one unreadable file stops the command (exit 2)."
+            "All inputs are read before the model loads: unreadable files stop the command (exit 2), every one named."
         )}
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
@@ -94,8 +94,16 @@ class SampleTask(Task):
         try:
             info = job.model if job.model is not None else job_plan.model_info(job.settings.model)
         except ValueError:
-            for src in sources:  # a bad file is named even when the model is also missing
-                imageio.read_image(src, background=job.settings.background_rgb, pixels=False)
+            bad = []
+            for src in sources:  # bad files are named even when the model is also missing
+                try:
+                    imageio.read_image(src, background=job.settings.background_rgb, pixels=False)
+                except imageio.ImageInputError as exc:
+                    bad.append(str(exc))
+            if bad:
+                from boomerang.inputs import unusable_inputs
+
+                raise unusable_inputs(bad) from None
             raise
         job.info = info
         job.noise_levels = job_plan.noise_levels(job.settings, info)

@@ -1,0 +1,205 @@
+"""Runner at scale: the driver's peak memory and items/s for 10k .. 200k inputs, against a bare Pillow loop.
+
+    .venv/bin/python benchmarks/runner_scale.py [--sizes 10000 50000 200000] [--engines local ray] [--repeats R]
+        [--tmp DIR] [--name NAME] [--out DIR]
+
+For each size N, writes N small PNGs (28x28 gray, 16 distinct images, 1,000 per
+sub-folder) to a temporary folder, then runs, each in a fresh process (so that its
+peak RSS, ``ru_maxrss``, is its own):
+
+* ``bare``: one process, one loop: list the files (``imageio.iter_image_files``), read
+  each with Pillow (``Image.open`` + ``load``), encode it as PNG and write it as
+  durably as the runner does (temporary file in the destination folder, write, flush,
+  fsync, rename);
+* ``local``: the dataset job (``boomerang.tasks.Task``: ``plan_job``, model load,
+  ``execute_job``) at level 0 on the bundled pixel model (the identity: no model call),
+  local engine, blocks of 64, one torch thread: scan, fingerprint, item index, read,
+  atomic PNG writes, journal, metadata.jsonl, report;
+* ``ray`` (``--engines ... ray``): the same job with ``--engine ray --workers 1``.
+
+Reported per run: wall seconds (the imports, of diffusers' schedulers among them, and the
+model load are fixed start-up costs, timed apart and left out of items/s),
+items/s, the process's RSS after its imports and its peak RSS (VmHWM). Targets (issue 22):
+local peak RSS growth <= 50 MB from 10k to 200k items; local items/s >= 0.8x bare.
+With ``--repeats R`` the arms run interleaved R times; the summary takes each arm's best
+items/s and highest peak. ``--tmp /dev/shm`` puts inputs and outputs on tmpfs, where fsync
+costs nothing and the comparison is of CPU work alone. Writes runner_scale.json into --out
+(default benchmarks/out/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import add_out_argument, machine, make_parser, save_json
+
+PER_FOLDER = 1000
+
+
+def _rss_kb() -> int:
+    for line in open("/proc/self/status", encoding="utf-8"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _peak_kb() -> int:
+    """VmHWM: this process's peak RSS (unlike ru_maxrss, not inherited across fork + exec)."""
+    for line in open("/proc/self/status", encoding="utf-8"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def make_inputs(folder: Path, n: int) -> None:
+    """N PNGs of 28x28 gray noise (16 distinct), PER_FOLDER per sub-folder (written plainly)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    blobs = []
+    for _ in range(16):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), "L").save(buf, "PNG")
+        blobs.append(buf.getvalue())
+    for i in range(n):
+        sub = folder / f"d{i // PER_FOLDER:05d}"
+        if i % PER_FOLDER == 0:
+            sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"{i:07d}.png").write_bytes(blobs[i % len(blobs)])
+
+
+def child_bare(src: Path, out: Path) -> dict:
+    import io
+
+    from PIL import Image
+
+    from boomerang.imageio import iter_image_files
+
+    rss0 = _rss_kb()
+    t0 = time.perf_counter()
+    n = 0
+    made = set()
+    for f in iter_image_files(src, unique=False):
+        rel = f.relative_to(src)
+        dst = out / rel
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        with Image.open(f) as im:
+            im.load()
+            buf = io.BytesIO()
+            im.save(buf, "PNG")
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dst)
+        n += 1
+    return {"items": n, "seconds": time.perf_counter() - t0, "load_seconds": 0.0,
+            "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
+
+
+def child_job(src: Path, out: Path, engine: str) -> dict:
+    import torch
+
+    from boomerang.settings import SampleSettings
+    from boomerang.tasks import Task
+    from boomerang.tasks.blocks import attach_model
+    from boomerang.tasks.job import JobSettings, NoOptions
+    from boomerang.tasks.runner import execute_job, plan_job
+
+    import boomerang.planning  # noqa: F401  (imports diffusers' schedulers: a fixed start-up cost, not timed)
+
+    torch.set_num_threads(1)
+    rss0 = _rss_kb()
+    t0 = time.perf_counter()
+    task = Task()
+    js = JobSettings(inputs=str(src), out=str(out), engine=engine, progress=False, threads=1,
+                     workers=1 if engine == "ray" else None)
+    job = plan_job(task, SampleSettings(level=0.0, batch_size=64, num_samples=1), NoOptions(), js)
+    t1 = time.perf_counter()
+    attach_model(job, 1)
+    t2 = time.perf_counter()
+    job.threads, job.block_size = 1, 64
+    rc = execute_job(job)
+    t3 = time.perf_counter()
+    return {"items": len(job.items), "rc": rc, "seconds": (t1 - t0) + (t3 - t2), "load_seconds": t2 - t1,
+            "plan_seconds": t1 - t0, "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
+
+
+def run_child(arm: str, src: Path, out: Path) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, __file__, "--child", arm, "--src", str(src), "--dst", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{arm} failed:\n{r.stderr[-3000:]}")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["items_per_s"] = res["items"] / res["seconds"]
+    shutil.rmtree(out, ignore_errors=True)
+    return res
+
+
+def main() -> None:
+    if "--child" in sys.argv:
+        arm = sys.argv[sys.argv.index("--child") + 1]
+        src = Path(sys.argv[sys.argv.index("--src") + 1])
+        dst = Path(sys.argv[sys.argv.index("--dst") + 1])
+        res = child_bare(src, dst) if arm == "bare" else child_job(src, dst, arm)
+        print(json.dumps(res))
+        return
+    p = make_parser(__doc__, first_paragraph=True)
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000], help="input counts")
+    p.add_argument("--engines", nargs="+", default=["local"], choices=("local", "ray"), help="job engines")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved runs of each arm (best items/s reported)")
+    p.add_argument("--tmp", default=None, help="folder for the generated inputs and outputs (default: system temp)")
+    p.add_argument("--name", default="runner_scale", help="file name of the results (NAME.json in --out)")
+    add_out_argument(p)
+    a = p.parse_args()
+    runs = []
+    for n in a.sizes:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=a.tmp))
+        try:
+            t = time.perf_counter()
+            make_inputs(tmp / "in", n)
+            print(f"{n} inputs written in {time.perf_counter() - t:.1f}s", file=sys.stderr, flush=True)
+            for rep, arm in [(r, arm) for r in range(a.repeats) for arm in ["bare", *a.engines]]:  # interleaved
+                res = {"n": n, "arm": arm, "repeat": rep, **run_child(arm, tmp / "in", tmp / "out")}
+                runs.append(res)
+                print(f"n={n:>7} {arm:>5}: {res['seconds']:8.1f}s  {res['items_per_s']:8.1f} items/s  "
+                      f"rss start {res['rss_start_mb']:6.1f} MB  peak {res['peak_rss_mb']:6.1f} MB"
+                      + (f"  (model load {res['load_seconds']:.1f}s apart)" if arm != "bare" else ""), flush=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    summary = {}
+    best = {}
+    for r in runs:  # per (arm, n): the best items/s, the highest peak RSS
+        b = best.setdefault((r["arm"], r["n"]), dict(r))
+        b["items_per_s"] = max(b["items_per_s"], r["items_per_s"])
+        b["peak_rss_mb"] = max(b["peak_rss_mb"], r["peak_rss_mb"])
+    for arm in ["bare", *a.engines]:
+        by_n = {n: r for (arm_, n), r in best.items() if arm_ == arm}
+        if len(by_n) >= 2:
+            lo, hi = min(by_n), max(by_n)
+            summary[f"{arm}_peak_rss_growth_mb_{lo}_to_{hi}"] = by_n[hi]["peak_rss_mb"] - by_n[lo]["peak_rss_mb"]
+        for n, r in by_n.items():
+            bare = best.get(("bare", n))
+            if bare and arm != "bare":
+                summary[f"{arm}_vs_bare_throughput_{n}"] = r["items_per_s"] / bare["items_per_s"]
+    for k, v in summary.items():
+        print(f"{k}: {v:.3f}")
+    save_json(a.name, {"machine": machine(), "tmp": a.tmp, "runs": runs, "summary": summary}, a.out)
+
+
+if __name__ == "__main__":
+    main()

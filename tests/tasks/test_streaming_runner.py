@@ -1,0 +1,88 @@
+"""The streaming runner: items listed and indexed on disk, outputs made on demand, the journal
+read by offset, external sorts, and memory that does not grow with the number of items."""
+
+from __future__ import annotations
+
+import json
+import random
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from boomerang.tasks import JobSettings, Task
+from boomerang.tasks.items import IndexedItems
+from boomerang.tasks.job import NoOptions
+from boomerang.tasks.journal import Journal
+from boomerang.tasks.layout import ListedItems, scan
+from boomerang.tasks.streams import external_sorted
+
+
+def _pngs(folder: Path, n: int, per_folder=50) -> Path:
+    rng = np.random.default_rng(0)
+    data = [(rng.random((6, 5)) * 255).astype(np.uint8) for _ in range(4)]
+    for i in range(n):
+        p = folder / f"d{i // per_folder:03d}" / f"{i:05d}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(data[i % 4]).save(p)
+    return folder
+
+
+def test_external_sort_matches_sorted_and_keeps_ties_in_order(tmp_path):
+    rows = [{"k": random.Random(i).randrange(20), "i": i} for i in range(257)]
+    got = list(external_sorted(rows, key=lambda r: r["k"], folder=tmp_path, run_rows=16))
+    assert got == sorted(rows, key=lambda r: r["k"])
+    assert not list(tmp_path.iterdir())  # the runs are gone
+
+
+def test_journal_is_read_by_offset_in_block_order_and_a_cut_line_is_dropped(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    lines = [json.dumps({"block": b, "records": [{"_unit": 2 * b}, {"_unit": 2 * b + 1}], "skipped": []})
+             for b in (2, 0, 1)]
+    path.write_text("\n".join(lines) + "\n" + '{"block": 3, "rec')
+    j = Journal(path)
+    assert len(j) == 3 and 3 not in j and 1 in j and j.records_count == 6
+    assert [r["_unit"] for r in j.records()] == list(range(6))
+    assert path.read_text().endswith("\n") and path.read_text().count("\n") == 3
+
+
+def test_a_folder_is_listed_streaming_and_indexed_in_the_job_folder(tmp_path, tiny_pixel_dir):
+    from boomerang.settings import SampleSettings
+    from boomerang.tasks.runner import run_job
+
+    src = _pngs(tmp_path / "in", 120)
+    layout = scan(src)
+    assert isinstance(layout.items, ListedItems) and len(layout.items) == 120 and layout.kind == "classes"
+    assert [it.relpath for it in layout.items][:2] == ["d000/00000.png", "d000/00001.png"]
+    out = tmp_path / "out"
+    rc = run_job(Task(), SampleSettings(level=0.0, num_samples=1, batch_size=7, model=str(tiny_pixel_dir)),
+                 NoOptions(), JobSettings(inputs=str(src), out=str(out), progress=False, threads=1))
+    assert rc == 0
+    indexed = IndexedItems(out / ".job", 120, layout.digest(), src)
+    assert indexed[57].relpath == "d001/00057.png" and indexed[57].label == "d001"
+    assert [it.relpath for it in indexed.range(118, 200)] == ["d002/00118.png", "d002/00119.png"]
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert [r["source"] for r in rows] == [it.relpath for it in layout.items]
+
+
+def _planned_bytes(src: Path, model) -> int:
+    from boomerang.settings import SampleSettings
+    from boomerang.tasks.runner import plan_job
+
+    tracemalloc.start()
+    job = plan_job(Task(), SampleSettings(level=0.0, num_samples=1, model=str(model)), NoOptions(),
+                   JobSettings(inputs=str(src), out=str(src.parent / "out"), progress=False))
+    sum(1 for _ in job.outputs)  # walk every output once more
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+def test_planning_memory_does_not_grow_with_the_items(tmp_path, tiny_pixel_dir):
+    _planned_bytes(_pngs(tmp_path / "warm", 10), tiny_pixel_dir)  # imports and caches first
+    small = _planned_bytes(_pngs(tmp_path / "small" / "in", 200), tiny_pixel_dir)
+    large = _planned_bytes(_pngs(tmp_path / "large" / "in", 1600), tiny_pixel_dir)
+    per_item = (large - small) / 1400
+    print(f"planning peak: {small / 1e3:.0f} kB at 200 items, {large / 1e3:.0f} kB at 1600 ({per_item:.0f} B per item)")
+    assert per_item < 100  # a list of items and outputs took about 2,500 B per item
