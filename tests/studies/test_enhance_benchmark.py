@@ -78,3 +78,23 @@ def test_table_without_a_range_of_positions(tmp_path):
     for proc in _all(*(("--table", "--out", str(tmp_path), "--name", "r", "--without", bad)
                        for bad in ("150", "213-150", "a-b", "0-500"))):
         assert proc.returncode == 2 and "--without" in proc.stderr, proc.args
+
+
+def test_table_prints_both_judges(tmp_path):
+    """Runs from issue 20 on score every method with two judges: --table adds a table with each judge's accuracy
+    and its paired difference with bicubic; older results (no "judges") print without it (above)."""
+    d_cnn = paired_difference([1] * 7 + [0] * 3, [1] * 4 + [0] * 3 + [1] + [0] * 2)  # +20 points
+    d_svm = paired_difference([1] * 2 + [0] * 8, [1] * 4 + [0] * 6)  # -20 points
+    judges = {"cnn": {"accuracy": 0.7, "accuracy_ci95": [0.4, 0.9]}, "hog-svm": {"accuracy": 0.2, "accuracy_ci95": [0.05, 0.5]}}
+    row = {"accuracy": 0.7, "accuracy_ci95": [0.4, 0.9], "psnr_db": {"mean": 10.0}, "ssim": {"mean": 0.1},
+           "consistency_error_8bit": {"mean": 1.0}, "seam_score": 1.0, "judges": judges}
+    results = {"judges": {"cnn": {}, "hog-svm": {}},
+               "x8": {"methods": {"bicubic": row, "enhance L=0.4": dict(row, vs_bicubic=d_cnn,
+                                                                       vs_bicubic_by_judge={"cnn": d_cnn, "hog-svm": d_svm})}}}
+    text = _table(tmp_path, results)
+    assert "| setting | method | cnn: accuracy % [95% CI] | cnn: vs bicubic, points [95% CI] (p) | hog-svm: accuracy" in text
+    assert "| 8x tiled (28->224) | enhance L=0.4 | 70.0 [40, 90] | +20.0 [" in text
+    assert "] (0.62) | 20.0 [5, 50] | -20.0 [" in text
+    assert "| 8x tiled (28->224) | bicubic | 70.0 [40, 90] | - | 20.0 [5, 50] | - |" in text
+    del results["judges"]
+    assert "hog-svm" not in _table(tmp_path, results)
