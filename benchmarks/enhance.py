@@ -14,7 +14,9 @@ Methods: Pillow bicubic and Lanczos; ``enhance`` (bicubic upsampling, then
 Boomerang with the ``--scheduler`` reverse process) at ``--levels``; the same
 with ILVR consistency (``--consistency``) at ``--consistency-levels``; and with
 the colour fix at ``--colour-fix-levels``. Metrics per method: accuracy of the
-bundled reference classifier against the true labels (95% Wilson interval),
+bundled reference classifier against the true labels (95% Wilson interval), and
+of every judge in ``--judges`` (default: that CNN and ``hog-svm``, an RBF SVM on
+HOG features trained on the same training split; :mod:`boomerang.studies.judges`),
 PSNR and SSIM to the ground truth (mean and 95% interval over digits),
 consistency error (mean |box-downsampled 8-bit output - input| in 8-bit
 units) and, for 8x, the seam score (mean |gradient| across window borders /
@@ -43,6 +45,13 @@ names a variant run's files instead (``enhance_high_levels.json``, ...).
         --out benchmarks/results --name enhance_8x_sheets      # README's 8x run on 448 digits (+ --seed 1)
 
 ``--out benchmarks/results --plots docs`` refreshes the committed results and figure.
+``--save-cells NPZ`` also keeps every scored output (uint8 28x28 cells); ``--rejudge NPZ --judges
+cnn,hog-svm,pixel-svm --out DIR --name NAME`` scores them again with other judges (no sampling).
+The README's two-judge 8x run (issue 20)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/enhance.py --no-4x --first-sheet-digit 22 --sheets 7 \
+        --levels 0.3,0.4,0.5 --consistency-levels 0.5 --colour-fix-levels "" --threads 1 \
+        --out benchmarks/results --name enhance_8x_judges --save-cells benchmarks/out/enhance_8x_judges_cells.npz
 """
 
 from __future__ import annotations
@@ -87,6 +96,12 @@ def parse_args(argv=None):
     p.add_argument("--save-cells", type=pathlib.Path, default=None, metavar="NPZ",
                    help="also write every method's scored 28x28 cells (uint8) and the true labels to this .npz, "
                         "so that another judge can score the same outputs later")
+    p.add_argument("--judges", default="cnn,hog-svm",
+                   help="comma-separated judges of the digits' class (boomerang.studies.judges: cnn, hog-svm, "
+                        "pixel-svm); the first must be cnn (the reference classifier, the table's first columns)")
+    p.add_argument("--rejudge", type=pathlib.Path, default=None, metavar="NPZ",
+                   help="score the outputs a run saved with --save-cells again with --judges, rewriting the judge "
+                        "fields of <--out>/<--name>.json (no sampling)")
     p.add_argument("--table", action="store_true", help="only print the Markdown table of <--out>/<--name>.json (for README)")
     p.add_argument("--without", default=None, metavar="START-END",
                    help="with --table: also compare with bicubic on the 8x digits outside these positions of the "
@@ -103,6 +118,11 @@ def parse_args(argv=None):
         p.error(f"--sheets {a.sheets} from --first-sheet-digit {a.first_sheet_digit} needs digits "
                 f"{a.first_sheet_digit}-{a.first_sheet_digit + 64 * a.sheets - 1} of the {N_TEST} test digits; "
                 "use fewer sheets or an earlier start")
+    a.judges = [j for j in a.judges.split(",") if j]
+    from boomerang.studies.judges import NAMES  # torch-free
+
+    if not a.judges or a.judges[0] != "cnn" or any(j not in NAMES for j in a.judges) or len(set(a.judges)) != len(a.judges):
+        p.error(f"--judges {','.join(a.judges)!r}: give cnn first, then any of {', '.join(NAMES[1:])}, each once")
     if a.n_boot < 100:
         p.error("--n-boot must be at least 100")
     if a.without is not None:
@@ -194,6 +214,52 @@ def table(results: dict, without: tuple[int, int] | None = None, n_boot: int = 1
     return "\n".join(lines)
 
 
+def pair_with_bicubic(block: dict, n_boot: int, seed: int) -> None:
+    """Add each method's paired comparison with bicubic (same digits) to its entry: ``vs_bicubic`` (the
+    reference CNN's, as in earlier runs) and ``vs_bicubic_by_judge`` (every judge's)."""
+    base = block["methods"].get("bicubic")
+    for name, r in block["methods"].items():
+        if base is not None and name not in ("bicubic", "ground truth"):
+            r["vs_bicubic"] = paired_difference([c == "1" for c in r["correct_by_digit"]],
+                                                [c == "1" for c in base["correct_by_digit"]], n_boot=n_boot, seed=seed)
+            r["vs_bicubic_by_judge"] = {
+                j: paired_difference([c == "1" for c in r["judges"][j]["correct_by_digit"]],
+                                     [c == "1" for c in base["judges"][j]["correct_by_digit"]], n_boot=n_boot, seed=seed)
+                for j in r["judges"]}
+
+
+def rejudge(args) -> int:
+    """``--rejudge NPZ``: score the outputs a run saved with ``--save-cells`` again with ``--judges`` and rewrite
+    ``<--out>/<--name>.json``'s judge fields (``judges``, ``vs_bicubic_by_judge``); nothing else changes."""
+    import json
+
+    from _common import save_json
+
+    from boomerang.studies.judges import judges_named, retention
+
+    path = args.out / f"{args.name}.json"
+    if not path.is_file() or not args.rejudge.is_file():
+        raise SystemExit(f"enhance.py --rejudge: need {path} and {args.rejudge} (written by a run with --save-cells)")
+    results = json.loads(path.read_text())
+    judges = judges_named(args.judges)
+    cells = np.load(args.rejudge)
+    for key in ("x4", "x8"):
+        if key not in results:
+            continue
+        labels = cells[f"{key}/labels"]
+        for name, r in results[key]["methods"].items():
+            r["judges"] = retention(judges, cells[f"{key}/{name}"], labels)
+            if r["judges"]["cnn"]["correct_by_digit"] != r["correct_by_digit"]:  # cnn is always the first judge
+                raise SystemExit(f"enhance.py --rejudge: {args.rejudge} does not hold the outputs of {path} "
+                                 f"({key} {name}: the reference CNN scores them differently)")
+        pair_with_bicubic(results[key], results["settings"]["n_boot"], results["settings"]["seed"])
+    results["judges"] = {j.name: {"kind": j.kind, **j.info} for j in judges}
+    results["settings"]["judges"] = list(args.judges)
+    save_json(args.name, results, args.out)
+    print(table(results))
+    return 0
+
+
 def judges_table(results: dict) -> list[str]:
     """Where the results have both judges' figures (runs from issue 20 on): one row per method with each
     judge's accuracy [95% Wilson CI] and its paired difference with bicubic [95% bootstrap CI] (McNemar p)."""
@@ -222,6 +288,8 @@ def judges_table(results: dict) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.rejudge is not None:
+        return rejudge(args)
     if args.table:
         import json
 
@@ -243,12 +311,12 @@ def main(argv=None) -> int:
     from boomerang.enhance.tiling import tile_starts
     from boomerang.models import load_model
     from boomerang.seeds import item_generator
-    from boomerang.studies.judges import REFERENCE, both_judges, retention
+    from boomerang.studies.judges import REFERENCE, judges_named, retention
 
     t_start = time.monotonic()
     model_dir = default_model_path()
     model = load_model(str(model_dir))
-    judges = both_judges()  # the reference CNN and the hog-svm judge trained on the same split (prints its accuracy)
+    judges = judges_named(args.judges)  # the reference CNN and the judges trained on the same split (print their accuracy)
     ds = load_dataset("mnist5k")
     split = load_split(model_dir / "split.json")
     test = np.asarray(split["test"])
@@ -308,17 +376,7 @@ def main(argv=None) -> int:
     saved: dict = {}  # --save-cells: "x8/<method>" -> uint8 [N, 28, 28]
 
     def vs_bicubic(block: dict) -> None:
-        """Add each method's paired comparison with bicubic (same digits) to its entry."""
-        base = block["methods"].get("bicubic")
-        for name, r in block["methods"].items():
-            if base is not None and name not in ("bicubic", "ground truth"):
-                r["vs_bicubic"] = paired_difference([c == "1" for c in r["correct_by_digit"]],
-                                                    [c == "1" for c in base["correct_by_digit"]],
-                                                    n_boot=args.n_boot, seed=args.seed)
-                r["vs_bicubic_by_judge"] = {
-                    j: paired_difference([c == "1" for c in r["judges"][j]["correct_by_digit"]],
-                                         [c == "1" for c in base["judges"][j]["correct_by_digit"]],
-                                         n_boot=args.n_boot, seed=args.seed) for j in r["judges"]}
+        pair_with_bicubic(block, args.n_boot, args.seed)
 
     # ---- 4x: 28 -> 7 -> 28
     idx = np.array(order[: args.n_digits])

@@ -119,3 +119,17 @@ def test_retention_scores_every_judge(data, small):
         assert r["accuracy"] == r["correct"] / 50 and r["accuracy_ci95"][0] <= r["accuracy"] <= r["accuracy_ci95"][1]
     wrong = retention([small], ds.images[test], (ds.labels[test] + 1) % 10)[SECOND]
     assert wrong["correct"] <= 50 - out[SECOND]["correct"]
+
+
+def test_judges_by_name_and_the_pixel_judge(data):
+    from boomerang.studies.judges import NAMES, judges_named, pixel_judge
+
+    ds, split = data
+    px = pixel_judge(400, verbose=False)
+    assert px.name == "pixel-svm" and 0.8 < px.info["test_accuracy"] < 1.0
+    test = np.asarray(split["test"])
+    # no features: its answers differ from the HOG judge's on some test digits
+    assert (px(ds.images[test]) != second_judge(400, verbose=False)(ds.images[test])).any()
+    assert [j.name for j in judges_named(["cnn"])] == ["cnn"] and NAMES == ("cnn", "hog-svm", "pixel-svm")
+    with pytest.raises(ValueError, match="unknown judge 'svm'; known: cnn, hog-svm, pixel-svm"):
+        judges_named(["cnn", "svm"])
