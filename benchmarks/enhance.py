@@ -270,7 +270,7 @@ def judges_table(results: dict) -> list[str]:
         return []
     head = "| setting | method | " + " | ".join(f"{j}: accuracy % [95% CI] | {j}: vs bicubic, points [95% CI] (p)"
                                                for j in names) + " |"
-    lines = ["", "Both judges (the reference CNN and the hog-svm judge trained on the same split; "
+    lines = ["", f"Every judge ({', '.join(names)}: the reference CNN first, the others trained on its training split; "
              "paired differences with bicubic on the same digits, exact McNemar p):", "", head,
              "|" + " --- |" * (2 + 2 * len(names))]
     for label, name, r in rows:
