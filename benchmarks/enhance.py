@@ -95,13 +95,13 @@ def parse_args(argv=None):
     p.add_argument("--no-4x", action="store_true", help="run only the 8x part")
     p.add_argument("--save-cells", type=pathlib.Path, default=None, metavar="NPZ",
                    help="also write every method's scored 28x28 cells (uint8) and the true labels to this .npz, "
-                        "so that another judge can score the same outputs later")
+                        "so that another judge can score the same outputs later (default: none, not kept)")
     p.add_argument("--judges", default="cnn,hog-svm",
                    help="comma-separated judges of the digits' class (boomerang.studies.judges: cnn, hog-svm, "
                         "pixel-svm); the first must be cnn (the reference classifier, the table's first columns)")
     p.add_argument("--rejudge", type=pathlib.Path, default=None, metavar="NPZ",
                    help="score the outputs a run saved with --save-cells again with --judges, rewriting the judge "
-                        "fields of <--out>/<--name>.json (no sampling)")
+                        "fields of <--out>/<--name>.json (no sampling; default: none, a normal run)")
     p.add_argument("--table", action="store_true", help="only print the Markdown table of <--out>/<--name>.json (for README)")
     p.add_argument("--without", default=None, metavar="START-END",
                    help="with --table: also compare with bicubic on the 8x digits outside these positions of the "
