@@ -33,11 +33,29 @@ def _rate(r: dict) -> str:
     return f"{_p(r['rate'])} [{_p(r['ci95'][0])}, {_p(r['ci95'][1])}]"
 
 
+def second_judge(result: dict) -> str | None:
+    """The name of the second judge whose class retention the results (or a text arm) hold (runs from issue 20
+    on), else None."""
+    names = {j for c in result.get("conditions", []) for j in c.get("class_retention_by_judge", {})}
+    return next((j for j in sorted(names) if j != "cnn"), None)
+
+
+def _judged(c: dict, judge: str) -> str:
+    """A condition's class retention by ``judge`` with its Wilson interval, in % (synthetic: agreement with the
+    samples' CNN labels, marked so)."""
+    r = c["class_retention_by_judge"][judge]
+    text = f"{_p(r['accuracy'])} [{_p(r['accuracy_ci95'][0])}, {_p(r['accuracy_ci95'][1])}]"
+    return text + (" (agrees with label)" if c["condition"] == "synthetic" else "")
+
+
 def markdown_table(result: dict) -> str:
-    """docs/privacy.md's full table: one row per condition."""
+    """docs/privacy.md's full table: one row per condition (and, where the results have a second judge, its
+    class retention in a last column)."""
+    second = second_judge(result)
     rows = ["| release | level | blur sigma | SSIM to source | top-1 re-id, pixels % [95% CI] | "
-            "top-1 re-id, classifier % [95% CI] | class retention % | utility: test accuracy % [95% CI] |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "top-1 re-id, classifier % [95% CI] | class retention % | utility: test accuracy % [95% CI] |"
+            + (f" class retention, {second} judge % [95% CI] |" if second else ""),
+            "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if second else "")]
     for c in result["conditions"]:
         reid = c.get("reid")
         rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
@@ -46,7 +64,9 @@ def markdown_table(result: dict) -> str:
             "" if c["ssim_to_source"] is None else f"{c['ssim_to_source']:.3f}",
             _rate(reid["pixels"]["top1"]) if reid else "n/a (no source)",
             _rate(reid["classifier"]["top1"]) if reid else "n/a (no source)",
-            "" if c["class_retention"] is None else _p(c["class_retention"]), _utility(c["utility"])))
+            "" if c["class_retention"] is None else _p(c["class_retention"]), _utility(c["utility"]))
+            + (f" {_judged(c, second)} |" if second and second in c.get("class_retention_by_judge", {}) else
+               " |" if second else ""))
     return "\n".join(rows)
 
 
@@ -95,17 +115,19 @@ def text_summary_table(result: dict) -> str:
 def text_markdown_table(result: dict) -> str:
     """docs/privacy.md's full table of the text arm: one row per level."""
     arm = result["text_arm"]
+    second = second_judge(arm)
     rows = ["| level | sqrt(alpha_bar): text / unconditional model | SSIM to source | top-1 re-id, pixels % [95% CI] | "
             "top-1 re-id, classifier % [95% CI] | top-5 re-id, pixels / classifier % | class retention % | "
-            "utility: test accuracy % [95% CI] |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "utility: test accuracy % [95% CI] |" + (f" class retention, {second} judge % [95% CI] |" if second else ""),
+            "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if second else "")]
     for c in arm["conditions"]:
         r = c["reid"]
         rows.append(f"| {c['level']:g} | {c['signal_kept']:.3f} / {c['signal_kept_unconditional']:.3f} | "
                     f"{c['ssim_to_source']:.3f} | "
                     f"{_rate(r['pixels']['top1'])} | {_rate(r['classifier']['top1'])} | "
                     f"{_p(r['pixels']['top5']['rate'])} / {_p(r['classifier']['top5']['rate'])} | "
-                    f"{_p(c['class_retention'])} | {_utility(c['utility'])} |")
+                    f"{_p(c['class_retention'])} | {_utility(c['utility'])} |"
+                    + (f" {_judged(c, second)} |" if second else ""))
     return "\n".join(rows)
 
 

@@ -37,6 +37,12 @@ Stages (all resumable; --work keeps the cache and per-run results):
     .venv/bin/python benchmarks/augmentation.py --stage train        # every (regime, arm, seed) not yet done
     .venv/bin/python benchmarks/augmentation.py --stage report       # JSON, table, augmentation.png
     .venv/bin/python benchmarks/augmentation.py                      # all three
+    .venv/bin/python benchmarks/augmentation.py --stage retention    # class retention of the samples, both judges
+
+Class retention (issue 20): ``--stage retention`` scores the cached Boomerang samples against their
+source's class, and the global samples against the labels they were given, with two judges of different
+kinds trained on the same training split (the reference CNN and an RBF SVM on HOG features,
+:mod:`boomerang.studies.judges`); ``--stage precompute --no-global`` makes only the samples it needs.
 
 The report writes ``augmentation.json`` into ``--out`` (default
 ``benchmarks/out/``, git-ignored) and ``augmentation.png`` into ``--plots``
@@ -70,9 +76,12 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 
 def parse_args(argv=None):
     p = make_parser(__doc__, first_paragraph=True)
-    p.add_argument("--stage", choices=("precompute", "train", "report", "all"), default="all",
+    p.add_argument("--stage", choices=("precompute", "train", "report", "retention", "all"), default="all",
                    help="precompute: the Boomerang and global samples; train: every (regime, arm, seed) not yet done; "
-                        "report: JSON, table and figure; all: the three in turn")
+                        "report: JSON, table and figure; retention: class retention of the cached samples by both "
+                        "judges (augmentation_retention.json); all: precompute, train, report")
+    p.add_argument("--no-global", action="store_true",
+                   help="precompute only the Boomerang samples (enough for --stage retention)")
     p.add_argument("--work", default=str(ROOT / "runs" / "augmentation"), help="cache and per-run results")
     p.add_argument("--seeds", type=int, default=20, help="training seeds (= subsets) per arm and regime")
     p.add_argument("--pool-per-class", type=int, default=50, help="images per class the subsets are drawn from")
@@ -185,7 +194,8 @@ def precompute(args, ds, split, work: pathlib.Path) -> dict:
         timing_path.write_text(json.dumps(timing, indent=1))
 
     local()
-    global_(0, n_global)
+    if not args.no_global:
+        global_(0, n_global)
     return timing
 
 
@@ -404,6 +414,51 @@ def _plot(table, path: pathlib.Path) -> None:
     print(f"wrote {path}")
 
 
+def retention_report(args, ds, split, work: pathlib.Path) -> dict:
+    """Class retention of the cached Boomerang samples of the pool at each level, and agreement with the global
+    arm's labels, by both judges (the reference CNN and the hog-svm judge trained on the same training split;
+    boomerang.studies.judges). Writes ``augmentation_retention.json`` into ``--out`` and prints a table."""
+    from _common import machine, save_json
+
+    from boomerang.studies.augmentation import label_agreement, sample_retention
+    from boomerang.studies.judges import both_judges
+
+    if not (work / "cache").is_dir():
+        raise SystemExit(f"no Boomerang samples in {work / 'cache'}: run --stage precompute (--no-global) first")
+    judges = both_judges()
+    pool = pool_indices(ds, split, args.pool_per_class)
+    sources = {relpath(ds, i): int(ds.labels[i]) for c in range(10) for i in pool[c]}
+    out = {"judges": {j.name: {"kind": j.kind, **j.info} for j in judges},
+           "settings": {k: getattr(args, k) for k in ("pool_per_class", "samples_per_image", "sample_steps", "scheduler")},
+           "boomerang_samples": sample_retention(work / "cache", sources, judges)}
+    if (work / "global").is_dir() and any((work / "global").glob("[0-9]*.npz")):
+        g_images, g_labels, _ = load_global(work)
+        out["global_label_agreement"] = {"n": int(len(g_labels)), "by_judge": label_agreement(g_images, g_labels, judges)}
+    out["machine"] = machine()
+    save_json("augmentation_retention", out, args.out)
+    print(retention_table(out))
+    return out
+
+
+def retention_table(out: dict) -> str:
+    """README's table: per level, each judge's class retention of the Boomerang samples [95% Wilson CI]."""
+    names = list(out["judges"])
+    lines = ["| samples | " + " | ".join(f"{j}: keeps the source's class % [95% CI]" for j in names) + " |",
+             "|" + " --- |" * (1 + len(names))]
+
+    def cell(r):
+        return f"{100 * r['accuracy']:.1f} [{100 * r['accuracy_ci95'][0]:.1f}, {100 * r['accuracy_ci95'][1]:.1f}]"
+
+    for level, r in out["boomerang_samples"].items():
+        lines.append(f"| Boomerang L={level} ({r['n_samples']} samples of {r['n_sources']} digits) | "
+                     + " | ".join(cell(r["by_judge"][j]) for j in names) + " |")
+    g = out.get("global_label_agreement")
+    if g:
+        lines.append(f"| global samples: agree with their (CNN) label ({g['n']}) | "
+                     + " | ".join(cell(g["by_judge"][j]) for j in names) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -419,6 +474,8 @@ def main(argv=None) -> int:
         train_all(args, ds, split, work)
     if args.stage in ("report", "all"):
         report(args, work)
+    if args.stage == "retention":
+        retention_report(args, ds, split, work)
     return 0
 
 

@@ -14,7 +14,9 @@ Methods: Pillow bicubic and Lanczos; ``enhance`` (bicubic upsampling, then
 Boomerang with the ``--scheduler`` reverse process) at ``--levels``; the same
 with ILVR consistency (``--consistency``) at ``--consistency-levels``; and with
 the colour fix at ``--colour-fix-levels``. Metrics per method: accuracy of the
-bundled reference classifier against the true labels (95% Wilson interval),
+bundled reference classifier against the true labels (95% Wilson interval), and
+of every judge in ``--judges`` (default: that CNN and ``hog-svm``, an RBF SVM on
+HOG features trained on the same training split; :mod:`boomerang.studies.judges`),
 PSNR and SSIM to the ground truth (mean and 95% interval over digits),
 consistency error (mean |box-downsampled 8-bit output - input| in 8-bit
 units) and, for 8x, the seam score (mean |gradient| across window borders /
@@ -43,6 +45,13 @@ names a variant run's files instead (``enhance_high_levels.json``, ...).
         --out benchmarks/results --name enhance_8x_sheets      # README's 8x run on 448 digits (+ --seed 1)
 
 ``--out benchmarks/results --plots docs`` refreshes the committed results and figure.
+``--save-cells NPZ`` also keeps every scored output (uint8 28x28 cells); ``--rejudge NPZ --judges
+cnn,hog-svm,pixel-svm --out DIR --name NAME`` scores them again with other judges (no sampling).
+The README's two-judge 8x run (issue 20)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/enhance.py --no-4x --first-sheet-digit 22 --sheets 7 \
+        --levels 0.3,0.4,0.5 --consistency-levels 0.5 --colour-fix-levels "" --threads 1 \
+        --out benchmarks/results --name enhance_8x_judges --save-cells benchmarks/out/enhance_8x_judges_cells.npz
 """
 
 from __future__ import annotations
@@ -59,7 +68,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import add_out_argument, make_parser, plot_path  # noqa: E402
 
-from boomerang.stats import paired_difference, wilson  # noqa: E402
+from boomerang.stats import paired_difference  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -84,6 +93,15 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="40 digits, 1 sheet")
     p.add_argument("--no-8x", action="store_true", help="run only the 4x part")
     p.add_argument("--no-4x", action="store_true", help="run only the 8x part")
+    p.add_argument("--save-cells", type=pathlib.Path, default=None, metavar="NPZ",
+                   help="also write every method's scored 28x28 cells (uint8) and the true labels to this .npz, "
+                        "so that another judge can score the same outputs later (default: none, not kept)")
+    p.add_argument("--judges", default="cnn,hog-svm",
+                   help="comma-separated judges of the digits' class (boomerang.studies.judges: cnn, hog-svm, "
+                        "pixel-svm); the first must be cnn (the reference classifier, the table's first columns)")
+    p.add_argument("--rejudge", type=pathlib.Path, default=None, metavar="NPZ",
+                   help="score the outputs a run saved with --save-cells again with --judges, rewriting the judge "
+                        "fields of <--out>/<--name>.json (no sampling; default: none, a normal run)")
     p.add_argument("--table", action="store_true", help="only print the Markdown table of <--out>/<--name>.json (for README)")
     p.add_argument("--without", default=None, metavar="START-END",
                    help="with --table: also compare with bicubic on the 8x digits outside these positions of the "
@@ -100,6 +118,11 @@ def parse_args(argv=None):
         p.error(f"--sheets {a.sheets} from --first-sheet-digit {a.first_sheet_digit} needs digits "
                 f"{a.first_sheet_digit}-{a.first_sheet_digit + 64 * a.sheets - 1} of the {N_TEST} test digits; "
                 "use fewer sheets or an earlier start")
+    a.judges = [j for j in a.judges.split(",") if j]
+    from boomerang.studies.judges import NAMES  # torch-free
+
+    if not a.judges or a.judges[0] != "cnn" or any(j not in NAMES for j in a.judges) or len(set(a.judges)) != len(a.judges):
+        p.error(f"--judges {','.join(a.judges)!r}: give cnn first, then any of {', '.join(NAMES[1:])}, each once")
     if a.n_boot < 100:
         p.error("--n-boot must be at least 100")
     if a.without is not None:
@@ -170,6 +193,7 @@ def table(results: dict, without: tuple[int, int] | None = None, n_boot: int = 1
             lo, hi = d["ci95"]
             lines.append(f"| {label} | {name} | {d['both']} | {d['a_only']} | {d['b_only']} | "
                          f"{100 * d['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {d['mcnemar_p']:.2g} |")
+    lines += judges_table(results)
     x8 = results.get("x8", {})
     if without is not None and "order_positions" in x8 and "bicubic" in x8["methods"]:
         pos = np.arange(*x8["order_positions"])
@@ -190,8 +214,82 @@ def table(results: dict, without: tuple[int, int] | None = None, n_boot: int = 1
     return "\n".join(lines)
 
 
+def pair_with_bicubic(block: dict, n_boot: int, seed: int) -> None:
+    """Add each method's paired comparison with bicubic (same digits) to its entry: ``vs_bicubic`` (the
+    reference CNN's, as in earlier runs) and ``vs_bicubic_by_judge`` (every judge's)."""
+    base = block["methods"].get("bicubic")
+    for name, r in block["methods"].items():
+        if base is not None and name not in ("bicubic", "ground truth"):
+            r["vs_bicubic"] = paired_difference([c == "1" for c in r["correct_by_digit"]],
+                                                [c == "1" for c in base["correct_by_digit"]], n_boot=n_boot, seed=seed)
+            r["vs_bicubic_by_judge"] = {
+                j: paired_difference([c == "1" for c in r["judges"][j]["correct_by_digit"]],
+                                     [c == "1" for c in base["judges"][j]["correct_by_digit"]], n_boot=n_boot, seed=seed)
+                for j in r["judges"]}
+
+
+def rejudge(args) -> int:
+    """``--rejudge NPZ``: score the outputs a run saved with ``--save-cells`` again with ``--judges`` and rewrite
+    ``<--out>/<--name>.json``'s judge fields (``judges``, ``vs_bicubic_by_judge``); nothing else changes."""
+    import json
+
+    from _common import save_json
+
+    from boomerang.studies.judges import judges_named, retention
+
+    path = args.out / f"{args.name}.json"
+    if not path.is_file() or not args.rejudge.is_file():
+        raise SystemExit(f"enhance.py --rejudge: need {path} and {args.rejudge} (written by a run with --save-cells)")
+    results = json.loads(path.read_text())
+    judges = judges_named(args.judges)
+    cells = np.load(args.rejudge)
+    for key in ("x4", "x8"):
+        if key not in results:
+            continue
+        labels = cells[f"{key}/labels"]
+        for name, r in results[key]["methods"].items():
+            r["judges"] = retention(judges, cells[f"{key}/{name}"], labels)
+            if r["judges"]["cnn"]["correct_by_digit"] != r["correct_by_digit"]:  # cnn is always the first judge
+                raise SystemExit(f"enhance.py --rejudge: {args.rejudge} does not hold the outputs of {path} "
+                                 f"({key} {name}: the reference CNN scores them differently)")
+        pair_with_bicubic(results[key], results["settings"]["n_boot"], results["settings"]["seed"])
+    results["judges"] = {j.name: {"kind": j.kind, **j.info} for j in judges}
+    results["settings"]["judges"] = list(args.judges)
+    save_json(args.name, results, args.out)
+    print(table(results))
+    return 0
+
+
+def judges_table(results: dict) -> list[str]:
+    """Where the results have both judges' figures (runs from issue 20 on): one row per method with each
+    judge's accuracy [95% Wilson CI] and its paired difference with bicubic [95% bootstrap CI] (McNemar p)."""
+    names = list(results.get("judges", {}))
+    rows = [(label, name, r) for key, label in (("x4", "4x (7->28)"), ("x8", "8x tiled (28->224)"))
+            for name, r in results.get(key, {}).get("methods", {}).items() if "judges" in r]
+    if not names or not rows:
+        return []
+    head = "| setting | method | " + " | ".join(f"{j}: accuracy % [95% CI] | {j}: vs bicubic, points [95% CI] (p)"
+                                               for j in names) + " |"
+    lines = ["", f"Every judge ({', '.join(names)}: the reference CNN first, the others trained on its training split; "
+             "paired differences with bicubic on the same digits, exact McNemar p):", "", head,
+             "|" + " --- |" * (2 + 2 * len(names))]
+    for label, name, r in rows:
+        cells = []
+        for j in names:
+            a = r["judges"][j]
+            lo, hi = a["accuracy_ci95"]
+            cells.append(f"{100 * a['accuracy']:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]")
+            d = r.get("vs_bicubic_by_judge", {}).get(j)
+            cells.append("-" if d is None else f"{100 * d['difference']:+.1f} [{100 * d['ci95'][0]:+.1f}, "
+                         f"{100 * d['ci95'][1]:+.1f}] ({d['mcnemar_p']:.2g})")
+        lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.rejudge is not None:
+        return rejudge(args)
     if args.table:
         import json
 
@@ -207,18 +305,18 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from boomerang.assets import default_model_path
-    from boomerang.classifier import load_classifier
     from boomerang.data import load_dataset, load_split
     from boomerang.enhance.image import enhance_images
     from boomerang.enhance.resample import upsample
     from boomerang.enhance.tiling import tile_starts
     from boomerang.models import load_model
     from boomerang.seeds import item_generator
+    from boomerang.studies.judges import REFERENCE, judges_named, retention
 
     t_start = time.monotonic()
     model_dir = default_model_path()
     model = load_model(str(model_dir))
-    clf = load_classifier()
+    judges = judges_named(args.judges)  # the reference CNN and the judges trained on the same split (print their accuracy)
     ds = load_dataset("mnist5k")
     split = load_split(model_dir / "split.json")
     test = np.asarray(split["test"])
@@ -238,23 +336,19 @@ def main(argv=None) -> int:
     methods += [(f"enhance+consistency L={lv:g}", dict(level=lv, consistency=True)) for lv in c_levels]
     methods += [(f"enhance+colour fix L={lv:g}", dict(level=lv, colour_fix=True)) for lv in f_levels]
 
-    @torch.no_grad()
-    def classify(cells: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(cells[:, None] * 2.0 - 1.0).float()
-        return torch.cat([clf(x[i:i + 500]) for i in range(0, len(x), 500)]).argmax(1).numpy()
-
     def score(out: np.ndarray, gt: np.ndarray, low: np.ndarray, factor: int, cells_fn, labels) -> dict:
         """out, gt: [N, H, W] in [0, 1]; low: [N, h, w] the input."""
         q = np.rint(out * 255.0) / 255.0  # as written to an 8-bit file
         cons = np.abs(box_down(q, factor) - low).mean(axis=(1, 2)) * 255.0
         co, cg = cells_fn(q), cells_fn(gt)
-        pred = classify(co)
-        k = int((pred == labels).sum())
+        by_judge = retention(judges, co, labels)
+        ref = by_judge[REFERENCE]
         with np.errstate(divide="ignore"):  # identical images (the ground-truth row): PSNR inf, reported as null
             psnr = [peak_signal_noise_ratio(g, o, data_range=1.0) for g, o in zip(cg, co)]
         ssim = [structural_similarity(g, o, data_range=1.0, win_size=7) for g, o in zip(cg, co)]
-        return {"accuracy": round(k / len(labels), 4), "accuracy_ci95": wilson(k, len(labels)), "correct": k,
-                "n": int(len(labels)), "correct_by_digit": "".join("1" if v else "0" for v in pred == labels), "psnr_db": mean_ci(psnr), "ssim": mean_ci(ssim),
+        # the top-level accuracy fields are the reference CNN's (as in earlier runs); "judges" has both judges'
+        return {**{k: ref[k] for k in ("accuracy", "accuracy_ci95", "correct", "n", "correct_by_digit")},
+                "judges": by_judge, "psnr_db": mean_ci(psnr), "ssim": mean_ci(ssim),
                 "consistency_error_8bit": mean_ci(cons)}
 
     def run(name, kw, gt: np.ndarray, low: np.ndarray, factor: int, tile_overlap=None, first_index=0):
@@ -274,19 +368,15 @@ def main(argv=None) -> int:
             evals = res[0].num_denoiser_evals
         return out, round(time.monotonic() - t0, 1), evals
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "plots")}  # where files go is no setting
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "plots", "save_cells")}  # where files go is no setting
     results: dict = {"settings": settings | {"model": str(model_dir.name), "upsampler": "bicubic (Pillow)",
-                                                 "degradation": "box average (Pillow-equivalent block mean)"}}
+                                                 "degradation": "box average (Pillow-equivalent block mean)"},
+                     "judges": {j.name: {"kind": j.kind, **j.info} for j in judges}}
     outputs: dict = {}
+    saved: dict = {}  # --save-cells: "x8/<method>" -> uint8 [N, 28, 28]
 
     def vs_bicubic(block: dict) -> None:
-        """Add each method's paired comparison with bicubic (same digits) to its entry."""
-        base = block["methods"].get("bicubic")
-        for name, r in block["methods"].items():
-            if base is not None and name not in ("bicubic", "ground truth"):
-                r["vs_bicubic"] = paired_difference([c == "1" for c in r["correct_by_digit"]],
-                                                    [c == "1" for c in base["correct_by_digit"]],
-                                                    n_boot=args.n_boot, seed=args.seed)
+        pair_with_bicubic(block, args.n_boot, args.seed)
 
     # ---- 4x: 28 -> 7 -> 28
     idx = np.array(order[: args.n_digits])
@@ -300,8 +390,10 @@ def main(argv=None) -> int:
             out, secs, evals = run(name, kw, gt4, low4, 4)
             r = score(out, gt4, low4, 4, lambda a: a, lab4) | {"seconds": secs, "window_evals_per_image": evals}
             results["x4"]["methods"][name] = r
+            saved[f"x4/{name}"] = np.rint(out * 255.0).astype(np.uint8)
             outputs[("x4", name)] = out[:8]
-            print(f"4x {name:32s} acc {r['accuracy']:.3f} {r['accuracy_ci95']} psnr {r['psnr_db']['mean'] or float('inf'):.2f} "
+            print(f"4x {name:32s} acc " + " ".join(f"{j} {a['accuracy']:.3f} {a['accuracy_ci95']}" for j, a in r["judges"].items())
+                  + f" psnr {r['psnr_db']['mean'] or float('inf'):.2f} "
                   f"ssim {r['ssim']['mean']:.3f} cons {r['consistency_error_8bit']['mean']:.2f} ({secs}s)", flush=True)
         vs_bicubic(results["x4"])
 
@@ -328,16 +420,20 @@ def main(argv=None) -> int:
             r = score(out, gt8, low8, 8, cells, lab8) | {"seconds": secs, "window_evals_per_image": evals,
                                                         "seam_score": round(seam_score(out, starts, 28), 4)}
             results["x8"]["methods"][name] = r
+            saved[f"x8/{name}"] = np.rint(cells(out) * 255.0).astype(np.uint8)
             outputs[("x8", name)] = out[:1]
-            print(f"8x {name:32s} acc {r['accuracy']:.3f} {r['accuracy_ci95']} psnr {r['psnr_db']['mean'] or float('inf'):.2f} "
+            print(f"8x {name:32s} acc " + " ".join(f"{j} {a['accuracy']:.3f} {a['accuracy_ci95']}" for j, a in r["judges"].items())
+                  + f" psnr {r['psnr_db']['mean'] or float('inf'):.2f} "
                   f"ssim {r['ssim']['mean']:.3f} cons {r['consistency_error_8bit']['mean']:.2f} "
                   f"seam {r['seam_score']:.3f} ({secs}s)", flush=True)
         vs_bicubic(results["x8"])
         for name, r in results["x8"]["methods"].items():
             if "vs_bicubic" in r:
                 d = r["vs_bicubic"]
-                print(f"8x {name:32s} vs bicubic {100 * d['difference']:+.1f} points [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] "
-                      f"({d['a_only']} only by it, {d['b_only']} only by bicubic; McNemar p {d['mcnemar_p']:.3g})")
+                for j, d in r["vs_bicubic_by_judge"].items():
+                    print(f"8x {name:32s} {j:8s} vs bicubic {100 * d['difference']:+.1f} points [{100 * d['ci95'][0]:+.1f}, "
+                          f"{100 * d['ci95'][1]:+.1f}] ({d['a_only']} only by it, {d['b_only']} only by bicubic; "
+                          f"McNemar p {d['mcnemar_p']:.3g})")
         outputs[("x8", "input")], outputs[("x8", "truth")] = low8[:1], gt8[:1]
     if not args.no_4x:
         outputs[("x4", "input")], outputs[("x4", "truth")] = low4[:8], gt4[:8]
@@ -347,6 +443,14 @@ def main(argv=None) -> int:
 
     results["machine"] = machine()
     save_json(args.name, results, args.out)
+    if args.save_cells is not None:
+        if "x4" in results:
+            saved["x4/labels"] = lab4
+        if "x8" in results:
+            saved["x8/labels"] = lab8
+        args.save_cells.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(args.save_cells, **saved)
+        print(f"wrote {args.save_cells}")
     plot(outputs, results, args, c_levels, levels)
     return 0
 

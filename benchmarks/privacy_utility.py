@@ -34,7 +34,11 @@ model and classifier were trained on; ``split.json`` of the model):
   the sources matches Boomerang's at that level: the classical anonymiser at
   matched SSIM).
 * also: class retention (the reference classifier's accuracy on the released
-  images against the sources' labels) and the mean SSIM to the sources.
+  images against the sources' labels) and the mean SSIM to the sources. Class
+  retention is given by two judges (``class_retention_by_judge``; issue 20): the
+  reference CNN and a classifier of another kind trained on the same training
+  split (an RBF SVM on HOG features, :mod:`boomerang.studies.judges`); for the
+  synthetic samples, how often each judge agrees with their CNN labels.
 * **text arm** (``--text-model``, default ``ldm-mnist5k-text``; ``none``
   skips it): the same sources released through the command users run,
   ``boomerang anonymise SRC --model ldm-mnist5k-text --prompt-template
@@ -219,6 +223,10 @@ def evaluate(conditions: list[dict], released: dict, data: dict, seeds: list[int
         with torch.no_grad():
             pred = torch.cat([clf(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])
         c["class_retention"] = None if c["condition"] == "synthetic" else float((pred == y_src).float().mean())
+        # both judges (the reference CNN and the hog-svm judge trained on the same split; issue 20): class
+        # retention against the sources' classes, or for synthetic samples agreement with their (CNN) labels
+        c["class_retention_by_judge"] = judge_retention(
+            data["judges"], x, data["y_synth"] if c["condition"] == "synthetic" else y_src)
         if c["condition"] != "synthetic":  # synthetic images have no source to find
             c["reid"] = {}
             for feats in ("pixels", "classifier"):
@@ -243,6 +251,15 @@ def evaluate(conditions: list[dict], released: dict, data: dict, seeds: list[int
                f"{c['reid']['classifier']['top1']['rate']:.3f}" if "reid" in c else ""))
     timings["utility_s"] = round(time.monotonic() - t0, 1)
     return timings
+
+
+def judge_retention(judges, x, y) -> dict:
+    """Each judge's share of ``x`` (``[N, 1, 28, 28]`` in [-1, 1]) labelled ``y``: ``{name: {"accuracy",
+    "accuracy_ci95", "correct", "n"}}`` (boomerang.studies.judges.retention without the per-digit string)."""
+    from boomerang.studies.judges import retention
+
+    return {j: {k: v for k, v in r.items() if k != "correct_by_digit"}
+            for j, r in retention(judges, x, y.numpy(), signed=True).items()}
 
 
 def first_level(conditions: list[dict], condition: str):
@@ -284,6 +301,7 @@ def main(argv=None) -> int:
     from boomerang.classifier import load_classifier
     from boomerang.data import load_dataset, load_split
     from boomerang.privacy.attack import LinkageAttack
+    from boomerang.studies.judges import both_judges
 
     t_start = time.monotonic()
     levels = [float(v) for v in args.levels.split(",")]
@@ -301,7 +319,8 @@ def main(argv=None) -> int:
             "x_real": to_x(sources), "y_src": torch.from_numpy(ds.labels[sources]),
             "candidates": to_x(train_idx),  # the attacker holds every real training digit
             "src_pos": np.array([cand_pos[int(d)] for d in sources]),
-            "x_test": to_x(test_idx), "y_test": torch.from_numpy(ds.labels[test_idx]), "clf": load_classifier()}
+            "x_test": to_x(test_idx), "y_test": torch.from_numpy(ds.labels[test_idx]), "clf": load_classifier(),
+            "judges": both_judges()}
     settings = base_settings(args, int(len(sources)), int(len(train_idx)), int(len(test_idx)), levels, seeds)
     log(f"{len(sources)} sources, {len(train_idx)} candidates, {len(test_idx)} test digits; levels {levels}")
     data["attacks"] = {feats: LinkageAttack(data["candidates"], feats) for feats in ("pixels", "classifier")}

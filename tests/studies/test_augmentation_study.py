@@ -80,3 +80,40 @@ def test_global_arm_mixes_generated_images_with_their_own_labels():
             assert y == labels[k]
             swapped += 1
     assert 10 < swapped < 40
+
+
+def test_sample_retention_and_label_agreement_by_both_judges(data, tmp_path):
+    """Class retention of cached samples: a cache whose "samples" at level 0.2 are the sources themselves and at
+    0.4 another digit of the next class keeps every class at 0.2 for both judges and almost none at 0.4."""
+    from PIL import Image
+
+    from boomerang.augment.cache import level_dirname, write_manifest
+    from boomerang.studies.augmentation import label_agreement, sample_retention
+    from boomerang.studies.judges import reference_judge, second_judge
+
+    ds, split = data
+    judges = [reference_judge(), second_judge(500, verbose=False)]
+    test = np.asarray(split["test"])
+    srcs = [int(test[ds.labels[test] == c][0]) for c in range(10)]  # one test digit per class
+    other = [int(test[ds.labels[test] == (c + 1) % 10][1]) for c in range(10)]
+    labels = {f"{c}/{i:04d}.png": c for c, i in enumerate(srcs)}
+    for level, picks in ((0.2, srcs), (0.4, other)):
+        rows = []
+        for (key, c), i in zip(labels.items(), picks):
+            for j in range(2):
+                name = f"{key[:-4]}_s{j:03d}.png"
+                (tmp_path / level_dirname(level) / str(c)).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(ds.images[i, 0]).save(tmp_path / level_dirname(level) / name)
+                rows.append({"file_name": name, "source": key, "sample_index": j})
+        write_manifest(tmp_path / level_dirname(level), rows)
+    out = sample_retention(tmp_path, labels, judges)
+    assert set(out) == {"0.2", "0.4"}
+    for name in ("cnn", "hog-svm"):
+        keep, swap = out["0.2"]["by_judge"][name], out["0.4"]["by_judge"][name]
+        assert out["0.2"]["n_samples"] == 20 and out["0.2"]["n_sources"] == 10 and keep["n"] == 20
+        assert keep["accuracy"] >= 0.9 and swap["accuracy"] <= 0.2, (name, keep, swap)
+    assert sample_retention(tmp_path, {k: v for k, v in list(labels.items())[:3]}, judges)["0.2"]["n_sources"] == 3
+    with pytest.raises(ValueError, match="no samples"):
+        sample_retention(tmp_path, {"9/9999.png": 9}, judges)
+    agree = label_agreement(ds.images[srcs], np.arange(10), judges)
+    assert agree["cnn"]["n"] == 10 and agree["cnn"]["accuracy"] >= 0.9 and agree["hog-svm"]["accuracy"] >= 0.8

@@ -78,3 +78,61 @@ def test_table_without_a_range_of_positions(tmp_path):
     for proc in _all(*(("--table", "--out", str(tmp_path), "--name", "r", "--without", bad)
                        for bad in ("150", "213-150", "a-b", "0-500"))):
         assert proc.returncode == 2 and "--without" in proc.stderr, proc.args
+
+
+def test_table_prints_both_judges(tmp_path):
+    """Runs from issue 20 on score every method with two judges: --table adds a table with each judge's accuracy
+    and its paired difference with bicubic; older results (no "judges") print without it (above)."""
+    d_cnn = paired_difference([1] * 7 + [0] * 3, [1] * 4 + [0] * 3 + [1] + [0] * 2)  # +20 points
+    d_svm = paired_difference([1] * 2 + [0] * 8, [1] * 4 + [0] * 6)  # -20 points
+    judges = {"cnn": {"accuracy": 0.7, "accuracy_ci95": [0.4, 0.9]}, "hog-svm": {"accuracy": 0.2, "accuracy_ci95": [0.05, 0.5]}}
+    row = {"accuracy": 0.7, "accuracy_ci95": [0.4, 0.9], "psnr_db": {"mean": 10.0}, "ssim": {"mean": 0.1},
+           "consistency_error_8bit": {"mean": 1.0}, "seam_score": 1.0, "judges": judges}
+    results = {"judges": {"cnn": {}, "hog-svm": {}},
+               "x8": {"methods": {"bicubic": row, "enhance L=0.4": dict(row, vs_bicubic=d_cnn,
+                                                                       vs_bicubic_by_judge={"cnn": d_cnn, "hog-svm": d_svm})}}}
+    text = _table(tmp_path, results)
+    assert "| setting | method | cnn: accuracy % [95% CI] | cnn: vs bicubic, points [95% CI] (p) | hog-svm: accuracy" in text
+    assert "| 8x tiled (28->224) | enhance L=0.4 | 70.0 [40, 90] | +20.0 [" in text
+    assert "] (0.62) | 20.0 [5, 50] | -20.0 [" in text
+    assert "| 8x tiled (28->224) | bicubic | 70.0 [40, 90] | - | 20.0 [5, 50] | - |" in text
+    del results["judges"]
+    assert "hog-svm" not in _table(tmp_path, results)
+
+
+def test_rejudge_scores_saved_outputs_again(tmp_path):
+    """--rejudge: the outputs a run kept with --save-cells are scored with other judges and the results file gains
+    their figures; a file whose outputs the reference CNN scores differently is refused."""
+    import numpy as np
+
+    from boomerang.assets import classifier_path
+    from boomerang.data import load_dataset, load_split
+    from boomerang.studies.judges import reference_judge
+
+    ds, split = load_dataset("mnist5k"), load_split(classifier_path() / "split.json")
+    test = np.asarray(split["test"])[::25]  # 20 test digits
+    clean = ds.images[test, 0]
+    dim = (clean // 3).astype(np.uint8)  # another "method": faint digits
+    labels = ds.labels[test]
+    cnn = reference_judge()
+    row = {"accuracy_ci95": [0, 1], "psnr_db": {"mean": 1.0}, "ssim": {"mean": 0.1}, "consistency_error_8bit": {"mean": 1.0}}
+    methods = {name: dict(row, correct_by_digit="".join("1" if v else "0" for v in cnn(x) == labels),
+                          accuracy=float((cnn(x) == labels).mean())) for name, x in (("bicubic", clean), ("dim", dim))}
+    results = {"settings": {"n_boot": 200, "seed": 0}, "x8": {"methods": methods}}
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    np.savez(tmp_path / "cells.npz", **{"x8/labels": labels, "x8/bicubic": clean, "x8/dim": dim})
+    proc = _enhance("--rejudge", str(tmp_path / "cells.npz"), "--judges", "cnn,hog-svm,pixel-svm",
+                    "--out", str(tmp_path), "--name", "r")
+    assert proc.returncode == 0, proc.stderr
+    assert "judge pixel-svm: trained on 4000 training digits" in proc.stdout
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert list(out["judges"]) == ["cnn", "hog-svm", "pixel-svm"]
+    assert out["judges"]["hog-svm"]["n_train"] == 4000 and out["judges"]["hog-svm"]["test_accuracy"] > 0.9
+    dim_row = out["x8"]["methods"]["dim"]
+    assert set(dim_row["judges"]) == set(dim_row["vs_bicubic_by_judge"]) == {"cnn", "hog-svm", "pixel-svm"}
+    assert dim_row["judges"]["cnn"]["correct_by_digit"] == methods["dim"]["correct_by_digit"]
+    assert "| 8x tiled (28->224) | dim |" in proc.stdout and "pixel-svm: accuracy" in proc.stdout
+    results["x8"]["methods"]["dim"]["correct_by_digit"] = "0" * 20  # not these outputs' scores
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    proc = _enhance("--rejudge", str(tmp_path / "cells.npz"), "--out", str(tmp_path), "--name", "r")
+    assert proc.returncode == 1 and "scores them differently" in proc.stderr

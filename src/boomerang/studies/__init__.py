@@ -4,8 +4,12 @@ A study's script (``benchmarks/<study>.py``) parses its flags, runs the study, w
 results and draws its figures. What the figures rest on and the tests check lives here,
 so that tests import it from the package and never a benchmark script:
 
+* :mod:`boomerang.studies.judges`: the two judges of a digit's class every digit study reports
+  (the reference CNN and an RBF SVM on HOG features trained on the same training split), with one
+  interface ``judge(images) -> labels`` and :func:`~boomerang.studies.judges.retention`.
 * :mod:`boomerang.studies.augmentation`: the low-data subsets of ``benchmarks/augmentation.py``,
-  its classical augmentation and its ``global`` arm's mixing of generated images.
+  its classical augmentation, its ``global`` arm's mixing of generated images, and the class
+  retention of its samples by both judges.
 * :mod:`boomerang.studies.privacy_utility`: the text arm of ``benchmarks/privacy_utility.py``
   (captioned sources, the ``boomerang anonymise`` command, reading the release back) and
   the rule that lets a run reuse an earlier run's unconditional arm.

@@ -6,13 +6,17 @@
 * :func:`classical_augment`: the ``classical`` arm (kornia affine + elastic).
 * :class:`GlobalMixed`: the ``global`` arm: each image replaced with probability p by
   one of its K generated global samples, with the classifier's label.
+* :func:`sample_retention`: class retention of the cached Boomerang samples per level, and
+  :func:`label_agreement`: how often each judge agrees with the global arm's labels; both by the
+  two judges of :mod:`boomerang.studies.judges`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["POOL_SEED", "load_data", "pool_indices", "subset", "classical_augment", "GlobalMixed"]
+__all__ = ["POOL_SEED", "load_data", "pool_indices", "subset", "classical_augment", "GlobalMixed",
+           "sample_retention", "label_agreement"]
 
 POOL_SEED = 2026  # the pool of images the subsets are drawn from (fixed)
 
@@ -90,3 +94,62 @@ class GlobalMixed:
         if j is None:
             return self.base[i]
         return self.images[i * self.K + j], int(self.labels[i * self.K + j])
+
+
+def sample_retention(cache_dir, labels_by_source: dict[str, int], judges) -> dict[str, dict]:
+    """Class retention of the cached Boomerang samples, by every judge (issue 20: two judges per study).
+
+    A sample is trained on with its source's label, so the share of samples that a judge still
+    assigns to that class says how often the augmentation feeds a wrong label.
+
+    Args:
+        cache_dir: the ``boomerang augment`` output (:mod:`boomerang.augment.cache` layout).
+        labels_by_source: source key (the manifest's ``source``, e.g. ``"7/0123.png"``) -> true class;
+            samples of other sources are skipped.
+        judges: :class:`boomerang.studies.judges.Judge` objects.
+
+    Returns:
+        ``{"<level>": {"n_sources", "n_samples", "by_judge": {name: {"accuracy", "accuracy_ci95",
+        "correct", "n"}}}}`` per cached level (Wilson intervals over samples, which are not independent
+        across the K samples of a source: read them as a lower bound on the uncertainty).
+
+    Raises:
+        ValueError: a cache without levels, or no sample of a listed source.
+    """
+    from PIL import Image
+
+    from boomerang.augment.cache import available_levels, source_samples
+    from boomerang.studies.judges import retention
+
+    levels = available_levels(cache_dir)
+    if not levels:
+        raise ValueError(f"{cache_dir}: no cached levels")
+    out = {}
+    for level in levels:
+        images, labels, sources = [], [], set()
+        for source, samples in sorted(source_samples(cache_dir, level).items()):
+            if source not in labels_by_source:
+                continue
+            sources.add(source)
+            for _, path in sorted(samples.items()):
+                with Image.open(path) as im:
+                    images.append(np.asarray(im.convert("L"), dtype=np.uint8))
+                labels.append(int(labels_by_source[source]))
+        if not images:
+            raise ValueError(f"{cache_dir}: no samples at level {level:g} of the {len(labels_by_source)} sources")
+        by = retention(judges, np.stack(images), np.asarray(labels))
+        out[f"{level:g}"] = {"n_sources": len(sources), "n_samples": len(labels),
+                             "by_judge": {j: {k: v for k, v in r.items() if k != "correct_by_digit"}
+                                          for j, r in by.items()}}
+    return out
+
+
+def label_agreement(images, labels, judges) -> dict[str, dict]:
+    """How often each judge gives generated images (uint8 ``[N, 1, 28, 28]``) the ``labels`` they were
+    given (the ``global`` arm's labels are the reference CNN's argmax: the CNN agrees with itself by
+    construction, the second judge says how trustworthy those labels are).
+    Returns ``{name: {"accuracy", "accuracy_ci95", "correct", "n"}}``."""
+    from boomerang.studies.judges import retention
+
+    by = retention(judges, images, labels)
+    return {j: {k: v for k, v in r.items() if k != "correct_by_digit"} for j, r in by.items()}
