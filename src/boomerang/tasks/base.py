@@ -83,6 +83,10 @@ class Task:
             raise SettingError(f"{self.name} reads one input folder, got {len(job.job_settings.inputs)}")
         return scan(job.job_settings.inputs[0], job.job_settings.layout)
 
+    def list_items(self, job: Job) -> None:
+        """Fill ``job.items`` for a task that is not resumable (``sample`` lists its files and
+        folders here) when the caller gave none; called before the model is chosen."""
+
     def before_load(self, job: Job) -> None:
         """Called after the items are known, before the model's configs are read: check what
         depends on the items, options and folders together. ``sample`` lists and checks its

@@ -76,6 +76,10 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
     elif task.resumable:
         job.layout = task.scan(job)
         job.items = job.layout.items
+    else:
+        task.list_items(job)  # sample lists its files and folders here
+    if model is None and settings.model is None:
+        settings = job.settings = _choose_default_model(job)
     task.before_load(job)  # sample reads and checks its inputs here
     if job.info is None:
         job.info = model if model is not None else job_plan.model_info(settings.model)
@@ -106,6 +110,25 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
         if out.exists() and not out.is_dir():
             raise SettingError(f"`out` {job_settings.out} exists and is not a folder")
     return job
+
+
+def _choose_default_model(job: Job) -> SampleSettings:
+    """No model given: choose one from the job's inputs (:mod:`boomerang.default_model`), say which on
+    stderr (jobs with an output folder: the CLI and the page) and keep the choice in
+    ``job.default_model`` for metadata. Returns the settings to run with: unchanged for the digit
+    model (``model=None``, the bundled default), ``model="ddpm-photos"`` for the photo model."""
+    import dataclasses
+
+    from boomerang.default_model import choose_default_model
+
+    sources = [it.path if it.path is not None else it.source for it in job.items]
+    choice = choose_default_model(sources, job.settings.background_rgb)
+    job.default_model = choice.record()
+    if job.out is not None:
+        print(choice.note(), file=sys.stderr)
+    if choice.model is None:
+        return job.settings
+    return dataclasses.replace(job.settings, model=choice.model)
 
 
 # ----------------------------------------------------------------------------- 3. execute
@@ -204,6 +227,8 @@ def execute_job(job: Job) -> int:
             "task": task.name, "total": n_items, "done": n_items - len(skipped_list), "skipped": len(skipped_list),
             "outputs": len(records), "skipped_files": skipped_list,
         }
+        if job.default_model is not None:
+            report["default_model"] = job.default_model
         path = report_path(job)
         write_json(path, report)
         if task.private_report:  # a public report from an earlier version would name inputs
