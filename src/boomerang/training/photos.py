@@ -33,6 +33,7 @@ loaded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -114,8 +115,9 @@ def _raw(name: str) -> np.ndarray:
         return matplotlib.image.imread(f, format="jpg")
 
 
+@functools.lru_cache(maxsize=None)
 def load_photo(name: str) -> Photo:
-    """Load one photo of :data:`PHOTOS` by name (offline).
+    """Load one photo of :data:`PHOTOS` by name (offline; cached: the same read-only object each time).
 
     Returns:
         a :class:`Photo` (uint8, ``[H, W, 3]``).
@@ -132,6 +134,7 @@ def load_photo(name: str) -> Photo:
     if gray:
         img = np.repeat(img[:, :, None], 3, axis=2)
     img = np.ascontiguousarray(img[:, :, :3])
+    img.flags.writeable = False
     return Photo(name, img, gray, PHOTOS[name][1], hashlib.sha256(img.tobytes()).hexdigest())
 
 
