@@ -258,7 +258,8 @@ def test_colour_photo_to_gray_model_warns_once_digit_does_not(tmp_path, capsys):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "out"
-    rc = main(["sample", str(photo), "--level", "0", "--num-samples", "1", "--no-progress", "--out", str(out)])
+    rc = main(["sample", str(photo), "--model", "ddpm-mnist5k", "--level", "0", "--num-samples", "1", "--no-progress",
+               "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 0, err
     lines = [line for line in err.splitlines() if "warning" in line]
