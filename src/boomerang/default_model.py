@@ -37,10 +37,6 @@ class DefaultChoice:
     model: str | None
     reason: str
 
-    def note(self) -> str:
-        """The stderr line: ``boomerang: no --model given: using NAME: REASON``."""
-        return f"boomerang: no --model given: using {self.name}: {self.reason}"
-
     def record(self) -> dict:
         """What metadata records: ``{"model": name, "reason": ...}``."""
         return {"model": self.name, "reason": self.reason}

@@ -109,13 +109,16 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
         out = check_output_dir(job.out, list(job_settings.inputs), [o.name for o in outputs] + task.other_outputs(job))
         if out.exists() and not out.is_dir():
             raise SettingError(f"`out` {job_settings.out} exists and is not a folder")
+    if job.default_model is not None and job.out is not None:  # bad usage stays one error line
+        print(f"boomerang: no --model given: using {job.default_model['model']}: {job.default_model['reason']}",
+              file=sys.stderr)
     return job
 
 
 def _choose_default_model(job: Job) -> SampleSettings:
-    """No model given: choose one from the job's inputs (:mod:`boomerang.default_model`), say which on
-    stderr (jobs with an output folder: the CLI and the page) and keep the choice in
-    ``job.default_model`` for metadata. Returns the settings to run with: unchanged for the digit
+    """No model given: choose one from the job's inputs (:mod:`boomerang.default_model`) and keep the
+    choice in ``job.default_model`` for metadata (:func:`plan_job` says it on stderr once the job is
+    planned without error, for jobs with an output folder: the CLI and the page). Returns the settings to run with: unchanged for the digit
     model (``model=None``, the bundled default), ``model="ddpm-photos"`` for the photo model."""
     import dataclasses
 
@@ -124,8 +127,6 @@ def _choose_default_model(job: Job) -> SampleSettings:
     sources = [it.path if it.path is not None else it.source for it in job.items]
     choice = choose_default_model(sources, job.settings.background_rgb)
     job.default_model = choice.record()
-    if job.out is not None:
-        print(choice.note(), file=sys.stderr)
     if choice.model is None:
         return job.settings
     return dataclasses.replace(job.settings, model=choice.model)
