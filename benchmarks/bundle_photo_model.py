@@ -117,7 +117,7 @@ def card(run: pathlib.Path, denoise: dict | None) -> str:
         "",
         "## Training",
         "",
-        "Exact command (run from the repository root; `--resume` continued it where a session ended):",
+        "Exact command (run from the repository root; `--resume` added to it continues the run exactly):",
         "",
         "```",
         info["command"],

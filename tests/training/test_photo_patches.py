@@ -104,3 +104,23 @@ def test_photo_run_is_fully_convolutional_records_its_split_and_resumes_exactly(
     assert not {r["name"] for r in split["train"]} & set(photos.HELD_OUT)
     with pytest.raises(ValueError, match="mid_attention"):
         train(_cfg(parts, max_steps=6, resume=True, mid_attention=1))
+
+
+def test_the_bundled_photo_model_card_lists_the_held_out_photos_and_it_runs_at_any_size():
+    from boomerang import assets
+    from boomerang.fileio import read_json
+    from boomerang.models import read_model_info
+
+    folder = assets.named_model_path(assets.PHOTO_MODEL_NAME)
+    split = read_json(folder / "split.json")
+    assert [r["name"] for r in split["held_out"]] == list(photos.HELD_OUT)
+    assert not {r["name"] for r in split["train"]} & {*photos.HELD_OUT, "cat"}
+    held = {p.name: p.digest for p in photos.held_out_photos()}
+    assert {r["name"]: r["sha256"] for r in split["held_out"]} == held
+    assert not set(held.values()) & {r["sha256"] for r in split["train"]}
+    card = (folder / "README.md").read_text()
+    assert all(f"| {n} |" in card for n in photos.HELD_OUT)
+    info = read_model_info("ddpm-photos")
+    assert (info.image_channels, info.native_size, info.size_multiple) == (3, None, 8)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 8_000_000, size
