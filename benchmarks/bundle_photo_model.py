@@ -8,8 +8,8 @@ train_config.json -- never the training checkpoint -- into ``src/boomerang/asset
 and writes its README.md (model card) from the recorded settings, the split (training and
 held-out photos) and, when given, the quality-bar table of ``benchmarks/photo_denoise.py``.
 
-Not a benchmark, and so without ``--out``: it writes into the package's tracked assets on
-purpose; run it only to ship a new photo model.
+Not a benchmark, and so without ``--out``: it writes into src/boomerang/assets on purpose
+(that is its job); run it only to ship a new photo model.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def main() -> int:
     p.add_argument("--run", type=pathlib.Path, default=ROOT / "runs" / "ddpm-photos",
                    help="the finished training run (its exported pipeline)")
     p.add_argument("--denoise", type=pathlib.Path, default=None,
-                   help="results of benchmarks/photo_denoise.py for the card's quality table")
+                   help="results of benchmarks/photo_denoise.py for the card's quality table (default: none)")
     args = p.parse_args()
     for f in FILES:
         if not (args.run / f).is_file():
