@@ -118,8 +118,8 @@ def test_large_inputs_level0_is_the_input_in_the_cli_and_the_api(tmp_path, monke
     path = tmp_path / "big.png"
     Image.fromarray(rgb, "RGB").save(path)
     out = tmp_path / "out"
-    rc = main(["sample", str(path), "--level", "0,0.3", "--steps", "2", "--num-samples", "1", "--no-progress",
-               "--out", str(out)])
+    rc = main(["sample", str(path), "--model", "ddpm-mnist5k", "--level", "0,0.3", "--steps", "2", "--num-samples",
+               "1", "--no-progress", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     expect = metrics.quantize8(imageio.to_model_channels(imageio.read_image(path).pixels, 1))[..., 0]
     assert np.array_equal(np.asarray(Image.open(out / "big" / "level0.000_s000.png")), expect)
@@ -127,7 +127,7 @@ def test_large_inputs_level0_is_the_input_in_the_cli_and_the_api(tmp_path, monke
         assert im.size == (260, 300)
     import boomerang
 
-    (sample,) = list(boomerang.api.run(boomerang.api.prepare([path], boomerang.api.SampleSettings(level=[0.0], num_samples=1), stream=True)))
+    (sample,) = list(boomerang.api.run(boomerang.api.prepare([path], boomerang.api.SampleSettings(level=[0.0], num_samples=1, model="ddpm-mnist5k"), stream=True)))
     assert sample.pixels.dtype == np.float32 and np.array_equal(metrics.quantize8(sample.pixels)[..., 0], expect)
 
     deep = tmp_path / "deep.png"
@@ -234,7 +234,7 @@ def test_under_8000x6000_bounded_memory_exact_size(tmp_path):
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-c", code, "sample", str(src), "--level", "0.3", "--steps", "2", "--num-samples", "1",
+        [sys.executable, "-c", code, "sample", str(src), "--model", "ddpm-mnist5k", "--level", "0.3", "--steps", "2", "--num-samples", "1",
          "--threads", "1", "--no-progress", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=900,
     )
@@ -258,7 +258,8 @@ def test_colour_photo_to_gray_model_warns_once_digit_does_not(tmp_path, capsys):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "out"
-    rc = main(["sample", str(photo), "--level", "0", "--num-samples", "1", "--no-progress", "--out", str(out)])
+    rc = main(["sample", str(photo), "--model", "ddpm-mnist5k", "--level", "0", "--num-samples", "1", "--no-progress",
+               "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 0, err
     lines = [line for line in err.splitlines() if "warning" in line]

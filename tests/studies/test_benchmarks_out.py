@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
 # They copy a training run into src/boomerang/assets/ on purpose (their docstrings say so).
-ASSET_BUILDERS = {"bundle_assets.py", "bundle_ldm.py"}
+ASSET_BUILDERS = {"bundle_assets.py", "bundle_ldm.py", "bundle_photo_model.py"}
 WRITES = re.compile(r"save_json\(|\.write_text\(|\.write_bytes\(|savefig\(|\.screenshot\(|open\([^)]*[\"'][wa]")
 PLOTS = re.compile(r"savefig\(|\.screenshot\(")
 DOCS = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -181,7 +181,7 @@ def test_readme_setup_and_bench_extra_cover_what_the_scripts_import():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     have = {_dists(d) for d in project["dependencies"] + project["optional-dependencies"]["bench"]}
     # import name -> distribution; scipy comes with scikit-image
-    dist_of = {"PIL": "pillow", "skimage": "scikit-image", "scipy": "scikit-image", "sklearn": "scikit-learn"}
+    dist_of = {"PIL": "pillow", "pywt": "pywavelets", "skimage": "scikit-image", "scipy": "scikit-image", "sklearn": "scikit-learn"}
     local = {"boomerang", *(p.stem for p in BENCH.glob("*.py"))}  # the package, the scripts and their _helpers
     seen = set()
     for s in SCRIPTS:

@@ -6,6 +6,10 @@ it. Torch-free: these functions only return paths.
 - ``ddpm-mnist5k/``: a diffusers ``DDPMPipeline`` (UNet2DModel 1x28x28,
   DDPMScheduler, EMA weights, safetensors) trained by ``boomerang train`` on
   the training split of ``mnist5k``. Pixel values in [-1, 1]. See its README.md.
+- ``ddpm-photos/``: a colour ``DDPMPipeline`` (fully convolutional UNet2DModel, no
+  self-attention, so it runs at an image's own size) trained by ``boomerang train --data photos``
+  on patches of the photos that ship with scikit-image, scikit-learn and matplotlib (held-out
+  photos excluded). The default for inputs that are not small gray images. See its README.md.
 - ``ldm-mnist5k-text/``: a small text-conditioned latent diffusion model of
   Stable Diffusion's shape (AutoencoderKL, CLIPTextModel + CLIPTokenizer,
   UNet2DConditionModel, SD 1.x scheduler) trained by ``boomerang train-ldm``
@@ -21,13 +25,21 @@ import pathlib
 _HERE = pathlib.Path(__file__).resolve().parent
 
 DEFAULT_MODEL_NAME = "ddpm-mnist5k"
+#: The colour photo model: what a command without --model uses unless every input is a small
+#: gray image (:mod:`boomerang.default_model`).
+PHOTO_MODEL_NAME = "ddpm-photos"
 CLASSIFIER_NAME = "classifier-mnist5k"
 # Bundled diffusion models that ``--model`` accepts by short name.
-MODEL_NAMES = (DEFAULT_MODEL_NAME, "ldm-mnist5k-text")
+MODEL_NAMES = (DEFAULT_MODEL_NAME, PHOTO_MODEL_NAME, "ldm-mnist5k-text")
+
+
+def asset_dir(name: str) -> pathlib.Path:
+    """Where the bundled asset ``name`` lives (tests replace this to stand a tiny model in for one)."""
+    return _HERE / name
 
 
 def _existing(name: str, what: str) -> pathlib.Path:
-    p = _HERE / name
+    p = asset_dir(name)
     if not p.is_dir():
         raise FileNotFoundError(
             f"the bundled {what} is missing at {p}; reinstall boomerang or pass a model folder explicitly"
@@ -71,4 +83,4 @@ def examples_dir() -> pathlib.Path | None:
     return p if p.is_dir() else None
 
 
-__all__ = ["default_model_path", "named_model_path", "MODEL_NAMES", "classifier_path", "examples_dir", "DEFAULT_MODEL_NAME", "CLASSIFIER_NAME"]
+__all__ = ["default_model_path", "named_model_path", "asset_dir", "MODEL_NAMES", "PHOTO_MODEL_NAME", "classifier_path", "examples_dir", "DEFAULT_MODEL_NAME", "CLASSIFIER_NAME"]

@@ -32,10 +32,12 @@ from boomerang.enhance.options import check_enhance_args, output_size
 from boomerang.errors import SettingError
 from boomerang.imageio import fit_for_model, to_model_channels
 
-__all__ = ["Enhanced", "enhance_images", "enhance_image", "LATENT_TILE_SIZE", "window_settings"]
+__all__ = ["Enhanced", "enhance_images", "enhance_image", "LATENT_TILE_SIZE", "PIXEL_TILE_SIZE", "window_settings"]
 
 #: Default window side in image pixels for latent models (Stable Diffusion 1.x's native 512).
 LATENT_TILE_SIZE = 512
+#: Default window side (pixels) of a fully convolutional pixel model (no native size).
+PIXEL_TILE_SIZE = 256
 
 
 @dataclass
@@ -61,18 +63,25 @@ class Enhanced:
 def window_settings(model, tile_size: int | None, tile_overlap: int | None) -> tuple[int, int]:
     """(tile, overlap) in the model's space for ``tile_size`` / ``tile_overlap`` in image pixels.
 
-    Pixel models: tile = the native size (``tile_size`` must be None or equal
-    to it); overlap default tile // 4. Latent models: tile_size (default 512)
+    Pixel models with a native size: tile = the native size (``tile_size`` must be None or
+    equal to it); overlap default tile // 4. Fully convolutional pixel models (no native size):
+    ``tile_size`` (default :data:`PIXEL_TILE_SIZE`), a multiple of the model's ``size_multiple``,
+    only bounds memory; overlap default tile // 4. Latent models: tile_size (default 512)
     and tile_overlap (default tile_size // 4) must be multiples of the VAE
     factor f; returned divided by f.
 
     Raises:
         ValueError: naming ``tile_size`` / ``tile_overlap``.
     """
-    if model.pixel_space:
+    if model.pixel_space and model.native_size is None:  # fully convolutional: windows only bound memory
+        m = int(model.size_multiple or 1)
+        tile = PIXEL_TILE_SIZE if tile_size is None else int(tile_size)
+        if tile <= 0 or tile % m:
+            raise SettingError(f"`tile_size` must be a positive multiple of {m} for this model, got {tile}")
+        overlap = tile // 4 if tile_overlap is None else int(tile_overlap)
+        f = 1
+    elif model.pixel_space:
         n = model.native_size
-        if n is None:
-            raise ValueError("this pixel model has no native size; it cannot be run in windows")
         if tile_size is not None and int(tile_size) != n:
             raise SettingError(f"`tile_size` must be the model's native size {n} for this pixel model, got {tile_size}")
         tile = n
@@ -186,9 +195,13 @@ def enhance_images(
     if plan.timestep is None and model.pixel_space:  # level 0: the upsampled image, no model call
         return [Enhanced(u.copy(), u, plan, 0, 0) for u in up]
 
-    # Fit to what the model takes: pixel models at least one native window; latent models multiples of f.
+    # Fit to what the model takes: pixel models with a native size at least one native window;
+    # fully convolutional pixel models sides that are multiples of their downsampling factor
+    # (resized, like the native path, so that consistency compares the same picture); latent
+    # models multiples of f (padded).
     if model.pixel_space:
-        hw, ww = max(ho, tile), max(wo, tile)
+        m = 1 if model.native_size is not None else int(model.size_multiple or 1)
+        hw, ww = (max(ho, tile), max(wo, tile)) if model.native_size is not None else (-(-ho // m) * m, -(-wo // m) * m)
         work = [resize_float(u, hw, ww, "bicubic") if (hw, ww) != (ho, wo) else u for u in up]
         restore = (lambda a: resize_float(a, ho, wo, "bicubic")) if (hw, ww) != (ho, wo) else (lambda a: a)
     else:

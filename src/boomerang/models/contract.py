@@ -57,12 +57,14 @@ class ModelInfo:
             it (``pixel_space``, ``space_factor``, ...), never for the kind.
         num_train_timesteps: T of the model's training schedule.
         image_channels: channels of the images the model takes (1 or 3).
-        native_size: pixel models: the only side length (square images) the
-            UNet was trained on; latent models: ``None`` (any size that is a
-            multiple of ``size_multiple``).
-        size_multiple: latent models: what image sides must be multiples of (the
-            VAE factor, 8 for SD; times the patch size for token models);
-            pixel models: the UNet's total downsampling factor (informational).
+        native_size: pixel models with self-attention: the only side length
+            (square images) the UNet was trained on; latent models and fully
+            convolutional pixel models (``models.pixel.fully_convolutional``):
+            ``None`` (any size that is a multiple of ``size_multiple``).
+        size_multiple: what image sides must be multiples of when there is no
+            ``native_size``: latent models: the VAE factor (8 for SD; times the
+            patch size for token models); pixel models: the UNet's total
+            downsampling factor (informational when it has a native size).
         takes_prompt: True for text-conditioned models.
         vae_width: latent models: channels of the VAE's full-size layers (its first
             ``block_out_channels``; 128 for SD), for memory estimates; pixel models: ``None``.

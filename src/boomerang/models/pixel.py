@@ -16,7 +16,7 @@ from typing import Any
 from boomerang.models.contract import DiffusionModel, ModelInfo
 from boomerang.models.discovery import component_config, read_json
 
-__all__ = ["PixelModel"]
+__all__ = ["PixelModel", "fully_convolutional"]
 
 
 def _side(value) -> int | None:
@@ -29,9 +29,23 @@ def _side(value) -> int | None:
     return int(value)
 
 
+def fully_convolutional(unet_config: dict) -> bool:
+    """True when a ``UNet2DModel`` config has no self-attention: no ``Attn*`` down/up block and
+    ``add_attention`` false (diffusers' default is true: attention in the middle block). Such a
+    UNet is convolutions, GroupNorm and the timestep embedding only, so it runs at any size that
+    is a multiple of ``2 ** (len(block_out_channels) - 1)`` (its receptive field is local; GroupNorm
+    still averages over the whole image)."""
+    blocks = list(unet_config.get("down_block_types") or ()) + list(unet_config.get("up_block_types") or ())
+    if not blocks:
+        return False  # diffusers' defaults include attention blocks
+    mid_attention = unet_config.get("add_attention", True) and unet_config.get("mid_block_type", "UNetMidBlock2D")
+    return not mid_attention and not any("Attn" in str(b) for b in blocks)
+
+
 class PixelModel(DiffusionModel):
     """A pixel-space diffusion model (DDPM, Ho et al. 2020): ``unet`` (UNet2DModel) on images
-    [B, C, H, W] in [-1, 1], H = W = ``native_size`` when its config gives one."""
+    [B, C, H, W] in [-1, 1], H = W = ``native_size`` when it has one; a fully convolutional UNet
+    (:func:`fully_convolutional`) takes any H, W that are multiples of ``size_multiple``."""
 
     family = "pixel"
     description = "pixel-space UNet pipelines (DDPMPipeline/DDIMPipeline layout)"
@@ -60,11 +74,17 @@ class PixelModel(DiffusionModel):
 
     @classmethod
     def describe(cls, root: pathlib.Path, layout: dict) -> ModelInfo:
+        """The model's :class:`ModelInfo` from its configs. A UNet with self-attention anywhere
+        (an ``Attn*`` block or the middle block's, diffusers' default) has a ``native_size``: its
+        ``sample_size``, the only side it runs at. A UNet without any (:func:`fully_convolutional`)
+        has a local receptive field and no ``native_size``: it runs at the image's own size,
+        padded to a multiple of its downsampling factor (``size_multiple``)."""
         unet = component_config(layout["unet"])
         sched = component_config(layout["scheduler"], "scheduler_config.json")
         n_down = len(unet.get("block_out_channels", (64,)))
+        native = None if fully_convolutional(unet) else _side(unet.get("sample_size"))
         return ModelInfo(str(root), "pixel", int(sched.get("num_train_timesteps", 1000)), int(unet.get("in_channels", 3)),
-                         _side(unet.get("sample_size")), 2 ** (n_down - 1), False,
+                         native, 2 ** (n_down - 1), False,
                          family=cls.family, pixel_space=True, space_factor=1)
 
     @classmethod

@@ -93,6 +93,10 @@ class Task:
             return Layout(kind, items.root, items, None, ())
         return scan(root, layout)
 
+    def list_items(self, job: Job) -> None:
+        """Fill ``job.items`` for a task that is not resumable (``sample`` lists its files and
+        folders here) when the caller gave none; called before the model is chosen."""
+
     def before_load(self, job: Job) -> None:
         """Called after the items are known, before the model's configs are read: check what
         depends on the items, options and folders together. ``sample`` lists and checks its

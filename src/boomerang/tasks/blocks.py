@@ -265,9 +265,16 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
         with stop.interruptible():
             samples, result = job.task.sample_batch(job, x0, gens, plan, prompts, progress=step)
         made.update({o.index: (arr, result) for o, arr in zip(group, samples)})
+    # A gray input comes back gray from a colour pixel model: its output's luminance, and the
+    # reference (three equal channels) as one channel.
+    gray_back = int(job.model.image_channels) == 3 and bool(getattr(job.model, "pixel_space", False))
     for o in todo:
         decoded = reads[o.item.index]
         arr, result = made.pop(o.index)
+        gray = gray_back and decoded.loaded.is_grayscale and decoded.reference.shape[-1] == 3
+        if gray:
+            decoded = dataclasses.replace(decoded, reference=decoded.reference[..., :1])
+            arr = None if arr is None else imageio.to_model_channels(arr, 1)
         if arr is None:
             pix = decoded.reference
             if np.dtype(dtype) == np.float32 and pix.dtype == np.uint8:  # large 8-bit inputs are kept as uint8

@@ -50,11 +50,12 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
                         "reference: the authors' notebook (default %(default)s)")
     p.add_argument("--from-noise", action="store_true", help="start from pure noise (ordinary global sampling)")
     p.add_argument("--eta", default=d["eta"], help="DDIM eta, >= 0 (default %(default)s)")
-    from boomerang.assets import DEFAULT_MODEL_NAME, MODEL_NAMES
+    from boomerang.assets import MODEL_NAMES
 
     p.add_argument("--model", default=d["model"], metavar="ID_OR_DIR",
-                   help=f"hub id, local model folder, or a bundled model's short name ({', '.join(MODEL_NAMES)}) "
-                        f"(default: the bundled MNIST model, {DEFAULT_MODEL_NAME})")
+                   help=f"hub id, local model folder, or a bundled model's short name ({', '.join(MODEL_NAMES)}); "
+                        "default: chosen from the inputs: the digit model ddpm-mnist5k when every input is a "
+                        "small gray image (at most 64x64), else the photo model ddpm-photos")
     p.add_argument("--prompt", default=d["prompt"], help="text prompt (text-conditioned models only)")
     p.add_argument("--negative-prompt", default=d["negative_prompt"], help="negative prompt (text models only)")
     p.add_argument("--guidance-scale", default=d["guidance_scale"],

@@ -195,6 +195,9 @@ class Job:
         block_size: outputs per block (the batch of one sampling call).
         threads: the torch CPU threads the job runs with (recorded; ``None``: torch's default).
         state: the task's per-job state (an instance of ``task.State``), e.g. names worked out once.
+        default_model: when no model was given, the choice of
+            :func:`boomerang.default_model.choose_default_model` (``{"model", "reason"}``, recorded in
+            metadata); ``None`` when a model was given.
     """
 
     task: Any
@@ -212,6 +215,7 @@ class Job:
     block_size: int = 1
     threads: int | None = None
     state: Any = None
+    default_model: dict | None = None
 
     @property
     def out(self) -> Path | None:

@@ -80,6 +80,10 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
         if job.layout.kind in ("webdataset", "parquet") and not task.sharded_inputs:
             raise SettingError(f"{task.name} does not read {job.layout.kind} shards yet; "
                                "give it a folder of images (`layout` folder, classes or imagefolder)")
+    else:
+        task.list_items(job)  # sample lists its files and folders here
+    if model is None and settings.model is None:
+        settings = job.settings = _choose_default_model(job)
     task.before_load(job)  # sample reads and checks its inputs here
     if job.info is None:
         job.info = model if model is not None else job_plan.model_info(settings.model)
@@ -100,6 +104,9 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
         out = check_output_dir(job.out, list(job_settings.inputs), names)
         if out.exists() and not out.is_dir():
             raise SettingError(f"`out` {job_settings.out} exists and is not a folder")
+    if job.default_model is not None and job.out is not None:  # bad usage stays one error line
+        print(f"boomerang: no --model given: using {job.default_model['model']}: {job.default_model['reason']}",
+              file=sys.stderr)
     return job
 
 
@@ -128,6 +135,23 @@ def _check_unique_names(outputs) -> None:
                 "rename one of the inputs"
             )
         seen[o.name] = o
+
+
+def _choose_default_model(job: Job) -> SampleSettings:
+    """No model given: choose one from the job's inputs (:mod:`boomerang.default_model`) and keep the
+    choice in ``job.default_model`` for metadata (:func:`plan_job` says it on stderr once the job is
+    planned without error, for jobs with an output folder: the CLI and the page). Returns the settings to run with: unchanged for the digit
+    model (``model=None``, the bundled default), ``model="ddpm-photos"`` for the photo model."""
+    import dataclasses
+
+    from boomerang.default_model import choose_default_model
+
+    sources = [it.path if it.path is not None else it.source for it in job.items]
+    choice = choose_default_model(sources, job.settings.background_rgb)
+    job.default_model = choice.record()
+    if choice.model is None:
+        return job.settings
+    return dataclasses.replace(job.settings, model=choice.model)
 
 
 # ----------------------------------------------------------------------------- 3. execute
@@ -242,6 +266,8 @@ def execute_job(job: Job) -> int:
             "outputs": len(records), "skipped_files": skipped_list,
         }
         report.update(task.report_fields(job, records))
+        if job.default_model is not None:
+            report["default_model"] = job.default_model
         path = report_path(job)
         write_json(path, report)
         if task.private_report:  # a public report from an earlier version would name inputs

@@ -73,13 +73,9 @@ class SampleTask(Task):
 
     # -- inputs: every one read and checked before the model loads
 
-    def before_load(self, job: Job) -> None:
-        from collections import Counter
-
+    def list_items(self, job: Job) -> None:
         from boomerang import imageio
-        from boomerang.tasks import job_plan
         from boomerang.errors import SettingError
-        from boomerang.inputs import check_inputs
         from boomerang.tasks.layout import Item
 
         if not job.items:  # the command line: files and folders (the API gives its items)
@@ -90,6 +86,15 @@ class SampleTask(Task):
                     f"no image files found in {' '.join(given)} (looked for {', '.join(imageio.IMAGE_SUFFIXES)})"
                 )
             job.items = [Item(i, Path(f).as_posix(), Path(f)) for i, f in enumerate(files)]
+
+    def before_load(self, job: Job) -> None:
+        from collections import Counter
+
+        from boomerang import imageio
+        from boomerang.tasks import job_plan
+        from boomerang.inputs import check_inputs
+
+        self.list_items(job)
         sources = [it.path if it.path is not None else it.source for it in job.items]
         try:
             info = job.model if job.model is not None else job_plan.model_info(job.settings.model)
@@ -198,6 +203,7 @@ class SampleTask(Task):
             "settings": {**s.to_dict(), "batch_size_resolved": min(job.block_size, len(job.outputs)),
                          "threads": job.threads, "out": str(job.job_settings.out)},
             "model": _model_record(job),
+            **({"default_model": job.default_model} if job.default_model is not None else {}),
             "inputs": [
                 {
                     "index": inp.index, "file": str(inp.path), "name": inp.name, "size": list(inp.loaded.size),

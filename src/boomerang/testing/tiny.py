@@ -30,7 +30,7 @@ SD_SCHEDULER = dict(
 
 
 def make_tiny_pixel_model(path, *, size: int = 8, channels: int = 1, eps_scale: float = 1.0, seed: int = 0,
-                          attention: bool = False):
+                          attention: bool = False, fully_convolutional: bool = False):
     """Write a tiny DDPMPipeline folder to ``path`` and return the path.
 
     Args:
@@ -39,6 +39,10 @@ def make_tiny_pixel_model(path, *, size: int = 8, channels: int = 1, eps_scale: 
             eps prediction is exactly zero (the reverse process then only
             rescales: x0_hat = x_t / sqrt(alpha_bar_t)), which makes "level 0.05
             stays close to the input" a real, analytic assertion.
+        attention: self-attention in the second level's blocks.
+        fully_convolutional: no self-attention anywhere (not even diffusers' default one in
+            the middle block): the model then has no native size and runs at any even size,
+            like the bundled photo model (``models.pixel.fully_convolutional``).
     """
     import torch
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
@@ -49,7 +53,7 @@ def make_tiny_pixel_model(path, *, size: int = 8, channels: int = 1, eps_scale: 
         block_out_channels=(8, 16),
         down_block_types=("DownBlock2D", "AttnDownBlock2D" if attention else "DownBlock2D"),
         up_block_types=("AttnUpBlock2D" if attention else "UpBlock2D", "UpBlock2D"), norm_num_groups=4,
-        attention_head_dim=8 if attention else None,
+        attention_head_dim=8 if attention else None, add_attention=not fully_convolutional,
     )
     with torch.no_grad():
         unet.conv_out.weight.mul_(eps_scale)

@@ -48,13 +48,18 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         "DDPMPipeline.from_pretrained; it also holds split.json, train_config.json and an atomic "
         "checkpoint that --resume continues exactly.",
     )
-    p.add_argument("--data", default=d.data, help="mnist5k, digits, or a folder of images (class sub-folders allowed)")
+    p.add_argument("--data", default=d.data, help="mnist5k, digits, photos (colour patches of the photos that ship "
+                   "with scikit-image, scikit-learn and matplotlib; held-out photos excluded), or a folder of images "
+                   "(class sub-folders allowed)")
     p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
     p.add_argument("--image-size", type=int, default=None,
-                   help="folders only: resize images to this side (default: the images' own size)")
+                   help="folders: resize images to this side (default: the images' own size); photos: the patch "
+                   "side (default 32)")
     p.add_argument("--channels", type=int_list, default=d.channels, help="UNet channels per level (default 32,64,64)")
     p.add_argument("--attention", type=int_list, default=None,
                    help="0/1 self-attention per level (default: at the second level only, e.g. 0,1,0)")
+    p.add_argument("--mid-attention", type=int, default=d.mid_attention, choices=(0, 1),
+                   help="1: self-attention in the UNet's middle block (default); 0: none (fully convolutional)")
     p.add_argument("--layers-per-block", type=int, default=d.layers_per_block, help="ResNet layers per UNet level")
     p.add_argument("--norm-groups", type=int, default=d.norm_groups, help="GroupNorm groups (must divide every channel count)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per optimizer step")

@@ -45,7 +45,7 @@ CONFIG_NAME = "train_config.json"
 
 # Settings that must not change when a run is resumed.
 _FROZEN_ON_RESUME = (
-    "data", "image_size", "channels", "layers_per_block", "attention", "norm_groups",
+    "data", "image_size", "channels", "layers_per_block", "attention", "mid_attention", "norm_groups",
     "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "ema_decay", "seed",
     "split_seed", "val_fraction", "test_fraction", "num_train_timesteps", "beta_schedule",
 )
@@ -56,10 +56,13 @@ class TrainConfig:
     """All settings of a training run (defaults = the bundled mnist5k model).
 
     Attributes:
-        data: ``"mnist5k"``, ``"digits"`` or an image folder (see
+        data: ``"mnist5k"``, ``"digits"``, ``"photos"`` (random colour patches of the photos
+            that ship with scikit-image, scikit-learn and matplotlib, held-out photos excluded:
+            :mod:`boomerang.training.photos`) or an image folder (see
             :func:`boomerang.data.load_dataset`).
         output: output folder (pipeline + checkpoint + split).
-        image_size: folder datasets only: resize to this side (pixels).
+        image_size: folder datasets: resize to this side (pixels); ``photos``: the patch side
+            (default 32).
         channels: UNet ``block_out_channels``; one entry per resolution level.
             Each halving needs the side to be divisible (28 -> 14 -> 7).
         layers_per_block: ResNet layers per level.
@@ -67,6 +70,9 @@ class TrainConfig:
             ``None`` (default) = attention at the second level only (the
             first downsampled one, 14x14 for 28x28 digits), or none for a
             single level: ``[0, 1, 0]`` for three levels.
+        mid_attention: 1 = self-attention in the UNet's middle block (at the lowest
+            resolution; diffusers' default), 0 = none, so that the network is fully
+            convolutional with a local receptive field (the photo model).
         norm_groups: GroupNorm groups; must divide every entry of channels.
         batch_size: images per step.
         max_steps: optimizer steps in total (across resumes).
@@ -101,6 +107,7 @@ class TrainConfig:
     channels: list[int] = field(default_factory=lambda: [32, 64, 64])
     layers_per_block: int = 1
     attention: list[int] | None = None
+    mid_attention: int = 1
     norm_groups: int = 8
     batch_size: int = 64
     max_steps: int = 6000
@@ -134,6 +141,8 @@ class TrainConfig:
             raise ValueError(
                 f"--attention needs one 0/1 flag per --channels entry ({len(self.channels)}), got {self.attention}"
             )
+        if self.mid_attention not in (0, 1):
+            raise ValueError(f"--mid-attention must be 0 or 1, got {self.mid_attention}")
         if self.norm_groups <= 0 or any(c % self.norm_groups for c in self.channels):
             raise ValueError(f"--norm-groups {self.norm_groups} must divide every --channels entry {self.channels}")
         from boomerang.training.config import check_training_flags
@@ -176,6 +185,7 @@ def build_unet(cfg: TrainConfig, image_size: int, in_channels: int):
         down_block_types=down,
         up_block_types=up,
         norm_num_groups=cfg.norm_groups,
+        add_attention=bool(cfg.mid_attention),
         attention_head_dim=None if not any(cfg.attention) else min(cfg.channels),
     )
 
@@ -235,14 +245,12 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def _train(cfg: TrainConfig) -> dict:
-    import numpy as np
     import torch
     import torch.nn.functional as F
 
     from boomerang.fileio import atomic_write_text
     from boomerang.training.checkpoint import check_resume, resume, save_checkpoint
     from boomerang.training.config import cli_args, hardware, resolve_device, versions
-    from boomerang.training.data import batch_order, load_split_dataset, write_split
     from boomerang.training.ema import make_ema
     from boomerang.training.loop import Stopper, run_stage
 
@@ -258,16 +266,8 @@ def _train(cfg: TrainConfig) -> dict:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
 
-    ds, split = load_split_dataset(cfg, image_size=cfg.image_size)
-    for f, why in ds.skipped:
-        print(f"boomerang train: warning: skipped unreadable image {f} ({why})", file=sys.stderr)
-    train_idx = np.asarray(split["train"])
-    if len(train_idx) < cfg.batch_size:
-        raise ValueError(
-            f"only {len(train_idx)} training images but --batch-size {cfg.batch_size}; lower the batch size"
-        )
-    x_train = torch.from_numpy(ds.images[train_idx]).float().div_(127.5).sub_(1.0)  # [N, C, H, W] in [-1, 1]
-    n_train, in_ch, side = x_train.shape[0], x_train.shape[1], x_train.shape[-1]
+    data = _photo_data(cfg) if cfg.data == "photos" else _array_data(cfg)
+    n_train, in_ch, side = data.n_train, data.channels, data.side
 
     # Initialise under a local seed: fork_rng keeps the global RNG untouched.
     with torch.random.fork_rng(devices=[]):
@@ -283,12 +283,11 @@ def _train(cfg: TrainConfig) -> dict:
     step, wall_before = resume(ckpt_path, model, ema, optimizer, noise_gen)
 
     out.mkdir(parents=True, exist_ok=True)
-    write_split(out, cfg, split, n_total=len(ds))
+    data.write_split(out)
     n_params = sum(p.numel() for p in model.parameters())
-    indices = batch_order(cfg.seed, n_train, cfg.batch_size)
 
     def loss_fn(step: int):
-        x0 = x_train[indices(step)].to(device)
+        x0 = data.batch(step).to(device)
         eps = torch.randn(x0.shape, generator=noise_gen).to(device)
         t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), generator=noise_gen).to(device)
         ab = alphas_cumprod[t].view(-1, 1, 1, 1)
@@ -318,8 +317,55 @@ def _train(cfg: TrainConfig) -> dict:
             "versions": versions("diffusers"),
             "command": "boomerang train " + " ".join(cli_args(cfg)),
             "stopped": done.stopped,
-            "skipped": [{"file": f, "reason": why} for f, why in ds.skipped],
+            "skipped": [{"file": f, "reason": why} for f, why in data.skipped],
         }
         atomic_write_text(out / CONFIG_NAME, json.dumps(info, indent=1))
     return {"step": done.step, "wall_time_s": info["wall_time_s"], "last_loss": done.last_loss,
-            "output": str(out), "stopped": done.stopped, "skipped": [f for f, _ in ds.skipped]}
+            "output": str(out), "stopped": done.stopped, "skipped": [f for f, _ in data.skipped]}
+
+
+# --------------------------------------------------------------------------- data sources
+
+
+@dataclass
+class _TrainData:
+    """What the loss needs from a dataset: ``batch(step)`` -> ``[batch, C, side, side]`` in [-1, 1]
+    (a function of the step alone), ``write_split(folder)``, and the sizes for the record."""
+
+    batch: object
+    write_split: object
+    n_train: int
+    channels: int
+    side: int
+    skipped: list = field(default_factory=list)
+
+
+def _array_data(cfg: TrainConfig) -> _TrainData:
+    """A fixed dataset (mnist5k, digits, a folder): its seeded split, batches in seeded epoch order."""
+    import numpy as np
+    import torch
+
+    from boomerang.training.data import batch_order, load_split_dataset, write_split
+
+    ds, split = load_split_dataset(cfg, image_size=cfg.image_size)
+    for f, why in ds.skipped:
+        print(f"boomerang train: warning: skipped unreadable image {f} ({why})", file=sys.stderr)
+    train_idx = np.asarray(split["train"])
+    if len(train_idx) < cfg.batch_size:
+        raise ValueError(
+            f"only {len(train_idx)} training images but --batch-size {cfg.batch_size}; lower the batch size"
+        )
+    x_train = torch.from_numpy(ds.images[train_idx]).float().div_(127.5).sub_(1.0)  # [N, C, H, W] in [-1, 1]
+    indices = batch_order(cfg.seed, x_train.shape[0], cfg.batch_size)
+    return _TrainData(lambda step: x_train[indices(step)], lambda out: write_split(out, cfg, split, n_total=len(ds)),
+                      int(x_train.shape[0]), int(x_train.shape[1]), int(x_train.shape[-1]), list(ds.skipped))
+
+
+def _photo_data(cfg: TrainConfig) -> _TrainData:
+    """``--data photos``: seeded random patches of the training photos (held-out photos excluded)."""
+    from boomerang.training.photos import PatchSampler, write_photo_split
+
+    side = cfg.image_size or 32
+    sampler = PatchSampler(None, side, cfg.seed)
+    return _TrainData(lambda step: sampler.batch(step, cfg.batch_size), lambda out: write_photo_split(out, sampler),
+                      len(sampler.photos), 3, side)

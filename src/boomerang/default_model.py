@@ -1,0 +1,110 @@
+"""Which bundled model a command uses when no model is given: chosen once per command from its inputs.
+
+Rule: when every input is a *small gray image* (a single colour channel, or three equal ones, and
+both sides at most :data:`DIGIT_MAX_SIDE` pixels: what the digit model was made for, such as
+``examples/digits``), the digit model ``ddpm-mnist5k`` (``settings.model`` stays ``None``, the
+bundled default, exactly as before the photo model existed); anything else (one colour or larger
+image among the inputs) -> the photo model ``ddpm-photos``, a fully convolutional colour model that
+runs at the input's own size. A command without inputs keeps the digit model. If the photo model
+is not installed, the digit model is used and the reason says so.
+
+Torch-free: inputs are read with :func:`boomerang.imageio.read_image` (a file larger than
+:data:`DIGIT_MAX_SIDE` is rejected from its header alone, never decoded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DIGIT_MAX_SIDE", "DefaultChoice", "choose_default_model", "is_small_gray"]
+
+#: The largest side (pixels) of an input that still counts as digit-like.
+DIGIT_MAX_SIDE = 64
+
+
+@dataclass(frozen=True)
+class DefaultChoice:
+    """The model chosen for a command without one.
+
+    Attributes:
+        name: the bundled model's short name (``ddpm-mnist5k`` or ``ddpm-photos``).
+        model: what ``settings.model`` becomes: ``None`` for the digit model (the bundled
+            default), the short name ``"ddpm-photos"`` for the photo model.
+        reason: one sentence, for stderr and metadata.
+    """
+
+    name: str
+    model: str | None
+    reason: str
+
+    def record(self) -> dict:
+        """What metadata records: ``{"model": name, "reason": ...}``."""
+        return {"model": self.name, "reason": self.reason}
+
+
+def _size_of(source) -> tuple[int, int] | None:
+    """(W, H) of a file from its header (PIL, no decode); None when it cannot be read that way."""
+    import os
+
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(source) as im:
+            return tuple(im.size)
+    except Exception:  # noqa: BLE001 -- unreadable here: the full read below reports it properly
+        return None
+
+
+def is_small_gray(source, background=(255, 255, 255)) -> bool:
+    """True when ``source`` (a path, PIL image or array) is at most :data:`DIGIT_MAX_SIDE` pixels
+    on both sides and gray (one colour channel, or three equal ones after decoding; alpha is
+    composited over ``background``). An unreadable file counts as not gray: the command's own
+    input checks name it."""
+    from boomerang import imageio
+
+    size = _size_of(source)
+    if size is not None and max(size) > DIGIT_MAX_SIDE:
+        return False
+    try:
+        loaded = imageio.read_image(source, background=background)
+    except ValueError:
+        return False
+    w, h = loaded.size
+    if max(w, h) > DIGIT_MAX_SIDE:
+        return False
+    if loaded.is_grayscale:
+        return True
+    px = loaded.pixels
+    return bool((px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all())
+
+
+def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:
+    """The model for a command without one, from its inputs (see the module docstring).
+
+    Args:
+        sources: the command's inputs (paths, PIL images or arrays); may be empty.
+        background: what alpha is composited over (the command's ``--background``).
+
+    Returns:
+        a :class:`DefaultChoice`.
+    """
+    from boomerang import assets
+
+    sources = list(sources)
+    digit = assets.DEFAULT_MODEL_NAME
+    if not sources:
+        return DefaultChoice(digit, None, "the command has no input images")
+    if all(is_small_gray(s, background) for s in sources):
+        return DefaultChoice(digit, None, f"every input is a small gray image, at most {DIGIT_MAX_SIDE}x"
+                                          f"{DIGIT_MAX_SIDE} pixels; pass --model {assets.PHOTO_MODEL_NAME} for "
+                                          "the photo model")
+    try:
+        assets.named_model_path(assets.PHOTO_MODEL_NAME)
+    except FileNotFoundError:
+        return DefaultChoice(digit, None, "not every input is a small gray image, but the photo model "
+                                          f"{assets.PHOTO_MODEL_NAME} is not installed")
+    return DefaultChoice(assets.PHOTO_MODEL_NAME, assets.PHOTO_MODEL_NAME,
+                         f"not every input is a small gray image (one is in colour or larger than "
+                         f"{DIGIT_MAX_SIDE} pixels on a side); pass --model {digit} for the digit model")
