@@ -47,8 +47,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -60,34 +58,12 @@ from pathlib import Path
 
 from boomerang.errors import SettingError
 from boomerang.privacy.verify import PRIVATE_KEY
-from boomerang.seeds import seed_from_digest
 from boomerang.tasks.base import Task
 from boomerang.tasks.job import Job, OutputFile
 
 __all__ = ["AnonymiseTask", "AnonymiseOptions", "opaque_name", "secret_seed"]
 
-#: Hex digits of an opaque name (80 bits: collisions are negligible at 10^7 images; checked anyway).
-NAME_HEX = 20
-
-
-def opaque_name(key: str, relpath: str, start: int, sample: int) -> str:
-    """The opaque stem of one output: HMAC-SHA256 under the job key, first :data:`NAME_HEX` hex digits.
-
-    Args:
-        key: the job key (hex string).
-        relpath: the input's path relative to IN_DIR.
-        start, sample: index of the level (start) and of the sample.
-    """
-    msg = f"name\0{relpath}\0{start}\0{sample}".encode()
-    return hmac.new(bytes.fromhex(key), msg, hashlib.sha256).hexdigest()[:NAME_HEX]
-
-
-def secret_seed(key: str, seed: int, relpath: str, sample: int, attempt: int = 0) -> int:
-    """The generator seed of sample ``sample`` of an item: HMAC-SHA256 under the job key of
-    (seed, relpath, sample), first 8 bytes, top bit cleared (an int in [0, 2**63)). ``attempt`` > 0:
-    the seed of redraw ``attempt`` of ``--verify-top`` (the attempt is added to the message)."""
-    msg = f"seed\0{seed}\0{relpath}\0{sample}".encode() + (f"\0{attempt}".encode() if attempt else b"")
-    return seed_from_digest(hmac.new(bytes.fromhex(key), msg, hashlib.sha256).digest())
+from boomerang.privacy.names import NAME_HEX, opaque_name, secret_seed  # noqa: E402,F401 (re-exported)
 
 
 def _inside(path: Path, folder: Path) -> bool:
