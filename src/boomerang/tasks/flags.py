@@ -116,8 +116,10 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace, **changes) -> SampleSettings:
     """:class:`SampleSettings` from the shared sampling flags (validated there); ``changes``
     replace flag values (e.g. ``num_samples`` from a task's own ``--samples-per-image``)."""
+    # --level and --timestep are one mutually exclusive group: with --timestep, args.level is only
+    # a command's default level (enhance: 0.25), never something the user gave.
     values = dict(
-        level=args.level, timestep=args.timestep, num_samples=args.num_samples, seed=args.seed,
+        level=None if args.timestep is not None else args.level, timestep=args.timestep, num_samples=args.num_samples, seed=args.seed,
         steps=args.steps, scheduler=args.scheduler, schedule=args.schedule, from_noise=args.from_noise,
         eta=args.eta, model=args.model, prompt=args.prompt, negative_prompt=args.negative_prompt,
         guidance_scale=args.guidance_scale, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
