@@ -52,26 +52,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             writable, the disk is full, ...: one line naming ``path`` and the cause.
     """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # before the fsync: one flush of data and mode
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
-            raise _write_error(path, exc) from exc
-        raise
+    with atomic_open(path) as fh:
+        fh.write(data)
 
 
 @contextlib.contextmanager
@@ -96,7 +78,7 @@ def atomic_open(path: str | os.PathLike):
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
             yield fh
             fh.flush()
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # before the fsync: one flush of data and mode
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
