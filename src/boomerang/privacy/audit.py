@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from boomerang.privacy.links import LinkFileError, read_links
+from boomerang.privacy.realset import header_size, luma, rgb_to_grid
 
 __all__ = ["AuditInputError", "audit_folders", "DEFAULT_RESIZE", "MAX_NATIVE_PIXELS", "MAX_SIZE",
            "check_size"]
@@ -76,36 +77,8 @@ def _relpaths(folder: pathlib.Path) -> dict[str, pathlib.Path]:
     return {p.relative_to(folder).as_posix(): p for p in list_image_files(folder)}
 
 
-def _header_size(path: pathlib.Path) -> tuple[int, int] | None:
-    """(W, H) upright, from the header only; None when the header cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # noqa: BLE001 - unreadable files are reported by read_image later
-        return None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-
-
-def _to_grid(pixels: np.ndarray, size: tuple[int, int]):
-    """(H, W, 3) float RGB in [0, 1] -> float32 tensor [3, h, w] in [-1, 1] at ``size`` (W, H)."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
-    if size is not None and tuple(x.shape[-2:]) != (size[1], size[0]):
-        x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", antialias=True, align_corners=False)
-    return (x[0].clamp(0.0, 1.0) * 2.0 - 1.0).contiguous()
-
-
-def _luma(x):
-    """[3, h, w] in [-1, 1] -> [1, h, w]: Rec. 601 luminance (a gray image keeps its values)."""
-    if bool((x[0] == x[1]).all() and (x[1] == x[2]).all()):
-        return x[:1].clone()
-    w = x.new_tensor((0.299, 0.587, 0.114)).view(3, 1, 1)
-    return (((x + 1.0) / 2.0 * w).sum(0, keepdim=True).clamp(0.0, 1.0) * 2.0 - 1.0)
+# One copy of the comparison rules, shared with calibration and verification.
+_header_size, _to_grid, _luma = header_size, rgb_to_grid, luma
 
 
 def audit_folders(real_dir, anon_dir, link_file, features="pixels", *, size: int | None = None,
