@@ -14,10 +14,7 @@ from PIL import Image
 from boomerang.core import boomerang_sample
 from boomerang.reverse import per_item_noise
 from boomerang.schedulers import make_scheduler
-
-
-def gens(indices, base=0):
-    return [torch.Generator().manual_seed(base + int(i)) for i in indices]
+from _helpers import generators as gens
 
 
 def image(b=1, h=16, w=16, seed=0):
