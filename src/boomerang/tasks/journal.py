@@ -71,6 +71,19 @@ class JobFolder:
         self.journal_path = self.dir / "journal.jsonl"
         self.outputs_path = self.dir / "outputs.json"  # the job's files besides its samples (for restart)
 
+    def forget(self, out_existed: bool) -> None:
+        """Remove a job folder this run started, for a job refused (bad usage, e.g. a model whose
+        output is not finite) before any block finished, and ``--out`` too when this run created it
+        and it is empty: the corrected rerun then starts afresh instead of finding "other settings"."""
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if not out_existed:
+            try:
+                self.out.rmdir()  # only when empty
+            except OSError:
+                pass
+
     def exists(self) -> bool:
         return self.job_path.is_file()
 

@@ -182,6 +182,8 @@ def execute_job(job: Job) -> int:
     journal = None  # resumable jobs: the finished blocks, streamed from the journal
     done: dict[int, dict] = {}  # sample (not resumable, small): the finished blocks in memory
     unfinished = None
+    out_existed = job.out is not None and job.out.exists()
+    fresh = folder is not None and not folder.exists()  # this run starts the job folder
     if folder is not None:
         if js.restart:
             _remove_outputs(job)
@@ -227,9 +229,11 @@ def execute_job(job: Job) -> int:
                     if stop.signum is not None:
                         break
             stopped = stop.signum
-    except BaseException:
+    except BaseException as exc:
         if unfinished is not None:  # sample: take back the images this run wrote (no image without metadata)
             unfinished.take_back()
+        if fresh and isinstance(exc, ValueError) and finished_count() == 0:
+            folder.forget(out_existed)  # refused before any output: nothing half-written
         raise
     finally:
         progress.close()
