@@ -107,7 +107,24 @@ def items_digest(items) -> str:
     return h.hexdigest()
 
 
-class ListedItems:
+class StreamedItems:
+    """The sequence protocol of items listed in one streaming pass (subclasses set ``_len`` and
+    ``_digest`` and define ``__iter__``): ``len``, lookup by index (a scan) and the input digest."""
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int) -> Item:
+        for it in self:
+            if it.index == i:
+                return it
+        raise IndexError(i)
+
+    def digest(self) -> str:
+        return self._digest
+
+
+class ListedItems(StreamedItems):
     """The items of a ``folder`` / ``classes`` layout under ``root``, streamed from the listing.
 
     Args:
@@ -147,17 +164,6 @@ class ListedItems:
             else:
                 yield Item(i, rel, f)
 
-    def __len__(self) -> int:
-        return self._len
-
-    def __getitem__(self, i: int) -> Item:
-        for it in self:
-            if it.index == i:
-                return it
-        raise IndexError(i)
-
-    def digest(self) -> str:
-        return self._digest
 
 
 def survey_folder(root):

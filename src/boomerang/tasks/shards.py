@@ -32,7 +32,7 @@ import tarfile
 from pathlib import Path
 
 from boomerang.errors import SettingError
-from boomerang.tasks.layout import Item, item_line
+from boomerang.tasks.layout import Item, StreamedItems, item_line
 
 __all__ = ["SHARD_LAYOUTS", "detect", "ShardItems", "open_source", "STAGING", "staged_name", "output_shards",
            "write_output_shards", "is_sharded"]
@@ -79,7 +79,7 @@ def _split_key(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), ext.lower()
 
 
-class ShardItems:
+class ShardItems(StreamedItems):
     """The items of WebDataset or Parquet shards, streamed shard by shard (one shard's member
     headers, or one Parquet row group, in memory at a time).
 
@@ -124,17 +124,6 @@ class ShardItems:
         for _, items in self._by_shard():
             yield from items
 
-    def __len__(self) -> int:
-        return self._len
-
-    def __getitem__(self, i: int) -> Item:
-        for it in self:
-            if it.index == i:
-                return it
-        raise IndexError(i)
-
-    def digest(self) -> str:
-        return self._digest
 
 
 def _tar_items(path: Path, shard: str):
