@@ -66,23 +66,47 @@ def test_a_folder_is_listed_streaming_and_indexed_in_the_job_folder(tmp_path, ti
     assert [r["source"] for r in rows] == [it.relpath for it in layout.items]
 
 
-def _planned_bytes(src: Path, model) -> int:
-    from boomerang.settings import SampleSettings
-    from boomerang.tasks.runner import plan_job
+_PLANNED_BYTES = r"""
+import sys, tracemalloc
+from boomerang.settings import SampleSettings
+from boomerang.tasks import JobSettings, Task
+from boomerang.tasks.job import NoOptions
+from boomerang.tasks.runner import plan_job
 
+def planned(src):
     tracemalloc.start()
-    job = plan_job(Task(), SampleSettings(level=0.0, num_samples=1, model=str(model)), NoOptions(),
-                   JobSettings(inputs=str(src), out=str(src.parent / "out"), progress=False))
+    job = plan_job(Task(), SampleSettings(level=0.0, num_samples=1, model=sys.argv[1]), NoOptions(),
+                   JobSettings(inputs=src, out=src + "-out", progress=False))
     sum(1 for _ in job.outputs)  # walk every output once more
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    del job
     return peak
+
+planned(sys.argv[2])  # imports and caches first
+print(" ".join(str(planned(src)) for src in sys.argv[3:]))
+"""
+
+
+def _planned_bytes(model, *folders: Path) -> list[int]:
+    """Peak traced bytes of planning a job on each folder, in a fresh process: earlier tests' threads
+    (a Ray driver's) and caches would otherwise allocate within the traced window."""
+    import os
+    import subprocess
+    import sys
+
+    import boomerang
+
+    env = {**os.environ, "PYTHONPATH": str(Path(boomerang.__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", _PLANNED_BYTES, str(model), *map(str, folders)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return [int(v) for v in r.stdout.split()[-len(folders) + 1:]]
 
 
 def test_planning_memory_does_not_grow_with_the_items(tmp_path, tiny_pixel_dir):
-    _planned_bytes(_pngs(tmp_path / "warm", 10), tiny_pixel_dir)  # imports and caches first
-    small = _planned_bytes(_pngs(tmp_path / "small" / "in", 200), tiny_pixel_dir)
-    large = _planned_bytes(_pngs(tmp_path / "large" / "in", 1600), tiny_pixel_dir)
+    small, large = _planned_bytes(tiny_pixel_dir, _pngs(tmp_path / "warm", 10), _pngs(tmp_path / "small", 200),
+                                  _pngs(tmp_path / "large", 1600))
     per_item = (large - small) / 1400
     print(f"planning peak: {small / 1e3:.0f} kB at 200 items, {large / 1e3:.0f} kB at 1600 ({per_item:.0f} B per item)")
     assert per_item < 100  # a list of items and outputs took about 2,500 B per item
