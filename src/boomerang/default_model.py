@@ -43,30 +43,62 @@ class DefaultChoice:
 
 
 def _size_of(source) -> tuple[int, int] | None:
-    """(W, H) of a file from its header (PIL, no decode); None when it cannot be read that way."""
+    """(W, H) of a file from its header (a PNG's IHDR, else PIL without decoding); None when it cannot be
+    read that way."""
     import os
 
     if not isinstance(source, (str, os.PathLike)):
         return None
-    try:
-        from PIL import Image
+    from pathlib import Path
 
-        with Image.open(source) as im:
-            return tuple(im.size)
-    except Exception:  # noqa: BLE001 -- unreadable here: the full read below reports it properly
-        return None
+    from boomerang._imfit import _peek_size
+
+    return _peek_size(Path(source), None)
+
+
+def _file_is_small_gray(path, background) -> bool:
+    """:func:`is_small_gray` of a file whose header size is small: decoded once, as ``read_image`` decodes
+    it (every check, so a damaged file is not gray); an ``L``/``LA`` file is gray without its float pixels."""
+    from pathlib import Path
+
+    from boomerang._image import DEFAULT_MAX_PIXELS, ImageInputError, check_background
+    from boomerang._imread import open_file
+    from boomerang._pixels import from_pil
+
+    try:
+        bg = check_background(background)
+        img, name, path = open_file(Path(path), DEFAULT_MAX_PIXELS)
+        if max(img.size) > DIGIT_MAX_SIDE:
+            return False
+        if img.mode in ("L", "LA"):  # read_image calls these gray whatever their ICC profile
+            return True
+        loaded = from_pil(img, name, path, bg)
+    except (ImageInputError, ValueError):
+        return False
+    return _gray(loaded)
+
+
+def _gray(loaded) -> bool:
+    if loaded.is_grayscale:
+        return True
+    px = loaded.pixels
+    return bool((px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all())
 
 
 def is_small_gray(source, background=(255, 255, 255)) -> bool:
     """True when ``source`` (a path, PIL image or array) is at most :data:`DIGIT_MAX_SIDE` pixels
     on both sides and gray (one colour channel, or three equal ones after decoding; alpha is
     composited over ``background``). An unreadable file counts as not gray: the command's own
-    input checks name it."""
+    input checks name it. A file is decoded once (a larger one not at all: its header says)."""
+    import os
+
     from boomerang import imageio
 
     size = _size_of(source)
     if size is not None and max(size) > DIGIT_MAX_SIDE:
         return False
+    if isinstance(source, (str, os.PathLike)):
+        return _file_is_small_gray(source, background)
     try:
         loaded = imageio.read_image(source, background=background)
     except ValueError:
@@ -74,10 +106,7 @@ def is_small_gray(source, background=(255, 255, 255)) -> bool:
     w, h = loaded.size
     if max(w, h) > DIGIT_MAX_SIDE:
         return False
-    if loaded.is_grayscale:
-        return True
-    px = loaded.pixels
-    return bool((px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all())
+    return _gray(loaded)
 
 
 def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:

@@ -130,3 +130,34 @@ def test_enhance_without_model_on_a_photo_folder(photos, photo_model, tmp_path):
     with Image.open(out / "colour.png") as a, Image.open(out / "gray.png") as b:
         assert (a.size, a.mode, b.size, b.mode) == ((70, 50), "RGB", (180, 140), "L")
     assert json.loads((out / "report.json").read_text())["default_model"]["model"] == "ddpm-photos"
+
+
+def _is_small_gray_by_full_read(source) -> bool:
+    """The rule as first written: decode every small file completely to float RGB, then look."""
+    from boomerang import imageio
+
+    try:
+        loaded = imageio.read_image(source)
+    except ValueError:
+        return False
+    px = loaded.pixels
+    return max(loaded.size) <= DIGIT_MAX_SIDE and (loaded.is_grayscale or bool(
+        (px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all()))
+
+
+def test_the_one_decode_check_agrees_with_a_full_read_on_every_kind_of_file(tmp_path, photos):
+    """Files are decoded once without float pixels (L/LA are gray as decoded): the same answer as a
+    full read, for damaged, palette, 16-bit, ICC, alpha, EXIF-rotated and CMYK files."""
+    from PIL import Image as PILImage
+
+    cases = ROOT / "tests" / "data" / "cases"
+    la = tmp_path / "la.png"
+    PILImage.fromarray(np.zeros((9, 7, 2), np.uint8), "LA").save(la)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(DIGIT.read_bytes()[:-40])  # a gray PNG cut short: unreadable, so not gray
+    pal_gray = tmp_path / "pal_gray.png"
+    PILImage.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).convert("P").save(pal_gray)
+    files = [*sorted(cases.iterdir()), *photos, DIGIT, la, cut, pal_gray, tmp_path / "missing.png"]
+    got = {f.name: is_small_gray(f) for f in files}
+    assert got == {f.name: _is_small_gray_by_full_read(f) for f in files}
+    assert got["cut.png"] is False and got["la.png"] is True and got["7.png"] is True
