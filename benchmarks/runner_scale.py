@@ -19,7 +19,11 @@ peak RSS, ``ru_maxrss``, is its own):
 
 Reported per run: wall seconds (the imports, of diffusers' schedulers among them, and the
 model load are fixed start-up costs, timed apart and left out of items/s),
-items/s, the process's RSS after its imports and its peak RSS (VmHWM). Targets (issue 22):
+items/s, CPU seconds (``time.process_time``: every thread of the process; on a shared machine
+items per CPU second is the steadier comparison), the load average, the process's RSS after its
+imports and its peak RSS (VmHWM). The job names its model (``--model``, default the bundled digit
+model, as a job at scale would); ``--model -`` leaves it out, and the job then chooses it by
+decoding every input first (``boomerang.default_model``, about 100 us of CPU per file). Targets (issue 22):
 local peak RSS growth <= 50 MB from 10k to 200k items; local items/s >= 0.8x bare.
 With ``--repeats R`` the arms run interleaved R times; the summary takes each arm's best
 items/s and highest peak. ``--tmp /dev/shm`` puts inputs and outputs on tmpfs, where fsync
@@ -86,7 +90,7 @@ def child_bare(src: Path, out: Path) -> dict:
     from boomerang.imageio import iter_image_files
 
     rss0 = _rss_kb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     made = set()
     for f in iter_image_files(src, unique=False):
@@ -106,11 +110,12 @@ def child_bare(src: Path, out: Path) -> dict:
             os.fsync(fh.fileno())
         os.replace(tmp, dst)
         n += 1
-    return {"items": n, "seconds": time.perf_counter() - t0, "load_seconds": 0.0,
+    return {"items": n, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "load_seconds": 0.0,
             "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
 
 
-def child_job(src: Path, out: Path, engine: str) -> dict:
+def child_job(src: Path, out: Path, engine: str, model: str | None) -> dict:
     import torch
 
     from boomerang.settings import SampleSettings
@@ -123,29 +128,32 @@ def child_job(src: Path, out: Path, engine: str) -> dict:
 
     torch.set_num_threads(1)
     rss0 = _rss_kb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     task = Task()
     js = JobSettings(inputs=str(src), out=str(out), engine=engine, progress=False, threads=1,
                      workers=1 if engine == "ray" else None)
-    job = plan_job(task, SampleSettings(level=0.0, batch_size=64, num_samples=1), NoOptions(), js)
-    t1 = time.perf_counter()
+    job = plan_job(task, SampleSettings(level=0.0, batch_size=64, num_samples=1, model=model), NoOptions(), js)
+    t1, c1 = time.perf_counter(), time.process_time()
     attach_model(job, 1)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     job.threads, job.block_size = 1, 64
     rc = execute_job(job)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     return {"items": len(job.items), "rc": rc, "seconds": (t1 - t0) + (t3 - t2), "load_seconds": t2 - t1,
-            "plan_seconds": t1 - t0, "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
+            "cpu_seconds": (c1 - c0) + (c3 - c2), "plan_seconds": t1 - t0, "plan_cpu_seconds": c1 - c0,
+            "model": model or "(default: chosen from the inputs)",
+            "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
 
 
-def run_child(arm: str, src: Path, out: Path) -> dict:
+def run_child(arm: str, src: Path, out: Path, model: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--child", arm, "--src", str(src), "--dst", str(out)]
+    cmd = [sys.executable, __file__, "--child", arm, "--src", str(src), "--dst", str(out), "--model", model]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{arm} failed:\n{r.stderr[-3000:]}")
     res = json.loads(r.stdout.strip().splitlines()[-1])
     res["items_per_s"] = res["items"] / res["seconds"]
+    res["items_per_cpu_s"] = res["items"] / res["cpu_seconds"]
     shutil.rmtree(out, ignore_errors=True)
     return res
 
@@ -155,13 +163,17 @@ def main() -> None:
         arm = sys.argv[sys.argv.index("--child") + 1]
         src = Path(sys.argv[sys.argv.index("--src") + 1])
         dst = Path(sys.argv[sys.argv.index("--dst") + 1])
-        res = child_bare(src, dst) if arm == "bare" else child_job(src, dst, arm)
+        model = sys.argv[sys.argv.index("--model") + 1]
+        res = child_bare(src, dst) if arm == "bare" else child_job(src, dst, arm, None if model == "-" else model)
         print(json.dumps(res))
         return
     p = make_parser(__doc__, first_paragraph=True)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000], help="input counts")
     p.add_argument("--engines", nargs="+", default=["local"], choices=("local", "ray"), help="job engines")
     p.add_argument("--repeats", type=int, default=1, help="interleaved runs of each arm (best items/s reported)")
+    p.add_argument("--model", default="ddpm-mnist5k",
+                   help="the job's --model (default: the bundled digit model, named as a job at scale names it); "
+                        "'-' for none: the job then chooses it by decoding every input (boomerang.default_model)")
     p.add_argument("--tmp", default=None, help="folder for the generated inputs and outputs (default: system temp)")
     p.add_argument("--name", default="runner_scale", help="file name of the results (NAME.json in --out)")
     add_out_argument(p)
@@ -174,9 +186,12 @@ def main() -> None:
             make_inputs(tmp / "in", n)
             print(f"{n} inputs written in {time.perf_counter() - t:.1f}s", file=sys.stderr, flush=True)
             for rep, arm in [(r, arm) for r in range(a.repeats) for arm in ["bare", *a.engines]]:  # interleaved
-                res = {"n": n, "arm": arm, "repeat": rep, **run_child(arm, tmp / "in", tmp / "out")}
+                res = {"n": n, "arm": arm, "repeat": rep, **run_child(arm, tmp / "in", tmp / "out", a.model)}
                 runs.append(res)
                 print(f"n={n:>7} {arm:>5}: {res['seconds']:8.1f}s  {res['items_per_s']:8.1f} items/s  "
+                      f"cpu {res['cpu_seconds']:7.1f}s {res['items_per_cpu_s']:7.1f} items/cpu-s  "
+                      + (f"plan {res['plan_seconds']:.1f}s (cpu {res['plan_cpu_seconds']:.1f}s)  " if arm != "bare" else "")
+                      + f"load {os.getloadavg()[0]:.1f}  "
                       f"rss start {res['rss_start_mb']:6.1f} MB  peak {res['peak_rss_mb']:6.1f} MB"
                       + (f"  (model load {res['load_seconds']:.1f}s apart)" if arm != "bare" else ""), flush=True)
         finally:
@@ -186,6 +201,7 @@ def main() -> None:
     for r in runs:  # per (arm, n): the best items/s, the highest peak RSS
         b = best.setdefault((r["arm"], r["n"]), dict(r))
         b["items_per_s"] = max(b["items_per_s"], r["items_per_s"])
+        b["items_per_cpu_s"] = max(b["items_per_cpu_s"], r["items_per_cpu_s"])
         b["peak_rss_mb"] = max(b["peak_rss_mb"], r["peak_rss_mb"])
     for arm in ["bare", *a.engines]:
         by_n = {n: r for (arm_, n), r in best.items() if arm_ == arm}
@@ -196,9 +212,10 @@ def main() -> None:
             bare = best.get(("bare", n))
             if bare and arm != "bare":
                 summary[f"{arm}_vs_bare_throughput_{n}"] = r["items_per_s"] / bare["items_per_s"]
+                summary[f"{arm}_vs_bare_cpu_throughput_{n}"] = r["items_per_cpu_s"] / bare["items_per_cpu_s"]
     for k, v in summary.items():
         print(f"{k}: {v:.3f}")
-    save_json(a.name, {"machine": machine(), "tmp": a.tmp, "runs": runs, "summary": summary}, a.out)
+    save_json(a.name, {"machine": machine(), "tmp": a.tmp, "model": a.model, "runs": runs, "summary": summary}, a.out)
 
 
 if __name__ == "__main__":

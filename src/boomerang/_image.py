@@ -89,9 +89,15 @@ class LoadedImage:
         return int(self.pixels.shape[1])
 
 
+_ZERO = np.zeros(1, np.float32)
+
+
 def hollow(shape: tuple[int, ...]) -> np.ndarray:
-    """A read-only float32 array of ``shape`` that takes no memory (all zeros)."""
-    return np.broadcast_to(np.zeros((), np.float32), shape)
+    """A read-only float32 array of ``shape`` that takes no memory (all zeros: every stride is 0)."""
+    shape = tuple(int(v) for v in shape)
+    a = np.ndarray(shape, np.float32, buffer=_ZERO, strides=(0,) * len(shape))
+    a.flags.writeable = False
+    return a
 
 
 def check_background(background: Sequence[int]) -> np.ndarray:

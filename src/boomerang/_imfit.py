@@ -32,6 +32,7 @@ __all__ = [
     "full_size_bytes",
     "check_full_size_input",
     "read_for_model",
+    "read_for_identity",
 ]
 
 
@@ -161,6 +162,51 @@ def read_for_model(
                           vae_width=vae_width)  # in-memory inputs (files: checked above from the header)
     reference = to_model_channels(loaded.pixels, channels)
     return loaded, reference, fit_for_model(reference, native_size=native_size, multiple_of=multiple_of)
+
+
+def read_for_identity(
+    path: str | os.PathLike,
+    *,
+    channels: int,
+    native_size: int | None = None,
+    multiple_of: int = 1,
+    vae_width: int | None = None,
+) -> tuple[LoadedImage, np.ndarray, FittedImage] | None:
+    """:func:`read_for_model` for an output that is the input itself (level 0 on a pixel model),
+    without the float round trip: ``(loaded, reference, fitted)`` with ``reference`` uint8
+    ``(H, W, channels)``, the values :func:`~boomerang.imageio.save_image` writes for the float
+    reference of :func:`read_for_model` (``rint(x * 255)``; the same bytes, tested), and ``fitted``
+    a :class:`FittedImage` of method ``identity`` whose ``pixels`` take no memory (the model never
+    sees them). Only for an 8-bit gray file (mode ``L``, no transparency, no ICC profile) already at
+    the model's size; ``None`` for anything else (the caller reads it with :func:`read_for_model`).
+    The same checks run in the same order, so a bad file raises what :func:`read_for_model` raises.
+
+    Raises:
+        ImageInputError: as :func:`read_for_model`.
+    """
+    path = Path(path)
+    header = _peek_size(path, DEFAULT_MAX_PIXELS)
+    if header is None:
+        return None
+    w, h = header
+    if native_size is not None:
+        if (w, h) != (native_size, native_size):
+            return None
+    else:
+        check_full_size_input(path.name, w, h, native_size=None, multiple_of=multiple_of, vae_width=vae_width)
+        if w % multiple_of or h % multiple_of:
+            return None
+    if channels not in (1, 3):
+        return None
+    img, name, path = open_file(path, DEFAULT_MAX_PIXELS)
+    if img.mode != "L" or "transparency" in img.info or img.info.get("icc_profile") or img.size != (w, h):
+        return None
+    u8 = np.asarray(img)[..., None]
+    reference = np.repeat(u8, 3, axis=-1) if channels == 3 else np.ascontiguousarray(u8)
+    loaded = LoadedImage(pixels=hollow((h, w, 3)), size=(w, h), bit_depth=8, is_grayscale=True, name=name,
+                         path=path, source_mode="L")
+    fitted = FittedImage(hollow((h, w, channels)), (w, h), "identity")
+    return loaded, reference, fitted
 
 
 def _peek_size(path: Path, max_pixels: int | None) -> tuple[int, int] | None:

@@ -81,8 +81,12 @@ def default_block_size(job: Job) -> int:
     return auto_batch_size(len(job.outputs), job.settings.device, job.model, shape)
 
 
-def read_item(job: Job, item) -> DecodedInput:
+def read_item(job: Job, item, identity_u8: bool = False) -> DecodedInput:
     """Read, transform and fit (task hooks) one item: the one read of the sampling pass.
+
+    ``identity_u8``: the caller writes 8-bit outputs; when every output of the job is the input
+    itself (:func:`identity_only`), an 8-bit gray file at the model's size is read without the float
+    round trip (``imageio.read_for_identity``: uint8 reference, the bytes written are the same).
 
     Raises:
         boomerang.imageio.ImageInputError: a file that cannot be read (or is too large for the model).
@@ -97,7 +101,14 @@ def read_item(job: Job, item) -> DecodedInput:
     else:
         source = item.path if item.path is not None else item.source
     plain = type(job.task).transform is Task.transform and type(job.task).fit is Task.fit
-    if plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
+    fast = None
+    if plain and identity_u8 and item.member is None and isinstance(source, (str, Path)) and identity_only(job):
+        fit = fit_args_for(job.settings, job.model)
+        fast = imageio.read_for_identity(source, channels=fit.channels, native_size=fit.native_size,
+                                         multiple_of=fit.multiple, vae_width=fit.vae_width)
+    if fast is not None:
+        loaded, reference, fitted = fast
+    elif plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
         loaded, reference, fitted = read_input(source, fit_args_for(job.settings, job.model))
     else:
         loaded = imageio.read_image(source, background=job.settings.background_rgb)
@@ -108,10 +119,21 @@ def read_item(job: Job, item) -> DecodedInput:
     if not job.inputs:  # inputs checked up front were warned about then
         imageio.warn_fit(loaded, fitted, int(job.model.image_channels))
     # the decoded RGB is not needed once fitted: keep its description only
-    import numpy as np
+    if any(loaded.pixels.strides):
+        from boomerang._image import hollow
 
-    loaded = dataclasses.replace(loaded, pixels=np.broadcast_to(np.zeros((), np.float32), loaded.pixels.shape))
+        loaded = dataclasses.replace(loaded, pixels=hollow(loaded.pixels.shape))
     return DecodedInput(loaded, reference, fitted)
+
+
+def identity_only(job: Job) -> bool:
+    """Every output of the job is its input itself: each noise level's plan is the identity of a
+    pixel model (``core.returns_input_pixels``; level 0), so the model never sees the inputs."""
+    from boomerang import core
+
+    if job.model is None or not job.plans:
+        return False
+    return all(core.returns_input_pixels(job.model, p) for p in job.plans)
 
 
 class InputCache:
@@ -137,8 +159,8 @@ class InputCache:
     def _size(d) -> int:
         return sum(int(getattr(a, "nbytes", 0)) for a in (d.reference, getattr(d.fitted, "pixels", None)))
 
-    def get(self, item) -> DecodedInput:
-        """The item decoded (read now, or kept from an earlier block).
+    def get(self, item, identity_u8: bool = False) -> DecodedInput:
+        """The item decoded (read now, or kept from an earlier block); ``identity_u8`` as :func:`read_item`.
 
         Raises:
             boomerang.imageio.ImageInputError: the file cannot be read (now or before).
@@ -151,7 +173,7 @@ class InputCache:
                 raise ImageInputError(got)
             return got
         try:
-            decoded = read_item(self.job, item)
+            decoded = read_item(self.job, item, identity_u8)
         except ImageInputError as exc:
             self.kept[item.index] = str(exc)
             raise
@@ -222,12 +244,13 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
     dtype = np.float32 if dtype is None else dtype
     reads: dict[int, DecodedInput] = {}
     bad: set[int] = set()
+    identity_u8 = np.dtype(dtype) == np.uint8
     with stop.interruptible():
         for o in outputs:
             if o.item.index in reads or o.item.index in bad:
                 continue
             try:
-                reads[o.item.index] = cache.get(o.item)
+                reads[o.item.index] = cache.get(o.item, identity_u8)
             except imageio.ImageInputError as exc:
                 if skipped is None:
                     raise
