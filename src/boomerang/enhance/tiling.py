@@ -19,7 +19,10 @@ at image borders too (every pixel is covered, weights are > 0).
 Randomness is never drawn per window: the noise lives on the whole image and
 is drawn from the image's own generator by the caller, so the result cannot
 depend on the order or the batching of the windows. Windows are accumulated
-in float64 so that their order changes nothing beyond float64 rounding.
+in float64 so that their order changes nothing beyond float64 rounding. In the
+canonical order only one band of window rows is held in float64 at a time
+(rows above the current windows are final): the image-sized float64 sums of
+a plain implementation are never made.
 """
 
 from __future__ import annotations
@@ -151,11 +154,10 @@ def blend_windows(
     b, c = x.shape[0], x.shape[1]
     oc = c if out_channels is None else out_channels
     H, W = round(layout.height * ratio), round(layout.width * ratio)
-    acc = torch.zeros(b, oc, H, W, dtype=torch.float64, device=x.device)
-    norm = torch.zeros(H, W, dtype=torch.float64, device=x.device)
     idx = list(range(len(layout))) if order is None else [int(i) for i in order]
     if sorted(idx) != list(range(len(layout))):
         raise ValueError("order must be a permutation of the window indices")
+    band = _Band(b, oc, H, W, layout, ratio, x.device) if order is None else _Whole(b, oc, H, W, x.device)
     for k in range(0, len(idx), max(1, int(tile_batch))):
         chunk = [layout.windows[i] for i in idx[k:k + tile_batch]]
         crops = torch.cat([x[..., r:r + h, q:q + w] for r, q, h, w in chunk])  # [n B, C, h, w], window-major
@@ -166,7 +168,69 @@ def blend_windows(
             if tuple(o.shape[-2:]) != (oh, ow):
                 raise ValueError(f"fn returned windows of {tuple(o.shape[-2:])}, expected {(oh, ow)}")
             wgt = window_weight(oh, ow, round(layout.overlap * ratio), weighting).to(x.device)
-            acc[..., R:R + oh, Q:Q + ow] += o * wgt
-            norm[R:R + oh, Q:Q + ow] += wgt
-    assert bool((norm > 0).all()), "every pixel is covered by a window"
-    return acc.div_(norm).to(torch.float32)  # in place: one image-sized float64 buffer fewer at the peak
+            band.add(o * wgt, wgt, R, Q)
+    return band.result()
+
+
+class _Whole:
+    """The blend's sums over the whole image (float64), for windows in any order."""
+
+    def __init__(self, b, oc, H, W, device):
+        import torch
+
+        self.acc = torch.zeros(b, oc, H, W, dtype=torch.float64, device=device)
+        self.norm = torch.zeros(H, W, dtype=torch.float64, device=device)
+
+    def add(self, ow, wgt, R, Q):
+        h, w = wgt.shape
+        self.acc[..., R:R + h, Q:Q + w] += ow
+        self.norm[R:R + h, Q:Q + w] += wgt
+
+    def result(self):
+        import torch
+
+        assert bool((self.norm > 0).all()), "every pixel is covered by a window"
+        return self.acc.div_(self.norm).to(torch.float32)  # in place: one image-sized float64 buffer fewer
+
+
+class _Band:
+    """The blend's sums for windows in the canonical (row-major) order, held for one band of rows:
+    rows above the current windows' top are final, so they are divided and stored as float32 and
+    their float64 sums dropped. The same additions in the same order as :class:`_Whole` (the
+    same float64 sums, so the same float32 result), with float64 memory of one window row
+    instead of the whole image."""
+
+    def __init__(self, b, oc, H, W, layout, ratio, device):
+        import torch
+
+        self.bh = max(round(h * ratio) for _, _, h, _ in layout.windows)
+        self.out = torch.empty(b, oc, H, W, dtype=torch.float32, device=device)
+        self.acc = torch.zeros(b, oc, self.bh, W, dtype=torch.float64, device=device)
+        self.norm = torch.zeros(self.bh, W, dtype=torch.float64, device=device)
+        self.lo, self.H = 0, H
+
+    def _flush(self, upto: int) -> None:
+        n = upto - self.lo
+        if n <= 0:
+            return
+        assert n <= self.bh and bool((self.norm[:n] > 0).all()), "every pixel is covered by a window"
+        self.out[..., self.lo:upto, :] = self.acc[..., :n, :].div(self.norm[:n]).to(self.out.dtype)
+        keep = self.bh - n
+        if keep > 0:
+            self.acc[..., :keep, :] = self.acc[..., n:, :].clone()
+            self.norm[:keep] = self.norm[n:].clone()
+        self.acc[..., keep:, :] = 0
+        self.norm[keep:] = 0
+        self.lo = upto
+
+    def add(self, ow, wgt, R, Q):
+        if R > self.lo:
+            self._flush(R)
+        h, w = wgt.shape
+        top = R - self.lo
+        self.acc[..., top:top + h, Q:Q + w] += ow
+        self.norm[top:top + h, Q:Q + w] += wgt
+
+    def result(self):
+        self._flush(self.H)
+        return self.out
