@@ -230,8 +230,13 @@ def enhance_images(
 
     n_windows = len(make_layout(samples.shape[-2] // model.space_factor,
                                 samples.shape[-1] // model.space_factor, tile, overlap))
-    arr = ((samples.permute(0, 2, 3, 1).numpy() + 1.0) / 2.0).clip(0.0, 1.0).astype(np.float32)
-    return [Enhanced(restore(a).astype(np.float32), u, plan, n_windows, n_windows * plan.num_denoiser_evals)
+    # to [0, 1] in place (the same float32 operations as out-of-place; samples is not used again):
+    # no image-sized temporaries
+    arr = samples.permute(0, 2, 3, 1).numpy()
+    arr += 1.0
+    arr /= 2.0
+    np.clip(arr, 0.0, 1.0, out=arr)
+    return [Enhanced(restore(a).astype(np.float32, copy=False), u, plan, n_windows, n_windows * plan.num_denoiser_evals)
             for a, u in zip(arr, up)]
 
 
