@@ -332,6 +332,7 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
     written, records, made = [], [], set()
     staged = is_sharded(job)  # shards are written whole at the end; blocks stage their PNGs
     pending: deque = deque()
+    out = job.out  # (a property that makes a Path: once per block)
 
     def finish_oldest() -> None:
         pending.popleft().result()  # re-raises a failed write (OutputWriteError)
@@ -346,7 +347,7 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
                                          progress=progress,
                               stop=stop):
             name = staged_name(s.output.name) if staged else s.output.name
-            path = job.out / name
+            path = out / name
             if path.parent not in made:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 made.add(path.parent)
