@@ -74,7 +74,7 @@ def main() -> None:
                    help="model (default: the bundled 28x28 digit model); 'tiny': a tiny random fully convolutional "
                         "gray pixel model (boomerang.testing.tiny), windows of --tile-size: the same image-sized "
                         "buffers, far less model time, so larger images run in minutes")
-    p.add_argument("--tile-size", type=int, default=None, help="enhance --tile-size (fully convolutional models)")
+    p.add_argument("--tile-size", type=int, default=None, help="enhance --tile-size (fully convolutional models; default: enhance's own)")
     p.add_argument("--name", default="enhance_memory", help="file name of the results (NAME.json in --out)")
     add_out_argument(p)
     a = p.parse_args()

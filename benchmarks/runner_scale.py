@@ -1,7 +1,7 @@
 """Runner at scale: the driver's peak memory and items/s for 10k .. 200k inputs, against a bare Pillow loop.
 
     .venv/bin/python benchmarks/runner_scale.py [--sizes 10000 50000 200000] [--engines local ray] [--repeats R]
-        [--tmp DIR] [--name NAME] [--out DIR]
+        [--model ID | -] [--plan-only] [--tmp DIR] [--name NAME] [--out DIR]
 
 For each size N, writes N small PNGs (28x28 gray, 16 distinct images, 1,000 per
 sub-folder) to a temporary folder, then runs, each in a fresh process (so that its
@@ -28,7 +28,7 @@ local peak RSS growth <= 50 MB from 10k to 200k items; local items/s >= 0.8x bar
 With ``--repeats R`` the arms run interleaved R times; the summary takes each arm's best
 items/s and highest peak. ``--tmp /dev/shm`` puts inputs and outputs on tmpfs, where fsync
 costs nothing and the comparison is of CPU work alone. Writes runner_scale.json into --out
-(default benchmarks/out/).
+(default benchmarks/out/). ``--plan-only`` times planning alone (``plan_job``), wall and CPU.
 """
 
 from __future__ import annotations
@@ -145,6 +145,25 @@ def child_job(src: Path, out: Path, engine: str, model: str | None) -> dict:
             "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
 
 
+def child_plan(src: Path, out: Path, model: str | None) -> dict:
+    """Planning alone (``plan_job``: scan, item index, outputs, names): wall and CPU seconds."""
+    from boomerang.settings import SampleSettings
+    from boomerang.tasks import Task
+    from boomerang.tasks.job import JobSettings, NoOptions
+    from boomerang.tasks.runner import plan_job
+
+    import boomerang.planning  # noqa: F401  (a fixed start-up cost, not timed)
+
+    rss0 = _rss_kb()
+    t0, c0 = time.perf_counter(), time.process_time()
+    js = JobSettings(inputs=str(src), out=str(out), engine="local", progress=False, threads=1)
+    job = plan_job(Task(), SampleSettings(level=0.0, batch_size=64, num_samples=1, model=model), NoOptions(), js)
+    t1, c1 = time.perf_counter(), time.process_time()
+    return {"items": len(job.items), "seconds": t1 - t0, "cpu_seconds": c1 - c0, "load_seconds": 0.0,
+            "model": model or "(default: chosen from the inputs)",
+            "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
+
+
 def run_child(arm: str, src: Path, out: Path, model: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", arm, "--src", str(src), "--dst", str(out), "--model", model]
@@ -164,12 +183,16 @@ def main() -> None:
         src = Path(sys.argv[sys.argv.index("--src") + 1])
         dst = Path(sys.argv[sys.argv.index("--dst") + 1])
         model = sys.argv[sys.argv.index("--model") + 1]
-        res = child_bare(src, dst) if arm == "bare" else child_job(src, dst, arm, None if model == "-" else model)
+        model = None if model == "-" else model
+        res = (child_bare(src, dst) if arm == "bare" else child_plan(src, dst, model) if arm == "plan"
+               else child_job(src, dst, arm, model))
         print(json.dumps(res))
         return
     p = make_parser(__doc__, first_paragraph=True)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000], help="input counts")
     p.add_argument("--engines", nargs="+", default=["local"], choices=("local", "ray"), help="job engines")
+    p.add_argument("--plan-only", action="store_true",
+                   help="time planning alone (plan_job: wall and CPU seconds per size), no bare loop, no execution")
     p.add_argument("--repeats", type=int, default=1, help="interleaved runs of each arm (best items/s reported)")
     p.add_argument("--model", default="ddpm-mnist5k",
                    help="the job's --model (default: the bundled digit model, named as a job at scale names it); "
@@ -185,15 +208,17 @@ def main() -> None:
             t = time.perf_counter()
             make_inputs(tmp / "in", n)
             print(f"{n} inputs written in {time.perf_counter() - t:.1f}s", file=sys.stderr, flush=True)
-            for rep, arm in [(r, arm) for r in range(a.repeats) for arm in ["bare", *a.engines]]:  # interleaved
+            arms = ["plan"] if a.plan_only else ["bare", *a.engines]
+            for rep, arm in [(r, arm) for r in range(a.repeats) for arm in arms]:  # interleaved
                 res = {"n": n, "arm": arm, "repeat": rep, **run_child(arm, tmp / "in", tmp / "out", a.model)}
                 runs.append(res)
                 print(f"n={n:>7} {arm:>5}: {res['seconds']:8.1f}s  {res['items_per_s']:8.1f} items/s  "
                       f"cpu {res['cpu_seconds']:7.1f}s {res['items_per_cpu_s']:7.1f} items/cpu-s  "
-                      + (f"plan {res['plan_seconds']:.1f}s (cpu {res['plan_cpu_seconds']:.1f}s)  " if arm != "bare" else "")
+                      + (f"plan {res['plan_seconds']:.1f}s (cpu {res['plan_cpu_seconds']:.1f}s)  " if "plan_seconds" in res else "")
                       + f"load {os.getloadavg()[0]:.1f}  "
                       f"rss start {res['rss_start_mb']:6.1f} MB  peak {res['peak_rss_mb']:6.1f} MB"
-                      + (f"  (model load {res['load_seconds']:.1f}s apart)" if arm != "bare" else ""), flush=True)
+                      + (f"  (model load {res['load_seconds']:.1f}s apart)" if arm not in ("bare", "plan") else ""),
+                      flush=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     summary = {}
@@ -203,12 +228,14 @@ def main() -> None:
         b["items_per_s"] = max(b["items_per_s"], r["items_per_s"])
         b["items_per_cpu_s"] = max(b["items_per_cpu_s"], r["items_per_cpu_s"])
         b["peak_rss_mb"] = max(b["peak_rss_mb"], r["peak_rss_mb"])
-    for arm in ["bare", *a.engines]:
+    for arm in ["plan"] if a.plan_only else ["bare", *a.engines]:
         by_n = {n: r for (arm_, n), r in best.items() if arm_ == arm}
         if len(by_n) >= 2:
             lo, hi = min(by_n), max(by_n)
             summary[f"{arm}_peak_rss_growth_mb_{lo}_to_{hi}"] = by_n[hi]["peak_rss_mb"] - by_n[lo]["peak_rss_mb"]
         for n, r in by_n.items():
+            if arm == "plan":
+                summary[f"plan_cpu_us_per_item_{n}"] = 1e6 * r["cpu_seconds"] / r["items"]
             bare = best.get(("bare", n))
             if bare and arm != "bare":
                 summary[f"{arm}_vs_bare_throughput_{n}"] = r["items_per_s"] / bare["items_per_s"]
