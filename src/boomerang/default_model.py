@@ -109,11 +109,15 @@ def is_small_gray(source, background=(255, 255, 255)) -> bool:
     return _gray(loaded)
 
 
+_NONE = object()
+
+
 def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:
     """The model for a command without one, from its inputs (see the module docstring).
 
     Args:
-        sources: the command's inputs (paths, PIL images or arrays); may be empty.
+        sources: the command's inputs (paths, PIL images or arrays), any iterable (read once, in
+            order, up to the first that is not a small gray image); may be empty.
         background: what alpha is composited over (the command's ``--background``).
 
     Returns:
@@ -121,11 +125,14 @@ def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:
     """
     from boomerang import assets
 
-    sources = list(sources)
+    import itertools
+
     digit = assets.DEFAULT_MODEL_NAME
-    if not sources:
+    sources = iter(sources)  # streamed: a dataset's millions of paths are never held in a list
+    first = next(sources, _NONE)
+    if first is _NONE:
         return DefaultChoice(digit, None, "the command has no input images")
-    if all(is_small_gray(s, background) for s in sources):
+    if all(is_small_gray(s, background) for s in itertools.chain([first], sources)):
         return DefaultChoice(digit, None, f"every input is a small gray image, at most {DIGIT_MAX_SIDE}x"
                                           f"{DIGIT_MAX_SIDE} pixels; pass --model {assets.PHOTO_MODEL_NAME} for "
                                           "the photo model")
