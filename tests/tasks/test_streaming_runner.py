@@ -9,6 +9,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from boomerang.tasks import JobSettings, Task
@@ -75,7 +76,8 @@ from boomerang.tasks.runner import plan_job
 
 def planned(src):
     tracemalloc.start()
-    job = plan_job(Task(), SampleSettings(level=0.0, num_samples=1, model=sys.argv[1]), NoOptions(),
+    model = None if sys.argv[1] == "-" else sys.argv[1]  # "-": the default model, chosen from the inputs
+    job = plan_job(Task(), SampleSettings(level=0.0, num_samples=1, model=model), NoOptions(),
                    JobSettings(inputs=src, out=src + "-out", progress=False))
     sum(1 for _ in job.outputs)  # walk every output once more
     _, peak = tracemalloc.get_traced_memory()
@@ -104,8 +106,11 @@ def _planned_bytes(model, *folders: Path) -> list[int]:
     return [int(v) for v in r.stdout.split()[-len(folders) + 1:]]
 
 
-def test_planning_memory_does_not_grow_with_the_items(tmp_path, tiny_pixel_dir):
-    small, large = _planned_bytes(tiny_pixel_dir, _pngs(tmp_path / "warm", 10), _pngs(tmp_path / "small", 200),
+@pytest.mark.parametrize("named", [True, False], ids=["model", "default_model"])
+def test_planning_memory_does_not_grow_with_the_items(tmp_path, tiny_pixel_dir, named):
+    """Also without a model: choosing the default reads every input, streamed (a list of their
+    paths took about 400 B per item)."""
+    small, large = _planned_bytes(tiny_pixel_dir if named else "-", _pngs(tmp_path / "warm", 10), _pngs(tmp_path / "small", 200),
                                   _pngs(tmp_path / "large", 1600))
     per_item = (large - small) / 1400
     print(f"planning peak: {small / 1e3:.0f} kB at 200 items, {large / 1e3:.0f} kB at 1600 ({per_item:.0f} B per item)")
