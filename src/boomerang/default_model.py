@@ -84,7 +84,8 @@ def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:
     """The model for a command without one, from its inputs (see the module docstring).
 
     Args:
-        sources: the command's inputs (paths, PIL images or arrays); may be empty.
+        sources: the command's inputs (paths, PIL images or arrays; any iterable, read one at a
+            time); may be empty.
         background: what alpha is composited over (the command's ``--background``).
 
     Returns:
@@ -92,11 +93,14 @@ def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:
     """
     from boomerang import assets
 
-    sources = list(sources)
+    import itertools
+
+    sources = iter(sources)  # streamed: one input read at a time, up to the first that is not small gray
+    first = next(sources, None)
     digit = assets.DEFAULT_MODEL_NAME
-    if not sources:
+    if first is None:
         return DefaultChoice(digit, None, "the command has no input images")
-    if all(is_small_gray(s, background) for s in sources):
+    if all(is_small_gray(s, background) for s in itertools.chain([first], sources)):
         return DefaultChoice(digit, None, f"every input is a small gray image, at most {DIGIT_MAX_SIDE}x"
                                           f"{DIGIT_MAX_SIDE} pixels; pass --model {assets.PHOTO_MODEL_NAME} for "
                                           "the photo model")

@@ -292,3 +292,37 @@ def test_the_ray_engine_writes_the_same_shards_for_every_layout_and_command(tmp_
     for n in (1, 2, 3):
         assert tree_bytes(tmp_path / f"r{n}") == tree_bytes(tmp_path / f"l{n}")
     assert any(p.suffix == ".parquet" for p in (tmp_path / "r3").iterdir())
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_sample_reads_images_out_of_shards(tmp_path, tiny_pixel_dir, capsys, kind):
+    """``sample`` takes shards among its IMAGE paths (its outputs stay its own: a folder per input
+    with a contact sheet, and metadata.json); each item is named by its key."""
+    src = _src(tmp_path, kind, {"s0": ["a0", "a1"], "s1": ["b0"]})
+    shard = next(p for p in sorted(src.iterdir()) if p.name.startswith("s1"))
+    out = tmp_path / "out"
+    rc, err = run_cli(["sample", src, shard, "--out", out, "--num-samples", "1", *_common(tiny_pixel_dir)], capsys)
+    assert rc == 0, err
+    meta = json.loads((out / "metadata.json").read_text())
+    assert [s["key"] for s in meta["samples"]] == ["a0.png", "a1.png", "b0.png", "b0.png"]
+    assert [s["file"] for s in meta["samples"]] == ["a0/level0.500_s000.png", "a1/level0.500_s000.png",
+                                                    "b0_2/level0.500_s000.png", "b0_3/level0.500_s000.png"]
+    assert meta["inputs"][2]["file"] == str(shard) and (out / "a1" / "contact_sheet.png").is_file()
+    # the same key read twice samples alike only when seeded alike: sample seeds by input index
+    assert meta["samples"][2]["seed"] != meta["samples"][3]["seed"]
+
+
+def test_sample_names_every_unusable_shard_member_and_chooses_the_model_from_the_images(tmp_path, capsys):
+    src = write_webdataset(tmp_path / "in", {"s.tar": ["a", "b", "c"]}, images={"a": b"nope", "c": b"nor this"})
+    rc, err = run_cli(["sample", src, "--out", tmp_path / "out", "--level", "0.3"], capsys)
+    assert rc == 2 and "2 inputs cannot be used" in err and "a.png" in err and "c.png" in err, err
+    assert not (tmp_path / "out").exists()
+    # No --model: the images inside the shard (12x10 gray) choose the digit model, not the .tar file
+    good = write_webdataset(tmp_path / "good", {"s.tar": ["a"]})
+    rc, err = run_cli(["sample", good / "s.tar", "--out", tmp_path / "o2", "--level", "0.3", "--steps", "2",
+                       "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "ddpm-mnist5k" in json.loads((tmp_path / "o2" / "metadata.json").read_text())["default_model"]["model"]

@@ -34,7 +34,8 @@ from pathlib import Path
 from boomerang.errors import SettingError
 from boomerang.tasks.layout import Item, StreamedItems, item_line
 
-__all__ = ["SHARD_LAYOUTS", "SUFFIX", "detect", "ShardItems", "open_source", "STAGING", "staged_name", "is_sharded"]
+__all__ = ["SHARD_LAYOUTS", "SUFFIX", "detect", "ShardItems", "open_source", "item_source", "STAGING", "staged_name",
+           "is_sharded"]
 
 SHARD_LAYOUTS = ("webdataset", "parquet")
 SUFFIX = {"webdataset": ".tar", "parquet": ".parquet"}
@@ -279,6 +280,20 @@ def _parquet_bytes(path: Path, row: int, rg: int) -> bytes:
     first, images = _ROW_GROUPS[key]
     image = images[row - first]
     return image.get("bytes") if isinstance(image, dict) else image
+
+
+def item_source(item):
+    """What ``imageio.read_image`` takes for any item: its file, its in-memory image, or a shard
+    item's image opened lazily (a shard item that is not an image: its shard's path, which does
+    not read as an image either)."""
+    if item.member is None:
+        return item.path if item.path is not None else item.source
+    from boomerang.imageio import ImageInputError
+
+    try:
+        return open_source(item)
+    except ImageInputError:
+        return item.path
 
 
 def staged_name(name: str) -> str:
