@@ -223,17 +223,32 @@ def _parquet_items(path: Path, shard: str):
     row = 0
     for rg in range(pf.num_row_groups):
         table = pf.read_row_group(rg)
-        images = table.column(col).to_pylist()
+        sizes, paths = _sizes_and_paths(table.column(col))  # no image bytes become Python objects
         rest = {n: table.column(n).to_pylist() for n in others}
-        for r, image in enumerate(images):
+        for r, (size, ipath) in enumerate(zip(sizes, paths)):
             columns = {n: rest[n][r] for n in others}
-            data = image.get("bytes") if isinstance(image, dict) else image
-            ipath = image.get("path") if isinstance(image, dict) else None
             key = columns.get("file_name") or ipath or f"{shard}/{row}"
             label, caption = columns.get("label"), columns.get("caption", columns.get("text"))
             yield (str(key), path, None if label is None else str(label), None if caption is None else str(caption),
-                   columns, None, shard, f"row:{row}", len(data or b""), rg)
+                   columns, None, shard, f"row:{row}", int(size or 0), rg)
             row += 1
+
+
+def _sizes_and_paths(column) -> tuple[list, list]:
+    """Byte length of each row's image (0 when null) and its ``path`` (None when absent) of an image
+    column (a struct of ``bytes`` and ``path``, or binary)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_struct(column.type):
+        data = pc.struct_field(column, "bytes")  # null where the row's struct is null
+        paths = (pc.struct_field(column, "path").to_pylist() if column.type.get_field_index("path") >= 0
+                 else [None] * len(column))
+    else:
+        data, paths = column, [None] * len(column)
+    sizes = pc.binary_length(data).to_pylist()
+    return sizes, paths
 
 
 _ROW_GROUPS: dict = {}
