@@ -170,15 +170,38 @@ def test_bad_shards_and_members_are_skipped_and_reported(tmp_path, tiny_pixel_di
 
 def test_refusals_that_apply_to_shards(tmp_path, tiny_pixel_dir, capsys):
     src = write_webdataset(tmp_path / "in", {"s.tar": ["a"]})
-    rc, err = run_cli(["augment", src, "--out", tmp_path / "o1", "--include-originals", *_common(tiny_pixel_dir)],
-                      capsys)
-    assert rc == 2 and "include_originals" in err.replace("-", "_") and not (tmp_path / "o1").exists()
     rc, err = run_cli(["anonymise", src, "--out", tmp_path / "o2", "--verify-top", "1", *_common(tiny_pixel_dir)],
                       capsys)
     assert rc == 2 and "shards" in err and not (tmp_path / "o2").exists()
     rc, err = run_cli(["enhance", src / "s.tar", tmp_path / "in", "--out", tmp_path / "o3", "--scale", "2",
                        *_common(tiny_pixel_dir)], capsys)
     assert rc == 2 and "shard" in err and not (tmp_path / "o3").exists()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_augment_include_originals_puts_each_input_before_its_samples(tmp_path, tiny_pixel_dir, capsys, kind):
+    suffix = KINDS[kind][0]
+    src = _src(tmp_path, kind, {"s0": ["a0", "a1"]})
+    out = tmp_path / "out"
+    rc, err = run_cli(["augment", src, "--out", out, "--include-originals",
+                       *_common(tiny_pixel_dir, "--samples-per-image", "2", "--level", "0.3,0.6")], capsys)
+    assert rc == 0, err
+    original = shard_members(src / f"s0{suffix}")
+    for level in ("level0.300", "level0.600"):
+        members = shard_members(out / level / f"s0{suffix}")
+        if kind == "webdataset":
+            assert list(members)[:4] == ["a0.png", "a0.json", "a0.cls", "a0.txt"]
+            assert members["a0.png"] == original["a0.png"] and members["a1.txt"] == original["a1.txt"]
+            row = json.loads(members["a1.json"])
+            assert [m for m in members if m.endswith(".png")] == ["a0.png", "a0_s000.png", "a0_s001.png", "a1.png",
+                                                                  "a1_s000.png", "a1_s001.png"]
+        else:
+            assert list(members) == ["a0.png", "a0_s000.png", "a0_s001.png", "a1.png", "a1_s000.png", "a1_s001.png"]
+            assert members["a0.png"]["image"]["bytes"] == original["a0.png"]["image"]["bytes"]
+            row = members["a1.png"]
+            assert members["a1_s001.png"]["sample_index"] == 1 and members["a1_s001.png"]["alpha_bar"] is not None
+        assert row["source"] == "a1.png" and row["sample_index"] is None and row["seed"] is None
+        assert str(row["label"]) == str(label_of("a1"))
 
 
 # ----------------------------------------------------------------------------- kill and resume

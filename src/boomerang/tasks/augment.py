@@ -102,9 +102,6 @@ class AugmentTask(Task):
         from boomerang.tasks.shards import is_sharded
 
         if is_sharded(job):  # OUT/level<L>/<input shard>: one set of shards per level
-            if job.options.include_originals:
-                raise SettingError(f"`include_originals` is not available for {job.layout.kind} shards yet "
-                                   "(the originals stay in the input shards); drop it")
             return super().other_outputs(job)
         fmt = self._metadata_format(job)
         names = []
@@ -137,12 +134,14 @@ class AugmentTask(Task):
 
     def shard_plan(self, job: Job, records):
         """Sharded inputs: each level folder mirrors the input shard for shard
-        (``OUT/level<L>/<input shard>``), members named as in a level folder (``<key stem>_s<j>``)."""
+        (``OUT/level<L>/<input shard>``), members named as in a level folder (``<key stem>_s<j>``);
+        with ``include_originals`` each input's own bytes (its key, its extension) before its samples."""
         from boomerang.tasks.shard_writer import mirror_shards
 
         return mirror_shards(job, records, prefix=lambda k: self._level_dir(job, k),
                              member=lambda o: o.name.split("/", 1)[1],
-                             public=lambda r: {k: v for k, v in r.items() if k != "level_dir"})
+                             public=lambda r: {k: v for k, v in r.items() if k != "level_dir"},
+                             original=_original_row if job.options.include_originals else None)
 
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         """Per level folder: the metadata file, the manifest and (option) the originals; for
@@ -181,6 +180,12 @@ class AugmentTask(Task):
             else:
                 rows = Replay(samples)
             write_metadata_file(job.out / d, rows, fmt, in_order=True)
+
+
+def _original_row(item) -> dict:
+    """The metadata row of an original put beside its samples (``--include-originals``)."""
+    return {"file_name": item.relpath, **item.columns, "source": item.relpath, "level": None, "timestep": None,
+            "sample_index": None, "seed": None}
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -26,8 +26,9 @@ import hmac
 import io
 import json
 import tarfile
+from typing import Any, NamedTuple
 
-__all__ = ["mirror_shards", "secret_order_shards", "secret_shard_names", "write_output_shards", "member_stem",
+__all__ = ["Original", "mirror_shards", "secret_order_shards", "secret_shard_names", "write_output_shards", "member_stem",
            "SHARDS_DONE"]
 
 #: The job folder's record of the output shards already written (resume of the finish).
@@ -64,7 +65,15 @@ def member_stem(name: str) -> str:
     return f"{folder}/{base}" if folder else base
 
 
-def mirror_shards(job, records, *, prefix=None, member=None, public=None):
+class Original(NamedTuple):
+    """An input image copied as it is into an output shard (``augment --include-originals``): its
+    bytes and extension are the input's; ``item`` carries its label and caption."""
+
+    item: Any
+    name: str
+
+
+def mirror_shards(job, records, *, prefix=None, member=None, public=None, original=None):
     """One output shard per input shard (same relative name), in input order.
 
     Args:
@@ -75,6 +84,9 @@ def mirror_shards(job, records, *, prefix=None, member=None, public=None):
             ``level0.300``); ``None``: every level of a shard's items in one shard.
         member: ``member(output)`` -> the member's name in its shard (default: the output's name).
         public: ``public(row)`` -> the row as published in the shard (default: unchanged).
+        original: ``original(item)`` -> the row of an input copied as it is before its first
+            sample (``augment --include-originals``); ``None``: no originals. An item skipped
+            (no row for its first sample) gets no original either.
 
     Yields:
         ``(shard name, iterator of (member name, output, row or None))``.
@@ -88,12 +100,19 @@ def mirror_shards(job, records, *, prefix=None, member=None, public=None):
             if get is None:
                 yield shard, iter(())
                 continue
-            yield shard, ((member(o), o, _public(get(o.index), public))
-                          for o in _shard_outputs(job, first, count, levels))
+            yield shard, _with_originals(((member(o), o, _public(get(o.index), public))
+                                          for o in _shard_outputs(job, first, count, levels)), original)
 
 
 def _public(row, public):
     return row if row is None or public is None else public(row)
+
+
+def _with_originals(contents, original):
+    for member, o, row in contents:
+        if original is not None and o.sample == 0 and row is not None:
+            yield o.item.relpath, Original(o.item, o.item.relpath), original(o.item)
+        yield member, o, row
 
 
 def secret_shard_names(job, key: str) -> list[str]:
@@ -149,16 +168,21 @@ def _tar_member(tar, name: str, data: bytes) -> None:
 
 
 def _write_tar(fh, out, contents, staged: list) -> int:
-    from boomerang.tasks.shards import staged_name
+    from boomerang.tasks.shards import read_bytes, staged_name
 
     n = 0
     with tarfile.open(fileobj=fh, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for member, o, row in contents:
             if row is None:
                 continue
-            staged.append(staged_name(o.name))
-            stem = member_stem(member)
-            _tar_member(tar, f"{stem}.png", (out / staged[-1]).read_bytes())
+            if isinstance(o, Original):  # the input's own bytes and extension
+                stem, _, ext = member.rpartition(".")
+                stem, ext = member_stem(stem) if stem else member_stem(member), ext.lower() if stem else "png"
+                _tar_member(tar, f"{stem}.{ext}", read_bytes(o.item))
+            else:
+                staged.append(staged_name(o.name))
+                stem = member_stem(member)
+                _tar_member(tar, f"{stem}.png", (out / staged[-1]).read_bytes())
             meta = {k: v for k, v in row.items() if k != "_unit"}
             _tar_member(tar, f"{stem}.json", (json.dumps(meta, ensure_ascii=False) + "\n").encode())
             if o.item.label is not None:
@@ -170,16 +194,21 @@ def _write_tar(fh, out, contents, staged: list) -> int:
 
 
 def _parquet_rows(out, contents, staged: list) -> list:
-    from boomerang.tasks.shards import staged_name
+    from boomerang.tasks.shards import read_bytes, staged_name
 
     rows = []
     for member, o, row in contents:
         if row is None:
             continue
-        staged.append(staged_name(o.name))
+        if isinstance(o, Original):
+            data = read_bytes(o.item)
+        else:
+            staged.append(staged_name(o.name))
+            data = (out / staged[-1]).read_bytes()
         meta = {k: v for k, v in row.items() if k not in ("_unit", "image")}
-        rows.append({"image": {"bytes": (out / staged[-1]).read_bytes(), "path": member}, **meta})
-    return rows
+        rows.append({"image": {"bytes": data, "path": member}, **meta})
+    columns = list(dict.fromkeys(k for r in rows for k in r))  # every row's columns (pyarrow reads the first's)
+    return [{k: r.get(k) for k in columns} for r in rows]
 
 
 def write_output_shards(job, records, plan) -> list[str]:

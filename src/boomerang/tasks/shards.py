@@ -34,7 +34,7 @@ from pathlib import Path
 from boomerang.errors import SettingError
 from boomerang.tasks.layout import Item, StreamedItems, item_line
 
-__all__ = ["SHARD_LAYOUTS", "SUFFIX", "detect", "ShardItems", "open_source", "item_source", "STAGING", "staged_name",
+__all__ = ["SHARD_LAYOUTS", "SUFFIX", "detect", "ShardItems", "open_source", "read_bytes", "item_source", "STAGING", "staged_name",
            "is_sharded"]
 
 SHARD_LAYOUTS = ("webdataset", "parquet")
@@ -254,10 +254,12 @@ def _sizes_and_paths(column) -> tuple[list, list]:
 _ROW_GROUPS: dict = {}
 
 
-def open_source(item: Item):
-    """The image of a shard item as a PIL image (decoded later by ``imageio.read_image``)."""
-    from PIL import Image, UnidentifiedImageError
+def read_bytes(item: Item) -> bytes:
+    """The image bytes of a shard item as stored (a tar member's data, a Parquet row's bytes).
 
+    Raises:
+        boomerang.imageio.ImageInputError: a shard that could not be read, or no bytes.
+    """
     from boomerang.imageio import ImageInputError
 
     if item.member.startswith(BAD):
@@ -274,6 +276,17 @@ def open_source(item: Item):
         raise ImageInputError(f"{where}: cannot be read from its shard ({exc})") from None
     if not data:
         raise ImageInputError(f"{where}: no image bytes")
+    return data
+
+
+def open_source(item: Item):
+    """The image of a shard item as a PIL image (decoded later by ``imageio.read_image``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from boomerang.imageio import ImageInputError
+
+    data = read_bytes(item)
+    where = f"{item.shard}: {item.relpath}"
     try:
         img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
