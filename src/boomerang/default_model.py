@@ -91,9 +91,9 @@ def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:
     Returns:
         a :class:`DefaultChoice`.
     """
-    from boomerang import assets
-
     import itertools
+
+    from boomerang import assets
 
     sources = iter(sources)  # streamed: one input read at a time, up to the first that is not small gray
     first = next(sources, None)
