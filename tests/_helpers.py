@@ -36,3 +36,26 @@ def run_cli(argv, capsys) -> tuple[int, str]:
 
     rc = main([str(a) for a in argv])
     return rc, capsys.readouterr().err
+
+
+
+# Shard builders live in the package (benchmarks use them too).
+from boomerang.testing.shards import label_of, png_bytes, write_parquet, write_webdataset  # noqa: E402,F401
+
+
+def tree_bytes(out: Path) -> dict:
+    """``{relative path: bytes}`` of every file under ``out`` outside its job folder."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ".job" not in p.relative_to(out).parts}
+
+
+def shard_members(path: Path) -> dict:
+    """``{member name: bytes}`` of a tar shard, or ``{row's image path: row}`` of a Parquet file."""
+    import tarfile
+
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return {r["image"]["path"]: r for r in pq.read_table(path).to_pylist()}
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}

@@ -123,9 +123,9 @@ def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:
     Returns:
         a :class:`DefaultChoice`.
     """
-    from boomerang import assets
-
     import itertools
+
+    from boomerang import assets
 
     digit = assets.DEFAULT_MODEL_NAME
     sources = iter(sources)  # streamed: a dataset's millions of paths are never held in a list

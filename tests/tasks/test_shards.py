@@ -128,16 +128,6 @@ def test_parquet_in_and_out_with_keys_from_paths_or_rows(tmp_path, tiny_pixel_di
     assert [r["source"] for r in rows] == ["p.parquet/0", "p.parquet/1"]
 
 
-def test_tasks_without_shard_support_refuse_shards(tmp_path, tiny_pixel_dir, capsys):
-    from boomerang.cli import main
-
-    src = _wds(tmp_path / "in", {"s.tar": ["a"]})
-    rc = main(["augment", str(src), "--out", str(tmp_path / "out"), "--model", str(tiny_pixel_dir),
-               "--level", "0.3", "--no-progress"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "shards" in err and not (tmp_path / "out").exists()
-
-
 def _fork_job(argv) -> int:
     pid = os.fork()
     if pid == 0:

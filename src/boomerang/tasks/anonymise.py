@@ -162,7 +162,6 @@ class AnonymiseTask(Task):
     [--prompt-template T] [--link-file PATH] [--model ...]``."""
 
     name = "anonymise"
-    sharded_inputs = False  # not yet: the shard layouts come to this task later
     help = "replace every image of a dataset by Boomerang samples near it (opaque names, optional link file)"
     description = (
         "Anonymise a dataset: every image of IN_DIR is replaced by --samples-per-image Boomerang samples at "
@@ -256,6 +255,10 @@ class AnonymiseTask(Task):
             check_link_file(link)  # writable: refused now, not after the whole job
         if o.verify_top is not None:
             from boomerang.privacy.verify import check_verify_options
+            from boomerang.tasks.shards import is_sharded
+
+            if is_sharded(job):
+                raise SettingError(f"`verify_top` does not read {job.layout.kind} shards yet; drop it, or give a folder")
 
             check_verify_options(job)
         if o.key is None:
@@ -347,7 +350,21 @@ class AnonymiseTask(Task):
                 extra["sample"] = o.sample
             yield o.item.relpath, o.level_index, o.sample, Link(o.item.relpath, r["file_name"], extra)
 
+    def shard_plan(self, job: Job, records):
+        """Sharded inputs: the release's shards in the job's secret order under opaque names
+        (:mod:`boomerang.tasks.anonymise_shards`; ``--keep-names``: mirrored)."""
+        from boomerang.tasks.anonymise_shards import shard_plan
+
+        return shard_plan(job, records)
+
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
+        from boomerang.tasks.shards import is_sharded
+
+        if is_sharded(job):
+            from boomerang.tasks.anonymise_shards import finish_shards
+
+            finish_shards(self, job, records, skipped)
+            return
         from boomerang.privacy.links import write_links
         from boomerang.tasks.journal import JOB_DIR
         from boomerang.tasks.metadata import write_metadata_file

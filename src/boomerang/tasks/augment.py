@@ -45,7 +45,6 @@ class AugmentTask(Task):
     """``boomerang augment IN_DIR --level 0.3 --samples-per-image 4 --out OUT_DIR [--include-originals]``."""
 
     name = "augment"
-    sharded_inputs = False  # not yet: the shard layouts come to this task later
     help = "an augmented training set: K local samples per image, one sample set per level"
     description = (
         "Data augmentation with Boomerang local samples: for every image of IN_DIR (a folder, class folders, "
@@ -100,6 +99,10 @@ class AugmentTask(Task):
         from boomerang.augment.cache import MANIFEST_NAME
         from boomerang.errors import SettingError
 
+        from boomerang.tasks.shards import is_sharded
+
+        if is_sharded(job):  # OUT/level<L>/<input shard>: one set of shards per level
+            return super().other_outputs(job)
         fmt = self._metadata_format(job)
         names = []
         samples = {o.name for o in job.outputs} if job.options.include_originals else set()
@@ -129,13 +132,30 @@ class AugmentTask(Task):
         row["level_dir"] = self._level_dir(job, output.level_index)
         return row
 
+    def shard_plan(self, job: Job, records):
+        """Sharded inputs: each level folder mirrors the input shard for shard
+        (``OUT/level<L>/<input shard>``), members named as in a level folder (``<key stem>_s<j>``);
+        with ``include_originals`` each input's own bytes (its key, its extension) before its samples."""
+        from boomerang.tasks.shard_writer import mirror_shards
+
+        return mirror_shards(job, records, prefix=lambda k: self._level_dir(job, k),
+                             member=lambda o: o.name.split("/", 1)[1],
+                             public=lambda r: {k: v for k, v in r.items() if k != "level_dir"},
+                             original=_original_row if job.options.include_originals else None)
+
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
-        """Per level folder: the metadata file, the manifest and (option) the originals."""
+        """Per level folder: the metadata file, the manifest and (option) the originals; for
+        sharded inputs the level folders' shards (each member's metadata row inside it)."""
         import itertools
 
         from boomerang.augment.cache import write_manifest
         from boomerang.tasks.metadata import write_metadata_file
+        from boomerang.tasks.shards import is_sharded
         from boomerang.tasks.streams import Replay
+
+        if is_sharded(job):
+            super().finish(job, records, skipped)
+            return
 
         fmt = self._metadata_format(job)
         bad = {s["file"] for s in skipped}
@@ -160,6 +180,12 @@ class AugmentTask(Task):
             else:
                 rows = Replay(samples)
             write_metadata_file(job.out / d, rows, fmt, in_order=True)
+
+
+def _original_row(item) -> dict:
+    """The metadata row of an original put beside its samples (``--include-originals``)."""
+    return {"file_name": item.relpath, **item.columns, "source": item.relpath, "level": None, "timestep": None,
+            "sample_index": None, "seed": None}
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -108,10 +108,19 @@ class Task:
 
     def other_outputs(self, job: Job) -> list[str]:
         """Names of the files the task writes besides its samples (checked against the inputs).
-        Default: the output shards of a sharded input (:mod:`boomerang.tasks.shards`)."""
-        from boomerang.tasks.shards import is_sharded, output_shards
+        Default: the output shards of a sharded input (:meth:`shard_plan`)."""
+        from boomerang.tasks.shards import is_sharded
 
-        return output_shards(job) if is_sharded(job) else []
+        return [name for name, _ in self.shard_plan(job, None)] if is_sharded(job) else []
+
+    def shard_plan(self, job: Job, records):
+        """The output shards of a sharded input, in writing order: ``(shard name, iterator of
+        (member name, output, metadata row or None))`` (``records`` None: the names only).
+        Default: one output shard per input shard, same name
+        (:func:`boomerang.tasks.shard_writer.mirror_shards`)."""
+        from boomerang.tasks.shard_writer import mirror_shards
+
+        return mirror_shards(job, records)
 
     def seed(self, job: Job, item: Item, j: int) -> int:
         """The seed of sample ``j`` of ``item``: ``seeds.path_seed(seed, item.relpath, j)``."""
@@ -228,12 +237,14 @@ class Task:
     def finish(self, job: Job, records: list[dict], skipped: list[dict]) -> None:
         """Write what depends on every output: by default the output metadata file
         (``metadata.jsonl``, or ``metadata.csv`` when the input had one), rows in output order;
-        for sharded inputs the output shards instead (:func:`boomerang.tasks.shards.write_output_shards`)."""
+        for sharded inputs the output shards of :meth:`shard_plan` instead
+        (:func:`boomerang.tasks.shard_writer.write_output_shards`)."""
         from boomerang.tasks.metadata import write_metadata_file
-        from boomerang.tasks.shards import is_sharded, write_output_shards
+        from boomerang.tasks.shard_writer import write_output_shards
+        from boomerang.tasks.shards import is_sharded
 
         if is_sharded(job):  # the output shards carry each output's metadata row
-            write_output_shards(job, records)
+            write_output_shards(job, records, self.shard_plan(job, records))
             return
         fmt = job.layout.metadata_format if job.layout is not None and job.layout.metadata_format else "jsonl"
         write_metadata_file(job.out, records, fmt)

@@ -99,7 +99,6 @@ class EnhanceTask(Task):
     """``boomerang enhance IMAGE_OR_DIR... --scale S --level L [...] --out OUT``."""
 
     name = "enhance"
-    sharded_inputs = False  # not yet: the shard layouts come to this task later
     help = "perceptual resolution enhancement: upsample, then Boomerang in blended windows"
     description = (
         "Upsample each image by --scale with Pillow (bicubic), then run Boomerang at a small --level so "
@@ -116,8 +115,9 @@ class EnhanceTask(Task):
         p.add_argument("--out", required=True, metavar="OUT_DIR",
                        help="output folder (never inside an input folder); rerunning continues the job")
         p.add_argument("--layout", default="auto", choices=LAYOUTS,
-                       help="input layout of a single folder (default auto); several paths: every folder is "
-                            "searched recursively (layout folder)")
+                       help="input layout of a single folder or shard (default auto: also recognises a .tar / "
+                            ".parquet file or a folder of them); several paths: every folder is searched "
+                            "recursively (layout folder)")
         add_job_arguments(p)
         p.add_argument("--scale", default=4, help="upsampling factor in [1, 64], e.g. 4, 8 or 2.5 (default %(default)s); "
                        "outputs are round(scale x side)")
@@ -175,11 +175,15 @@ class EnhanceTask(Task):
         paths with :func:`scan_paths`. Every named file is decoded here, before the model loads."""
         from boomerang.tasks.layout import Item, Layout, scan
 
+        from boomerang.tasks.shards import SHARD_LAYOUTS, detect
+
         paths = [Path(p) for p in job.job_settings.inputs]
         scale = float(job.options.scale)
         if len(paths) > 1:
             return scan_paths(paths, job.job_settings.layout, scale)
-        path = paths[0]
+        path, layout = paths[0], job.job_settings.layout
+        if path.exists() and (layout in SHARD_LAYOUTS or layout == "auto" and detect(path)):
+            return super().scan(job)  # WebDataset / Parquet shards, mirrored shard for shard
         if path.is_file():
             _check_file(path, scale)
             return Layout("file", path.parent, [Item(0, path.name, path)])
@@ -298,9 +302,13 @@ def scan_paths(paths, layout: str, scale: float):
     if layout not in ("auto", "folder"):
         raise SettingError(f"`layout` {layout} reads one folder; with several paths every folder is searched "
                            "recursively: drop `layout` or give one folder")
+    from boomerang.tasks.shards import detect
+
     for p in paths:
         if not p.exists():
             raise SettingError(f"`input` {p}: no such file or folder. Check the path (quote it if it contains spaces).")
+        if p.is_file() and detect(p):
+            raise SettingError(f"`input` {p} is a {detect(p)} shard: give the shard, or their folder, as the only input")
     absolute = [Path(os.path.abspath(p)) for p in paths]  # as named: symlinks are not followed
     root = Path(os.path.commonpath([p if p.is_dir() else p.parent for p in absolute]))
     by_rel: dict[str, Path] = {}

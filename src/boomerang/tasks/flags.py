@@ -94,11 +94,13 @@ def restate_help(p: argparse.ArgumentParser, **helps: str) -> None:
 def add_dataset_arguments(p: argparse.ArgumentParser, *, default_out: str | None = None) -> None:
     """The flags of a dataset job: input folder, --out, layout, engine, workers, restart."""
     p.add_argument("input", metavar="IN_DIR", help="input folder (searched recursively; class folders and "
-                   "Hugging Face imagefolder metadata.jsonl/.csv are recognised)")
+                   "Hugging Face imagefolder metadata.jsonl/.csv are recognised), or WebDataset .tar / Parquet "
+                   "shards (a folder of them, or one file)")
     p.add_argument("--out", required=default_out is None, default=default_out, metavar="OUT_DIR",
                    help="output folder (never inside IN_DIR); rerunning the same command continues the job")
     p.add_argument("--layout", default="auto", choices=LAYOUTS,
-                   help="input layout: auto (default), folder, classes (first folder = label) or imagefolder")
+                   help="input layout: auto (default: recognised), folder, classes (first folder = label), "
+                        "imagefolder, webdataset (.tar shards) or parquet; shards are written back as shards")
     add_job_arguments(p)
 
 

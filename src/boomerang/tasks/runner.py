@@ -146,8 +146,9 @@ def _choose_default_model(job: Job) -> SampleSettings:
 
     from boomerang.default_model import choose_default_model
 
-    sources = (it.path if it.path is not None else it.source for it in job.items)  # streamed, not a list
-    choice = choose_default_model(sources, job.settings.background_rgb)
+    from boomerang.tasks.shards import item_source
+
+    choice = choose_default_model((item_source(it) for it in job.items), job.settings.background_rgb)
     job.default_model = choice.record()
     if choice.model is None:
         return job.settings

@@ -67,8 +67,12 @@ class SampleTask(Task):
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         from boomerang.tasks.flags import add_sampling_arguments
 
-        p.add_argument("images", nargs="+", metavar="IMAGE", help="image files and/or folders (searched recursively)")
+        p.add_argument("images", nargs="+", metavar="IMAGE", help="image files and/or folders (searched recursively), "
+                       "or WebDataset .tar / Parquet shards (files, or folders of them)")
         p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="output folder (default %(default)s)")
+        p.add_argument("--layout", default="auto", choices=("auto", "folder", "webdataset", "parquet"),
+                       help="how to read each IMAGE path: auto (default: a .tar / .parquet file, or a folder of "
+                            "them with no loose images, is read as shards), folder, webdataset or parquet")
         add_sampling_arguments(p, **self.defaults)
 
     # -- inputs: every one read and checked before the model loads
@@ -80,6 +84,9 @@ class SampleTask(Task):
 
         if not job.items:  # the command line: files and folders (the API gives its items)
             given = [str(p) for p in job.job_settings.inputs]
+            if _has_shards(given, job.job_settings.layout):
+                job.items = _shard_or_file_items(given, job.job_settings.layout)
+                return
             files = imageio.list_image_files(given)
             if not files:
                 raise SettingError(
@@ -95,11 +102,11 @@ class SampleTask(Task):
         from boomerang.inputs import check_inputs
 
         self.list_items(job)
-        sources = [it.path if it.path is not None else it.source for it in job.items]
+        sources, bad = _sources(job.items)
         try:
             info = job.model if job.model is not None else job_plan.model_info(job.settings.model)
         except ValueError:
-            bad = []
+            bad = list(bad)
             for src in sources:  # bad files are named even when the model is also missing
                 try:
                     imageio.read_image(src, background=job.settings.background_rgb, pixels=False)
@@ -110,13 +117,22 @@ class SampleTask(Task):
 
                 raise unusable_inputs(bad) from None
             raise
+        if bad:  # a shard member that is not an image: named with every other unusable input
+            from boomerang.inputs import unusable_inputs
+
+            for src in sources:
+                try:
+                    imageio.read_image(src, background=job.settings.background_rgb, pixels=False)
+                except imageio.ImageInputError as exc:
+                    bad.append(str(exc))
+            raise unusable_inputs(bad)
         job.info = info
         job.noise_levels = job_plan.noise_levels(job.settings, info)
         job_plan.check_prompt(job.settings, info)
         job.plans = job_plan.make_plans(job.settings, info, job.noise_levels)
         job.inputs = check_inputs(sources, job.settings, info, thumbnails=job.out is not None)
-        stems = [(it.path.stem if it.path is not None else f"image{it.index}") or f"image{it.index}"
-                 for it in job.items]
+        stems = [(Path(it.relpath).stem if it.member is not None else it.path.stem if it.path is not None
+                  else f"image{it.index}") or f"image{it.index}" for it in job.items]
         counts = Counter(stems)
         job.state.folders = {it.index: (st if counts[st] == 1 else f"{st}_{it.index}")
                              for it, st in zip(job.items, stems)}
@@ -161,7 +177,8 @@ class SampleTask(Task):
         text = model["takes_prompt"]  # text conditioning only exists for text models; null otherwise
         return {
             "file": output.name,
-            "input": str(output.item.path),
+            "input": str(output.item.path),  # a shard item: the shard file, and its key below
+            **({"key": output.item.relpath} if output.item.member is not None else {}),
             "image_index": output.item.index,
             "sample_index": output.sample,
             "seed": self.seed(job, output.item, output.sample),
@@ -206,7 +223,8 @@ class SampleTask(Task):
             **({"default_model": job.default_model} if job.default_model is not None else {}),
             "inputs": [
                 {
-                    "index": inp.index, "file": str(inp.path), "name": inp.name, "size": list(inp.loaded.size),
+                    "index": inp.index, "file": str(inp.path if inp.path is not None else job.items[inp.index].path),
+                    "name": inp.name, "size": list(inp.loaded.size),
                     "source_mode": inp.loaded.source_mode, "bit_depth": inp.loaded.bit_depth,
                     "is_grayscale": inp.loaded.is_grayscale, "had_alpha": inp.loaded.had_alpha,
                     "icc_profile": inp.loaded.icc_profile, "decoded_scale": inp.loaded.decoded_scale,
@@ -221,6 +239,55 @@ class SampleTask(Task):
         write_json(out / METADATA_NAME, meta)
         print(f"wrote {len(records)} sample{'' if len(records) == 1 else 's'}, {len(sheets)} contact sheet(s) and "
               f"{METADATA_NAME} to {Path(job.job_settings.out)}", file=sys.stderr)
+
+
+def _has_shards(given: list[str], layout: str) -> bool:
+    from boomerang.tasks.shards import SHARD_LAYOUTS, detect
+
+    return layout in SHARD_LAYOUTS or layout == "auto" and any(Path(p).exists() and detect(Path(p)) for p in given)
+
+
+def _shard_or_file_items(given: list[str], layout: str) -> list:
+    """The items of IMAGE paths of which some are shards, in the order given: a shard file or
+    folder of shards gives its items (key = ``relpath``, :mod:`boomerang.tasks.shards`), any other
+    path its image files (``imageio.list_image_files``)."""
+    import dataclasses
+
+    from boomerang import imageio
+    from boomerang.errors import SettingError
+    from boomerang.tasks.layout import Item
+    from boomerang.tasks.shards import SHARD_LAYOUTS, ShardItems, detect
+
+    items: list = []
+    for p in map(Path, given):
+        if not p.exists():
+            raise SettingError(f"`images` {p}: no such file or folder. Check the path (quote it if it contains spaces).")
+        kind = layout if layout in SHARD_LAYOUTS else detect(p)
+        if kind is not None:
+            items += [dataclasses.replace(it, index=len(items) + n) for n, it in enumerate(ShardItems(p, kind))]
+        else:
+            items += [Item(len(items) + n, Path(f).as_posix(), Path(f)) for n, f in enumerate(imageio.list_image_files([str(p)]))]
+    if not items:
+        raise SettingError(f"no image files found in {' '.join(given)} (looked for {', '.join(imageio.IMAGE_SUFFIXES)})")
+    return items
+
+
+def _sources(items) -> tuple[list, list[str]]:
+    """What ``check_inputs`` reads of each item (a shard item: its image, opened lazily) and the
+    messages of shard items whose bytes are not an image."""
+    from boomerang.imageio import ImageInputError
+    from boomerang.tasks.shards import open_source
+
+    sources, bad = [], []
+    for it in items:
+        if it.member is None:
+            sources.append(it.path if it.path is not None else it.source)
+            continue
+        try:
+            sources.append(open_source(it))
+        except ImageInputError as exc:
+            bad.append(str(exc))
+    return sources, bad
 
 
 def _write_contact_sheets(job: Job, records: list[dict]) -> dict:

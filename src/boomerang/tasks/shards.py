@@ -34,8 +34,8 @@ from pathlib import Path
 from boomerang.errors import SettingError
 from boomerang.tasks.layout import Item, StreamedItems, item_line
 
-__all__ = ["SHARD_LAYOUTS", "detect", "ShardItems", "open_source", "STAGING", "staged_name", "output_shards",
-           "write_output_shards", "is_sharded"]
+__all__ = ["SHARD_LAYOUTS", "SUFFIX", "detect", "ShardItems", "open_source", "read_bytes", "item_source", "STAGING", "staged_name",
+           "is_sharded"]
 
 SHARD_LAYOUTS = ("webdataset", "parquet")
 SUFFIX = {"webdataset": ".tar", "parquet": ".parquet"}
@@ -95,15 +95,20 @@ class ShardItems(StreamedItems):
         if not self.files:
             raise SettingError(f"no {SUFFIX[kind]} files found in `input` {root} (`layout` {kind})")
         self.shards: list[tuple[str, int, int]] = []
-        h, n = hashlib.sha256(), 0
+        h, n, bad = hashlib.sha256(), 0, []
         for name, items in self._by_shard():
             first = n
             for it in items:
                 n += 1
                 h.update(item_line(it).encode() + b"\n")
+                if it.member.startswith(BAD):
+                    bad.append(it.member[len(BAD):])
             self.shards.append((name, first, n - first))
         if not n:
             raise SettingError(f"no images found in the {kind} shards of `input` {root}")
+        if len(bad) == n:  # nothing usable: refused before anything is written
+            raise SettingError(f"no usable {kind} shard in `input` {root}: " + "; ".join(bad[:5])
+                               + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""))
         self._len, self._digest = n, h.hexdigest()
 
     def _by_shard(self):
@@ -114,7 +119,7 @@ class ShardItems(StreamedItems):
 
             def items(f=f, name=name, start=start, counter=counter):
                 read = _tar_items if self.kind == "webdataset" else _parquet_items
-                for i, it in enumerate(read(f, name)):
+                for i, it in enumerate(_guarded(read, f, name)):
                     counter[0] += 1
                     yield Item(start + i, *it)
             yield name, items()
@@ -126,12 +131,29 @@ class ShardItems(StreamedItems):
 
 
 
+#: ``Item.member`` of a shard that cannot be read (``bad:<reason>``): one item standing for the
+#: shard, skipped by the job and listed in its report like an unreadable file of a folder.
+BAD = "bad:"
+
+
+def _guarded(read, path: Path, shard: str):
+    """The items ``read(path, shard)`` yields; if the shard cannot be read (not a tar or Parquet
+    file, a damaged tar header, no image column) the items read so far, then one item for the
+    rest of the shard whose reading fails with the reason (the job skips and reports it)."""
+    try:
+        yield from read(path, shard)
+    except Exception as exc:  # noqa: BLE001 - tarfile and pyarrow raise many kinds
+        reason = str(exc) if isinstance(exc, SettingError) else f"{shard}: cannot be read ({exc})"
+        reason = reason.replace(str(path), shard)
+        yield (shard, path, None, None, {}, None, shard, BAD + reason, 0, 0)
+
+
 def _tar_items(path: Path, shard: str):
     """``(relpath, path, label, caption, columns, source, shard, member, size, offset)`` per sample."""
     try:
         tar = tarfile.open(path, "r:")
     except (OSError, tarfile.TarError) as exc:
-        raise SettingError(f"{path}: not a readable tar shard ({exc})") from None
+        raise SettingError(f"{shard}: not a readable tar shard ({exc})") from None
     with tar:
         group: dict[str, tarfile.TarInfo] = {}
         key = None
@@ -176,7 +198,7 @@ def _sample(tar, path, shard, key, group):
            None if caption is None else str(caption), columns, None, shard, m.name, int(m.size), int(m.offset_data))
 
 
-def _image_column(schema) -> str:
+def _image_column(schema, shard: str = "") -> str:
     import pyarrow as pa
 
     for name in _BYTES_COLUMNS:
@@ -185,7 +207,7 @@ def _image_column(schema) -> str:
             if pa.types.is_struct(t) and t.get_field_index("bytes") >= 0 or pa.types.is_binary(t) \
                     or pa.types.is_large_binary(t):
                 return name
-    raise SettingError(f"no image column in {schema.names} (looked for {', '.join(_BYTES_COLUMNS)}: "
+    raise SettingError(f"{shard}: no image column in {schema.names} (looked for {', '.join(_BYTES_COLUMNS)}: "
                        "a struct with `bytes`, or binary)")
 
 
@@ -195,39 +217,80 @@ def _parquet_items(path: Path, shard: str):
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds
-        raise SettingError(f"{path}: not a readable Parquet file ({exc})") from None
-    col = _image_column(pf.schema_arrow)
+        raise SettingError(f"{shard}: not a readable Parquet file ({exc})") from None
+    col = _image_column(pf.schema_arrow, shard)
     others = [n for n in pf.schema_arrow.names if n != col]
     row = 0
     for rg in range(pf.num_row_groups):
         table = pf.read_row_group(rg)
-        images = table.column(col).to_pylist()
+        sizes, paths = _sizes_and_paths(table.column(col))  # no image bytes become Python objects
         rest = {n: table.column(n).to_pylist() for n in others}
-        for r, image in enumerate(images):
+        for r, (size, ipath) in enumerate(zip(sizes, paths)):
             columns = {n: rest[n][r] for n in others}
-            data = image.get("bytes") if isinstance(image, dict) else image
-            ipath = image.get("path") if isinstance(image, dict) else None
             key = columns.get("file_name") or ipath or f"{shard}/{row}"
             label, caption = columns.get("label"), columns.get("caption", columns.get("text"))
             yield (str(key), path, None if label is None else str(label), None if caption is None else str(caption),
-                   columns, None, shard, f"row:{row}", len(data or b""), rg)
+                   columns, None, shard, f"row:{row}", int(size or 0), rg)
             row += 1
+
+
+def _sizes_and_paths(column) -> tuple[list, list]:
+    """Byte length of each row's image (0 when null) and its ``path`` (None when absent) of an image
+    column (a struct of ``bytes`` and ``path``, or binary)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_struct(column.type):
+        data = pc.struct_field(column, "bytes")  # null where the row's struct is null
+        paths = (pc.struct_field(column, "path").to_pylist() if column.type.get_field_index("path") >= 0
+                 else [None] * len(column))
+    else:
+        data, paths = column, [None] * len(column)
+    sizes = pc.binary_length(data).to_pylist()
+    return sizes, paths
 
 
 _ROW_GROUPS: dict = {}
 
 
+def read_bytes(item: Item) -> bytes:
+    """The image bytes of a shard item as stored (a tar member's data, a Parquet row's bytes).
+
+    Raises:
+        boomerang.imageio.ImageInputError: a shard that could not be read, or no bytes.
+    """
+    from boomerang.imageio import ImageInputError
+
+    if item.member.startswith(BAD):
+        raise ImageInputError(item.member[len(BAD):])
+    where = f"{item.shard}: {item.relpath}"
+    try:
+        if item.member.startswith("row:"):
+            data = _parquet_bytes(Path(item.path), int(item.member[4:]), int(item.offset))
+        else:
+            with open(item.path, "rb") as fh:
+                fh.seek(int(item.offset))
+                data = fh.read(int(item.size))
+    except (OSError, ValueError, IndexError) as exc:
+        raise ImageInputError(f"{where}: cannot be read from its shard ({exc})") from None
+    if not data:
+        raise ImageInputError(f"{where}: no image bytes")
+    return data
+
+
 def open_source(item: Item):
     """The image of a shard item as a PIL image (decoded later by ``imageio.read_image``)."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    if item.member.startswith("row:"):
-        data = _parquet_bytes(Path(item.path), int(item.member[4:]), int(item.offset))
-    else:
-        with open(item.path, "rb") as fh:
-            fh.seek(int(item.offset))
-            data = fh.read(int(item.size))
-    img = Image.open(io.BytesIO(data))
+    from boomerang.imageio import ImageInputError
+
+    data = read_bytes(item)
+    where = f"{item.shard}: {item.relpath}"
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageInputError(f"{where}: not an image ({type(exc).__name__})") from None
     img.filename = item.relpath  # errors name the item's key
     return img
 
@@ -247,114 +310,25 @@ def _parquet_bytes(path: Path, row: int, rg: int) -> bytes:
     return image.get("bytes") if isinstance(image, dict) else image
 
 
+def item_source(item):
+    """What ``imageio.read_image`` takes for any item: its file, its in-memory image, or a shard
+    item's image opened lazily (a shard item that is not an image: its shard's path, which does
+    not read as an image either)."""
+    if item.member is None:
+        return item.path if item.path is not None else item.source
+    from boomerang.imageio import ImageInputError
+
+    try:
+        return open_source(item)
+    except ImageInputError:
+        return item.path
+
+
 def staged_name(name: str) -> str:
     """Where a sharded job's block writes output ``name`` (relative to OUT)."""
     return f"{STAGING}/{name}"
 
 
-def output_shards(job) -> list[str]:
-    """The output shard names (relative to OUT): the input's shard names."""
-    return [name for name, _, _ in job.layout.items.shards]
-
-
 def is_sharded(job) -> bool:
     """Whether the job reads (and so writes) shards."""
     return job.layout is not None and job.layout.kind in SHARD_LAYOUTS
-
-
-def _records_by_unit(journal, block_size: int):
-    """``get(o)``: the metadata row of output ``o`` (None: its item was skipped), reading each
-    block's journal line once while outputs are asked for in order."""
-    cache = {"block": None, "rows": {}}
-
-    def get(o: int):
-        b = o // block_size
-        if cache["block"] != b:
-            rows = journal.entry(b)["records"] if b in journal else []
-            cache.update(block=b, rows={r["_unit"]: r for r in rows})
-        return cache["rows"].get(o)
-    return get
-
-
-def _shard_outputs(job, first: int, count: int):
-    n_levels, n_items, n_samples = job.outputs.shape
-    for k in range(n_levels):
-        start = (k * n_items + first) * n_samples
-        yield from job.outputs.range(start, start + count * n_samples)
-
-
-def _tar_member(tar, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0o644, 0, 0, "", ""
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _member_stem(name: str) -> str:
-    """A WebDataset key for output ``name``: no ``.`` in its base name (the key ends at the first dot)."""
-    stem = name[:-4] if name.endswith(".png") else name
-    folder, _, base = stem.rpartition("/")
-    base = base.replace(".", "_")
-    return f"{folder}/{base}" if folder else base
-
-
-def write_output_shards(job, records) -> list[str]:
-    """Write every output shard of a finished sharded job (atomically, one at a time), then remove
-    its staged PNGs; shards already written by an earlier, interrupted finish are kept.
-
-    Args:
-        job: the job (``job.layout.items`` are :class:`ShardItems`).
-        records: the job's :class:`~boomerang.tasks.journal.JournalRecords`.
-
-    Returns:
-        The output shard names, relative to OUT.
-    """
-    from boomerang.fileio import atomic_open, write_json
-    from boomerang.tasks.journal import _remove_files
-
-    out = job.out
-    done_path = out / ".job" / "shards.json"
-    try:
-        written = set(json.loads(done_path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        written = set()
-    get = _records_by_unit(records.journal, job.block_size)
-    names = []
-    for name, first, count in job.layout.items.shards:
-        names.append(name)
-        if name in written and (out / name).is_file():
-            continue
-        staged = []
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(out / name) as fh:
-            if job.layout.kind == "webdataset":
-                with tarfile.open(fileobj=fh, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                    for o in _shard_outputs(job, first, count):
-                        row = get(o.index)
-                        if row is None:
-                            continue
-                        staged.append(staged_name(o.name))
-                        stem = _member_stem(o.name)
-                        _tar_member(tar, f"{stem}.png", (out / staged[-1]).read_bytes())
-                        meta = {k: v for k, v in row.items() if k != "_unit"}
-                        _tar_member(tar, f"{stem}.json", (json.dumps(meta, ensure_ascii=False) + "\n").encode())
-                        if o.item.label is not None:
-                            _tar_member(tar, f"{stem}.cls", str(o.item.label).encode())
-                        if o.item.caption is not None:
-                            _tar_member(tar, f"{stem}.txt", str(o.item.caption).encode())
-            else:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
-                rows = []
-                for o in _shard_outputs(job, first, count):
-                    row = get(o.index)
-                    if row is None:
-                        continue
-                    staged.append(staged_name(o.name))
-                    meta = {k: v for k, v in row.items() if k not in ("_unit", "image")}
-                    rows.append({"image": {"bytes": (out / staged[-1]).read_bytes(), "path": o.name}, **meta})
-                pq.write_table(pa.Table.from_pylist(rows), fh)
-        written.add(name)
-        write_json(done_path, sorted(written))
-        _remove_files(out, staged)
-    return names
