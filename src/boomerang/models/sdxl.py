@@ -135,15 +135,16 @@ class SDXLModel(StableDiffusionModel):
         cache = self.__dict__.setdefault("_prompt_cache", {})
         if key in cache:
             return cache[key]
-        pairs = [(self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)]
+        pairs = [(self.tokenizer, self.text_encoder, "text_encoder"),
+                 (self.tokenizer_2, self.text_encoder_2, "text_encoder_2")]
         pairs = [p for p in pairs if p[1] is not None]
 
         def embed(text: str):
             hidden, pooled = [], None
-            for tokenizer, encoder in pairs:
+            for tokenizer, encoder, name in pairs:
                 ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                                 return_tensors="pt").input_ids.to(self.device)
-                with torch.no_grad():
+                with torch.no_grad(), self._resident(name):
                     out = encoder(ids, output_hidden_states=True)
                 if pooled is None and out[0].ndim == 2:
                     pooled = out[0]
