@@ -123,6 +123,12 @@ SIGMA_SPACING_KEYS: tuple[str, ...] = (
 )
 
 
+#: Why ``heun`` is not offered on flow-matching models (one line).
+FLOW_HEUN_REFUSAL = ("`scheduler` heun on a flow-matching model is not offered: diffusers' "
+                     "FlowMatchHeunDiscreteScheduler.set_timesteps takes only a step count (no custom sigmas, no "
+                     "dynamic-shift mu), so it can follow neither Boomerang's exact level grid nor FLUX's "
+                     "size-dependent schedule; use euler (the deterministic flow ODE) or euler-stochastic")
+
 _CLASSES = {
     "ddpm": DDPMScheduler,
     "ddim": GridDDIMScheduler,
@@ -179,13 +185,17 @@ def make_scheduler(name: str, config: dict[str, Any]):
     A flow-matching model's config (a ``FlowMatch*`` class: SD3) gives its own flow scheduler:
     ``euler`` is :class:`diffusers.FlowMatchEulerDiscreteScheduler` from that config (``shift``,
     ``use_dynamic_shifting``, ``shift_terminal`` kept as they are), ``euler-stochastic`` the same
-    with ``stochastic_sampling=True``.
+    with ``stochastic_sampling=True``; ``heun`` is refused there (:data:`FLOW_HEUN_REFUSAL`).
 
     Raises:
         ValueError: for an unknown name; SettingError: a name a flow-matching model does not take.
     """
     check_scheduler_name(name)
     if is_flow_config(config):
+        if name == "heun":
+            from boomerang.errors import SettingError
+
+            raise SettingError(FLOW_HEUN_REFUSAL)
         if name not in FLOW_SCHEDULERS:
             from boomerang.errors import SettingError
 
