@@ -145,6 +145,11 @@ class DiffusionModel:
     #: Tiled windows are passed to ``predict`` one window at a time with their :class:`Region`
     #: (families that number tokens by position: FLUX); otherwise batched, without one.
     window_positions: ClassVar[bool] = False
+    #: ``--scheduler lcm --schedule img2img``: the rule of the diffusers img2img pipeline that runs this
+    #: family's Latent Consistency Models: ``'strength'`` (LatentConsistencyModelImg2ImgPipeline:
+    #: ``set_timesteps(steps, strength=level)``) or ``'truncate'`` (StableDiffusionXLImg2ImgPipeline:
+    #: ``set_timesteps(steps)``, then its last min(int(steps level), steps) timesteps).
+    lcm_img2img_rule: ClassVar[str] = "strength"
 
     def __init__(self, info: ModelInfo, *, scheduler_config: dict, device, dtype: str, weights_sha256: str):
         self.info = info
