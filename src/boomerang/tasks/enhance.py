@@ -40,8 +40,7 @@ from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS, DISTILLED_SCHEDULE
 
 #: The schedulers enhance takes (every one that follows the exact grid), and how messages list them.
 ENHANCE_SCHEDULERS = tuple(dict.fromkeys(CUSTOM_GRID_SCHEDULERS + DISTILLED_SCHEDULERS + FLOW_SCHEDULERS))
-ENHANCE_SCHEDULERS_TEXT = (f"{', '.join(CUSTOM_GRID_SCHEDULERS)}, lcm (Latent Consistency Models), "
-                           "euler-stochastic (flow-matching models)")
+ENHANCE_SCHEDULERS_TEXT = f"{', '.join(ENHANCE_SCHEDULERS)} (lcm: Latent Consistency Models; euler-stochastic: flow models)"
 
 __all__ = ["EnhanceTask", "EnhanceOptions", "scan_paths"]
 
@@ -142,7 +141,8 @@ class EnhanceTask(Task):
         from boomerang.tasks.flags import restate_help
 
         restate_help(  # what settings_from_args accepts of the shared flags
-            p, scheduler=f"a scheduler that follows the exact grid: {ENHANCE_SCHEDULERS_TEXT} (default %(default)s)",
+            p, scheduler=f"a scheduler that follows the exact grid: {', '.join(ENHANCE_SCHEDULERS)} (lcm: Latent "
+                         "Consistency Models; euler-stochastic: flow models; default %(default)s)",
             schedule="exact only: enhance runs on the exact Boomerang grid (default %(default)s)",
             from_noise="refused: enhance always starts from the upsampled image",
         )
