@@ -193,7 +193,7 @@ def plan(
                          scheduler=scheduler, steps=steps, T=T, rule=getattr(model, "lcm_img2img_rule", "strength"))
     if is_flow_config(config):
         mu = None
-        if sched.config.get("use_dynamic_shifting"):
+        if dict(config).get("use_dynamic_shifting"):  # (the model's config: heun's class keeps only the shift)
             if image_shape is None or not hasattr(model, "schedule_for"):
                 raise SettingError("this flow-matching model's shift depends on the image's size (dynamic "
                                    "shifting): plan it with the loaded model and the image's shape")
@@ -255,6 +255,7 @@ def _plan_flow(sched, *, level, timestep, schedule, from_noise, scheduler, steps
     t_start = int(max(steps - steps level, 0)) on the family's own grid of ``steps`` (``own_sigmas``,
     FLUX's linspace(1, 1/steps, steps); else ``set_timesteps(steps)``): any level > 0 keeps a step.
     ``reference`` (the notebook's DDPM rule) is refused. ``mu``: the dynamic shift (FLUX), or None.
+    ``heun`` (second order) visits each step after the first twice: the grid lists it twice.
     """
     kw = {"mu": mu} if mu is not None else {}
 
@@ -284,8 +285,8 @@ def _plan_flow(sched, *, level, timestep, schedule, from_noise, scheduler, steps
     else:
         lvl = _requested_level(level, timestep, T)
         inputs = visit(own_sigmas)
-        begin = int(max(steps - steps * lvl, 0)) * getattr(sched, "order", 1)
-        if begin >= steps:
+        begin = int(max(steps - steps * lvl, 0)) * getattr(sched, "order", 1)  # heun: 2 entries a step
+        if begin >= len(sched.timesteps):
             return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0, 0.0, mu)
     grid = tuple(float(t) for t in sched.timesteps[begin:])
     return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, begin, None, float(sched.sigmas[begin]), mu,

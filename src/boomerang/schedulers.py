@@ -77,6 +77,7 @@ from diffusers import (
 
 from boomerang.scheduler_grids import (  # the classes that follow a custom grid (re-exported)
     GridDDIMScheduler,
+    GridFlowHeunScheduler,
     GridDEISScheduler,
     GridLMSScheduler,
     GridUniPCScheduler,
@@ -122,12 +123,6 @@ SIGMA_SPACING_KEYS: tuple[str, ...] = (
     "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas",
 )
 
-
-#: Why ``heun`` is not offered on flow-matching models (one line).
-FLOW_HEUN_REFUSAL = ("`scheduler` heun on a flow-matching model is not offered: diffusers' "
-                     "FlowMatchHeunDiscreteScheduler.set_timesteps takes only a step count (no custom sigmas, no "
-                     "dynamic-shift mu), so it can follow neither Boomerang's exact level grid nor FLUX's "
-                     "size-dependent schedule; use euler (the deterministic flow ODE) or euler-stochastic")
 
 _CLASSES = {
     "ddpm": DDPMScheduler,
@@ -185,17 +180,21 @@ def make_scheduler(name: str, config: dict[str, Any]):
     A flow-matching model's config (a ``FlowMatch*`` class: SD3) gives its own flow scheduler:
     ``euler`` is :class:`diffusers.FlowMatchEulerDiscreteScheduler` from that config (``shift``,
     ``use_dynamic_shifting``, ``shift_terminal`` kept as they are), ``euler-stochastic`` the same
-    with ``stochastic_sampling=True``; ``heun`` is refused there (:data:`FLOW_HEUN_REFUSAL`).
+    with ``stochastic_sampling=True``, ``heun`` :class:`GridFlowHeunScheduler` (diffusers'
+    FlowMatchHeunDiscreteScheduler on the same shifted sigmas: second order, two evaluations per step
+    but the last).
 
     Raises:
         ValueError: for an unknown name; SettingError: a name a flow-matching model does not take.
     """
     check_scheduler_name(name)
     if is_flow_config(config):
-        if name == "heun":
-            from boomerang.errors import SettingError
-
-            raise SettingError(FLOW_HEUN_REFUSAL)
+        if name == "heun":  # Heun on the flow ODE, following the model's whole (shifted) schedule
+            flow = {k: v for k, v in dict(config).items() if k != "_use_default_values"}
+            sched = GridFlowHeunScheduler.from_config({k: v for k, v in flow.items()
+                                                       if k in ("num_train_timesteps", "shift")})
+            sched.flow_config = flow
+            return sched
         if name not in FLOW_SCHEDULERS:
             from boomerang.errors import SettingError
 
@@ -229,9 +228,11 @@ def make_scheduler(name: str, config: dict[str, Any]):
 
 
 def sigma_spacing(scheduler) -> str | None:
-    """The sigma-spacing key a built scheduler's config turns on (``use_karras_sigmas`` ...), or None."""
+    """The sigma-spacing key a built scheduler's config turns on (``use_karras_sigmas`` ...), or None
+    (flow Heun: the model's flow config it computes its sigmas from)."""
+    config = {**dict(scheduler.config), **dict(getattr(scheduler, "flow_config", {}) or {})}
     for key in SIGMA_SPACING_KEYS:
-        if scheduler.config.get(key):
+        if config.get(key):
             return key
     return None
 
@@ -334,8 +335,9 @@ def entry_index(scheduler, kept: list[int]) -> int:
 
 
 def is_flow_scheduler(scheduler) -> bool:
-    """True for diffusers' flow-matching schedulers (x_t = (1 - sigma) x0 + sigma eps)."""
-    return isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
+    """True for the flow-matching schedulers (x_t = (1 - sigma) x0 + sigma eps): Euler (and its
+    stochastic form) and Heun."""
+    return isinstance(scheduler, (FlowMatchEulerDiscreteScheduler, GridFlowHeunScheduler))
 
 
 def is_lcm_scheduler(scheduler) -> bool:

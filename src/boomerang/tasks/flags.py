@@ -43,7 +43,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--scheduler", default=d["scheduler"],
                    help="auto (the model's own: ddpm for DDPM and SD 1.x/2.x, euler for SDXL, SD3 and FLUX, lcm "
                         "for Latent Consistency Models), ddpm (stochastic, the paper's sampler), ddim, euler, "
-                        "dpmsolver++, heun, dpmsolver, lms, unipc, deis, lcm, euler-stochastic (flow models); pndm, kdpm2, kdpm2-ancestral only with --schedule img2img/reference or --from-noise "
+                        "dpmsolver++, heun, dpmsolver, lms, unipc, deis, lcm, euler-stochastic (flow models; euler and heun too); pndm, kdpm2, kdpm2-ancestral only with --schedule img2img/reference or --from-noise "
                         "(default %(default)s)")
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
                    help="exact: native Boomerang grid; img2img: diffusers strength semantics; "
