@@ -190,10 +190,10 @@ def plan(
     T = int(sched.config.num_train_timesteps)
     if scheduler in DISTILLED_SCHEDULERS:
         return _plan_lcm(sched, level=level, timestep=timestep, schedule=schedule, from_noise=from_noise,
-                         scheduler=scheduler, steps=steps, T=T)
+                         scheduler=scheduler, steps=steps, T=T, rule=getattr(model, "lcm_img2img_rule", "strength"))
     if is_flow_config(config):
         mu = None
-        if sched.config.get("use_dynamic_shifting"):
+        if dict(config).get("use_dynamic_shifting"):  # (the model's config: heun's class keeps only the shift)
             if image_shape is None or not hasattr(model, "schedule_for"):
                 raise SettingError("this flow-matching model's shift depends on the image's size (dynamic "
                                    "shifting): plan it with the loaded model and the image's shape")
@@ -255,6 +255,7 @@ def _plan_flow(sched, *, level, timestep, schedule, from_noise, scheduler, steps
     t_start = int(max(steps - steps level, 0)) on the family's own grid of ``steps`` (``own_sigmas``,
     FLUX's linspace(1, 1/steps, steps); else ``set_timesteps(steps)``): any level > 0 keeps a step.
     ``reference`` (the notebook's DDPM rule) is refused. ``mu``: the dynamic shift (FLUX), or None.
+    ``heun`` (second order) visits each step after the first twice: the grid lists it twice.
     """
     kw = {"mu": mu} if mu is not None else {}
 
@@ -284,8 +285,8 @@ def _plan_flow(sched, *, level, timestep, schedule, from_noise, scheduler, steps
     else:
         lvl = _requested_level(level, timestep, T)
         inputs = visit(own_sigmas)
-        begin = int(max(steps - steps * lvl, 0)) * getattr(sched, "order", 1)
-        if begin >= steps:
+        begin = int(max(steps - steps * lvl, 0)) * getattr(sched, "order", 1)  # heun: 2 entries a step
+        if begin >= len(sched.timesteps):
             return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0, 0.0, mu)
     grid = tuple(float(t) for t in sched.timesteps[begin:])
     return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, begin, None, float(sched.sigmas[begin]), mu,
@@ -300,7 +301,7 @@ def distilled_timesteps(sched) -> list[int]:
     return [j * k - 1 for j in range(orig, 0, -1)]
 
 
-def _plan_lcm(sched, *, level, timestep, schedule, from_noise, scheduler, steps, T) -> NoisePlan:
+def _plan_lcm(sched, *, level, timestep, schedule, from_noise, scheduler, steps, T, rule="strength") -> NoisePlan:
     """The plan with ``lcm`` (a Latent Consistency Model, distilled on a few timesteps only).
 
     ``exact``: the level's training step t = round(level (T-1)) (or ``timestep``) falls between the
@@ -308,8 +309,11 @@ def _plan_lcm(sched, *, level, timestep, schedule, from_noise, scheduler, steps,
     at least the smallest, 19 for 50), reported as the plan's ``timestep``, and t' is denoised first.
     The grid: n = min(#distilled <= t', max(1, ceil(steps (t' + 1) / T))) of the distilled timesteps
     <= t', evenly picked as LCMScheduler picks its own (floor(linspace(0, m, n)) of them), t' first.
-    ``img2img``: diffusers' LCM img2img pipeline, ``set_timesteps(steps, strength=level)``, noise at
-    its first timestep. ``reference`` is refused.
+    ``img2img``: the family's diffusers img2img pipeline (``rule``, ``model.lcm_img2img_rule``):
+    ``'strength'``: the LCM img2img pipeline's ``set_timesteps(steps, strength=level)``; ``'truncate'``
+    (SDXL's img2img pipeline): ``set_timesteps(steps)`` and its last min(int(steps level), steps) timesteps
+    (none: refused, as for the other schedulers); noise at the first. The scheduler then follows the
+    plan's grid as custom timesteps (:func:`boomerang.reverse.scheduler_for`). ``reference`` is refused.
     """
     import math
 
@@ -341,11 +345,15 @@ def _plan_lcm(sched, *, level, timestep, schedule, from_noise, scheduler, steps,
         if lvl == 0:
             return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
         try:
-            set_lcm_timesteps(sched, "img2img", steps=steps, level=lvl)
+            set_lcm_timesteps(sched, "img2img" if rule == "strength" else "global", steps=steps, level=lvl)
         except ValueError as exc:
             raise SettingError(f"`scheduler` lcm with `schedule` img2img cannot run `level` {lvl:g} at {steps} "
                                f"`steps`: {exc}") from None
         grid = tuple(int(t) for t in sched.timesteps)
+        if rule != "strength":
+            grid = grid[max(steps - min(int(steps * lvl), steps), 0):]
+            if not grid:
+                raise SettingError(_too_small_message(lvl, steps))
     return NoisePlan(lvl, grid[0], grid, T, schedule, scheduler, steps, 0, float(alphas[grid[0]]))
 
 

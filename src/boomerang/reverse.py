@@ -61,9 +61,9 @@ def scheduler_for(plan: NoisePlan, scheduler_config: dict, device=None):
     sched = make_scheduler(plan.scheduler, scheduler_config)
     if plan.is_identity:
         return sched
-    if is_lcm_scheduler(sched):  # the distilled timesteps (exact), or LCM's own img2img rule
-        set_lcm_timesteps(sched, plan.schedule, steps=plan.steps, level=plan.level, timesteps=plan.timesteps,
-                          device=device)
+    if is_lcm_scheduler(sched):  # the plan's distilled timesteps as a custom grid (exact and img2img alike)
+        set_lcm_timesteps(sched, "exact" if plan.schedule == "img2img" else plan.schedule, steps=plan.steps,
+                          level=plan.level, timesteps=plan.timesteps, device=device)
     elif is_flow_scheduler(sched):  # the plan's unshifted sigmas (or the scheduler's own grid), its shift mu
         kw = {"mu": plan.mu} if plan.mu is not None else {}
         if plan.flow_sigmas is not None:

@@ -21,7 +21,7 @@ __all__ = ["load", "sample_batch"]
 
 
 def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "float32", allow_pickle: bool = False,
-         kernels: str = "auto"):
+         kernels: str = "auto", cpu_offload: bool = False):
     """Load a diffusion model once, to pass as ``model=`` to :func:`boomerang.api.sample`.
 
     Args:
@@ -32,6 +32,8 @@ def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "
         allow_pickle: also accept pickle weights (only for files you trust).
         kernels: ``auto``, ``invariant`` or ``plain`` (see ``SampleSettings.kernels``);
             sets the model's ``batch_invariant``.
+        cpu_offload: model CPU offload (needs ``device`` cuda and a CUDA GPU; see
+            ``SampleSettings.cpu_offload``).
 
     Returns:
         A ``boomerang.models.DiffusionModel``.
@@ -40,10 +42,12 @@ def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "
         ValueError: missing folder, unknown layout, hub id not available offline,
             pickle weights without ``allow_pickle``, CUDA requested but not available.
     """
-    s = SampleSettings(model=model, device=device, dtype=dtype, allow_pickle=allow_pickle, kernels=kernels)  # validates
+    s = SampleSettings(model=model, device=device, dtype=dtype, allow_pickle=allow_pickle, kernels=kernels,
+                       cpu_offload=cpu_offload)  # validates
     from boomerang.models import load_model
 
-    loaded = load_model(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
+    loaded = load_model(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle,
+                        cpu_offload=s.cpu_offload)
     if s.kernels != "auto":
         loaded.batch_invariant = s.kernels == "invariant"
     return loaded

@@ -4,7 +4,8 @@ diffusers gives DDPM, Euler, DPM-Solver(++) and Heun a custom ``timesteps``
 grid; DDIM, LMS, UniPC and DEIS have none. The classes here add it without
 touching their math: :class:`GridDDIMScheduler` makes DDIM's
 ``t - T // num_inference_steps`` the gap to the next grid entry, and
-:class:`_GridSigmas` rebuilds a sigma-based scheduler's state on the grid.
+:class:`_GridSigmas` rebuilds a sigma-based scheduler's state on the grid;
+:class:`GridFlowHeunScheduler` gives flow-matching Heun custom sigmas and the dynamic shift.
 The registry (:mod:`boomerang.schedulers`) builds them by name; the exact
 Boomerang grid (:func:`boomerang.levels.reverse_timesteps`) is set through
 :func:`boomerang.schedulers.set_grid`.
@@ -12,9 +13,15 @@ Boomerang grid (:func:`boomerang.levels.reverse_timesteps`) is set through
 
 from __future__ import annotations
 
-from diffusers import DDIMScheduler, DEISMultistepScheduler, LMSDiscreteScheduler, UniPCMultistepScheduler
+from diffusers import (
+    DDIMScheduler,
+    DEISMultistepScheduler,
+    FlowMatchHeunDiscreteScheduler,
+    LMSDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 
-__all__ = ["GridDDIMScheduler", "GridLMSScheduler", "GridUniPCScheduler", "GridDEISScheduler"]
+__all__ = ["GridDDIMScheduler", "GridLMSScheduler", "GridUniPCScheduler", "GridDEISScheduler", "GridFlowHeunScheduler"]
 
 
 class _GapSteps(int):
@@ -130,3 +137,39 @@ class GridUniPCScheduler(_GridSigmas, UniPCMultistepScheduler):
 class GridDEISScheduler(_GridSigmas, DEISMultistepScheduler):
     """DEISMultistepScheduler that can follow a custom grid (see :class:`_GridSigmas`)."""
 
+
+
+class GridFlowHeunScheduler(FlowMatchHeunDiscreteScheduler):
+    """diffusers' FlowMatchHeunDiscreteScheduler (Heun's second-order method on the flow ODE; Karras et
+    al. 2022, Alg. 1 without churn) on any sigma grid, with the model's whole flow schedule.
+
+    diffusers' class takes only a step count and only a static ``shift``. Here ``set_timesteps`` takes
+    what FlowMatchEulerDiscreteScheduler takes (``sigmas``: unshifted sigmas, ``mu``: the dynamic
+    shift) and computes the shifted sigmas with that class from the model's own scheduler config
+    (``flow_config``: ``shift``, ``use_dynamic_shifting``, ``shift_terminal`` ... honoured as they
+    are); then lays them out as Heun does: timesteps t_0, t_1, t_1, ..., t_{n-1}, t_{n-1} (each step
+    after the first visited twice, predictor and corrector) and sigmas s_0, s_1, s_1, ..., 0. The
+    stepping math is diffusers'. With ``set_timesteps(steps)`` on a static-shift config the grid
+    equals diffusers' own class (tests/models/test_flow_heun.py).
+    """
+
+    flow_config: dict = {}
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None) -> None:
+        import torch
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        euler = FlowMatchEulerDiscreteScheduler.from_config(dict(self.flow_config))
+        kw = {"mu": mu} if mu is not None else {}
+        if sigmas is None:
+            euler.set_timesteps(num_inference_steps, device=device, **kw)
+        else:
+            euler.set_timesteps(sigmas=list(sigmas), device=device, **kw)
+        t, s = euler.timesteps, euler.sigmas  # n timesteps; n + 1 sigmas, the last the final one (0)
+        self.num_inference_steps = len(t)
+        self.timesteps = torch.cat([t[:1], t[1:].repeat_interleave(2)]).to(device=device)
+        self.sigmas = torch.cat([s[:1], s[1:-1].repeat_interleave(2), s[-1:]]).to(device=device)
+        self.prev_derivative = None
+        self.dt = None
+        self._step_index = None
+        self._begin_index = None

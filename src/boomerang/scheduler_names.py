@@ -34,8 +34,10 @@ AUTO = "auto"
 #: diffusers' FlowMatchEulerDiscreteScheduler (the deterministic flow ODE, Euler steps; the default);
 #: ``euler-stochastic`` the same with ``stochastic_sampling``: each step estimates x0 = x - sigma v and
 #: draws x at the next sigma afresh, (1 - sigma') x0 + sigma' eps' (eps' from the item's generator), the
-#: flow counterpart of the paper's ancestral process. Offered on flow-matching models only.
-FLOW_SCHEDULERS: tuple[str, ...] = ("euler", "euler-stochastic")
+#: flow counterpart of the paper's ancestral process. Offered on flow-matching models only. ``heun``:
+#: Heun's second-order method on the flow ODE (diffusers' FlowMatchHeunDiscreteScheduler on the model's
+#: own shifted sigmas, :class:`boomerang.scheduler_grids.GridFlowHeunScheduler`).
+FLOW_SCHEDULERS: tuple[str, ...] = ("euler", "euler-stochastic", "heun")
 #: Schedulers of few-step distilled models: ``lcm`` is diffusers' LCMScheduler (the multistep
 #: consistency sampler of Latent Consistency Models: a fresh noise draw between steps). Offered
 #: beside :data:`SCHEDULER_NAMES` (which the per-scheduler tests of DDPM-type models iterate).

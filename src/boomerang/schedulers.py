@@ -77,6 +77,7 @@ from diffusers import (
 
 from boomerang.scheduler_grids import (  # the classes that follow a custom grid (re-exported)
     GridDDIMScheduler,
+    GridFlowHeunScheduler,
     GridDEISScheduler,
     GridLMSScheduler,
     GridUniPCScheduler,
@@ -179,13 +180,21 @@ def make_scheduler(name: str, config: dict[str, Any]):
     A flow-matching model's config (a ``FlowMatch*`` class: SD3) gives its own flow scheduler:
     ``euler`` is :class:`diffusers.FlowMatchEulerDiscreteScheduler` from that config (``shift``,
     ``use_dynamic_shifting``, ``shift_terminal`` kept as they are), ``euler-stochastic`` the same
-    with ``stochastic_sampling=True``.
+    with ``stochastic_sampling=True``, ``heun`` :class:`GridFlowHeunScheduler` (diffusers'
+    FlowMatchHeunDiscreteScheduler on the same shifted sigmas: second order, two evaluations per step
+    but the last).
 
     Raises:
         ValueError: for an unknown name; SettingError: a name a flow-matching model does not take.
     """
     check_scheduler_name(name)
     if is_flow_config(config):
+        if name == "heun":  # Heun on the flow ODE, following the model's whole (shifted) schedule
+            flow = {k: v for k, v in dict(config).items() if k != "_use_default_values"}
+            sched = GridFlowHeunScheduler.from_config({k: v for k, v in flow.items()
+                                                       if k in ("num_train_timesteps", "shift")})
+            sched.flow_config = flow
+            return sched
         if name not in FLOW_SCHEDULERS:
             from boomerang.errors import SettingError
 
@@ -219,9 +228,11 @@ def make_scheduler(name: str, config: dict[str, Any]):
 
 
 def sigma_spacing(scheduler) -> str | None:
-    """The sigma-spacing key a built scheduler's config turns on (``use_karras_sigmas`` ...), or None."""
+    """The sigma-spacing key a built scheduler's config turns on (``use_karras_sigmas`` ...), or None
+    (flow Heun: the model's flow config it computes its sigmas from)."""
+    config = {**dict(scheduler.config), **dict(getattr(scheduler, "flow_config", {}) or {})}
     for key in SIGMA_SPACING_KEYS:
-        if scheduler.config.get(key):
+        if config.get(key):
             return key
     return None
 
@@ -324,8 +335,9 @@ def entry_index(scheduler, kept: list[int]) -> int:
 
 
 def is_flow_scheduler(scheduler) -> bool:
-    """True for diffusers' flow-matching schedulers (x_t = (1 - sigma) x0 + sigma eps)."""
-    return isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
+    """True for the flow-matching schedulers (x_t = (1 - sigma) x0 + sigma eps): Euler (and its
+    stochastic form) and Heun."""
+    return isinstance(scheduler, (FlowMatchEulerDiscreteScheduler, GridFlowHeunScheduler))
 
 
 def is_lcm_scheduler(scheduler) -> bool:

@@ -154,6 +154,10 @@ class SampleSettings:
             last bits with the batch size; dataset jobs still reproduce
             exactly on resume and on any number of workers, because each item
             always runs in the same fixed block). See ``models.DiffusionModel.batch_invariant``.
+        cpu_offload: model CPU offload (diffusers' ``enable_model_cpu_offload``;
+            :mod:`boomerang.models.offload`): the networks wait in CPU memory and each moves to
+            the GPU only while it runs. Needs ``device`` cuda (refused otherwise, here); a sample
+            does not change with it.
 
     Raises:
         SettingError: (a ValueError, on construction) naming the parameter and
@@ -179,6 +183,7 @@ class SampleSettings:
     background: str = "white"
     allow_pickle: bool = False
     kernels: str = "auto"
+    cpu_offload: bool = False
 
     def __post_init__(self) -> None:
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -223,6 +228,12 @@ class SampleSettings:
         put("device", parse_device(self.device))
         if self.kernels not in KERNELS:
             raise SettingError(f"`kernels` must be one of {', '.join(KERNELS)}, got {self.kernels!r}")
+        if not isinstance(self.cpu_offload, bool):
+            raise SettingError(f"`cpu_offload` must be true or false, got {self.cpu_offload!r}")
+        if self.cpu_offload and not self.device.startswith("cuda"):
+            from boomerang.models.offload import OFFLOAD_NEEDS_CUDA
+
+            raise SettingError(f"{OFFLOAD_NEEDS_CUDA}; `device` is {self.device}")
         self.background_rgb  # validates the colour
         if self.model is not None:
             put("model", str(self.model))

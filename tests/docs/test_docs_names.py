@@ -367,11 +367,13 @@ def test_doc_commands_use_real_flags():
 @pytest.mark.parametrize("command,argv", [("enhance", ["x.png"]), ("augment", ["in_dir"])])
 def test_help_says_what_a_task_refuses(command, argv):
     """A task's --help does not offer what its settings refuse: enhance and augment refuse
-    --from-noise, and enhance takes only the schedulers of the exact grid, on the exact schedule."""
+    --from-noise, and enhance takes only the schedulers of the exact grid (with lcm and
+    euler-stochastic), on the exact schedule."""
     from boomerang.argparsing import subparser
     from boomerang.cli import build_parser
     from boomerang.errors import SettingError
-    from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS, SCHEDULER_NAMES
+    from boomerang.scheduler_names import ALL_NAMES, CUSTOM_GRID_SCHEDULERS, SCHEDULER_NAMES
+    from boomerang.tasks.enhance import ENHANCE_SCHEDULERS
     from boomerang.tasks.flags import parse_task_args
 
     parser = build_parser()
@@ -382,7 +384,8 @@ def test_help_says_what_a_task_refuses(command, argv):
         parse_task_args(args.task, args)
     if command == "enhance":
         listed = set(re.findall(r"[\w+-]+", helps["scheduler"].split(":", 1)[1].split("(")[0]))
-        assert listed == set(CUSTOM_GRID_SCHEDULERS) and listed < set(SCHEDULER_NAMES)
+        assert listed == set(ENHANCE_SCHEDULERS) and listed < set(ALL_NAMES)
+        assert set(CUSTOM_GRID_SCHEDULERS) | {"lcm", "euler-stochastic"} == listed
         assert helps["schedule"].startswith("exact only")
         refused = [["--scheduler", n] for n in sorted(set(SCHEDULER_NAMES) - set(CUSTOM_GRID_SCHEDULERS))]
         for flags in [*refused, ["--schedule", "img2img"], ["--schedule", "reference"]]:

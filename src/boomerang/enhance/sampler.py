@@ -148,11 +148,13 @@ def tiled_boomerang(
         ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
         ilvr = Consistency(ref.to(z0.device, torch.float32), iterations=consistency_iterations,
                            bounds=(-1.0, 1.0) if model.pixel_space else None)
-        if is_flow_scheduler(sched):  # x_t = (1 - sigma) x0 + sigma eps: after step i, x is at sigmas[begin + i + 1]
-            flow_sigmas = sched.sigmas.double()
+        if is_flow_scheduler(sched):  # x_t = (1 - sigma) x0 + sigma eps: after step i, x is at the (i+1)-th sigma
+            visited = [float(v) for v in sched.sigmas.double()[plan.begin_index:]]
+            # distinct sigmas in order (Heun lists each after the first twice: predictor and corrector)
+            landing = [v for k, v in enumerate(visited) if k == 0 or v != visited[k - 1]][1:]
 
             def hook(i, t, x):
-                sigma = float(flow_sigmas[plan.begin_index + i + 1]) if t is not None else 0.0
+                sigma = landing[i] if t is not None else 0.0
                 return ilvr.apply(x, None, generators, flow_sigma=sigma)
         else:
             alphas_cumprod = sched.alphas_cumprod.double()

@@ -120,6 +120,7 @@ class DiffusionModel:
         device: the ``torch.device`` the networks run on; dtype: ``'float32'``,
             ``'float16'`` or ``'bfloat16'``; weights_sha256: hash of the weight files read.
         unet_calls: denoiser calls so far (incremented by :meth:`predict`).
+        cpu_offload: True after :meth:`enable_cpu_offload` (one network on the device at a time).
         batch_invariant, invariant_strategy: a sample never depends on its batch
             (:mod:`boomerang.models.invariant`): on the CPU by default, batched with
             invariant kernels (``'kernels'``); elsewhere only when asked, item by item
@@ -144,6 +145,11 @@ class DiffusionModel:
     #: Tiled windows are passed to ``predict`` one window at a time with their :class:`Region`
     #: (families that number tokens by position: FLUX); otherwise batched, without one.
     window_positions: ClassVar[bool] = False
+    #: ``--scheduler lcm --schedule img2img``: the rule of the diffusers img2img pipeline that runs this
+    #: family's Latent Consistency Models: ``'strength'`` (LatentConsistencyModelImg2ImgPipeline:
+    #: ``set_timesteps(steps, strength=level)``) or ``'truncate'`` (StableDiffusionXLImg2ImgPipeline:
+    #: ``set_timesteps(steps)``, then its last min(int(steps level), steps) timesteps).
+    lcm_img2img_rule: ClassVar[str] = "strength"
 
     def __init__(self, info: ModelInfo, *, scheduler_config: dict, device, dtype: str, weights_sha256: str):
         self.info = info
@@ -157,6 +163,7 @@ class DiffusionModel:
         self.invariant_strategy = "kernels" if on_cpu else "per_item"
         self._patches: dict[str, list] = {}
         self._schedule = None
+        self._offload = None  # a models.offload.CPUOffload after enable_cpu_offload()
 
     # ------------------------------------------------------------------ loading (per family)
 
@@ -278,11 +285,12 @@ class DiffusionModel:
 
         self.unet_calls += 1
         x = x_in.to(self.device, self.torch_dtype)
-        if self._per_item_mode() and x.shape[0] > 1:
-            out = per_item(self._denoise, x, t, cond, uncond, guidance_scale, region)
-        else:
-            with self._invariant(self.denoiser):
-                out = self._denoise(x, t, cond, uncond, guidance_scale, region)
+        with self._resident(self.denoiser):
+            if self._per_item_mode() and x.shape[0] > 1:
+                out = per_item(self._denoise, x, t, cond, uncond, guidance_scale, region)
+            else:
+                with self._invariant(self.denoiser):
+                    out = self._denoise(x, t, cond, uncond, guidance_scale, region)
         if not bool(torch.isfinite(out).all()):
             raise NonFiniteOutputError(nonfinite_message(self, self.denoiser_label))
         return out
@@ -290,6 +298,28 @@ class DiffusionModel:
     def _denoise(self, x, t, cond, uncond, guidance_scale, region):
         """The family's denoiser on x (already on the device, in the model's dtype); float32 out."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ model CPU offload
+
+    @property
+    def cpu_offload(self) -> bool:
+        return self._offload is not None
+
+    def enable_cpu_offload(self, device=None, storage="cpu") -> None:
+        """Model CPU offload (:mod:`boomerang.models.offload`): keep every network of ``networks`` in
+        ``storage`` memory and move each to ``device`` (default ``self.device``, the execution device)
+        only while it runs, one at a time (diffusers' ``enable_model_cpu_offload``). ``load_model(...,
+        cpu_offload=True)`` calls it on CUDA; on the CPU it moves nothing (the tests use that)."""
+        from boomerang.models.offload import CPUOffload
+
+        self._offload = CPUOffload({name: getattr(self, name, None) for name in self.networks},
+                                   self.device if device is None else device, storage)
+
+    def _resident(self, name: str):
+        """The context to run network ``name`` in: on the execution device under CPU offload, else nothing."""
+        if self._offload is None or name not in self._offload.networks:
+            return contextlib.nullcontext()
+        return self._offload.use(name)
 
     # ------------------------------------------------------------------ batch invariance
 

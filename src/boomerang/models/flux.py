@@ -162,10 +162,12 @@ class FluxModel(StableDiffusionModel):
             with torch.no_grad():
                 ids = self.tokenizer(key, padding="max_length", max_length=self.tokenizer.model_max_length,
                                      truncation=True, return_tensors="pt").input_ids.to(self.device)
-                pooled = self.text_encoder(ids, output_hidden_states=False).pooler_output
+                with self._resident("text_encoder"):
+                    pooled = self.text_encoder(ids, output_hidden_states=False).pooler_output
                 ids = self.tokenizer_2(key, padding="max_length", max_length=self.max_sequence_length,
                                        truncation=True, return_tensors="pt").input_ids.to(self.device)
-                t5 = self.text_encoder_2(ids, output_hidden_states=False)[0]
+                with self._resident("text_encoder_2"):
+                    t5 = self.text_encoder_2(ids, output_hidden_states=False)[0]
             if len(cache) >= 8:
                 cache.clear()
             cache[key] = ((t5.to(self.torch_dtype), pooled.to(self.torch_dtype)), None)

@@ -33,7 +33,7 @@ from boomerang.models.sdxl import SDXLModel
 from boomerang.models.stable_diffusion import StableDiffusionModel
 from boomerang.settings import DTYPES
 
-__all__ = ["FAMILIES", "find_family", "read_model_info", "load_model"]
+__all__ = ["FAMILIES", "find_family", "read_model_info", "load_model", "check_cpu_offload"]
 
 #: The model families, asked in this order which of them a folder belongs to.
 FAMILIES: tuple[type[DiffusionModel], ...] = (PixelModel, StableDiffusionModel, SDXLModel, SD3Model, FluxModel)
@@ -81,7 +81,7 @@ def read_model_info(model: str | os.PathLike | None) -> ModelInfo:
 
 
 def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", dtype: str = "float32",
-               allow_pickle: bool = False) -> DiffusionModel:
+               allow_pickle: bool = False, cpu_offload: bool = False) -> DiffusionModel:
     """Load a model of any family with diffusers' / transformers' ``from_pretrained``.
 
     Args:
@@ -93,6 +93,9 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
             text encoder; a VAE always runs in float32 (fp16 VAEs give NaN).
         allow_pickle: also accept ``.bin``/``.ckpt``/``.pt`` weights (pickles
             that can run code); by default only ``.safetensors`` are read.
+        cpu_offload: model CPU offload (:mod:`boomerang.models.offload`, diffusers'
+            ``enable_model_cpu_offload``): the networks load into CPU memory and each moves to
+            ``device`` only while it runs. Needs a CUDA ``device`` and a CUDA GPU.
 
     Returns:
         The family's :class:`DiffusionModel`. On the CPU it is batch invariant
@@ -101,7 +104,8 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
         (:mod:`boomerang.models.invariant`; ``model.batch_invariant = False`` turns it off).
 
     Raises:
-        ValueError: bad device/dtype (a SettingError for the device), missing or
+        ValueError: bad device/dtype (a SettingError for the device; also for ``cpu_offload`` without
+            a CUDA device or without a CUDA GPU, :data:`~boomerang.models.offload.OFFLOAD_NEEDS_CUDA`), missing or
             unsupported folder, pickle weights without ``allow_pickle``, hub id not
             available offline.
         IncompleteWeightsError: (a ValueError) a component's weights lack parameters
@@ -112,6 +116,8 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
 
     if dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if cpu_offload:
+        check_cpu_offload(device)
     dev = torch_device(device)
     root = resolve_model(model, json_only=False, allow_pickle=allow_pickle)
     family, layout = find_family(root)
@@ -148,9 +154,31 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", d
 
     try:
         with quiet_loading():
-            components = family.load_components(layout, load_component=load_component, device=dev,
+            components = family.load_components(layout, load_component=load_component,
+                                                device=torch.device("cpu") if cpu_offload else dev,
                                                 torch_dtype=getattr(torch, dtype))
     except (OSError, EnvironmentError) as exc:
         raise ValueError(f"cannot load the model from {root}: {exc}") from None
-    return family(info, scheduler_config=sched_config, device=dev, dtype=dtype,
-                  weights_sha256=weights_sha256(files, root), **components)
+    model = family(info, scheduler_config=sched_config, device=dev, dtype=dtype,
+                   weights_sha256=weights_sha256(files, root), **components)
+    if cpu_offload:
+        model.enable_cpu_offload()
+    return model
+
+
+def check_cpu_offload(device) -> None:
+    """Refuse ``cpu_offload`` unless ``device`` is CUDA and a CUDA GPU is available.
+
+    Raises:
+        SettingError: one line, :data:`~boomerang.models.offload.OFFLOAD_NEEDS_CUDA` and what is missing.
+    """
+    from boomerang.errors import SettingError
+    from boomerang.models.offload import OFFLOAD_NEEDS_CUDA
+
+    if not str(device).strip().lower().startswith("cuda"):
+        raise SettingError(f"{OFFLOAD_NEEDS_CUDA}; `device` is {device}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SettingError(f"{OFFLOAD_NEEDS_CUDA}; no CUDA GPU is available on this machine "
+                           "(torch.cuda.is_available() is False): run without `cpu_offload`")

@@ -141,10 +141,11 @@ class SD3Model(StableDiffusionModel):
         def embed(text: str):
             hidden, pooled = [], []
             with torch.no_grad():
-                for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
+                for tokenizer, name in ((self.tokenizer, "text_encoder"), (self.tokenizer_2, "text_encoder_2")):
                     ids = tokenizer(text, padding="max_length", max_length=self.tokenizer.model_max_length,
                                     truncation=True, return_tensors="pt").input_ids.to(self.device)
-                    out = encoder(ids, output_hidden_states=True)
+                    with self._resident(name):
+                        out = getattr(self, name)(ids, output_hidden_states=True)
                     pooled.append(out[0])
                     hidden.append(out.hidden_states[-2])
                 clip = torch.cat(hidden, dim=-1)
@@ -153,7 +154,8 @@ class SD3Model(StableDiffusionModel):
                 else:
                     ids = self.tokenizer_3(text, padding="max_length", max_length=self.max_sequence_length,
                                            truncation=True, add_special_tokens=True, return_tensors="pt").input_ids
-                    t5 = self.text_encoder_3(ids.to(self.device))[0]
+                    with self._resident("text_encoder_3"):
+                        t5 = self.text_encoder_3(ids.to(self.device))[0]
             clip = F.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
             return (torch.cat([clip, t5.to(clip.dtype)], dim=-2).to(self.torch_dtype),
                     torch.cat(pooled, dim=-1).to(self.torch_dtype))

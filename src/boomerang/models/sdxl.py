@@ -24,7 +24,10 @@ negative prompt (diffusers' defaults, :data:`AESTHETIC_SCORE`,
 unconditional embeddings are zeros, as in diffusers.
 
 encode / decode are Stable Diffusion's (VAE posterior mode or per-item sample
-times ``scaling_factor``); the default scheduler is Euler, SDXL's own. Torch-free at import.
+times ``scaling_factor``); the default scheduler is Euler, SDXL's own. A Latent Consistency
+Model distilled from SDXL (a UNet with ``time_cond_proj_dim`` and an LCMScheduler: LCM-SDXL) takes
+the guidance scale as the embedding of 1000 (w - 1) (``timestep_cond``) with no unconditional pass,
+as diffusers' SDXL pipelines do for such a UNet; its default scheduler is ``lcm``. Torch-free at import.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 from boomerang.models.contract import ModelInfo
 from boomerang.models.discovery import component_config
 from boomerang.models.stable_diffusion import StableDiffusionModel
+from boomerang.scheduler_names import is_lcm_config
 
 __all__ = ["SDXLModel", "AESTHETIC_SCORE", "NEGATIVE_AESTHETIC_SCORE"]
 
@@ -61,6 +65,7 @@ class SDXLModel(StableDiffusionModel):
     description = "SDXL (base and refiner)"
     networks = ("unet", "vae", "text_encoder", "text_encoder_2")
     components = ("unet", "vae", "text_encoder", "text_encoder_2")
+    lcm_img2img_rule = "truncate"  # LCM-SDXL img2img runs in StableDiffusionXLImg2ImgPipeline
 
     def __init__(self, info: ModelInfo, *, unet, vae, text_encoder, tokenizer, text_encoder_2, tokenizer_2,
                  force_zeros_for_empty_prompt: bool = True, requires_aesthetics_score: bool = False, **common):
@@ -98,7 +103,7 @@ class SDXLModel(StableDiffusionModel):
         width = int((vae.get("block_out_channels") or (128,))[0])
         return ModelInfo(str(root), "latent", int(sched.get("num_train_timesteps", 1000)), int(vae.get("in_channels", 3)),
                          None, factor, True, width, family=cls.family, pixel_space=False, space_factor=factor,
-                         default_scheduler="euler")
+                         default_scheduler="lcm" if is_lcm_config(sched) else "euler")
 
     @classmethod
     def load_components(cls, layout: dict, *, load_component, device, torch_dtype) -> dict[str, Any]:
@@ -131,19 +136,21 @@ class SDXLModel(StableDiffusionModel):
         """
         import torch
 
-        key = (prompt or "", negative_prompt or "", guidance_scale > 1)
+        guided = guidance_scale > 1 and not self.guidance_embedded  # LCM: the guidance is embedded instead
+        key = (prompt or "", negative_prompt or "", guided)
         cache = self.__dict__.setdefault("_prompt_cache", {})
         if key in cache:
             return cache[key]
-        pairs = [(self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)]
+        pairs = [(self.tokenizer, self.text_encoder, "text_encoder"),
+                 (self.tokenizer_2, self.text_encoder_2, "text_encoder_2")]
         pairs = [p for p in pairs if p[1] is not None]
 
         def embed(text: str):
             hidden, pooled = [], None
-            for tokenizer, encoder in pairs:
+            for tokenizer, encoder, name in pairs:
                 ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                                 return_tensors="pt").input_ids.to(self.device)
-                with torch.no_grad():
+                with torch.no_grad(), self._resident(name):
                     out = encoder(ids, output_hidden_states=True)
                 if pooled is None and out[0].ndim == 2:
                     pooled = out[0]
@@ -152,7 +159,7 @@ class SDXLModel(StableDiffusionModel):
 
         cond = embed(prompt or "")
         uncond = None
-        if guidance_scale > 1:
+        if guided:
             if not negative_prompt and self.force_zeros_for_empty_prompt:
                 uncond = (torch.zeros_like(cond[0]), torch.zeros_like(cond[1]))
             else:
@@ -197,5 +204,6 @@ class SDXLModel(StableDiffusionModel):
                 out_uncond, out_cond = out.chunk(2)
                 return out_uncond + guidance_scale * (out_cond - out_uncond)
             added = {"text_embeds": cond[1].expand(batch, -1), "time_ids": ids(False)}
+            extra = {"timestep_cond": self.guidance_embedding(guidance_scale, batch)} if self.guidance_embedded else {}
             return self.unet(x, t, encoder_hidden_states=cond[0].expand(batch, -1, -1),
-                             added_cond_kwargs=added).sample.to(torch.float32)
+                             added_cond_kwargs=added, **extra).sample.to(torch.float32)

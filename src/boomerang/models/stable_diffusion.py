@@ -114,7 +114,7 @@ class StableDiffusionModel(DiffusionModel):
 
         x = x.to(self.device, torch.float32)
         vae_dtype = self.vae.dtype
-        with torch.no_grad():
+        with torch.no_grad(), self._resident("vae"):
             if generators is None:
                 if self._vae_per_item():
                     z = per_item(lambda xi: self.vae.encode(xi.to(vae_dtype)).latent_dist.mode(), x)
@@ -159,7 +159,7 @@ class StableDiffusionModel(DiffusionModel):
         shift = getattr(self.vae.config, "shift_factor", None)
         if shift is not None:
             z = z + shift
-        with torch.no_grad():
+        with torch.no_grad(), self._resident("vae"):
             if self._vae_per_item():
                 out = per_item(lambda zi: self.vae.decode(zi).sample, z)
             else:
@@ -193,7 +193,7 @@ class StableDiffusionModel(DiffusionModel):
             mask = None
             if getattr(self.text_encoder.config, "use_attention_mask", False):
                 mask = torch.ones_like(ids)
-            with torch.no_grad():
+            with torch.no_grad(), self._resident("text_encoder"):
                 return self.text_encoder(ids, attention_mask=mask)[0].to(self.torch_dtype)
 
         cond = embed(prompt or "")

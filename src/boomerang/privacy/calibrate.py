@@ -392,6 +392,8 @@ def anonymise_command(in_dir, level: float, settings, *, prompt_template=None, l
             argv += [flag, str(v)]
     if settings.allow_pickle:
         argv.append("--allow-pickle")
+    if settings.cpu_offload:
+        argv.append("--cpu-offload")
     if prompt_template is not None:
         argv += ["--prompt-template", prompt_template]
     if layout != "auto":

@@ -44,6 +44,8 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 (default %(default)s)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="also load pickle (.bin/.ckpt) weights; only for files you trust")
+    p.add_argument("--cpu-offload", action="store_true",
+                   help="model CPU offload: each network moves to the GPU only while it runs; needs --device cuda")
     p.add_argument("--threads", default=None, metavar="N",
                    help="torch CPU threads (default: the cores idle at start, as 'boomerang sample'; "
                         "'torch' for torch's own default)")
@@ -145,16 +147,22 @@ def _serve(args: argparse.Namespace) -> int:
 
     port = check_port(args.port)
     check_bind(args.host, port)  # a busy port or a bad --host: one line, before the model loads
-    s = SampleSettings(model=args.model, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    s = SampleSettings(model=args.model, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle,
+                       cpu_offload=bool(getattr(args, "cpu_offload", False)))
     threads = resolve_threads(args.threads)
     if args.examples is not None and not Path(args.examples).is_dir():
         raise ValueError(f"--examples {args.examples} is not a folder")
     read_model_info(s.model)  # a missing model is one line, before anything loads
+    if s.cpu_offload:  # no CUDA GPU: one line, before the page starts
+        from boomerang.models.loading import check_cpu_offload
+
+        check_cpu_offload(s.device)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    spec = runs.ModelSpec(model=s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, threads=threads)
+    spec = runs.ModelSpec(model=s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, threads=threads,
+                          cpu_offload=s.cpu_offload)
     cache = runs.ModelCache(spec)
     folders = runs.RunFolders()
     import signal

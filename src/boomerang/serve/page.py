@@ -102,8 +102,12 @@ def _run_info(result: runs.RunResult) -> str:
     for level, r in by_level.items():
         n = sum(1 for s in result.metadata["samples"] if s["level"] == level)
         t = "none (input returned)" if r["timestep"] is None else str(r["timestep"])
+        if r.get("sigma") is not None and r["timestep"] is not None:  # flow matching: x_t = (1 - sigma) x0 + sigma eps
+            noise = f"sigma = {r['sigma']:.4f}"
+        else:
+            noise = f"alpha_bar = {1.0 if r.get('alpha_bar') is None else r['alpha_bar']:.4f}"
         lines.append(
-            f"level {level:.3f} → t = {t} · alpha_bar = {r['alpha_bar']:.4f} · "
+            f"level {level:.3f} → t = {t} · {noise} · "
             f"{r['num_denoiser_evals']} denoiser evaluations · {n} samples · {r['scheduler']}"
         )
     cmd = " ".join(_quote(a) for a in result.command)

@@ -42,6 +42,7 @@ class ModelSpec:
         allow_pickle: also accept pickle weights.
         threads: the torch CPU threads the server set (``boomerang.threads.resolve_threads``,
             as ``boomerang sample`` does); ``None`` = torch's own default. Recorded in metadata.json.
+        cpu_offload: model CPU offload (``--cpu-offload``; needs a CUDA ``device``).
     """
 
     model: str | None = None
@@ -49,6 +50,7 @@ class ModelSpec:
     dtype: str = "float32"
     allow_pickle: bool = False
     threads: int | None = None
+    cpu_offload: bool = False
 
 
 @dataclass
@@ -103,7 +105,8 @@ class ModelCache:
                 from boomerang import api
 
                 s = self.spec
-                self._model = api.load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle)
+                self._model = api.load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle,
+                                       cpu_offload=s.cpu_offload)
             return self._model
 
 
@@ -183,9 +186,10 @@ def _sample_to_folder(image, settings, spec, model, out, said) -> RunResult:
 
     given = {k: settings[k] for k in PAGE_FLAGS if settings.get(k) is not None}
     sampling = SampleSettings(**given, model=spec.model, device=spec.device, dtype=spec.dtype,
-                              allow_pickle=spec.allow_pickle)
+                              allow_pickle=spec.allow_pickle, cpu_offload=spec.cpu_offload)
     argv = sample_command(image, settings, model=spec.model, device=spec.device, dtype=spec.dtype,
-                          allow_pickle=spec.allow_pickle, threads=spec.threads, out=str(out))
+                          allow_pickle=spec.allow_pickle, threads=spec.threads, out=str(out),
+                          cpu_offload=spec.cpu_offload)
     # progress: a tqdm bar, which the page's progress (gr.Progress(track_tqdm=True)) follows
     where = JobSettings(inputs=(str(image),), out=str(out), threads=spec.threads, progress=True, command=argv)
     task = SampleTask()

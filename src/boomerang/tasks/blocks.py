@@ -44,7 +44,8 @@ def attach_model(job: Job, threads=None) -> None:
 
         torch.set_num_threads(threads)
     s = job.settings
-    job.model = load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, kernels=s.kernels)
+    job.model = load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle, kernels=s.kernels,
+                     cpu_offload=s.cpu_offload)
 
 
 def model_description(job: Job) -> dict:

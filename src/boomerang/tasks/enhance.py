@@ -36,6 +36,11 @@ from boomerang.tasks.base import Task
 from boomerang.tasks.flags import add_job_arguments, add_sampling_arguments
 from boomerang.tasks.job import Job, OutputFile
 from boomerang.tasks.layout import LAYOUTS
+from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS, DISTILLED_SCHEDULERS, FLOW_SCHEDULERS
+
+#: The schedulers enhance takes (every one that follows the exact grid), and how messages list them.
+ENHANCE_SCHEDULERS = tuple(dict.fromkeys(CUSTOM_GRID_SCHEDULERS + DISTILLED_SCHEDULERS + FLOW_SCHEDULERS))
+ENHANCE_SCHEDULERS_TEXT = f"{', '.join(ENHANCE_SCHEDULERS)} (lcm: Latent Consistency Models; euler-stochastic: flow models)"
 
 __all__ = ["EnhanceTask", "EnhanceOptions", "scan_paths"]
 
@@ -133,12 +138,11 @@ class EnhanceTask(Task):
         p.add_argument("--upsampler", default="bicubic", choices=("bicubic", "lanczos"),
                        help="Pillow filter of the naive upsampling (default %(default)s)")
         add_sampling_arguments(p, **self.defaults)
-        from boomerang.scheduler_names import CUSTOM_GRID_SCHEDULERS
         from boomerang.tasks.flags import restate_help
 
         restate_help(  # what settings_from_args accepts of the shared flags
-            p, scheduler=f"a scheduler that follows the exact grid: {', '.join(CUSTOM_GRID_SCHEDULERS)} "
-                         "(default %(default)s)",
+            p, scheduler=f"a scheduler that follows the exact grid: {', '.join(ENHANCE_SCHEDULERS)} (lcm: Latent "
+                         "Consistency Models; euler-stochastic: flow models; default %(default)s)",
             schedule="exact only: enhance runs on the exact Boomerang grid (default %(default)s)",
             from_noise="refused: enhance always starts from the upsampled image",
         )
@@ -146,9 +150,12 @@ class EnhanceTask(Task):
     def settings_from_args(self, args):
         """The shared settings, after what enhance cannot take: ``--from-noise`` (checked first, so
         that no message suggests a ``--level`` that would then be refused), a ``--schedule`` other
-        than exact, and a scheduler that cannot follow the exact grid (``CUSTOM_GRID_SCHEDULERS``)."""
+        than exact, and a scheduler that cannot follow the exact grid (not in ``CUSTOM_GRID_SCHEDULERS``,
+        ``DISTILLED_SCHEDULERS`` or ``FLOW_SCHEDULERS``: pndm, kdpm2, kdpm2-ancestral). ``lcm`` and
+        ``euler-stochastic`` run, each step's ILVR (``--consistency``) at the timestep / sigma the step
+        lands on; whether the model takes the scheduler is checked when the job is planned."""
         from boomerang.errors import SettingError
-        from boomerang.scheduler_names import AUTO, CUSTOM_GRID_SCHEDULERS
+        from boomerang.scheduler_names import AUTO
 
         if args.from_noise:
             raise SettingError("enhance starts from the upsampled image, never from pure noise: drop `from_noise` "
@@ -156,9 +163,9 @@ class EnhanceTask(Task):
         if args.schedule != "exact":
             raise SettingError("enhance runs the exact schedule from the upsampled image: drop `schedule`")
         s = super().settings_from_args(args)  # the scheduler's name is checked there
-        if s.scheduler != AUTO and s.scheduler not in CUSTOM_GRID_SCHEDULERS:
+        if s.scheduler != AUTO and s.scheduler not in ENHANCE_SCHEDULERS:
             raise SettingError(f"`scheduler` {s.scheduler} cannot follow the exact grid enhance runs on; use one of "
-                               f"{', '.join(CUSTOM_GRID_SCHEDULERS)}")
+                               f"{ENHANCE_SCHEDULERS_TEXT}")
         return s
 
     def options_from_args(self, args) -> EnhanceOptions:

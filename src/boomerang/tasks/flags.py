@@ -43,7 +43,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--scheduler", default=d["scheduler"],
                    help="auto (the model's own: ddpm for DDPM and SD 1.x/2.x, euler for SDXL, SD3 and FLUX, lcm "
                         "for Latent Consistency Models), ddpm (stochastic, the paper's sampler), ddim, euler, "
-                        "dpmsolver++, heun, dpmsolver, lms, unipc, deis, lcm, euler-stochastic (flow models); pndm, kdpm2, kdpm2-ancestral only with --schedule img2img/reference or --from-noise "
+                        "dpmsolver++, heun, dpmsolver, lms, unipc, deis, lcm, euler-stochastic (flow models; euler and heun too); pndm, kdpm2, kdpm2-ancestral only with --schedule img2img/reference or --from-noise "
                         "(default %(default)s)")
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
                    help="exact: native Boomerang grid; img2img: diffusers strength semantics; "
@@ -73,6 +73,9 @@ def add_sampling_arguments(p: argparse.ArgumentParser, **defaults) -> None:
                         "depends on its batch; plain: torch's fastest kernels, a sample may differ in its last "
                         "bits with --batch-size (dataset jobs still reproduce on resume and with any --workers) "
                         "(default %(default)s)")
+    p.add_argument("--cpu-offload", action="store_true",
+                   help="model CPU offload (as diffusers' enable_model_cpu_offload): the networks wait in CPU memory "
+                        "and each moves to the GPU only while it runs; needs --device cuda (not measured here)")
     p.add_argument("--background", default=d["background"],
                    help="colour that transparent pixels are composited over (default %(default)s)")
     p.add_argument("--allow-pickle", action="store_true",
@@ -126,6 +129,7 @@ def settings_from_args(args: argparse.Namespace, **changes) -> SampleSettings:
         eta=args.eta, model=args.model, prompt=args.prompt, negative_prompt=args.negative_prompt,
         guidance_scale=args.guidance_scale, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
         background=args.background, allow_pickle=args.allow_pickle, kernels=args.kernels,
+        cpu_offload=bool(getattr(args, "cpu_offload", False)),
     )
     return SampleSettings(**{**values, **changes})
 
@@ -180,14 +184,14 @@ PAGE_FLAGS = {
 
 
 def sample_command(image, settings: dict, *, model=None, device="cpu", dtype="float32", allow_pickle=False,
-                   threads=None, out: str = "") -> list[str]:
+                   threads=None, out: str = "", cpu_offload: bool = False) -> list[str]:
     """The ``boomerang sample`` command line (without ``boomerang``) that does what a page run
     does: recorded in its metadata.json, never parsed.
 
     Args:
         image: the input file.
         settings: page settings, keys of :data:`PAGE_FLAGS` (``None`` values left out).
-        model, device, dtype, allow_pickle, threads: the server's model flags.
+        model, device, dtype, allow_pickle, threads, cpu_offload: the server's model flags.
         out: the output folder.
     """
     # FLAG=VALUE and "--" before the file: a prompt or a file name that starts with "-" stays a value.
@@ -200,6 +204,8 @@ def sample_command(image, settings: dict, *, model=None, device="cpu", dtype="fl
     argv += [f"--device={device}", f"--dtype={dtype}"]
     if allow_pickle:
         argv.append("--allow-pickle")
+    if cpu_offload:
+        argv.append("--cpu-offload")
     if threads is not None:
         argv.append(f"--threads={threads}")
     return argv + [f"--out={out}", "--", str(image)]

@@ -10,12 +10,13 @@ loads with ``boomerang.models.load_model`` and with diffusers' own pipelines
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 from boomerang.testing.tiny import write_tokenizer_files
 
-__all__ = ["SDXL_SCHEDULER", "SD3_SCHEDULER", "FLUX_SCHEDULER", "make_tiny_sdxl", "make_tiny_sd3", "make_tiny_flux",
-           "write_t5_tokenizer"]
+__all__ = ["SDXL_SCHEDULER", "SD3_SCHEDULER", "FLUX_SCHEDULER", "LCM_SDXL_SCHEDULER", "TURBO_SCHEDULER",
+           "make_tiny_sdxl", "make_tiny_sd3", "make_tiny_flux", "make_tiny_lcm", "make_tiny_turbo", "write_t5_tokenizer"]
 
 #: SDXL's noise schedule and its default scheduler (EulerDiscreteScheduler, leading spacing).
 SDXL_SCHEDULER = dict(
@@ -54,18 +55,33 @@ def _vae(latent_channels: int = 4, **extra):
     )
 
 
-def make_tiny_sdxl(path, *, seed: int = 0, refiner: bool = False):
+#: LCM-SDXL's LCMScheduler (SDXL's betas, 50 distilled steps: 999, 979, ..., 19).
+LCM_SDXL_SCHEDULER = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    original_inference_steps=50, steps_offset=1, timestep_spacing="leading", prediction_type="epsilon",
+    clip_sample=False, set_alpha_to_one=True,
+)
+#: SD-Turbo's / SDXL-Turbo's scheduler: Euler ancestral with trailing spacing (their few steps start at 999).
+TURBO_SCHEDULER = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    steps_offset=1, timestep_spacing="trailing", prediction_type="epsilon",
+)
+
+
+def make_tiny_sdxl(path, *, seed: int = 0, refiner: bool = False, lcm: bool = False):
     """Write a tiny SDXL folder (base layout, or with ``refiner`` the refiner layout) and return the path.
 
     Base: two CLIP text encoders (hidden 16 each; the second with a 16-d projection: the
     pooled embedding), cross-attention 32; refiner: ``text_encoder_2`` only (cross-attention
     16) and ``requires_aesthetics_score``. UNet with ``addition_embed_type='text_time'``
     (time-id embedding 4: 6 ids for the base, 5 for the refiner), VAE factor 2 (any side that
-    is a multiple of 2), EulerDiscreteScheduler with :data:`SDXL_SCHEDULER`.
+    is a multiple of 2), EulerDiscreteScheduler with :data:`SDXL_SCHEDULER`. ``lcm``: an LCM-SDXL-shaped
+    base (UNet with ``time_cond_proj_dim`` 8, LCMScheduler with :data:`LCM_SDXL_SCHEDULER`).
     """
     import torch
     from diffusers import (
         EulerDiscreteScheduler,
+        LCMScheduler,
         StableDiffusionXLImg2ImgPipeline,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
@@ -83,9 +99,9 @@ def make_tiny_sdxl(path, *, seed: int = 0, refiner: bool = False):
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=16 if refiner else 32, attention_head_dim=2, norm_num_groups=4, use_linear_projection=True,
         addition_embed_type="text_time", addition_time_embed_dim=4,
-        projection_class_embeddings_input_dim=4 * n_ids + 16,
+        projection_class_embeddings_input_dim=4 * n_ids + 16, time_cond_proj_dim=8 if lcm else None,
     )
-    scheduler = EulerDiscreteScheduler(**SDXL_SCHEDULER)
+    scheduler = LCMScheduler(**LCM_SDXL_SCHEDULER) if lcm else EulerDiscreteScheduler(**SDXL_SCHEDULER)
     if refiner:
         pipe = StableDiffusionXLImg2ImgPipeline(
             vae=_vae(), text_encoder=None, text_encoder_2=text_encoder_2, tokenizer=None, tokenizer_2=tokenizer,
@@ -228,4 +244,27 @@ def make_tiny_lcm(path, *, seed: int = 0):
         requires_safety_checker=False,
     )
     pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def make_tiny_turbo(path, *, base: str = "sdxl", seed: int = 0):
+    """Write a tiny Turbo-style folder (SD-Turbo / SDXL-Turbo: adversarially distilled for 1-4 steps
+    without guidance) and return the path: the tiny SD (``base='sd'``,
+    :func:`boomerang.testing.tiny.make_tiny_sd`) or SDXL base layout with their scheduler replaced by
+    Turbo's EulerAncestralDiscreteScheduler, trailing spacing (:data:`TURBO_SCHEDULER`)."""
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    from boomerang.testing.tiny import make_tiny_sd
+
+    path = pathlib.Path(path)
+    if base == "sd":
+        make_tiny_sd(path, seed=seed)
+    elif base == "sdxl":
+        make_tiny_sdxl(path, seed=seed)
+    else:
+        raise ValueError(f"base must be 'sd' or 'sdxl', got {base!r}")
+    EulerAncestralDiscreteScheduler(**TURBO_SCHEDULER).save_pretrained(path / "scheduler")
+    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    index["scheduler"] = ["diffusers", "EulerAncestralDiscreteScheduler"]
+    (path / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
     return path
