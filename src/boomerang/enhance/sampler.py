@@ -20,7 +20,7 @@ import torch
 
 from boomerang.enhance.consistency import Consistency
 from boomerang.enhance.resample import area_down
-from boomerang.enhance.tiling import blend_windows, make_layout
+from boomerang.enhance.tiling import blend_windows, make_layout, windowed_denoiser
 from boomerang.levels import NoisePlan
 from boomerang.reverse import add_noise, per_item_generators, per_item_noise, reverse_process, scheduler_for
 from boomerang.schedulers import is_flow_scheduler, works_in_sigma_space
@@ -165,26 +165,8 @@ def tiled_boomerang(
     # 4. Partial reverse process; each denoiser evaluation sees windows, each step the whole image.
     layout = make_layout(z0.shape[-2], z0.shape[-1], tile, overlap)
     cond, uncond = model.encode_prompt(prompt, negative_prompt, guidance_scale)
-    out_channels = model.prediction_channels
-
-    positions = bool(getattr(model, "window_positions", False))
-    height, width = z0.shape[-2], z0.shape[-1]
-
-    def placed(w, chunk, t):  # each window with its Region in the whole image (FLUX's image ids)
-        from boomerang.models.contract import Region
-
-        n = w.shape[0] // len(chunk)
-        return torch.cat([model.predict(w[j * n:(j + 1) * n], t, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
-                                        region=Region(r, q, height, width)) for j, (r, q, _, _) in enumerate(chunk)])
-
-    def denoiser(x_in, t):  # MultiDiffusion: the model on each window, outputs blended
-        if positions:
-            return blend_windows(lambda w, chunk: placed(w, chunk, t), x_in, layout, tile_batch=tile_batch,
-                                 out_channels=out_channels, weighting=weighting, order=order, positions=True)
-        return blend_windows(
-            lambda w: model.predict(w, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale),
-            x_in, layout, tile_batch=tile_batch, out_channels=out_channels, weighting=weighting, order=order,
-        )
+    denoiser = windowed_denoiser(model, layout, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                                 tile_batch=tile_batch, weighting=weighting, order=order)
 
     x = reverse_process(denoiser, x, plan, sched, generators, eta=eta, hook=hook, progress=progress)
 
