@@ -14,6 +14,7 @@ reverse step is followed by the ILVR replacement of x's low frequencies
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -76,6 +77,7 @@ def tiled_boomerang(
     eta: float = 0.0,
     consistency_low: torch.Tensor | tuple[int, int] | None = None,
     consistency_iterations: int = 1,
+    consistency_until: float = 1.0,
     prompt: str = "",
     negative_prompt: str = "",
     guidance_scale: float = 7.5,
@@ -105,6 +107,10 @@ def tiled_boomerang(
             [B, C, h, w] in the model's space (the low-resolution input), or a
             size (h, w) to take area_down(encode(x0)) as the reference; None: off.
         consistency_iterations: ILVR repetitions per step (fractional scales).
+        consistency_until: the fidelity knob F in [0, 1]: ILVR acts after the first
+            ceil(F n) of the n reverse steps only (ILVR's conditioning range, Choi et al.
+            2021 Sec. 4.2), so the last steps run unconditioned: 1 (default) is ILVR at every
+            step, 0 none at all (exactly as ``consistency_low=None``).
         prompt, negative_prompt, guidance_scale: text conditioning (latent models).
         vae_tile: window side in image pixels for the VAE (latent models;
             default 8 x ``tile``).
@@ -144,7 +150,12 @@ def tiled_boomerang(
     del eps  # image-sized: not needed after the forward jump
 
     hook = None
-    if consistency_low is not None:
+    until = float(consistency_until)
+    if not 0.0 <= until <= 1.0:
+        raise ValueError(f"consistency_until must be in [0, 1], got {consistency_until!r}")
+    n_steps = len(dict.fromkeys(int(t) for t in plan.timesteps))  # completed reverse steps (heun: predictor+corrector = 1)
+    conditioned = math.ceil(until * n_steps - 1e-9)  # ILVR after steps i < conditioned
+    if consistency_low is not None and conditioned > 0:
         ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
         ilvr = Consistency(ref.to(z0.device, torch.float32), iterations=consistency_iterations,
                            bounds=(-1.0, 1.0) if model.pixel_space else None)
@@ -152,6 +163,8 @@ def tiled_boomerang(
             flow_sigmas = sched.sigmas.double()
 
             def hook(i, t, x):
+                if i >= conditioned:
+                    return x
                 sigma = float(flow_sigmas[plan.begin_index + i + 1]) if t is not None else 0.0
                 return ilvr.apply(x, None, generators, flow_sigma=sigma)
         else:
@@ -159,6 +172,8 @@ def tiled_boomerang(
             sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
 
             def hook(i, t, x):  # ILVR at the timestep x now sits at (None: x0, alpha_bar = 1)
+                if i >= conditioned:
+                    return x
                 alpha_bar = float(alphas_cumprod[t]) if t is not None else 1.0
                 return ilvr.apply(x, alpha_bar, generators, sigma_space=sigma_space)
 
