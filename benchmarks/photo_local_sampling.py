@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/photo_local_sampling.py [--model ddpm-photos] [--crops 2] [--size 64]
         [--levels 0.1,0.2,0.3,0.5,0.7] [--samples 3] [--steps 20] [--sheet-size 128]
-        [--sheet-levels 0,0.1,0.2,0.3,0.5,0.7,0.9] [--out DIR] [--plots DIR]
+        [--sheet-levels 0,0.1,0.2,0.3,0.5,0.7,0.9] [--sheet-only] [--out DIR] [--plots DIR]
 
 Inputs: ``--crops`` random ``--size`` squares of each held-out photo (chelsea, coffee in colour,
 camera gray; ``boomerang.training.photos.HELD_OUT``: never trained on). For each crop and level,
@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from _common import add_out_argument, machine, make_parser, plot_path, save_json
+from _common import add_out_argument, machine, make_parser, plot_path, save_json, small_png
 
 
 def _crops(n: int, size: int, seed: int):
@@ -90,6 +90,7 @@ def main() -> int:
     p.add_argument("--sheet-size", type=int, default=128, help="side of the contact sheet's crop (0: no sheet)")
     p.add_argument("--sheet-levels", default="0,0.1,0.2,0.3,0.5,0.7,0.9", help="levels of the contact sheet")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops and the samples")
+    p.add_argument("--sheet-only", action="store_true", help="draw the contact sheet only (no table, no JSON)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     add_out_argument(p, plots=True)
     args = p.parse_args()
@@ -101,6 +102,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     model = load_model(args.model)
+    if args.sheet_only:
+        _sheet(model, args, plot_path(args, "photo_local_sampling.png"))
+        return 0
     crops = _crops(args.crops, args.size, args.seed)
     levels = [float(v) for v in args.levels.split(",")]
     rows = []
@@ -164,8 +168,9 @@ def _sheet(model, args, path) -> dict:
                 ax.set_ylabel("input" if level == 0 else f"level {level:g}", fontsize=7)
     fig.suptitle(f"ddpm-photos local samples of a held-out photo (chelsea, {n}x{n})", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
+    small_png(path)
     print(f"wrote {path}")
     return {"photo": "chelsea", "size": n, "levels": levels, "samples": args.samples}
 
