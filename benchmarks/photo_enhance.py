@@ -187,13 +187,14 @@ def main() -> int:
 
 
 def _figure(truth, pictures, path) -> None:
-    """One row per (scale, input): the input (nearest), each method, the ground truth."""
+    """One row per scale (bicubic-downsampled inputs; else every (scale, input)): the input (nearest),
+    each method, the ground truth."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = list(pictures)
+    keys = [k for k in pictures if k[1] == "bicubic"] or list(pictures)  # box rows look the same: one row per scale
     shown = ["bicubic", "lanczos"] + [m for m in pictures[keys[0]][1] if m.startswith("enhance")]
     fig, axes = plt.subplots(len(keys), len(shown) + 2, figsize=(1.6 * (len(shown) + 2), 1.8 * len(keys)))
     axes = np.atleast_2d(axes)
@@ -209,7 +210,7 @@ def _figure(truth, pictures, path) -> None:
             ax.set_title(title.replace(" +", "\n+") if r == 0 else "", fontsize=5)
         axes[r, 0].set_ylabel(f"{key[0]}x {key[1]}", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
+    fig.savefig(path, dpi=64)
     small_png(path)
     print(f"wrote {path}")
 

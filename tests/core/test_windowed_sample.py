@@ -110,8 +110,8 @@ def test_sample_command_windows_large_photo(conv_model, tmp_path, capsys, monkey
     out = imageio.read_image(written).pixels
     assert out.shape == (30, 44, 3)
     meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
-    rows = json.dumps(meta)
-    assert '"windows": {"tile": 16, "overlap": 4}' in rows
+    (row,) = meta["samples"]
+    assert (row["window_tile"], row["window_overlap"]) == (16, 4)
 
 
 def test_refusal_worded_per_model_kind():
@@ -124,3 +124,27 @@ def test_refusal_worded_per_model_kind():
         imageio.check_full_size_input("big.png", 8000, 6000, native_size=None, multiple_of=8, vae_width=128)
     assert "VAE alone would need" in str(latent.value) and "self-attention" in str(latent.value)
     imageio.check_full_size_input("ok.png", 4000, 4000, native_size=None, multiple_of=8, pixel_space=True)
+
+
+def test_dataset_command_windows_large_photos(conv_model, tmp_path, capsys, monkeypatch):
+    """``augment`` (a dataset command, the same batch function) windows a photo above the limit,
+    records it per output row, and leaves a photo within the limit whole (no ``windows`` key)."""
+    path, _ = conv_model
+    monkeypatch.setattr(windowing, "WINDOW_ABOVE_PIXELS", 20 * 20)
+    monkeypatch.setattr(windowing, "SAMPLE_TILE", 16)
+    monkeypatch.setattr(windowing, "SAMPLE_OVERLAP", 4)
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    src = tmp_path / "data"
+    src.mkdir()
+    Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(src / "large.png")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src / "small.png")
+    rc, err = run_cli(["augment", src, "--model", path, "--level", "0.3", "--steps", "4", "--samples-per-image", "1",
+                       "--out", tmp_path / "out"], capsys)
+    assert rc == 0, err
+    (meta,) = (tmp_path / "out").rglob("metadata.jsonl")  # OUT/level0.300/metadata.jsonl
+    rows = [json.loads(ln) for ln in meta.read_text().splitlines()]
+    by_source = {r["source"]: r for r in rows}
+    assert (by_source["large.png"]["window_tile"], by_source["large.png"]["window_overlap"]) == (16, 4)
+    assert "window_tile" not in by_source["small.png"]

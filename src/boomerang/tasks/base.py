@@ -241,8 +241,8 @@ class Task:
 
 
 def windows_fields(result) -> dict:
-    """``{"windows": {"tile", "overlap"}}`` for a metadata row when the batch's denoiser ran on
-    blended windows (a large photo: :mod:`boomerang.windowing`), else ``{}`` (rows of images
-    sampled whole are unchanged)."""
+    """``{"window_tile": S, "window_overlap": O}`` (flat: CSV metadata too) for a metadata row when
+    the batch's denoiser ran on blended windows (a large photo: :mod:`boomerang.windowing`), else
+    ``{}`` (rows of images sampled whole are unchanged)."""
     windows = getattr(result, "windows", None)
-    return {} if windows is None else {"windows": {"tile": int(windows[0]), "overlap": int(windows[1])}}
+    return {} if windows is None else {"window_tile": int(windows[0]), "window_overlap": int(windows[1])}
