@@ -235,3 +235,12 @@ def bench_parser(doc: str, *, repeat: int, model: bool = True):
     ap.add_argument("--repeat", type=int, default=repeat, help="timed repeats per measurement (the median is reported)")
     add_out_argument(ap)
     return ap
+
+
+def small_png(path) -> None:
+    """Re-save a figure as a 256-colour palette PNG (small files for docs/)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)

@@ -1,7 +1,8 @@
 """Enhancement of held-out photo crops with the photo model: bicubic, Lanczos and boomerang enhance against the ground truth.
 
     .venv/bin/python benchmarks/photo_enhance.py [--model ddpm-photos] [--crops 4] [--size 128]
-        [--scales 2,4] [--levels 0.1,0.2,0.3] [--steps 20] [--out DIR]
+        [--scales 2,4,8] [--downsamplers box,bicubic] [--levels 0.1,0.3] [--knob 0.5] [--knob-level 0.3]
+        [--colour-fix-level 0.3] [--steps 20] [--out DIR] [--plots DIR]
 
 Ground truth: ``--crops`` random ``--size`` squares of each held-out photo
 (``boomerang.training.photos.HELD_OUT``: chelsea, coffee in colour, camera gray), never trained on.
@@ -12,7 +13,11 @@ with Pillow's antialiased bicubic, then brought back to full size by
 * ``enhance`` at each level (``boomerang.enhance.image.enhance_images``: bicubic upsampling,
   then boomerang at that level with the photo model; ``--steps`` budget, DDPM scheduler,
   one seeded generator per crop), without and with ``consistency`` (the output's downsampling
-  is pulled back to the input at every step).
+  is pulled back to the input at every step);
+* ``enhance`` at ``--knob-level`` with the fidelity knob ``consistency_until`` = each ``--knob``
+  value (ILVR during that fraction of the reverse steps only, ``enhance --consistency-until``);
+* ``enhance`` at ``--colour-fix-level`` with the colour fix (``enhance --colour-fix``: the
+  output's low frequencies of colour matched to the upsampled input), without consistency.
 
 Measures against the ground truth (values in [0, 1]): PSNR (dB) and SSIM; the consistency error
 (RMSE between the output downsampled with the degradation's own filter and the input: 0 means
@@ -32,7 +37,7 @@ import time
 
 import numpy as np
 
-from _common import add_out_argument, machine, make_parser, plot_path, save_json
+from _common import add_out_argument, machine, make_parser, plot_path, save_json, small_png
 
 
 def crops(n: int, size: int, seed: int) -> tuple[np.ndarray, list[str], list[bool]]:
@@ -96,14 +101,25 @@ def measure(out: np.ndarray, gt: np.ndarray, low: np.ndarray, s: int, kind: str)
     }
 
 
+def interval(values, n: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile bootstrap interval of the mean over crops (crops resampled with replacement)."""
+    v = np.asarray(values, np.float64)
+    means = v[np.random.default_rng(seed).integers(0, len(v), (n, len(v)))].mean(axis=1)
+    return [round(float(np.percentile(means, 2.5)), 3), round(float(np.percentile(means, 97.5)), 3)]
+
+
 def main() -> int:
     p = make_parser(__doc__)
     p.add_argument("--model", default="ddpm-photos", help="the photo model: short name or pipeline folder")
     p.add_argument("--crops", type=int, default=4, help="crops per held-out photo")
     p.add_argument("--size", type=int, default=128, help="crop side in pixels (divisible by every scale)")
-    p.add_argument("--scales", default="2,4", help="comma-separated enhancement factors")
+    p.add_argument("--scales", default="2,4,8", help="comma-separated enhancement factors")
     p.add_argument("--downsamplers", default="box,bicubic", help="how the inputs are made: box and/or bicubic")
-    p.add_argument("--levels", default="0.1,0.2,0.3", help="comma-separated enhance levels")
+    p.add_argument("--levels", default="0.1,0.3", help="comma-separated enhance levels (each without and with "
+                   "consistency)")
+    p.add_argument("--knob", default="0.5", help="comma-separated consistency_until values F (empty: none)")
+    p.add_argument("--knob-level", type=float, default=0.3, help="the level of the knob's runs")
+    p.add_argument("--colour-fix-level", default="0.3", help="level of a run with the colour fix (empty: none)")
     p.add_argument("--steps", type=int, default=20, help="step budget of enhance (DDPM scheduler)")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops and of every enhance generator")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -122,34 +138,48 @@ def main() -> int:
     scales = [int(v) for v in args.scales.split(",")]
     levels = [float(v) for v in args.levels.split(",")]
     kinds = args.downsamplers.split(",")
+    knobs = [float(v) for v in args.knob.split(",") if v.strip()]
+    variants = []  # (name, level, enhance_images keywords)
+    for level in levels:
+        variants += [(f"enhance {level}", level, {}), (f"enhance {level} +consistency", level, {"consistency": True})]
+    for f in knobs:
+        variants.append((f"enhance {args.knob_level} +consistency until {f:g}", args.knob_level,
+                         {"consistency": True, "consistency_until": f}))
+    for v in [float(v) for v in args.colour_fix_level.split(",") if v.strip()]:
+        variants.append((f"enhance {v} +colour fix", v, {"colour_fix": True}))
     rows, pictures = [], {}
     print(f"model: {args.model}; {len(gt)} crops of {args.size}x{args.size} from {', '.join(sorted(set(names)))}")
-    print("| scale | input | method | PSNR | SSIM | consistency RMSE | gradient ratio | HF energy ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| scale | input | method | PSNR | PSNR - Lanczos [95% CI] | SSIM | consistency RMSE | gradient ratio | "
+          "HF energy ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for s in scales:
         for kind in kinds:
             low = np.stack([down(x, s, kind) for x in gt])
             methods = {m: np.stack([resize(x, args.size, args.size, m) for x in low]) for m in ("bicubic", "lanczos")}
-            for level in levels:
-                for cons in (False, True):
-                    gens = [torch.Generator().manual_seed(args.seed * 1000 + i) for i in range(len(low))]
-                    res = enhance_images(model, list(low), scale=s, level=level, generators=gens, steps=args.steps,
-                                         consistency=cons)
-                    name = f"enhance {level}" + (" +consistency" if cons else "")
-                    # a gray crop comes back gray, as from the CLI: the output's luminance
-                    methods[name] = np.stack([to_gray(r.pixels) if g else r.pixels for r, g in zip(res, gray)])
+            for name, level, kw in variants:
+                gens = [torch.Generator().manual_seed(args.seed * 1000 + i) for i in range(len(low))]
+                res = enhance_images(model, list(low), scale=s, level=level, generators=gens, steps=args.steps, **kw)
+                # a gray crop comes back gray, as from the CLI: the output's luminance
+                methods[name] = np.stack([to_gray(r.pixels) if g else r.pixels for r, g in zip(res, gray)])
+            lanczos = [measure(o, g, lo, s, kind)["psnr"] for o, g, lo in zip(methods["lanczos"], gt, low)]
             for m, outs in methods.items():
                 per = [measure(o, g, lo, s, kind) for o, g, lo in zip(outs, gt, low)]
+                diff = [q["psnr"] - b for q, b in zip(per, lanczos)]
                 row = {"scale": s, "input": kind, "method": m,
-                       **{k: round(float(np.mean([q[k] for q in per])), 4) for k in per[0]}}
+                       **{k: round(float(np.mean([q[k] for q in per])), 4) for k in per[0]},
+                       "psnr_minus_lanczos": round(float(np.mean(diff)), 3), "psnr_minus_lanczos_ci95": interval(diff),
+                       "gradient_ratio_ci95": interval([q["gradient_ratio"] for q in per])}
                 rows.append(row)
-                print(f"| {s}x | {kind} | {m} | {row['psnr']:.2f} | {row['ssim']:.3f} | {row['consistency_rmse']:.4f} | "
+                ci = row["psnr_minus_lanczos_ci95"]
+                print(f"| {s}x | {kind} | {m} | {row['psnr']:.2f} | {row['psnr_minus_lanczos']:+.2f} [{ci[0]:+.2f}, "
+                      f"{ci[1]:+.2f}] | {row['ssim']:.3f} | {row['consistency_rmse']:.4f} | "
                       f"{row['gradient_ratio']:.2f} | {row['hf_energy_ratio']:.2f} |", flush=True)
             pictures[(s, kind)] = (low[0], {m: o[0] for m, o in methods.items()})
     _figure(gt[0], pictures, plot_path(args, "photo_enhance.png"))
     save_json("photo_enhance", {
         "model": args.model, "crops_per_photo": args.crops, "size": args.size, "scales": scales, "levels": levels,
-        "downsamplers": kinds, "steps": args.steps, "seed": args.seed, "held_out": sorted(set(names)), "rows": rows,
+        "downsamplers": kinds, "knob": knobs, "knob_level": args.knob_level,
+        "colour_fix_level": args.colour_fix_level, "steps": args.steps, "seed": args.seed, "held_out": sorted(set(names)), "rows": rows,
         "seconds": round(time.time() - t0, 1), "machine": machine(),
         "command": "python benchmarks/photo_enhance.py " + " ".join(sys.argv[1:]),
     }, args.out)
@@ -157,13 +187,14 @@ def main() -> int:
 
 
 def _figure(truth, pictures, path) -> None:
-    """One row per (scale, input): the input (nearest), each method, the ground truth."""
+    """One row per scale (bicubic-downsampled inputs; else every (scale, input)): the input (nearest),
+    each method, the ground truth."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = list(pictures)
+    keys = [k for k in pictures if k[1] == "bicubic"] or list(pictures)  # box rows look the same: one row per scale
     shown = ["bicubic", "lanczos"] + [m for m in pictures[keys[0]][1] if m.startswith("enhance")]
     fig, axes = plt.subplots(len(keys), len(shown) + 2, figsize=(1.6 * (len(shown) + 2), 1.8 * len(keys)))
     axes = np.atleast_2d(axes)
@@ -176,10 +207,11 @@ def _figure(truth, pictures, path) -> None:
             ax.imshow(np.clip(img, 0, 1))
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(title if r == 0 else "", fontsize=6)
+            ax.set_title(title.replace(" +", "\n+") if r == 0 else "", fontsize=5)
         axes[r, 0].set_ylabel(f"{key[0]}x {key[1]}", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=64)
+    small_png(path)
     print(f"wrote {path}")
 
 

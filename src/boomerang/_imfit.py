@@ -65,18 +65,23 @@ def full_size_bytes(width: int, height: int, vae_width: int | None = None) -> in
 
 
 def check_full_size_input(name: str, width: int, height: int, *, native_size: int | None, multiple_of: int = 1,
-                          vae_width: int | None = None, max_pixels: int | None = None) -> None:
+                          vae_width: int | None = None, max_pixels: int | None = None,
+                          pixel_space: bool = False) -> None:
     """Refuse an input too large for a model that runs at the image's own size.
 
     Models with a ``native_size`` (pixel models) get a resized copy of any input and are never
-    refused here. Others (latent models) take the input itself, padded to ``multiple_of``: more
-    than ``max_pixels`` pixels (:data:`FULL_SIZE_MAX_PIXELS`) is refused with one message naming
-    the size, the memory its VAE alone would need (:func:`full_size_bytes`) and a size to resize to.
+    refused here. Others take the input itself, padded to ``multiple_of``: more than ``max_pixels``
+    pixels (:data:`FULL_SIZE_MAX_PIXELS`) is refused with one message naming the size, why the
+    model cannot take it and a size to resize to. Worded per kind: latent models by the memory
+    their VAE alone would need (:func:`full_size_bytes`) and their self-attention; fully
+    convolutional pixel models (``pixel_space``) by the whole-image tensors that windowed
+    sampling still holds (:mod:`boomerang.windowing`: the denoiser runs in windows above
+    1 MP, the image, its noise and the blending sums stay whole).
 
     Args:
         name: the input's name (file name or ``<memory>``), for the message.
         width, height: the input's size in pixels (a file's header size will do: EXIF rotation keeps the area).
-        native_size, multiple_of, vae_width: the model's (``ModelInfo``).
+        native_size, multiple_of, vae_width, pixel_space: the model's (``ModelInfo``).
         max_pixels: the limit; default :data:`FULL_SIZE_MAX_PIXELS` (read when called).
 
     Raises:
@@ -91,6 +96,16 @@ def check_full_size_input(name: str, width: int, height: int, *, native_size: in
         return
     shrink = (max_pixels / (w * h)) ** 0.5
     sw, sh = (max(f, int(v * shrink) // f * f) for v in (width, height))
+    if pixel_space:
+        from boomerang.windowing import SAMPLE_TILE, WINDOWED_BYTES_PER_PIXEL
+
+        raise ImageInputError(
+            f"{name}: {width}x{height} ({width * height / 1e6:.1f} MP) is too large for this model, which works on "
+            f"the image's own pixels: it denoises windows of {SAMPLE_TILE}x{SAMPLE_TILE}, but the whole image, its "
+            f"noise and the blending sums stay in memory (about {WINDOWED_BYTES_PER_PIXEL * w * h / 1e9:.1f} GB) and "
+            f"every reverse step runs the model over all of it. It takes at most {max_pixels / 1e6:.0f} MP: resize "
+            f"the image first (e.g. to {sw}x{sh}) or crop it."
+        )
     latents = (w // f) * (h // f)
     raise ImageInputError(
         f"{name}: {width}x{height} ({width * height / 1e6:.1f} MP) is too large for this model, which runs at the "
@@ -109,6 +124,7 @@ def read_for_model(
     background: Sequence[int] = DEFAULT_BACKGROUND,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     vae_width: int | None = None,
+    pixel_space: bool = False,
 ) -> tuple[LoadedImage, np.ndarray, FittedImage]:
     """Read an image for a model: ``(loaded, reference, fitted)``, with bounded memory.
 
@@ -130,7 +146,7 @@ def read_for_model(
         source, background, max_pixels: as :func:`read_image`.
         channels, native_size, multiple_of: the model's, as
             :func:`to_model_channels` / :func:`fit_for_model`.
-        vae_width: the model's (``ModelInfo.vae_width``), for
+        vae_width, pixel_space: the model's (``ModelInfo``), for
             :func:`check_full_size_input`: a model without a native size refuses
             an input of more than :data:`FULL_SIZE_MAX_PIXELS`, from the file's
             header, before decoding it.
@@ -150,7 +166,7 @@ def read_for_model(
         header = _peek_size(Path(source), max_pixels)
         if header is not None:
             check_full_size_input(Path(source).name, *header, native_size=None, multiple_of=multiple_of,
-                                  vae_width=vae_width)
+                                  vae_width=vae_width, pixel_space=pixel_space)
     if isinstance(source, (str, os.PathLike)) and native_size is not None:
         bg = check_background(background)
         path = Path(source)
@@ -159,7 +175,7 @@ def read_for_model(
             return _read_large(path, bg, max_pixels, channels, native_size, multiple_of)
     loaded = read_image(source, background=background, max_pixels=max_pixels)
     check_full_size_input(loaded.name, *loaded.size, native_size=native_size, multiple_of=multiple_of,
-                          vae_width=vae_width)  # in-memory inputs (files: checked above from the header)
+                          vae_width=vae_width, pixel_space=pixel_space)  # in-memory inputs (files: checked above from the header)
     reference = to_model_channels(loaded.pixels, channels)
     return loaded, reference, fit_for_model(reference, native_size=native_size, multiple_of=multiple_of)
 

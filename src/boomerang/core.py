@@ -82,6 +82,7 @@ class BoomerangOutput:
         scheduler_config: the scheduler's full config (dict) for metadata.
         num_denoiser_evals: denoiser evaluations per sample (len(plan.timesteps));
             classifier-free guidance doubles their batch, not their number.
+        windows: ``(tile, overlap)`` when the denoiser ran on blended windows, else None.
     """
 
     samples: torch.Tensor
@@ -90,6 +91,7 @@ class BoomerangOutput:
     scheduler_name: str
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     num_denoiser_evals: int = 0
+    windows: tuple[int, int] | None = None
 
 
 _make_plan = plan  # boomerang_sample's argument ``plan`` shadows the function
@@ -109,6 +111,8 @@ def boomerang_sample(
     negative_prompt: str = "",
     guidance_scale: float = 7.5,
     progress: Callable[[int, int], None] | None = None,
+    windows: tuple[int, int] | None = None,
+    tile_batch: int = 1,
     **plan_args,
 ) -> BoomerangOutput:
     """Boomerang local samples of a batch of images (paper Sec. 3, Fig. 1): execute a plan.
@@ -130,6 +134,16 @@ def boomerang_sample(
             models, with classifier-free guidance (w <= 1: no unconditional
             pass); ignored by pixel models.
         progress: optional ``progress(done, total)`` called after each reverse step.
+        windows: ``(tile, overlap)`` in model-space pixels: the denoiser runs on overlapping
+            windows of x_t, blended at every reverse step (MultiDiffusion, the windowed denoiser of
+            ``enhance``: :func:`boomerang.enhance.tiling.windowed_denoiser`) while the forward jump,
+            the scheduler steps and all noise act on the whole image (so the noise never depends
+            on the windows). For fully convolutional pixel models on images above
+            :data:`boomerang.windowing.WINDOW_ABOVE_PIXELS` (``sample`` and the dataset commands
+            choose it: :func:`boomerang.windowing.sample_windows`); an image no larger than one
+            window is sampled exactly as with ``None``. Memory then grows with the window, not the
+            image. ``None`` (default): the model sees the whole image.
+        tile_batch: windows per model call when ``windows`` is set (memory bound; never changes a sample).
 
     Returns:
         :class:`BoomerangOutput` (samples float32 CPU [B, C, H, W] in [-1, 1]).
@@ -169,11 +183,21 @@ def boomerang_sample(
     def denoiser(x_in, t):
         return model.predict(x_in, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale)
 
+    if windows is not None:
+        from boomerang.enhance.tiling import make_layout, windowed_denoiser
+
+        layout = make_layout(x.shape[-2], x.shape[-1], int(windows[0]), int(windows[1]))
+        if len(layout) > 1:  # one window: the whole image, the plain denoiser (the same numbers)
+            denoiser = windowed_denoiser(model, layout, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                                         tile_batch=tile_batch)
+
     x = reverse_process(denoiser, x, plan, sched, generators, eta=eta, progress=progress)
 
     # 4. Decode back to images in [-1, 1].
     samples = model.decode(x).clamp(-1.0, 1.0)
-    return BoomerangOutput(samples, plan, plan.alpha_bar, plan.scheduler, dict(sched.config), plan.num_denoiser_evals)
+    used = (int(windows[0]), int(windows[1])) if windows is not None and len(layout) > 1 else None
+    return BoomerangOutput(samples, plan, plan.alpha_bar, plan.scheduler, dict(sched.config), plan.num_denoiser_evals,
+                           used)
 
 
 # ----------------------------------------------------------------------------- input checks

@@ -28,6 +28,7 @@ class FitArgs(NamedTuple):
         native_size: a pixel model's square input side, else ``None``.
         multiple: sides are padded to a multiple of this (latent models), else 1.
         vae_width: the model's VAE width (``ModelInfo.vae_width``) for the full-size limit, else ``None``.
+        pixel_space: the model works on pixels (``ModelInfo.pixel_space``): the full-size limit's wording.
     """
 
     background: tuple
@@ -35,6 +36,7 @@ class FitArgs(NamedTuple):
     native_size: int | None
     multiple: int
     vae_width: int | None
+    pixel_space: bool = False
 
 
 def fit_args_for(settings: SampleSettings, info) -> FitArgs:
@@ -44,7 +46,8 @@ def fit_args_for(settings: SampleSettings, info) -> FitArgs:
     native = getattr(info, "native_size", None)
     multiple = 1 if native else int(getattr(info, "size_multiple", 1) or 1)
     vae_width = getattr(getattr(info, "info", info), "vae_width", None)  # a loaded model keeps its ModelInfo in .info
-    return FitArgs(settings.background_rgb, int(info.image_channels), native, multiple, vae_width)
+    pixel_space = bool(getattr(info, "pixel_space", False))
+    return FitArgs(settings.background_rgb, int(info.image_channels), native, multiple, vae_width, pixel_space)
 
 
 def fit_input(loaded, fit: FitArgs) -> tuple:
@@ -59,7 +62,7 @@ def fit_input(loaded, fit: FitArgs) -> tuple:
 
     h, w = loaded.pixels.shape[:2]
     imageio.check_full_size_input(loaded.name, w, h, native_size=fit.native_size, multiple_of=fit.multiple,
-                                  vae_width=fit.vae_width)
+                                  vae_width=fit.vae_width, pixel_space=fit.pixel_space)
     ref = imageio.to_model_channels(loaded.pixels, fit.channels)
     return ref, imageio.fit_for_model(ref, native_size=fit.native_size, multiple_of=fit.multiple)
 
@@ -74,7 +77,8 @@ def read_input(source, fit: FitArgs) -> tuple:
     from boomerang import imageio
 
     return imageio.read_for_model(source, channels=fit.channels, native_size=fit.native_size,
-                                  multiple_of=fit.multiple, background=fit.background, vae_width=fit.vae_width)
+                                  multiple_of=fit.multiple, background=fit.background, vae_width=fit.vae_width,
+                                  pixel_space=fit.pixel_space)
 
 
 @dataclasses.dataclass

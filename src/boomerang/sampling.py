@@ -62,6 +62,9 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
         x0: float32 numpy [B, H, W, C] in [0, 1], every item fitted to the model (same shape).
         generators: one ``torch.Generator`` per item.
         plan: a :class:`~boomerang.levels.NoisePlan`.
+            Images above :data:`boomerang.windowing.WINDOW_ABOVE_PIXELS` given to a fully
+            convolutional pixel model are denoised in blended windows
+            (:func:`boomerang.windowing.sample_windows`; ``output.windows`` says so).
         settings: eta, prompt, negative prompt and guidance scale are read from it.
         progress: ``progress(done, total)`` after each reverse step of each prompt group.
         prompts: optional per-item prompts (text models); items are then sampled
@@ -78,7 +81,9 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
     import torch
 
     from boomerang import core
+    from boomerang.windowing import SAMPLE_TILE_BATCH, sample_windows
 
+    windows = sample_windows(model, x0.shape[1], x0.shape[2])  # large photos: a pixel model in windows
     xt = torch.from_numpy(np.ascontiguousarray(x0.transpose(0, 3, 1, 2), dtype=np.float32)) * 2.0 - 1.0
     groups = {}
     for i in range(len(generators)):
@@ -95,6 +100,7 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
         out = core.boomerang_sample(
             model, xt[idx], plan, [generators[i] for i in idx], eta=settings.eta, prompt=prompt,
             negative_prompt=settings.negative_prompt, guidance_scale=settings.guidance_scale, progress=step,
+            windows=windows, tile_batch=SAMPLE_TILE_BATCH,
         )
         result[idx] = ((out.samples.detach().float().cpu().clamp(-1, 1) + 1.0) / 2.0).numpy()
     if not np.all(np.isfinite(result)):

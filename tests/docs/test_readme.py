@@ -26,9 +26,13 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 def test_readme_main_job_uses_a_shipped_image():
-    (main_job,) = [ln for ln in _code_lines() if "boomerang sample examples/" in ln]
-    image = next(w for w in shlex.split(main_job) if w.startswith("examples/"))
-    assert (ROOT / image).is_file(), image
+    """The quick start's jobs (the digit, then the photo) run on images that ship in examples/."""
+    jobs = [ln for ln in _code_lines() if "boomerang sample examples/" in ln]
+    images = [next(w for w in shlex.split(job) if w.startswith("examples/")) for job in jobs]
+    assert any(i.startswith("examples/digits/") for i in images), images
+    assert any(i.startswith("examples/photos/") for i in images), images
+    for image in images:
+        assert (ROOT / image).is_file(), image
 
 
 def test_readme_lists_every_sample_flag_with_its_default():

@@ -354,3 +354,58 @@ def test_the_cli_says_only_boomerangs_warnings(tiny_pixel_dir, tmp_path, capsys,
                  "--num-samples", "1", "--no-progress", "--out", str(tmp_path / "cli")]) == 0
     said = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("boomerang: warning:")]
     assert len(said) == 1 and "fitted to this model's 8x8 gray input" in said[0], said
+
+
+# --------------------------------------------------------------------------- photos on the page
+
+
+PHOTO = ROOT / "examples" / "photos" / "chelsea_96.png"
+
+
+def test_page_offers_a_held_out_photo_and_the_photo_model(tmp_path):
+    """Without --model the page offers the default rule, the digit model and ddpm-photos, and its
+    examples include the shipped held-out photo crop; with --model only that model."""
+    import gradio as gr
+
+    from boomerang.serve import page, runs
+    from boomerang.training.photos import HELD_OUT
+
+    examples = page.find_examples()
+    assert PHOTO in examples and DIGIT in examples
+    assert any(name in PHOTO.name for name in HELD_OUT)
+    assert page.model_choices(runs.ModelSpec()) == [page.AUTO_MODEL, "ddpm-mnist5k", "ddpm-photos"]
+    assert page.model_choices(runs.ModelSpec(model="some/model")) == ["some/model"]
+    acts = page.PageActions(runs.ModelCache(runs.ModelSpec()), runs.RunFolders(tmp_path / "r"))
+    app = page.build_app(acts, examples=examples)
+    (dropdown,) = [b for b in app.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model"]
+    assert [c[0] for c in dropdown.choices] == [page.AUTO_MODEL, "ddpm-mnist5k", "ddpm-photos"]
+    assert dropdown.value == page.AUTO_MODEL
+    # the default rule, as the CLI applies it
+    assert acts.resolve_model(page.AUTO_MODEL, str(DIGIT))[0] is None  # the bundled digit model
+    name, why = acts.resolve_model(page.AUTO_MODEL, str(PHOTO))
+    assert name == "ddpm-photos" and "colour" in why
+    assert acts.resolve_model("ddpm-photos", str(DIGIT))[0] == "ddpm-photos"
+
+
+def test_page_photo_run_is_the_clis_photo_run(tmp_path):
+    """A run on the shipped photo with the automatic choice: colour samples at the photo's own
+    size from ddpm-photos, byte for byte what ``boomerang sample PHOTO`` (no --model) writes."""
+    from boomerang.serve import page, runs
+
+    acts = page.PageActions(runs.ModelCache(runs.ModelSpec()), runs.RunFolders(tmp_path / "r"))
+    common = _common(num_samples=1, steps=4)
+    gallery, info, files, status = acts.run_samples(str(PHOTO), 0.1, *common, model=page.AUTO_MODEL)
+    assert status.startswith("done: 1 samples"), status
+    assert "model ddpm-photos" in info
+    page_meta = json.loads(Path(files[1]).read_text())
+    assert page_meta["samples"][0]["model"] == "ddpm-photos"
+    out = tmp_path / "cli"
+    assert main(["sample", str(PHOTO), "--level", "0.1", "--num-samples", "1", "--seed", "5", "--steps", "4",
+                 "--no-progress", "--out", str(out)]) == 0
+    cli_meta = json.loads((out / "metadata.json").read_text())
+    rec = cli_meta["samples"][0]
+    from PIL import Image
+
+    with Image.open(gallery[0][0]) as im:
+        assert im.size == (96, 96) and im.mode == "RGB"
+    assert Path(gallery[0][0]).read_bytes() == (out / rec["file"]).read_bytes()

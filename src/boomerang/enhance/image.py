@@ -113,6 +113,7 @@ def enhance_images(
     tile_batch: int = 8,
     weighting: str = "feather",
     consistency: bool = False,
+    consistency_until: float = 1.0,
     colour_fix: bool = False,
     upsampler: str = "bicubic",
     prompt: str = "",
@@ -143,6 +144,9 @@ def enhance_images(
             inside the overlap) or ``'uniform'`` (MultiDiffusion's plain mean). On the 8x
             benchmark sheet the seam score was 1.07 feathered vs 1.17 uniform.
         consistency: ILVR towards the input (box-downsampling the output gives the input back).
+        consistency_until: with ``consistency``, the fidelity knob F in [0, 1]: ILVR only after
+            the first ceil(F n) of the n reverse steps (1: every step, the default; 0: none,
+            exactly as without ``consistency``). See docs/enhance.md (perception-distortion curve).
         colour_fix: match the output's low-frequency colour to the upsampled input.
         upsampler: ``'bicubic'`` (default) or ``'lanczos'``.
         prompt, negative_prompt, guidance_scale: latent (text) models only.
@@ -169,7 +173,7 @@ def enhance_images(
     from boomerang.planning import plan as make_plan
 
     args = check_enhance_args(scale=scale, level=level, tile_size=tile_size, tile_overlap=tile_overlap,
-                              tile_batch=tile_batch, upsampler=upsampler)
+                              tile_batch=tile_batch, upsampler=upsampler, consistency_until=consistency_until)
     images = [to_model_channels(np.asarray(im, dtype=np.float32), model.image_channels) for im in images]
     if not images:
         raise ValueError("images is empty")
@@ -220,7 +224,8 @@ def enhance_images(
             low = (max(1, round(x0.shape[-2] / f / args.scale)), max(1, round(x0.shape[-1] / f / args.scale)))
     samples = tiled_boomerang(
         model, x0, plan, generators, tile=tile, overlap=overlap, tile_batch=args.tile_batch, weighting=weighting,
-        eta=eta, consistency_low=low, consistency_iterations=iterations, prompt=prompt,
+        eta=eta, consistency_low=low, consistency_iterations=iterations, consistency_until=args.consistency_until,
+        prompt=prompt,
         negative_prompt=negative_prompt, guidance_scale=guidance_scale, progress=progress,
     )
     if colour_fix and plan.timestep is not None:

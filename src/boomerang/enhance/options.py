@@ -31,6 +31,7 @@ class EnhanceArgs:
     tile_overlap: int | None
     tile_batch: int
     upsampler: str
+    consistency_until: float | None = None
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -51,6 +52,7 @@ def check_enhance_args(
     tile_overlap=None,
     tile_batch=8,
     upsampler: str = "bicubic",
+    consistency_until=None,
 ) -> EnhanceArgs:
     """Validate the enhancement knobs without a model.
 
@@ -66,6 +68,8 @@ def check_enhance_args(
         tile_batch: windows per model call (>= 1); bounds memory, never
             changes the result.
         upsampler: ``'bicubic'`` (default) or ``'lanczos'`` (Pillow filters).
+        consistency_until: the fidelity knob, a number in [0, 1] (the fraction of the reverse
+            steps that ILVR acts after), or None (not given).
 
     Raises:
         SettingError: (a ValueError) naming the parameter that is wrong and the
@@ -85,7 +89,16 @@ def check_enhance_args(
     tb = _check_int(tile_batch, "tile_batch", 1)
     if upsampler not in UPSAMPLERS:
         raise SettingError(f"`upsampler` must be one of {', '.join(UPSAMPLERS)}, got {upsampler!r}")
-    return EnhanceArgs(s, lvl, ts, to, tb, upsampler)
+    cu = None
+    if consistency_until is not None:
+        try:
+            cu = float(consistency_until)
+        except (TypeError, ValueError):
+            cu = math.nan
+        if not (math.isfinite(cu) and 0.0 <= cu <= 1.0):
+            raise SettingError(f"`consistency_until` must be a number in [0, 1] (the fraction of the reverse steps "
+                               f"with consistency; 1 is plain `consistency`), got {consistency_until!r}")
+    return EnhanceArgs(s, lvl, ts, to, tb, upsampler, cu)
 
 
 def output_size(height: int, width: int, scale: float) -> tuple[int, int]:

@@ -14,13 +14,14 @@ reverse step is followed by the ILVR replacement of x's low frequencies
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
 
 from boomerang.enhance.consistency import Consistency
 from boomerang.enhance.resample import area_down
-from boomerang.enhance.tiling import blend_windows, make_layout
+from boomerang.enhance.tiling import blend_windows, make_layout, windowed_denoiser
 from boomerang.levels import NoisePlan
 from boomerang.reverse import add_noise, per_item_generators, per_item_noise, reverse_process, scheduler_for
 from boomerang.schedulers import is_flow_scheduler, works_in_sigma_space
@@ -76,6 +77,7 @@ def tiled_boomerang(
     eta: float = 0.0,
     consistency_low: torch.Tensor | tuple[int, int] | None = None,
     consistency_iterations: int = 1,
+    consistency_until: float = 1.0,
     prompt: str = "",
     negative_prompt: str = "",
     guidance_scale: float = 7.5,
@@ -105,6 +107,10 @@ def tiled_boomerang(
             [B, C, h, w] in the model's space (the low-resolution input), or a
             size (h, w) to take area_down(encode(x0)) as the reference; None: off.
         consistency_iterations: ILVR repetitions per step (fractional scales).
+        consistency_until: the fidelity knob F in [0, 1]: ILVR acts after the first
+            ceil(F n) of the n reverse steps only (ILVR's conditioning range, Choi et al.
+            2021 Sec. 4.2), so the last steps run unconditioned: 1 (default) is ILVR at every
+            step, 0 none at all (exactly as ``consistency_low=None``).
         prompt, negative_prompt, guidance_scale: text conditioning (latent models).
         vae_tile: window side in image pixels for the VAE (latent models;
             default 8 x ``tile``).
@@ -144,7 +150,12 @@ def tiled_boomerang(
     del eps  # image-sized: not needed after the forward jump
 
     hook = None
-    if consistency_low is not None:
+    until = float(consistency_until)
+    if not 0.0 <= until <= 1.0:
+        raise ValueError(f"consistency_until must be in [0, 1], got {consistency_until!r}")
+    n_steps = len(dict.fromkeys(int(t) for t in plan.timesteps))  # completed reverse steps (heun: predictor+corrector = 1)
+    conditioned = math.ceil(until * n_steps - 1e-9)  # ILVR after steps i < conditioned
+    if consistency_low is not None and conditioned > 0:
         ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
         ilvr = Consistency(ref.to(z0.device, torch.float32), iterations=consistency_iterations,
                            bounds=(-1.0, 1.0) if model.pixel_space else None)
@@ -154,6 +165,8 @@ def tiled_boomerang(
             landing = [v for k, v in enumerate(visited) if k == 0 or v != visited[k - 1]][1:]
 
             def hook(i, t, x):
+                if i >= conditioned:
+                    return x
                 sigma = landing[i] if t is not None else 0.0
                 return ilvr.apply(x, None, generators, flow_sigma=sigma)
         else:
@@ -161,32 +174,16 @@ def tiled_boomerang(
             sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
 
             def hook(i, t, x):  # ILVR at the timestep x now sits at (None: x0, alpha_bar = 1)
+                if i >= conditioned:
+                    return x
                 alpha_bar = float(alphas_cumprod[t]) if t is not None else 1.0
                 return ilvr.apply(x, alpha_bar, generators, sigma_space=sigma_space)
 
     # 4. Partial reverse process; each denoiser evaluation sees windows, each step the whole image.
     layout = make_layout(z0.shape[-2], z0.shape[-1], tile, overlap)
     cond, uncond = model.encode_prompt(prompt, negative_prompt, guidance_scale)
-    out_channels = model.prediction_channels
-
-    positions = bool(getattr(model, "window_positions", False))
-    height, width = z0.shape[-2], z0.shape[-1]
-
-    def placed(w, chunk, t):  # each window with its Region in the whole image (FLUX's image ids)
-        from boomerang.models.contract import Region
-
-        n = w.shape[0] // len(chunk)
-        return torch.cat([model.predict(w[j * n:(j + 1) * n], t, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
-                                        region=Region(r, q, height, width)) for j, (r, q, _, _) in enumerate(chunk)])
-
-    def denoiser(x_in, t):  # MultiDiffusion: the model on each window, outputs blended
-        if positions:
-            return blend_windows(lambda w, chunk: placed(w, chunk, t), x_in, layout, tile_batch=tile_batch,
-                                 out_channels=out_channels, weighting=weighting, order=order, positions=True)
-        return blend_windows(
-            lambda w: model.predict(w, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale),
-            x_in, layout, tile_batch=tile_batch, out_channels=out_channels, weighting=weighting, order=order,
-        )
+    denoiser = windowed_denoiser(model, layout, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                                 tile_batch=tile_batch, weighting=weighting, order=order)
 
     x = reverse_process(denoiser, x, plan, sched, generators, eta=eta, hook=hook, progress=progress)
 

@@ -31,7 +31,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-__all__ = ["WEIGHTINGS", "TileLayout", "tile_starts", "make_layout", "window_weight", "blend_windows"]
+__all__ = ["WEIGHTINGS", "TileLayout", "tile_starts", "make_layout", "window_weight", "blend_windows",
+           "windowed_denoiser"]
 
 WEIGHTINGS: tuple[str, ...] = ("uniform", "feather")
 
@@ -234,3 +235,51 @@ class _Band:
     def result(self):
         self._flush(self.H)
         return self.out
+
+
+def windowed_denoiser(
+    model,
+    layout: TileLayout,
+    *,
+    cond=None,
+    uncond=None,
+    guidance_scale: float = 7.5,
+    tile_batch: int = 8,
+    weighting: str = "uniform",
+    order: Sequence[int] | None = None,
+):
+    """The model's denoiser on blended windows (MultiDiffusion), as a ``reverse_process`` denoiser.
+
+    Returns ``denoiser(x_in, t)``: x_in [B, c, H, W] in the model's space (``layout`` is for
+    H x W), t a 0-d timestep tensor; the model's (guided) prediction on every window of
+    ``layout`` blended by :func:`blend_windows`, [B, prediction_channels, H, W] float32. It is
+    the denoiser of both windowed callers of the one reverse loop (:mod:`boomerang.reverse`):
+    ``enhance`` (:func:`boomerang.enhance.sampler.tiled_boomerang`) and ``sample`` of images
+    above the windowing limit (:func:`boomerang.core.boomerang_sample` with ``windows``).
+    A layout of one window gives exactly ``model.predict`` of the whole input (weights 1).
+    Models that number their tokens by position (``model.window_positions``, FLUX) get each
+    window's :class:`~boomerang.models.contract.Region`.
+    """
+    import torch
+
+    out_channels = model.prediction_channels
+    positions = bool(getattr(model, "window_positions", False))
+
+    def placed(w, chunk, t):  # each window with its Region in the whole image (FLUX's image ids)
+        from boomerang.models.contract import Region
+
+        n = w.shape[0] // len(chunk)
+        return torch.cat([model.predict(w[j * n:(j + 1) * n], t, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                                        region=Region(r, q, layout.height, layout.width))
+                          for j, (r, q, _, _) in enumerate(chunk)])
+
+    def denoiser(x_in, t):
+        if positions:
+            return blend_windows(lambda w, chunk: placed(w, chunk, t), x_in, layout, tile_batch=tile_batch,
+                                 out_channels=out_channels, weighting=weighting, order=order, positions=True)
+        return blend_windows(
+            lambda w: model.predict(w, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale),
+            x_in, layout, tile_batch=tile_batch, out_channels=out_channels, weighting=weighting, order=order,
+        )
+
+    return denoiser

@@ -17,6 +17,7 @@ theme uses system fonts (no web fonts are fetched).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -27,7 +28,7 @@ IDS = {
     "file": "input-file", "preview": "input-preview", "status": "status", "level": "level",
     "level_info": "level-info", "run": "run", "gallery": "gallery", "run_info": "run-info",
     "downloads": "downloads", "sweep_levels": "sweep-levels", "sweep_run": "sweep-run",
-    "sheet": "sheet", "sweep_downloads": "sweep-downloads",
+    "sheet": "sheet", "sweep_downloads": "sweep-downloads", "model": "model",
 }
 DEFAULT_SWEEP = "0.1,0.3,0.5,0.7,0.9"
 #: Small images (28x28 digits) are shown enlarged: keep their pixels sharp.
@@ -81,16 +82,21 @@ class LevelInfo:
         return line
 
 
+AUTO_MODEL = runs.AUTO_MODEL
+model_choices = runs.model_choices
+
+
 def find_examples(folder: str | Path | None = None) -> list[Path]:
-    """Shipped example images: ``folder``, else the repository's ``examples/digits`` when present."""
-    if folder is None:
-        folder = Path(__file__).resolve().parents[3] / "examples" / "digits"
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
+    """Shipped example images: ``folder``, else the repository's ``examples/digits`` and
+    ``examples/photos`` (held-out photo crops, for the photo model) when present."""
     from boomerang.imageio import iter_image_files
 
-    return list(iter_image_files(folder, recursive=False, unique=False))
+    if folder is None:
+        root = Path(__file__).resolve().parents[3] / "examples"
+        folders = [root / "digits", root / "photos"]
+    else:
+        folders = [Path(folder)]
+    return [p for f in folders if f.is_dir() for p in iter_image_files(f, recursive=False, unique=False)]
 
 
 def _run_info(result: runs.RunResult) -> str:
@@ -111,7 +117,8 @@ def _run_info(result: runs.RunResult) -> str:
             f"{r['num_denoiser_evals']} denoiser evaluations · {n} samples · {r['scheduler']}"
         )
     cmd = " ".join(_quote(a) for a in result.command)
-    return "\n\n".join(lines) + f"\n\nSame as: `{cmd}`"
+    head = [result.model_line] if result.model_line else []
+    return "\n\n".join(head + lines) + f"\n\nSame as: `{cmd}`"
 
 
 def _quote(arg: str) -> str:
@@ -134,6 +141,32 @@ class PageActions:
         self.model = cache.get()
         self.info = LevelInfo(self.model.scheduler_config, self.model.num_train_timesteps)
         self.takes_prompt = bool(getattr(self.model, "takes_prompt", False))
+        self.choices = model_choices(cache.spec)
+
+    def resolve_model(self, choice, path, background="white") -> tuple[str | None, str]:
+        """(the ``--model`` value a run uses, a line saying why) for the page's model ``choice``.
+
+        :data:`AUTO_MODEL` (or None) applies the CLI's default rule to the input
+        (:func:`boomerang.default_model.choose_default_model`: ``None``, the bundled digit model,
+        for a small gray image, ``"ddpm-photos"`` otherwise); a bundled name or the server's
+        ``--model`` is used as given.
+
+        Raises:
+            SettingError: a choice the page does not offer.
+        """
+        if choice in (None, "", AUTO_MODEL) and self.cache.spec.model is None:
+            from boomerang.api import SampleSettings
+            from boomerang.default_model import choose_default_model
+
+            picked = choose_default_model([path], SampleSettings(background=background).background_rgb)
+            return picked.model, f"model {picked.name}: {picked.reason}"
+        if choice in (None, "", AUTO_MODEL):
+            choice = self.cache.spec.model
+        if choice not in self.choices:
+            from boomerang.errors import SettingError
+
+            raise SettingError(f"`model` {choice} is not offered here; choose one of {', '.join(self.choices)}")
+        return choice, f"model {choice}"
 
     def check_input(self, path, background="white"):
         """Upload check: (the image as the model will read it, a status line); a bad file gives the CLI's error line."""
@@ -169,22 +202,30 @@ class PageActions:
             s.update(prompt=prompt, negative_prompt=negative, guidance_scale=guidance)
         return s
 
-    def run(self, path, settings: dict) -> tuple[runs.RunResult | None, str]:
-        """One run into a fresh folder: (result, "") or (None, the CLI's one-line error)."""
+    def run(self, path, settings: dict, model=None) -> tuple[runs.RunResult | None, str]:
+        """One run into a fresh folder: (result, "") or (None, the CLI's one-line error).
+
+        ``model``: the page's model choice (:meth:`resolve_model`; None: :data:`AUTO_MODEL`
+        without ``--model``, else the server's model). The run is what ``boomerang sample
+        --model M`` writes for the resolved M, with the model loaded once per server."""
         if not path:
             return None, "boomerang: error: upload an image or pick an example first"
         run_dir = self.folders.new()
         try:
+            name, why = self.resolve_model(model, path, settings.get("background") or "white")
+            loaded = self.cache.get(name)
+            spec = dataclasses.replace(self.cache.spec, model=name)
             staged = runs.stage_input(path, run_dir)
-            result = runs.sample_to_folder(staged, settings, self.cache.spec, self.model, run_dir / "out")
+            result = runs.sample_to_folder(staged, settings, spec, loaded, run_dir / "out")
         except ValueError as exc:
             return None, runs.error_line(exc, run_dir)
+        result.model_line = why
         runs.make_archive(result, f"boomerang-{Path(path).stem}")
         return result, ""
 
-    def run_samples(self, path, level, *common):
+    def run_samples(self, path, level, *common, model=None):
         """Samples tab: (gallery items, run info, download files, status)."""
-        result, error = self.run(path, self.settings_of(f"{float(level):.3f}", *common))
+        result, error = self.run(path, self.settings_of(f"{float(level):.3f}", *common), model)
         if result is None:
             return [], "", None, error
         recs = result.metadata["samples"]
@@ -192,9 +233,9 @@ class PageActions:
         files = [str(result.archive), str(result.metadata_path)]
         return gallery, _run_info(result), files, _done(result)
 
-    def run_sweep(self, path, levels, *common):
+    def run_sweep(self, path, levels, *common, model=None):
         """Level sweep tab: (contact sheet file, run info, download files, status)."""
-        result, error = self.run(path, self.settings_of(str(levels).replace(" ", ""), *common))
+        result, error = self.run(path, self.settings_of(str(levels).replace(" ", ""), *common), model)
         if result is None:
             return None, "", None, error
         files = [str(result.archive), str(result.metadata_path)]
@@ -241,16 +282,16 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
 
     # Explicit parameters: gradio maps inputs to them and finds the Progress tracker by signature.
     def run_samples(path, level, num_samples, seed, steps, scheduler, schedule, eta, background, prompt, negative,
-                    guidance, progress=gr.Progress(track_tqdm=True)):
+                    guidance, model_choice, progress=gr.Progress(track_tqdm=True)):
         progress(0, desc="sampling")
         return actions.run_samples(path, level, num_samples, seed, steps, scheduler, schedule, eta, background,
-                                   prompt, negative, guidance)
+                                   prompt, negative, guidance, model=model_choice)
 
     def run_sweep(path, levels, num_samples, seed, steps, scheduler, schedule, eta, background, prompt, negative,
-                  guidance, progress=gr.Progress(track_tqdm=True)):
+                  guidance, model_choice, progress=gr.Progress(track_tqdm=True)):
         progress(0, desc="sampling")
         return actions.run_sweep(path, levels, num_samples, seed, steps, scheduler, schedule, eta, background,
-                                 prompt, negative, guidance)
+                                 prompt, negative, guidance, model=model_choice)
 
     title = "Boomerang: local samples of an image"
     # delete_cache: gradio's own copies of uploads and outputs older than an hour go, hourly.
@@ -259,7 +300,10 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
             f"## {title}\n"
             "Push the image part of the way into the model's forward (noising) process, then run the reverse "
             "process back: small levels keep the image, level 1 is ordinary sampling. "
-            f"Model: `{spec.model or 'bundled MNIST DDPM'}` (T = {info.T}, {model.kind}), {spec.device}, {spec.dtype}."
+            + (f"Model: `{spec.model}` (T = {info.T}, {model.kind}), {spec.device}, {spec.dtype}."
+               if spec.model is not None else
+               f"Model: chosen below; *{AUTO_MODEL}* follows the command line's rule (small gray images: the "
+               f"digit model, anything else: the colour photo model `ddpm-photos`), {spec.device}, {spec.dtype}.")
         )
         with gr.Row():
             with gr.Column(scale=1):
@@ -269,6 +313,8 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
                 preview = gr.Image(label="As the model reads it", type="pil", interactive=False, height=160,
                                    elem_id=IDS["preview"])
                 status = gr.Markdown("", elem_id=IDS["status"])
+                model_choice = gr.Dropdown(actions.choices, value=actions.choices[0], label="Model",
+                                           interactive=len(actions.choices) > 1, elem_id=IDS["model"])
                 num_samples = gr.Slider(1, 16, value=d.num_samples, step=1, label="Samples")
                 seed = gr.Number(value=d.seed, precision=0, minimum=0, label="Seed")
                 scheduler = gr.Dropdown(["auto", *SCHEDULER_NAMES], value=d.scheduler, label="Scheduler")
@@ -301,7 +347,8 @@ def build_app(actions: PageActions, *, examples: list[Path] | None = None):
                     sweep_downloads = gr.File(label="Download (zip of the run, metadata.json)", file_count="multiple",
                                               interactive=False, elem_id=IDS["sweep_downloads"])
 
-        common = [num_samples, seed, steps, scheduler, schedule, eta, background, prompt, negative, guidance]
+        common = [num_samples, seed, steps, scheduler, schedule, eta, background, prompt, negative, guidance,
+                  model_choice]
         light = dict(concurrency_limit=None, show_progress="hidden")
         file.change(actions.check_input, [file, background], [preview, status], **light)
         level.change(info.text, [level, steps], [level_info], **light)

@@ -53,6 +53,28 @@ class ModelSpec:
     cpu_offload: bool = False
 
 
+#: The page's model choice that applies the CLI's default rule to each input (:mod:`boomerang.default_model`).
+AUTO_MODEL = "auto (from the image)"
+
+
+def model_choices(spec: ModelSpec) -> list[str]:
+    """What the page's model choice offers: the server's ``--model`` alone when it was given;
+    else :data:`AUTO_MODEL` (the CLI's rule: small gray images -> ``ddpm-mnist5k``, anything
+    else -> ``ddpm-photos``) and the bundled pixel models that are installed."""
+    if spec.model is not None:
+        return [str(spec.model)]
+    from boomerang import assets
+
+    out = [AUTO_MODEL]
+    for name in (assets.DEFAULT_MODEL_NAME, assets.PHOTO_MODEL_NAME):
+        try:
+            assets.named_model_path(name)
+        except FileNotFoundError:
+            continue
+        out.append(name)
+    return out
+
+
 @dataclass
 class RunResult:
     """One finished run of the page.
@@ -66,6 +88,7 @@ class RunResult:
         command: the equivalent ``boomerang sample`` command line (argv list).
         warnings: the library's warnings during the run, each once, in order (what the
             CLI prints as ``boomerang: warning: ...`` lines).
+        model_line: which model the page used and why (its model choice), for the run's summary.
     """
 
     out: Path
@@ -75,6 +98,7 @@ class RunResult:
     archive: Path | None = None
     command: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    model_line: str = ""
 
     @property
     def metadata_path(self) -> Path:
@@ -84,30 +108,34 @@ class RunResult:
 
 
 class ModelCache:
-    """Loads the server's model once, on first use, and hands the same object to every run.
+    """Loads each model the page uses once, on first use, and hands the same object to every run.
 
-    Thread-safe: two first calls still load one model.
+    The server's model (``spec.model``; ``None``: the bundled default) and, when the server was
+    started without ``--model``, the bundled models the page offers (``get(name)``). Thread-safe:
+    two first calls still load one model.
     """
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
-        self._model = None
+        self._models: dict = {}
         self._lock = threading.Lock()
 
-    def get(self):
-        """The loaded ``boomerang.models.DiffusionModel`` (loaded here the first time).
+    def get(self, name: str | None = ...):
+        """The loaded ``boomerang.models.DiffusionModel`` for ``name`` (default: ``spec.model``),
+        loaded here the first time with the server's device, dtype and pickle flags.
 
         Raises:
             ValueError: the model cannot be loaded (missing folder, bad weights ...).
         """
+        key = self.spec.model if name is ... else name
         with self._lock:
-            if self._model is None:
+            if key not in self._models:
                 from boomerang import api
 
                 s = self.spec
-                self._model = api.load(s.model, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle,
-                                       cpu_offload=s.cpu_offload)
-            return self._model
+                self._models[key] = api.load(key, device=s.device, dtype=s.dtype, allow_pickle=s.allow_pickle,
+                                              cpu_offload=s.cpu_offload)
+            return self._models[key]
 
 
 class RunFolders:

@@ -17,7 +17,7 @@ from boomerang.settings import SampleSettings
 from boomerang.tasks.job import DecodedInput, Job, NoOptions, NoState, OutputFile
 from boomerang.tasks.layout import Item, Layout
 
-__all__ = ["Task"]
+__all__ = ["Task", "windows_fields"]
 
 
 class Task:
@@ -214,7 +214,7 @@ class Task:
             decoded: the input as read (:class:`~boomerang.tasks.job.DecodedInput`).
             pixels: the output as written, uint8 (H, W, C).
         """
-        return {
+        row = {
             "file_name": output.name,
             **output.item.columns,
             "source": output.item.relpath,
@@ -227,6 +227,7 @@ class Task:
             "sample_index": output.sample,
             "seed": self.seed(job, output.item, output.sample),
         }
+        return row | windows_fields(result)
 
     # -- end of the job --------------------------------------------------------------------------
 
@@ -248,3 +249,11 @@ class Task:
             return
         fmt = job.layout.metadata_format if job.layout is not None and job.layout.metadata_format else "jsonl"
         write_metadata_file(job.out, records, fmt)
+
+
+def windows_fields(result) -> dict:
+    """``{"window_tile": S, "window_overlap": O}`` (flat: CSV metadata too) for a metadata row when
+    the batch's denoiser ran on blended windows (a large photo: :mod:`boomerang.windowing`), else
+    ``{}`` (rows of images sampled whole are unchanged)."""
+    windows = getattr(result, "windows", None)
+    return {} if windows is None else {"window_tile": int(windows[0]), "window_overlap": int(windows[1])}

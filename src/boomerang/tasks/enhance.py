@@ -49,13 +49,15 @@ __all__ = ["EnhanceTask", "EnhanceOptions", "scan_paths"]
 class EnhanceOptions:
     """The options of ``enhance`` (checked by ``enhance.options.check_enhance_args``): the scale,
     the windows (``None``: the model's default), the windows per model call, ILVR
-    (``consistency``), the colour fix and the upsampling filter."""
+    (``consistency``) and for what fraction of the reverse steps (``consistency_until``), the
+    colour fix and the upsampling filter."""
 
     scale: float = 4.0
     tile_size: int | None = None
     tile_overlap: int | None = None
     tile_batch: int = 8
     consistency: bool = False
+    consistency_until: float = 1.0
     colour_fix: bool = False
     upsampler: str = "bicubic"
 
@@ -133,6 +135,9 @@ class EnhanceTask(Task):
                        "bounds memory, never changes a result")
         p.add_argument("--consistency", action="store_true",
                        help="ILVR: box-downsampling the output gives the input back")
+        p.add_argument("--consistency-until", default=None, metavar="F",
+                       help="fidelity knob in [0, 1]: ILVR during the first fraction F of the reverse steps only "
+                            "(implies --consistency; 1 = --consistency, 0 = none; lower F: sharper, less faithful)")
         p.add_argument("--colour-fix", action="store_true",
                        help="match the output's low-frequency colour to the upsampled input")
         p.add_argument("--upsampler", default="bicubic", choices=("bicubic", "lanczos"),
@@ -172,9 +177,12 @@ class EnhanceTask(Task):
         from boomerang.enhance.options import check_enhance_args
 
         a = check_enhance_args(scale=args.scale, level=0.0, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
-                               tile_batch=args.tile_batch, upsampler=args.upsampler)
+                               tile_batch=args.tile_batch, upsampler=args.upsampler,
+                               consistency_until=args.consistency_until)
+        until = a.consistency_until
         return EnhanceOptions(scale=a.scale, tile_size=a.tile_size, tile_overlap=a.tile_overlap, tile_batch=a.tile_batch,
-                              consistency=bool(args.consistency), colour_fix=bool(args.colour_fix),
+                              consistency=bool(args.consistency) or until is not None,
+                              consistency_until=1.0 if until is None else until, colour_fix=bool(args.colour_fix),
                               upsampler=a.upsampler)
 
     def scan(self, job: Job):
@@ -235,7 +243,8 @@ class EnhanceTask(Task):
                 job.model, [x0[i] for i in idx], scale=o["scale"], level=plan.level, plan=plan,
                 generators=[generators[i] for i in idx], steps=s.steps, scheduler=plan.scheduler, eta=s.eta,
                 tile_size=o["tile_size"], tile_overlap=o["tile_overlap"], tile_batch=o["tile_batch"],
-                consistency=o["consistency"], colour_fix=o["colour_fix"], upsampler=o["upsampler"],
+                consistency=o["consistency"], consistency_until=o["consistency_until"], colour_fix=o["colour_fix"],
+                upsampler=o["upsampler"],
                 prompt=prompt or "", negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale,
             )
             for i, r in zip(idx, res):

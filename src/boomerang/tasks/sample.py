@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boomerang.tasks.base import Task
+from boomerang.tasks.base import Task, windows_fields
 from boomerang.tasks.job import Job, OutputFile
 
 __all__ = ["SampleTask", "SampleState", "DEFAULT_OUT", "METADATA_NAME", "SHEET_NAME"]
@@ -204,6 +204,7 @@ class SampleTask(Task):
             "boomerang_version": __version__,
             "size": list(decoded.loaded.size),
             **image_distance(q, r),
+            **windows_fields(result),
         }
 
     # -- contact sheets, then metadata.json
