@@ -54,8 +54,10 @@ def _kept(c: dict, second: str | None, *, ci: bool = False) -> str:
     if c.get("class_retention") is None:
         return ""
     judged = c.get("class_retention_by_judge", {})
-    if not second or second not in judged:
+    if not second:
         return _p(c["class_retention"])
+    if second not in judged:  # a row of a run from before the second judge, in a table that has one
+        return f"{_p(c['class_retention'])} (CNN only)"
     show = (lambda j: _judged(c, j)) if ci else (lambda j: _p(judged[j]["accuracy"]))
     return f"{show('cnn')} / {show(second)}"
 
