@@ -84,9 +84,13 @@ def _pct(rate: dict) -> str:
 
 
 def verified_table(result: dict) -> str:
-    """The markdown table of the comparison (docs/privacy.md quotes it)."""
+    """The markdown table of the comparison (docs/privacy.md quotes it; ``privacy_utility.py --replot
+    <name>_verified.json`` prints it again). Class retention by both judges where the rows have them."""
+    from _privacy_tables import _kept, _kept_header, _utility, second_judge
+
+    second = second_judge({"conditions": result["rows"]})
     lines = ["| model | level | release | released / sources | redrawn / withheld | top-1 re-id, pixels % [95% CI] | "
-             "top-1 re-id, classifier % [95% CI] | class retention % | utility: test accuracy % [95% CI] |",
+             f"top-1 re-id, classifier % [95% CI] | {_kept_header(second)} | utility: test accuracy % [95% CI] |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["rows"]:
         cnt = result["counts"][f"{r['model']}@{r['level']:g}"]
@@ -97,8 +101,7 @@ def verified_table(result: dict) -> str:
         u = r["utility"]
         lines.append(f"| {r['model']} | {r['level']:g} | {r['release']} | {r['released']} / {cnt['n']} | {moved} | "
                      f"{_pct(r['reid']['pixels']['top1'])} | {_pct(r['reid']['classifier']['top1'])} | "
-                     f"{100 * r['class_retention']:.1f} | {100 * u['mean']:.1f} [{100 * u['ci95'][0]:.1f}, "
-                     f"{100 * u['ci95'][1]:.1f}] |")
+                     f"{_kept(r, second)} | {_utility(u)} |")
     cost = ", ".join(f"{m}: {t['plain']:.0f} s plain, {t['verified']:.0f} s verified"
                      for m, t in result["anonymise_s"].items())
     return "\n".join(lines) + f"\n\nanonymise wall time (all levels): {cost}"

@@ -195,7 +195,7 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 sources, 2 levels, 1 seed, 1 epoch")
     ap.add_argument("--replot", metavar="JSON", nargs="+",
                     help="only redraw the plot (into --plots, as <--name>.png) and print the tables from a results "
-                         "file; with more files (runs with other --prompt-template / --guidance-scale), also the "
+                         "file (a --verified run's file: print its table); with more files (runs with other --prompt-template / --guidance-scale), also the "
                          "table that compares their text arms (default: run the measurement)")
     add_out_argument(ap, plots=True, name="privacy_utility")
     args = ap.parse_args(argv)
@@ -279,6 +279,11 @@ def main(argv=None) -> int:
     if args.replot:
         results = [json.loads(pathlib.Path(p).read_text()) for p in args.replot]
         result = results[0]
+        if result.get("study") == "plain vs verified release":  # a --verified run: its table only
+            from _privacy_verified import verified_table
+
+            print(verified_table(result))
+            return 0
         print(markdown_table(result))
         print()
         print(summary_table(result))

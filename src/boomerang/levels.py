@@ -268,6 +268,19 @@ class NoisePlan:
         return None
 
     @property
+    def signal_kept(self) -> float:
+        """How much of x0 the forward jump keeps in x_t (docs/privacy.md): sqrt(alpha_bar_t) for DDPM-type
+        models, 1 - sigma for flow-matching models (x_t = (1 - sigma) x0 + sigma eps); 1.0 for the identity,
+        0.0 for ordinary sampling from pure noise (``global``) or when neither is known."""
+        if self.schedule == "global":
+            return 0.0
+        if self.sigma is not None:
+            return max(0.0, 1.0 - float(self.sigma))
+        if self.alpha_bar is not None:
+            return math.sqrt(max(0.0, float(self.alpha_bar)))
+        return 1.0 if self.timestep is None else 0.0
+
+    @property
     def num_denoiser_evals(self) -> int:
         """Denoiser (UNet) evaluations per sample; classifier-free guidance
         doubles the batch of each evaluation but not their number."""

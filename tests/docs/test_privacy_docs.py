@@ -60,3 +60,30 @@ def test_readme_and_docs_quote_the_latest_results(tmp_path):
     for v in variants:
         assert v["text_arm"]["command"] in docs
     assert (ROOT / "docs" / "privacy_utility.png").is_file()
+
+
+def test_docs_quote_the_verified_study_calibrations_and_dcr_run(tmp_path):
+    """docs/privacy.md quotes the --verified run's table (both judges), each calibrate_digits run's level and
+    wall time, and benchmarks/dcr_digits.py's table, as their latest results files hold them."""
+    docs = (ROOT / "docs" / "privacy.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    verified = ROOT / "benchmarks" / "results" / "privacy_utility_verified.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "privacy_utility.py"), "--replot", str(verified)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    table = "\n".join(line for line in proc.stdout.splitlines() if line.startswith("|"))
+    assert "(CNN / hog-svm)" in table and table in docs
+    for name in ("calibrate_digits", "calibrate_digits_classifier", "calibrate_digits_text",
+                 "calibrate_digits_text_classifier"):
+        run = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+        level = run["calibration"]["recommended_level"]
+        assert (f"level {level:g}" if level is not None else "no level") in docs, name
+        assert f"{run['wall_s']:.0f} s" in docs, name
+    text = json.loads((ROOT / "benchmarks" / "results" / "calibrate_digits_text.json").read_text())
+    assert f"level {text['calibration']['recommended_level']:g}" in readme
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dcr_digits.py"), "--table",
+                           str(ROOT / "benchmarks" / "results" / "dcr_digits.json")],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() and proc.stdout.strip() in docs
+    assert (ROOT / "docs" / "dcr_digits_sheet.png").is_file()

@@ -53,3 +53,30 @@ def test_verify_and_calibrate_with_per_item_prompts(captioned, tiny_sd_dir, tmp_
     assert cal.n_sources == 6 and cal.num_candidates == 6
     with pytest.raises(SettingError, match="label"):
         calibrate_privacy(captioned, 0.5, sources=6, settings=settings, prompt_template="a photo of a {label}")
+
+
+def test_signal_kept_is_sqrt_alpha_bar_or_one_minus_sigma():
+    from boomerang.levels import NoisePlan
+
+    assert NoisePlan(0.0, None, (), 1000, alpha_bar=1.0).signal_kept == 1.0  # the identity
+    assert NoisePlan(0.5, 499, (499,), 1000, alpha_bar=0.25).signal_kept == pytest.approx(0.5)
+    assert NoisePlan(0.5, 500.0, (500.0,), 1000, sigma=0.8).signal_kept == pytest.approx(0.2)  # flow: 1 - sigma
+    assert NoisePlan(1.0, 999, (999,), 1000, schedule="global", sigma=1.0).signal_kept == 0.0  # from noise
+    assert NoisePlan(1.0, 999, (999,), 1000, schedule="global").signal_kept == 0.0
+
+
+def test_flow_model_report_and_calibration_give_one_minus_sigma(captioned, tiny_sd3_dir, tmp_path):
+    """A flow-matching model (SD3-shaped, x_t = (1 - sigma) x0 + sigma eps) keeps 1 - sigma of its input:
+    anonymise's report says so and calibrate-privacy probes it (the plan's model timestep is T sigma)."""
+    out = tmp_path / "out"
+    assert main(["anonymise", str(captioned), "--level", "0.5,1", "--out", str(out), "--model", str(tiny_sd3_dir),
+                 "--prompt-template", "a photo of {caption}", "--steps", "2", "--no-progress", "--threads", "1"]) == 0
+    kept = json.loads((out / ".job" / "report.json").read_text())["signal_kept"]
+    assert [k["level"] for k in kept] == [0.5, 1.0]
+    for k in kept:
+        assert k["signal_kept"] == pytest.approx(1.0 - k["timestep"] / 1000, abs=1e-6)
+    assert 0.0 < kept[0]["signal_kept"] < 0.5 and kept[1]["signal_kept"] < kept[0]["signal_kept"]
+    cal = calibrate_privacy(captioned, 0.5, sources=6, settings=SampleSettings(model=str(tiny_sd3_dir), steps=2),
+                            prompt_template="a photo of {caption}", bisections=0)
+    assert cal.probes[0].level == 1.0
+    assert cal.probes[0].sqrt_alpha_bar == pytest.approx(kept[1]["signal_kept"], abs=1e-6)

@@ -35,7 +35,6 @@ the report checks it on the probes and says so when it does not
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +72,9 @@ def sources_needed(target: float, hits: int = 0) -> int:
 @dataclass
 class Probe:
     """One probed level: top-k rates (:class:`~boomerang.privacy.attack.Rate`), mean SSIM of each
-    release to its source (on the comparison grid), class retention (or None), seconds taken."""
+    release to its source (on the comparison grid), class retention (or None), seconds taken.
+    ``sqrt_alpha_bar`` is the signal the level keeps (the plan's ``signal_kept``: 1 - sigma on a
+    flow-matching model)."""
 
     level: float
     timestep: int | None
@@ -282,7 +283,7 @@ def calibrate_privacy(in_dir, target_top1: float = 0.05, *, features="pixels", s
                 pred = net(prep(q)).argmax(1)
             kept = float((pred == torch.tensor([int(lb) for lb in labels])).float().mean())
         plan = job.plans[0]
-        p = Probe(float(level), plan.timestep, math.sqrt(float(plan.alpha_bar)), report.top[1], report.top[5],
+        p = Probe(float(level), plan.timestep, plan.signal_kept, report.top[1], report.top[5],
                   ssim, kept, time.perf_counter() - t0, _meets(report.top[1], target))
         probes.append(p)
         if log is not None:

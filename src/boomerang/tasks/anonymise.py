@@ -319,12 +319,10 @@ class AnonymiseTask(Task):
     # -- end of the job
 
     def report_fields(self, job: Job, records: list[dict]) -> dict:
-        """The signal each level keeps (sqrt(alpha_bar_t) of its plan; docs/privacy.md) and, with
-        ``--verify-top``, the verification counts (the per-item detail is in ``verification.json``)."""
-        import math
-
-        kept = [{"level": nl[0], "timestep": plan.timestep,
-                 "signal_kept": 0.0 if plan.alpha_bar is None else round(math.sqrt(float(plan.alpha_bar)), 6)}
+        """The signal each level keeps (its plan's ``signal_kept``: sqrt(alpha_bar_t), or 1 - sigma on a
+        flow-matching model; docs/privacy.md) and, with ``--verify-top``, the verification counts (the
+        per-item detail is in ``verification.json``)."""
+        kept = [{"level": nl[0], "timestep": plan.timestep, "signal_kept": round(plan.signal_kept, 6)}
                 for nl, plan in zip(job.noise_levels, job.plans)]
         out = {"signal_kept": kept}
         if job.options.verify_top is not None:
