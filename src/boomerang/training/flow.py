@@ -303,8 +303,17 @@ def export_checkpoint(run_dir, dest, *, threads: int | None = None) -> dict:
         s = _setup(cfg)
         s["ema"].load_state_dict({k[4:]: v for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")})
         export_flow(dest, vae=s["vae"], enc=s["enc"], transformer=s["ema"])
-    write_split_meta = {"step": meta["step"], **meta["extra"]}
     from boomerang.fileio import atomic_write_text
+    from boomerang.training.data import write_split
 
-    atomic_write_text(pathlib.Path(dest) / "train_config.json", json.dumps(write_split_meta, indent=1))
+    write_split(dest, cfg, s["split"], n_total=s["n_total"])
+    from boomerang.training.config import cli_args, hardware, versions
+
+    extra = meta["extra"]
+    info = {"output": str(dest), "step": int(meta["step"]), "wall_time_s": round(float(extra.get("wall_time_s", 0)), 1),
+            "last_loss": extra.get("last_loss"), "stopped": "exported from the checkpoint of an unfinished run",
+            "config": extra["config"], "n_train": int(s["n_train"]), "hardware": hardware(torch.device("cpu")),
+            "versions": versions("diffusers", "transformers"),
+            "command": "boomerang train-flow " + " ".join(cli_args(FlowTrainConfig(**extra["config"])))}
+    atomic_write_text(pathlib.Path(dest) / "train_config.json", json.dumps(info, indent=1))
     return meta
