@@ -54,8 +54,11 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=200, help="images per sampling call")
     p.add_argument("--seed", type=int, default=0, help="base seed of the samples")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--reuse", nargs="*", default=[], metavar="JSON",
+                   help="earlier families_levels.json files: a run found there with the same settings, test digits "
+                        "and weights is copied, not sampled again (runs split over processes, then merged)")
     p.add_argument("--quick", action="store_true", help="tiny counts for a smoke run")
-    add_out_argument(p, plots=True)
+    add_out_argument(p, plots=True, name="families_levels")
     a = p.parse_args(argv)
     if a.quick:
         a.n, a.steps, a.levels = 10, min(a.steps, 10), "0.2,0.5,1.0"
@@ -96,7 +99,15 @@ def main(argv=None) -> int:
            "command": " ".join(["python benchmarks/families_levels.py", *(argv if argv is not None else sys.argv[1:])]),
            "machine": machine(), "n_digits": int(len(idx)), "test_indices": idx.tolist(),
            "judges": {j.name: j.kind for j in judges}, "runs": {}}
-    out_json = args.out / "families_levels.json"
+    out_json = args.out / f"{args.name}.json"
+    same = ("levels", "n", "samples", "steps", "guidance", "seed")
+    earlier = {}
+    for path in args.reuse:
+        prev = json.loads(pathlib.Path(path).read_text())
+        if all(prev["settings"][k] == res["settings"][k] for k in same) and prev["test_indices"] == res["test_indices"]:
+            earlier.update(prev["runs"])
+        else:
+            print(f"not reusing {path}: other settings or test digits", flush=True)
     for name, scheduler in args.runs:
         t0 = time.monotonic()
         model_dir = resolve_model(name, json_only=True)
@@ -105,6 +116,11 @@ def main(argv=None) -> int:
             raise SystemExit(f"{name} trained on some of the test digits; use a model trained on the shared split")
         model = load_model(str(model_dir))
         model.batch_invariant = False
+        key = f"{name}:{scheduler}"
+        if key in earlier and earlier[key]["weights_sha256"] == model.weights_sha256:
+            res["runs"][key] = earlier[key]
+            print(f"{key}: reused", flush=True)
+            continue
         x0 = model_input(model, ds.images[idx])
         text = not model.pixel_space
         rows = {}
@@ -140,7 +156,7 @@ def main(argv=None) -> int:
     out_json.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out_json}")
     print(tables(res))
-    plot(res, plot_path(args, "families_levels.png"))
+    plot(res, plot_path(args, f"{args.name}.png"))
     return 0
 
 
@@ -149,18 +165,40 @@ def tables(res: dict) -> str:
     runs = list(res["runs"])
     levels = list(next(iter(res["runs"].values()))["by_level"])
     cnn, hog = list(res["judges"])
-    measures = (("start SNR", lambda r: "inf" if r["start_snr"] is None else f"{r['start_snr']:.3g}"),
+    measures = (("start SNR", lambda r: "none (no noise)" if r["start_snr"] is None else f"{r['start_snr']:.3g}"),
                 (f"class retention ({cnn} / {hog})", lambda r: f"{100 * r[f'retention_{cnn}']['share']:.0f}% / "
                  f"{100 * r[f'retention_{hog}']['share']:.0f}%"),
                 ("SSIM to the input", lambda r: f"{r['ssim_to_input']['mean']:.3f} [{r['ssim_to_input']['ci95'][0]:.3f}, "
                  f"{r['ssim_to_input']['ci95'][1]:.3f}]"),
                 ("diversity (1 - SSIM between samples)", lambda r: f"{r['diversity']['mean']:.3f}"))
     out = []
+    snrs = (10.0, 1.0, 0.1, 0.01)
+    out.append("\nat equal start SNR (interpolated in log SNR between the measured levels): level / SSIM to the input / "
+               f"{cnn} retention\n\n| start SNR | " + " | ".join(runs) + " |\n|---|" + "---|" * len(runs))
+    for snr in snrs:
+        cells = []
+        for r in runs:
+            got = at_snr(res["runs"][r]["by_level"], snr, cnn)
+            cells.append("n/a" if got is None else f"{got['level']:.2f} / {got['ssim']:.3f} / {100 * got['retention']:.0f}%")
+        out.append(f"| {snr:g} | " + " | ".join(cells) + " |")
     for title, cell in measures:
         out.append(f"\n{title}\n\n| level | " + " | ".join(runs) + " |\n|---|" + "---|" * len(runs))
         for lv in levels:
             out.append(f"| {lv} | " + " | ".join(cell(res["runs"][r]["by_level"][lv]) for r in runs) + " |")
     return "\n".join(out)
+
+
+def at_snr(by_level: dict, snr: float, judge: str) -> dict | None:
+    """Level, mean SSIM to the input and ``judge``'s retention at start SNR ``snr``, linearly interpolated
+    in log10 SNR between the two measured levels around it; ``None`` outside the measured range."""
+    pts = sorted((np.log10(r["start_snr"]), float(lv), r["ssim_to_input"]["mean"], r[f"retention_{judge}"]["share"])
+                 for lv, r in by_level.items() if r["start_snr"])
+    x = [p[0] for p in pts]
+    t = np.log10(snr)
+    if len(pts) < 2 or not x[0] <= t <= x[-1]:
+        return None
+    return {"level": float(np.interp(t, x, [p[1] for p in pts])), "ssim": float(np.interp(t, x, [p[2] for p in pts])),
+            "retention": float(np.interp(t, x, [p[3] for p in pts]))}
 
 
 def plot(res: dict, path: str) -> None:
