@@ -138,7 +138,7 @@ def add_train_flow_parser(subparsers) -> argparse.ArgumentParser:
         "--resume continues exactly.",
     )
     p.add_argument("--data", default=d.data, help="mnist5k (captions come from its labels)")
-    p.add_argument("--ldm", default=d.ldm, help="ldm-mnist5k-text folder whose VAE, CLIP encoder and tokenizer are "
+    p.add_argument("--ldm", default=None, help="ldm-mnist5k-text folder whose VAE, CLIP encoder and tokenizer are "
                    "reused (default: the bundled one)")
     p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
     p.add_argument("--layers", type=int, default=d.layers, help="joint transformer blocks (default %(default)s)")

@@ -91,6 +91,8 @@ class FlowTrainConfig(FlowShape):
         """Raise ValueError (naming the flag and how to fix it) for bad settings."""
         from boomerang.training.config import check_training_flags
 
+        self.ldm = self.ldm or ""  # --ldm not given (None): the bundled ldm-mnist5k-text
+
         if self.data != "mnist5k":
             raise ValueError(f"--data must be mnist5k (captions come from its digit labels), got {self.data!r}")
         if self.max_train_images is not None and int(self.max_train_images) < 1:
@@ -247,10 +249,13 @@ def _train_flow(cfg: FlowTrainConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     s = _setup(cfg)
     write_split(out, cfg, s["split"], n_total=s["n_total"])
-    state = {"wall_before": 0.0}
+    state = {"wall_before": 0.0, "last_loss": float("nan")}
     with Stopper("train-flow", cfg.max_minutes) as stopper:
         step = 0
         if ckpt.exists():
+            from boomerang.training.checkpoint import read_meta
+
+            state["last_loss"] = float(read_meta(ckpt)["extra"].get("last_loss", float("nan")))
             step, state["wall_before"] = resume(ckpt, s["model"], s["ema"], s["opt"], s["gen"])
 
         def checkpoint(step: int, last_loss: float) -> None:
@@ -262,7 +267,7 @@ def _train_flow(cfg: FlowTrainConfig) -> dict:
                          total_steps=cfg.max_steps, step=step, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                          grad_clip=cfg.grad_clip, ema=s["ema"], ema_decay=cfg.ema_decay, checkpoint=checkpoint,
                          checkpoint_every=cfg.checkpoint_every, stopper=stopper, progress=cfg.progress,
-                         last_loss=float("nan"))
+                         last_loss=state["last_loss"])
         wall = round(state["wall_before"] + stopper.elapsed(), 1)
     export_flow(out, vae=s["vae"], enc=s["enc"], transformer=s["ema"])
     summary = {"output": str(out), "step": done.step, "wall_time_s": wall, "last_loss": done.last_loss,
