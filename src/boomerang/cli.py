@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     from boomerang.privacy.command import add_audit_privacy_parser
     from boomerang.serve import add_serve_parser
     from boomerang.tasks import add_task_parsers
-    from boomerang.training.commands import add_train_classifier_parser, add_train_ldm_parser, add_train_parser
+    from boomerang.training.commands import (add_train_classifier_parser, add_train_flow_parser,
+                                              add_train_ldm_parser, add_train_parser)
 
     parser = OneLineErrorParser(
         prog="boomerang",
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_calibrate_privacy_parser(sub)
     add_serve_parser(sub)
     add_train_ldm_parser(sub)
+    add_train_flow_parser(sub)
     with_defaults(parser)
     return parser
 

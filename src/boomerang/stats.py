@@ -5,6 +5,7 @@
 * :func:`paired_difference`: two methods scored on the same items: the difference
   of their accuracies with a paired bootstrap interval, the discordant counts and
   the exact McNemar test.
+* :func:`bootstrap_mean`: the mean of per-item values with a percentile bootstrap interval.
 
 Both return plain floats and lists, ready for a results JSON.
 """
@@ -15,7 +16,7 @@ import math
 
 import numpy as np
 
-__all__ = ["wilson", "paired_difference"]
+__all__ = ["wilson", "paired_difference", "bootstrap_mean"]
 
 
 def wilson(k: int, n: int) -> list[float]:
@@ -63,3 +64,22 @@ def paired_difference(correct_a, correct_b, n_boot: int = 10_000, seed: int = 0)
     return {"difference": round((a_only - b_only) / n, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
             "both": int((a & b).sum()), "neither": int((~a & ~b).sum()), "a_only": a_only, "b_only": b_only,
             "mcnemar_p": float(f"{p:.4g}"), "n": n, "n_boot": n_boot}
+
+
+def bootstrap_mean(values, n_boot: int = 2_000, seed: int = 0) -> dict:
+    """The mean of per-item ``values`` (e.g. SSIM of each sample to its input) with the 95%
+    percentile interval of ``n_boot`` bootstrap resamples of the items (seeded).
+
+    Returns:
+        ``{"mean", "ci95": [low, high], "n", "n_boot"}``, rounded to 4 decimals; one value gives the
+        interval ``[v, v]``.
+    Raises:
+        ValueError: no values, or a value that is not finite.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0 or not np.isfinite(v).all():
+        raise ValueError(f"bootstrap_mean: needs finite values, got {v.size} values")
+    idx = np.random.default_rng(seed).integers(0, v.size, size=(n_boot, v.size))
+    lo, hi = np.quantile(v[idx].mean(axis=1), [0.025, 0.975])
+    return {"mean": round(float(v.mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)], "n": int(v.size),
+            "n_boot": n_boot}

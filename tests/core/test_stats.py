@@ -80,3 +80,19 @@ def test_wilson_is_the_metrics_interval_rounded_for_a_report():
     assert all(isinstance(v, float) for v in wilson(3, 448))
     with pytest.raises(ValueError, match="hits must be in"):
         wilson(11, 10)
+
+
+def test_bootstrap_mean_interval_covers_the_mean_and_shrinks_with_n():
+    from boomerang.stats import bootstrap_mean
+
+    rng = np.random.default_rng(1)
+    small, large = bootstrap_mean(rng.normal(0.5, 0.1, 20)), bootstrap_mean(rng.normal(0.5, 0.1, 2000))
+    for r in (small, large):
+        assert r["ci95"][0] <= r["mean"] <= r["ci95"][1]
+    assert large["ci95"][1] - large["ci95"][0] < (small["ci95"][1] - small["ci95"][0]) / 3
+    assert bootstrap_mean([0.3])["ci95"] == [0.3, 0.3]
+    assert bootstrap_mean([1.0, 2.0, 3.0], seed=4) == bootstrap_mean([1.0, 2.0, 3.0], seed=4)
+    with pytest.raises(ValueError):
+        bootstrap_mean([])
+    with pytest.raises(ValueError):
+        bootstrap_mean([1.0, float("nan")])

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
 # They copy a training run into src/boomerang/assets/ on purpose (their docstrings say so).
-ASSET_BUILDERS = {"bundle_assets.py", "bundle_ldm.py", "bundle_photo_model.py"}
+ASSET_BUILDERS = {"bundle_assets.py", "bundle_flow.py", "bundle_ldm.py", "bundle_photo_model.py"}
 WRITES = re.compile(r"save_json\(|\.write_text\(|\.write_bytes\(|savefig\(|\.screenshot\(|open\([^)]*[\"'][wa]")
 PLOTS = re.compile(r"savefig\(|\.screenshot\(")
 DOCS = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -14,6 +14,10 @@ it. Torch-free: these functions only return paths.
   Stable Diffusion's shape (AutoencoderKL, CLIPTextModel + CLIPTokenizer,
   UNet2DConditionModel, SD 1.x scheduler) trained by ``boomerang train-ldm``
   on captioned mnist5k digits (RGB 32x32). See its README.md.
+- ``flow-mnist5k-text/``: a small text-conditioned flow-matching model of Stable
+  Diffusion 3's layout (SD3Transformer2DModel, CLIP x2 with projection + T5,
+  FlowMatchEulerDiscreteScheduler with shift 3, the VAE of ``ldm-mnist5k-text``)
+  trained by ``boomerang train-flow`` on the same captioned digits. See its README.md.
 - ``classifier-mnist5k/``: the reference CNN (``config.json`` +
   ``model.safetensors``); load it with :func:`boomerang.classifier.load_classifier`.
 """
@@ -30,7 +34,7 @@ DEFAULT_MODEL_NAME = "ddpm-mnist5k"
 PHOTO_MODEL_NAME = "ddpm-photos"
 CLASSIFIER_NAME = "classifier-mnist5k"
 # Bundled diffusion models that ``--model`` accepts by short name.
-MODEL_NAMES = (DEFAULT_MODEL_NAME, PHOTO_MODEL_NAME, "ldm-mnist5k-text")
+MODEL_NAMES = (DEFAULT_MODEL_NAME, PHOTO_MODEL_NAME, "ldm-mnist5k-text", "flow-mnist5k-text")
 
 
 def asset_dir(name: str) -> pathlib.Path:

@@ -11,7 +11,9 @@ as in diffusers) with ``tokenizer_3``, and a ``FlowMatchEulerDiscreteScheduler``
   posterior sample per item with generators, as diffusers' img2img pipeline);
 * prompts, as diffusers' SD3 pipelines: the penultimate hidden states of both
   CLIP encoders side by side, zero-padded to T5's width and followed by T5's
-  last hidden state (``max_sequence_length`` = 256 tokens); the pooled
+  last hidden state (``max_sequence_length`` = 256 tokens, or the T5 tokenizer's
+  ``model_max_length`` when that is smaller, as in ``flow-mnist5k-text``; with diffusers'
+  pipeline pass that ``max_sequence_length``); the pooled
   embedding is both CLIP projections side by side; classifier-free guidance
   with the negative prompt (empty when none) for ``guidance_scale`` > 1;
 * predict: the flow velocity (eps - x0) at the scheduler's timestep T sigma.
@@ -51,8 +53,15 @@ class SD3Model(StableDiffusionModel):
     components = ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
     denoiser = "transformer"
     denoiser_label = "the transformer"
-    #: T5 tokens of a prompt (diffusers' SD3 pipelines' default ``max_sequence_length``).
+    #: T5 tokens of a prompt (diffusers' SD3 pipelines' default ``max_sequence_length``), unless
+    #: the folder's T5 tokenizer has a smaller ``model_max_length`` (see :meth:`sequence_length`).
     max_sequence_length = 256
+
+    def sequence_length(self) -> int:
+        """T5 tokens of a prompt: ``min(256, tokenizer_3.model_max_length)`` (256 without T5). A model
+        trained on shorter prompts (``flow-mnist5k-text``: 8) records that length in its T5 tokenizer."""
+        limit = getattr(self.tokenizer_3, "model_max_length", None) if self.tokenizer_3 is not None else None
+        return min(self.max_sequence_length, int(limit)) if limit else self.max_sequence_length
 
     def __init__(self, info: ModelInfo, *, transformer, vae, text_encoder, tokenizer, text_encoder_2, tokenizer_2,
                  text_encoder_3, tokenizer_3, **common):
@@ -126,7 +135,7 @@ class SD3Model(StableDiffusionModel):
         return int(self.transformer.config.out_channels)
 
     def encode_prompt(self, prompt: str = "", negative_prompt: str = "", guidance_scale: float = 1.0):
-        """``(cond, uncond)``, each ``(prompt_embeds [1, L_clip + 256, D], pooled [1, P])`` in the
+        """``(cond, uncond)``, each ``(prompt_embeds [1, L_clip + L_t5, D], pooled [1, P])`` in the
         transformer's dtype; ``uncond`` (the negative prompt, empty when none) only when
         ``guidance_scale > 1``. Cached per (prompt, negative prompt, guidance on/off)."""
         import torch
@@ -150,9 +159,9 @@ class SD3Model(StableDiffusionModel):
                     hidden.append(out.hidden_states[-2])
                 clip = torch.cat(hidden, dim=-1)
                 if self.text_encoder_3 is None:
-                    t5 = torch.zeros((1, self.max_sequence_length, width), device=self.device, dtype=clip.dtype)
+                    t5 = torch.zeros((1, self.sequence_length(), width), device=self.device, dtype=clip.dtype)
                 else:
-                    ids = self.tokenizer_3(text, padding="max_length", max_length=self.max_sequence_length,
+                    ids = self.tokenizer_3(text, padding="max_length", max_length=self.sequence_length(),
                                            truncation=True, add_special_tokens=True, return_tensors="pt").input_ids
                     with self._resident("text_encoder_3"):
                         t5 = self.text_encoder_3(ids.to(self.device))[0]

@@ -13,6 +13,10 @@ so that tests import it from the package and never a benchmark script:
 * :mod:`boomerang.studies.privacy_utility`: the text arm of ``benchmarks/privacy_utility.py``
   (captioned sources, the ``boomerang anonymise`` command, reading the release back) and
   the rule that lets a run reuse an earlier run's unconditional arm.
+* :mod:`boomerang.studies.families`: the three bundled digit models side by side
+  (``benchmarks/families_levels.py``) and the flow model's text to image
+  (``benchmarks/flow_model_quality.py``): per-item prompts in one batch, every model's output as
+  the 28x28 digit the judges see, SSIM to the input and diversity between samples.
 
 The statistics they report are in :mod:`boomerang.stats`.
 """

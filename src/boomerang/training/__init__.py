@@ -1,4 +1,4 @@
-"""Training: one loop skeleton shared by ``train``, ``train-ldm`` and ``train-classifier``.
+"""Training: one loop skeleton shared by ``train``, ``train-ldm``, ``train-flow`` and ``train-classifier``.
 
 The skeleton (what every training command does the same way):
 
@@ -16,10 +16,12 @@ The skeleton (what every training command does the same way):
 
 Each model's specifics live in their own module: :mod:`~boomerang.training.ddpm` (pixel DDPM,
 ``boomerang train``), :mod:`~boomerang.training.ldm` (the two-stage latent diffusion model,
-``boomerang train-ldm``) and :mod:`~boomerang.training.classifier` (the reference digit CNN's
+``boomerang train-ldm``), :mod:`~boomerang.training.flow` (the SD3-shaped flow-matching model,
+``boomerang train-flow``; its parts in :mod:`~boomerang.training.flow_parts`) and
+:mod:`~boomerang.training.classifier` (the reference digit CNN's
 recipe, ``boomerang train-classifier``; the network itself is :mod:`boomerang.classifier`).
 The latent model's parts (VAE, text encoder, tokenizer and UNet builders, the digit captions)
-are in :mod:`~boomerang.training.ldm_parts`. :mod:`~boomerang.training.commands` registers the three commands' flags (torch-free).
+are in :mod:`~boomerang.training.ldm_parts`. :mod:`~boomerang.training.commands` registers the four commands' flags (torch-free).
 
 Importing this package imports no torch: the heavy imports happen inside functions.
 """

@@ -14,7 +14,7 @@ import json
 
 from boomerang.argparsing import int_list
 
-__all__ = ["add_train_parser", "add_train_ldm_parser", "add_train_classifier_parser", "add_training_run_arguments",
+__all__ = ["add_train_parser", "add_train_ldm_parser", "add_train_flow_parser", "run_train_flow", "add_train_classifier_parser", "add_training_run_arguments",
            "run_config_command", "run_train", "run_train_ldm", "run_train_classifier"]
 
 _NO_PROGRESS = "print no progress at all (default: a bar on a terminal, a line every 100 steps otherwise)"
@@ -124,6 +124,46 @@ def add_train_ldm_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def add_train_flow_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``train-flow`` subcommand on an argparse ``subparsers`` object."""
+    from boomerang.training.flow import FlowTrainConfig
+
+    d = FlowTrainConfig()
+    p = subparsers.add_parser(
+        "train-flow",
+        help="train a small text-conditioned flow-matching model (Stable Diffusion 3's shape) on captioned digits",
+        description="Trains an SD3Transformer2DModel with rectified flow matching on the latents of the "
+        "ldm-mnist5k-text VAE, with frozen CLIP x2 + T5 text encoders, on captions built from the digit labels. "
+        "The output folder loads with StableDiffusion3Pipeline.from_pretrained and with boomerang --model; "
+        "--resume continues exactly.",
+    )
+    p.add_argument("--data", default=d.data, help="mnist5k (captions come from its labels)")
+    p.add_argument("--ldm", default=None, help="ldm-mnist5k-text folder whose VAE, CLIP encoder and tokenizer are "
+                   "reused (default: the bundled one)")
+    p.add_argument("--output", "-o", default=d.output, help="output folder (default %(default)s)")
+    p.add_argument("--layers", type=int, default=d.layers, help="joint transformer blocks (default %(default)s)")
+    p.add_argument("--heads", type=int, default=d.heads, help="attention heads (default %(default)s)")
+    p.add_argument("--head-dim", type=int, default=d.head_dim, help="width of one head (default %(default)s)")
+    p.add_argument("--patch-size", type=int, default=d.patch_size, help="latent patch side (default %(default)s)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (default %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate after warm-up (default %(default)s)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear learning-rate warm-up steps")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient-norm clip")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="EMA decay cap of the exported weights")
+    p.add_argument("--empty-caption-fraction", type=float, default=d.empty_caption_fraction,
+                   help="share of captions replaced by \"\" (for classifier-free guidance)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between atomic checkpoints")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, batch order, captions and noise")
+    p.add_argument("--max-train-images", type=int, default=None,
+                   help="train on only the first N images of the training split (default: all)")
+    add_training_run_arguments(p, d, resume_help="continue from the checkpoint in --output",
+                               max_minutes_help="stop cleanly (checkpoint + export) after this many minutes of this "
+                               "invocation (--resume continues)")
+    p.set_defaults(func=run_train_flow)
+    return p
+
+
 def add_train_classifier_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``train-classifier`` subcommand on an argparse ``subparsers`` object."""
     from boomerang.training.classifier import ClassifierTrainConfig
@@ -183,6 +223,13 @@ def run_train_ldm(args: argparse.Namespace) -> int:
     from boomerang.training.ldm import LdmTrainConfig, train_ldm
 
     return run_config_command(LdmTrainConfig, train_ldm, args)
+
+
+def run_train_flow(args: argparse.Namespace) -> int:
+    """Run ``boomerang train-flow`` from parsed arguments; returns the exit status (2 = bad input)."""
+    from boomerang.training.flow import FlowTrainConfig, train_flow
+
+    return run_config_command(FlowTrainConfig, train_flow, args)
 
 
 def run_train_classifier(args: argparse.Namespace) -> int:
