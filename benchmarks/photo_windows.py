@@ -40,7 +40,7 @@ def main() -> int:
     p.add_argument("--overlaps", default="32,64", help="comma-separated window overlaps")
     p.add_argument("--levels", default="0.2,0.4", help="comma-separated levels")
     p.add_argument("--seeds", type=int, default=2, help="seeds per crop (>= 2: the spread needs two)")
-    p.add_argument("--steps", type=int, default=50, help="step budget (sample's default)")
+    p.add_argument("--steps", type=int, default=50, help="step budget of a full chain (default: %(default)s, sample's default)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     add_out_argument(p)
     args = p.parse_args()
