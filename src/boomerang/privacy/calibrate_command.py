@@ -111,7 +111,8 @@ def run_calibrate_privacy(args: argparse.Namespace) -> int:
     try:
         import torch
 
-        from boomerang.privacy.calibrate import anonymise_command, calibrate_privacy, plot_calibration
+        from boomerang.privacy.calibrate import calibrate_privacy
+        from boomerang.privacy.calibrate_output import anonymise_command, plot_calibration
 
         threads = resolve_threads(args.threads)
         if threads is not None:
