@@ -187,6 +187,7 @@ def reverse_process(
         x_in = sched.scale_model_input(x_t, t) if hasattr(sched, "scale_model_input") else x_t  # (flow: none)
         out = denoiser(x_in, t)
         x_t = sched.step(out, t, x_t, **kwargs).prev_sample
+        del x_in, out  # image-sized: not held through the hook and the next denoiser call
         if hook is not None and (j + 1 == n or getattr(sched, "state_in_first_order", True)):
             x_t = hook(done, int(timesteps[j + 1]) if j + 1 < n else None, x_t)
             done += 1

@@ -213,7 +213,10 @@ def enhance_images(
         work = [fi.pixels for fi in fitted]
         restore = fitted[0].restore
 
-    x0 = torch.from_numpy(np.stack(work)).permute(0, 3, 1, 2).float() * 2.0 - 1.0  # [B, C, h, w] in [-1, 1]
+    # [B, C, h, w] in [-1, 1]: x * 2 - 1 in place on the fresh stack (the same float32 operations as
+    # out of place, without two image-sized temporaries)
+    x0 = torch.from_numpy(np.stack(work).astype(np.float32, copy=False)).permute(0, 3, 1, 2)
+    x0.mul_(2.0).sub_(1.0)
     low = None
     iterations = 1 if (ho % h == 0 and wo % w == 0) else 3
     if consistency:

@@ -188,5 +188,6 @@ def tiled_boomerang(
     x = reverse_process(denoiser, x, plan, sched, generators, eta=eta, hook=hook, progress=progress)
 
     # 5. Decode (latent models: windowed VAE) back to images in [-1, 1].
-    return decode_tiled(model, x, tile, overlap).clamp(-1.0, 1.0)
+    # x is not used again: clamp the decode in place (pixel models decode to x itself)
+    return decode_tiled(model, x, tile, overlap).clamp_(-1.0, 1.0)
 

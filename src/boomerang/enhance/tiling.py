@@ -163,6 +163,7 @@ def blend_windows(
         chunk = [layout.windows[i] for i in idx[k:k + tile_batch]]
         crops = torch.cat([x[..., r:r + h, q:q + w] for r, q, h, w in chunk])  # [n B, C, h, w], window-major
         outs = fn(crops, chunk) if positions else fn(crops)
+        del crops  # the batch's input windows are not needed while its outputs are blended
         for j, (r, q, h, w) in enumerate(chunk):
             o = outs[j * b:(j + 1) * b].to(x.device, torch.float64)
             R, Q, oh, ow = round(r * ratio), round(q * ratio), round(h * ratio), round(w * ratio)
