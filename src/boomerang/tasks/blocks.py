@@ -30,7 +30,9 @@ __all__ = ["attach_model", "model_description", "default_block_size", "read_item
 #: Decoded inputs kept for later blocks of the same job, at most this many bytes per process.
 INPUT_CACHE_BYTES = 1 << 30
 #: Threads that write a block's PNGs (encode, fsync, rename) while the next output is restored.
-WRITE_THREADS = 4
+#: One: a write overlaps the next read; more threads cost 40-70% more CPU per item on two cores
+#: (GIL hand-offs between the writers; BENCHMARKS.md section 11, round 4) and showed no gain on disk.
+WRITE_THREADS = 1
 #: Outputs larger than this (uint8 bytes) are written at once, not queued for the writer threads.
 BACKGROUND_WRITE_BYTES = 16 << 20
 
@@ -340,7 +342,7 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
         if progress is not None:
             progress.finished(1)
 
-    # Writes (PNG encode, fsync) run in a few threads while the next output is restored: both
+    # Writes (PNG encode, fsync) run in a writer thread while the next output is restored: both
     # release the GIL, so a disk's fsync latency is hidden. Leaving the `with` waits for every
     # write in flight, also when a stop or an error ends the block early: nothing half-written.
     with ThreadPoolExecutor(WRITE_THREADS) as pool:
