@@ -14,6 +14,7 @@ several levels touches each input in one block per level.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -335,7 +336,7 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
     written, records, made = [], [], set()
     staged = is_sharded(job)  # shards are written whole at the end; blocks stage their PNGs
     pending: deque = deque()
-    out = job.out  # (a property that makes a Path: once per block)
+    out = str(job.out)  # output paths as strings: no Path objects per output
 
     def finish_oldest() -> None:
         pending.popleft().result()  # re-raises a failed write (OutputWriteError)
@@ -350,10 +351,11 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
                                          progress=progress,
                               stop=stop):
             name = staged_name(s.output.name) if staged else s.output.name
-            path = out / name
-            if path.parent not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
+            path = os.path.join(out, name)
+            folder = os.path.dirname(path)
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
             if s.pixels.nbytes > BACKGROUND_WRITE_BYTES:  # a large output is written at once (memory)
                 while pending:
                     finish_oldest()
