@@ -115,7 +115,7 @@ def child_bare(src: Path, out: Path) -> dict:
             "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
 
 
-def child_job(src: Path, out: Path, engine: str, model: str | None) -> dict:
+def child_job(src: Path, out: Path, engine: str, model: str | None, write_threads: int = 0) -> dict:
     import torch
 
     from boomerang.settings import SampleSettings
@@ -127,6 +127,10 @@ def child_job(src: Path, out: Path, engine: str, model: str | None) -> dict:
     import boomerang.planning  # noqa: F401  (imports diffusers' schedulers: a fixed start-up cost, not timed)
 
     torch.set_num_threads(1)
+    if write_threads:  # the writer threads of write_block (0: the runner's own number)
+        from boomerang.tasks import blocks
+
+        blocks.WRITE_THREADS = write_threads
     rss0 = _rss_kb()
     t0, c0 = time.perf_counter(), time.process_time()
     task = Task()
@@ -164,9 +168,10 @@ def child_plan(src: Path, out: Path, model: str | None) -> dict:
             "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
 
 
-def run_child(arm: str, src: Path, out: Path, model: str) -> dict:
+def run_child(arm: str, src: Path, out: Path, model: str, write_threads: int = 0) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--child", arm, "--src", str(src), "--dst", str(out), "--model", model]
+    cmd = [sys.executable, __file__, "--child", arm, "--src", str(src), "--dst", str(out), "--model", model,
+           "--write-threads", str(write_threads)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{arm} failed:\n{r.stderr[-3000:]}")
@@ -185,7 +190,7 @@ def main() -> None:
         model = sys.argv[sys.argv.index("--model") + 1]
         model = None if model == "-" else model
         res = (child_bare(src, dst) if arm == "bare" else child_plan(src, dst, model) if arm == "plan"
-               else child_job(src, dst, arm, model))
+               else child_job(src, dst, arm, model, int(sys.argv[sys.argv.index("--write-threads") + 1])))
         print(json.dumps(res))
         return
     p = make_parser(__doc__, first_paragraph=True)
@@ -197,6 +202,8 @@ def main() -> None:
     p.add_argument("--model", default="ddpm-mnist5k",
                    help="the job's --model (default: the bundled digit model, named as a job at scale names it); "
                         "'-' for none: the job then chooses it by decoding every input (boomerang.default_model)")
+    p.add_argument("--write-threads", type=int, default=0,
+                   help="writer threads of the job's write_block (0: the runner's own, blocks.WRITE_THREADS)")
     p.add_argument("--tmp", default=None, help="folder for the generated inputs and outputs (default: system temp)")
     p.add_argument("--name", default="runner_scale", help="file name of the results (NAME.json in --out)")
     add_out_argument(p)
@@ -210,7 +217,7 @@ def main() -> None:
             print(f"{n} inputs written in {time.perf_counter() - t:.1f}s", file=sys.stderr, flush=True)
             arms = ["plan"] if a.plan_only else ["bare", *a.engines]
             for rep, arm in [(r, arm) for r in range(a.repeats) for arm in arms]:  # interleaved
-                res = {"n": n, "arm": arm, "repeat": rep, **run_child(arm, tmp / "in", tmp / "out", a.model)}
+                res = {"n": n, "arm": arm, "repeat": rep, **run_child(arm, tmp / "in", tmp / "out", a.model, a.write_threads)}
                 runs.append(res)
                 print(f"n={n:>7} {arm:>5}: {res['seconds']:8.1f}s  {res['items_per_s']:8.1f} items/s  "
                       f"cpu {res['cpu_seconds']:7.1f}s {res['items_per_cpu_s']:7.1f} items/cpu-s  "
@@ -242,7 +249,7 @@ def main() -> None:
                 summary[f"{arm}_vs_bare_cpu_throughput_{n}"] = r["items_per_cpu_s"] / bare["items_per_cpu_s"]
     for k, v in summary.items():
         print(f"{k}: {v:.3f}")
-    save_json(a.name, {"machine": machine(), "tmp": a.tmp, "model": a.model, "runs": runs, "summary": summary}, a.out)
+    save_json(a.name, {"machine": machine(), "tmp": a.tmp, "model": a.model, "write_threads": a.write_threads, "runs": runs, "summary": summary}, a.out)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,11 @@ class Task:
         (``_t<tttt>`` with timesteps) and ``_s<jjj>`` when several samples.
         """
         rel = output.item.relpath
-        stem = rel[: -len(Path(rel).suffix)] if Path(rel).suffix else rel
+        # Path(rel).suffix without making a Path (once per output): the last dot of the last part,
+        # neither its first nor its last character
+        name = rel[rel.rfind("/") + 1:]
+        dot = name.rfind(".")
+        stem = rel[: len(rel) - len(name) + dot] if 0 < dot < len(name) - 1 else rel
         if len(job.noise_levels) > 1:
             level, t = job.noise_levels[output.level_index]
             stem += f"_t{t:04d}" if job.settings.timestep is not None else f"_level{level:.3f}"

@@ -14,6 +14,7 @@ several levels touches each input in one block per level.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +31,9 @@ __all__ = ["attach_model", "model_description", "default_block_size", "read_item
 #: Decoded inputs kept for later blocks of the same job, at most this many bytes per process.
 INPUT_CACHE_BYTES = 1 << 30
 #: Threads that write a block's PNGs (encode, fsync, rename) while the next output is restored.
-WRITE_THREADS = 4
+#: One: a write overlaps the next read; more threads cost 40-70% more CPU per item on two cores
+#: (GIL hand-offs between the writers; BENCHMARKS.md section 11, round 4) and showed no gain on disk.
+WRITE_THREADS = 1
 #: Outputs larger than this (uint8 bytes) are written at once, not queued for the writer threads.
 BACKGROUND_WRITE_BYTES = 16 << 20
 
@@ -333,14 +336,14 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
     written, records, made = [], [], set()
     staged = is_sharded(job)  # shards are written whole at the end; blocks stage their PNGs
     pending: deque = deque()
-    out = job.out  # (a property that makes a Path: once per block)
+    out = str(job.out)  # output paths as strings: no Path objects per output
 
     def finish_oldest() -> None:
         pending.popleft().result()  # re-raises a failed write (OutputWriteError)
         if progress is not None:
             progress.finished(1)
 
-    # Writes (PNG encode, fsync) run in a few threads while the next output is restored: both
+    # Writes (PNG encode, fsync) run in a writer thread while the next output is restored: both
     # release the GIL, so a disk's fsync latency is hidden. Leaving the `with` waits for every
     # write in flight, also when a stop or an error ends the block early: nothing half-written.
     with ThreadPoolExecutor(WRITE_THREADS) as pool:
@@ -348,10 +351,11 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
                                          progress=progress,
                               stop=stop):
             name = staged_name(s.output.name) if staged else s.output.name
-            path = out / name
-            if path.parent not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
+            path = os.path.join(out, name)
+            folder = os.path.dirname(path)
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
             if s.pixels.nbytes > BACKGROUND_WRITE_BYTES:  # a large output is written at once (memory)
                 while pending:
                     finish_oldest()
