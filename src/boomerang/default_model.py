@@ -74,7 +74,7 @@ def _file_is_small_gray(path, background) -> bool:
             return True
         loaded = from_pil(img, name, path, bg)
     except (ImageInputError, ValueError):
-        return False
+        return None  # unreadable: the command's own input checks skip or refuse it
     return _gray(loaded)
 
 
@@ -85,11 +85,8 @@ def _gray(loaded) -> bool:
     return bool((px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all())
 
 
-def is_small_gray(source, background=(255, 255, 255)) -> bool:
-    """True when ``source`` (a path, PIL image or array) is at most :data:`DIGIT_MAX_SIDE` pixels
-    on both sides and gray (one colour channel, or three equal ones after decoding; alpha is
-    composited over ``background``). An unreadable file counts as not gray: the command's own
-    input checks name it. A file is decoded once (a larger one not at all: its header says)."""
+def _small_gray_verdict(source, background):
+    """True / False as :func:`is_small_gray`; None when ``source`` cannot be read as an image."""
     import os
 
     from boomerang import imageio
@@ -102,11 +99,20 @@ def is_small_gray(source, background=(255, 255, 255)) -> bool:
     try:
         loaded = imageio.read_image(source, background=background)
     except ValueError:
-        return False
+        return None
     w, h = loaded.size
     if max(w, h) > DIGIT_MAX_SIDE:
         return False
     return _gray(loaded)
+
+
+def is_small_gray(source, background=(255, 255, 255)) -> bool:
+    """True when ``source`` (a path, PIL image or array) is at most :data:`DIGIT_MAX_SIDE` pixels
+    on both sides and gray (one colour channel, or three equal ones after decoding; alpha is
+    composited over ``background``). An unreadable file counts as not gray here; the default-model
+    choice leaves such files out (the command's own input checks name them). A file is decoded
+    once (a larger one not at all: its header says)."""
+    return bool(_small_gray_verdict(source, background))
 
 
 _NONE = object()
@@ -117,7 +123,8 @@ def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:
 
     Args:
         sources: the command's inputs (paths, PIL images or arrays), any iterable (read once, in
-            order, up to the first that is not a small gray image); may be empty.
+            order, up to the first that is not a small gray image); may be empty. Inputs that cannot
+            be read as images are left out of the choice (a dataset job skips them).
         background: what alpha is composited over (the command's ``--background``).
 
     Returns:
@@ -132,8 +139,9 @@ def choose_default_model(sources, background=(255, 255, 255)) -> DefaultChoice:
     first = next(sources, _NONE)
     if first is _NONE:
         return DefaultChoice(digit, None, "the command has no input images")
-    if all(is_small_gray(s, background) for s in itertools.chain([first], sources)):
-        return DefaultChoice(digit, None, f"every input is a small gray image, at most {DIGIT_MAX_SIDE}x"
+    verdicts = (_small_gray_verdict(s, background) for s in itertools.chain([first], sources))
+    if all(v is not False for v in verdicts):  # unreadable inputs (None) are skipped by the command: left out
+        return DefaultChoice(digit, None, f"every readable input is a small gray image, at most {DIGIT_MAX_SIDE}x"
                                           f"{DIGIT_MAX_SIDE} pixels; pass --model {assets.PHOTO_MODEL_NAME} for "
                                           "the photo model")
     try:

@@ -161,3 +161,30 @@ def test_the_one_decode_check_agrees_with_a_full_read_on_every_kind_of_file(tmp_
     got = {f.name: is_small_gray(f) for f in files}
     assert got == {f.name: _is_small_gray_by_full_read(f) for f in files}
     assert got["cut.png"] is False and got["la.png"] is True and got["7.png"] is True
+
+
+def test_unreadable_inputs_are_left_out_of_the_choice(photos, photo_model, tmp_path):
+    """A dataset job skips files that do not decode; they must not make digits go to the photo model
+    (found by a new-user trial: a truncated JPEG among the example digits picked ddpm-photos)."""
+    import shutil
+
+    from _helpers import CASES
+
+    bad = [CASES / n for n in ("truncated.jpg", "empty.png", "not_an_image.png")]
+    assert all(p.is_file() for p in bad)
+    c = choose_default_model([DIGIT, *bad])
+    assert c.model is None and c.name == "ddpm-mnist5k" and "readable" in c.reason
+    assert choose_default_model([*bad, photos[0]]).model == "ddpm-photos"  # a readable colour input still counts
+    assert not is_small_gray(bad[0])  # the public predicate: unreadable is not gray
+
+    from boomerang.cli import main
+
+    digits = tmp_path / "digits"
+    digits.mkdir()
+    shutil.copy(DIGIT, digits / "7.png")
+    shutil.copy(bad[0], digits / "truncated.jpg")
+    out = tmp_path / "aug"
+    rc = main(["augment", str(digits), "--level", "0.2", "--samples-per-image", "1", "--steps", "2", "--out", str(out)])
+    assert rc == 3  # finished with a skipped file
+    report = (out / "report.json").read_text()
+    assert json.loads(report)["default_model"]["model"] == "ddpm-mnist5k" and "truncated.jpg" in report
