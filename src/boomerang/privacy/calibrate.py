@@ -247,6 +247,8 @@ def calibrate_privacy(in_dir, target_top1: float = 0.05, *, features="pixels", s
     folders = [("", in_dir)] + ([("pool:", Path(reference_pool))] if reference_pool else [])
     real = load_real_set(folders, size=size, background=settings.background_rgb,
                          released_gray=int(model.image_channels) == 1)
+    # sources only among the images the attack could read (an unreadable file is a skipped candidate)
+    chosen = _draw_sources([it for it in items if it.relpath in real.index], sources, settings.seed)
     attack = LinkageAttack(real.images, features, device=settings.device, candidates=real.names)
     clf = None
     if classifier is not None and all(it.label is not None for it in chosen):
