@@ -214,3 +214,18 @@ def test_train_and_classifier_weights_follow_the_umask(tmp_path):
     assert any(p.name.endswith(".safetensors") for p in files)
     modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
     assert set(modes.values()) == {oct(0o644)}, modes
+
+
+def test_weights_that_overflow_float16_say_so_and_not_that_the_file_is_damaged(tiny_pixel_dir, tmp_path, digit,
+                                                                                 capsys):
+    """Finite float32 weights beyond float16's range become inf when cast: the advice is a wider dtype
+    (found by a new-user trial: the message said the weights file was damaged)."""
+    big = tmp_path / "f16inf"
+    shutil.copytree(tiny_pixel_dir, big)
+    _edit_weights(big / "unet", lambda t: {**t, "conv_out.weight": t["conv_out.weight"] * 1e6 + 1e5})
+    out = tmp_path / "out"
+    rc, err = _run([str(digit), "--model", str(big), "--level", "0.5", "--dtype", "float16", "--out", str(out),
+                    *COMMON], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "unet.conv_out.weight" in err and "--dtype float32" in err and "damaged" not in err
+    assert not out.exists()

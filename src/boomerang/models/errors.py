@@ -81,7 +81,7 @@ def nonfinite_message(model, where: str = "the model") -> str:
     """
     dtype = model if isinstance(model, str) else getattr(model, "dtype", "float32")
     head = f"{where} produced NaN or infinite values with `dtype` {dtype}"
-    bad = []
+    bad, any_nan = [], False
     if not isinstance(model, str):
         for comp in getattr(model, "networks", ("unet", "vae", "text_encoder")):
             net = getattr(model, comp, None)
@@ -92,6 +92,10 @@ def nonfinite_message(model, where: str = "the model") -> str:
             for name, t in net.state_dict().items():
                 if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                     bad.append(f"{comp}.{name}")
+                    any_nan = any_nan or bool(torch.isnan(t).any())
+    if bad and dtype == "float16" and not any_nan:  # inf only: finite weights beyond float16's range (65504)
+        return (f"{head}: {len(bad)} weight tensor(s) overflow to inf in float16 ({names(bad)}): their values exceed "
+                "float16's range (65504); run again with `dtype` float32 (or bfloat16 on a GPU that has it)")
     if bad:  # damaged weights first: no dtype would help
         return (f"{head}: {len(bad)} weight tensor(s) hold NaN/inf ({names(bad)}); the weights file is damaged: "
                 "download or export the model again")
