@@ -349,3 +349,17 @@ def test_sample_names_every_unusable_shard_member_and_chooses_the_model_from_the
                        "--no-progress"], capsys)
     assert rc == 0, err
     assert "ddpm-mnist5k" in json.loads((tmp_path / "o2" / "metadata.json").read_text())["default_model"]["model"]
+
+
+def test_a_truncated_member_gets_the_reason_a_truncated_file_gets(tmp_path, tiny_pixel_dir, capsys):
+    """The skip reason of a damaged shard member is the folder reader's (found by a new-user trial: a truncated
+    JPEG in a tar was reported as 'not an image (OSError)')."""
+    from _helpers import CASES
+
+    src = write_webdataset(tmp_path / "in", {"a.tar": ["g0", "g1"]},
+                           images={"g1": (CASES / "truncated.jpg").read_bytes()})
+    out = tmp_path / "out"
+    rc, err = run_cli(["augment", src, "--out", out, *_common(tiny_pixel_dir, "--samples-per-image", "1")], capsys)
+    assert rc == 3, err
+    reasons = {s["file"]: s["reason"] for s in json.loads((out / "report.json").read_text())["skipped_files"]}
+    assert list(reasons) == ["g1.png"] and "truncated or incomplete" in reasons["g1.png"], reasons

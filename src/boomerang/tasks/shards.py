@@ -281,16 +281,14 @@ def read_bytes(item: Item) -> bytes:
 
 def open_source(item: Item):
     """The image of a shard item as a PIL image (decoded later by ``imageio.read_image``)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from boomerang.imageio import ImageInputError
+    from PIL import Image
 
     data = read_bytes(item)
     where = f"{item.shard}: {item.relpath}"
-    try:
+    from boomerang._imread import _pillow_errors
+
+    with _pillow_errors(where):  # the same reasons as for a file in a folder (truncated, damaged, unknown format)
         img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageInputError(f"{where}: not an image ({type(exc).__name__})") from None
     img.filename = item.relpath  # errors name the item's key
     return img
 
