@@ -74,10 +74,12 @@ def test_dcr_needs_no_links(folders, capsys):
     (["--sheet", "SHEET"], "--holdout"),
     (["--holdout", "HOLD", "--sheet", "ANON/pairs.png"], "inside ANON_DIR"),
     (["--holdout", "/no/such/dir"], "--holdout"),
+    (["--holdout", "REAL"], "NOT released"),  # the released sources are no holdout (found by a new-user trial)
+    (["--holdout", "BASE"], "NOT released"),  # nor is a folder that holds them
 ])
 def test_refusals(folders, capsys, extra, needle, tmp_path):
     real, anon, hold, _ = folders
-    extra = [a.replace("HOLD", str(hold)).replace("ANON", str(anon)).replace("SHEET", str(tmp_path / "s.png"))
+    extra = [a.replace("REAL", str(real)).replace("BASE", str(real.parent)).replace("HOLD", str(hold)).replace("ANON", str(anon)).replace("SHEET", str(tmp_path / "s.png"))
              for a in extra]
     before = sorted(p.name for p in Path(anon).iterdir())
     assert main(["audit-privacy", str(real), str(anon), *extra]) == 2

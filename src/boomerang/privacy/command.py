@@ -123,6 +123,10 @@ def run_audit_privacy(args: argparse.Namespace) -> int:
         for flag, d in inputs:
             if not d.is_dir():
                 raise _Bad(f"{flag} {str(d)!r} is not a folder")
+        if holdout is not None and (holdout.resolve() == real.resolve() or _inside(holdout, real)
+                                    or _inside(real, holdout)):
+            raise _Bad(f"--holdout {str(holdout)!r} holds the released source images (REAL_DIR {str(real)!r}); give "
+                       "real images that were NOT released, e.g. a held-out split")
         json_path = pathlib.Path(args.json) if args.json else None
         sheet_path = pathlib.Path(args.sheet) if args.sheet else None
         for what, path in (("--json", json_path), ("--sheet", sheet_path)):
