@@ -31,7 +31,6 @@ class Task:
             skipped and reported. False (``sample``): every input is checked
             before the model loads (one bad file stops the command) and one run
             writes everything.
-        sharded_inputs: the task reads WebDataset / Parquet shards (``--layout webdataset|parquet``).
         private_report: the report names input files and so goes to the job's private folder
             (``OUT/.job/report.json``) instead of OUT (``anonymise``: OUT is the release).
         defaults: overrides of the sampling defaults for this command's flags
@@ -46,7 +45,6 @@ class Task:
     description = "Boomerang local samples of every image in IN_DIR, written to OUT_DIR in the same layout."
     resumable = True
     private_report = False
-    sharded_inputs = True
     defaults: dict = {"num_samples": 1}
     Options = NoOptions
     State = NoState

@@ -77,9 +77,6 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
     elif task.resumable:
         job.layout = task.scan(job)
         job.items = job.layout.items
-        if job.layout.kind in ("webdataset", "parquet") and not task.sharded_inputs:
-            raise SettingError(f"{task.name} does not read {job.layout.kind} shards yet; "
-                               "give it a folder of images (`layout` folder, classes or imagefolder)")
     else:
         task.list_items(job)  # sample lists its files and folders here
     if model is None and settings.model is None:
