@@ -55,7 +55,10 @@ def run(side: int, a, tmp: Path) -> dict:
     if a.tile_size:
         argv += ["--tile-size", str(a.tile_size)]
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True)
+    env = dict(os.environ)
+    if a.malloc_mmap_threshold is not None:  # glibc: allocations above it get their own mapping, returned on free
+        env["MALLOC_MMAP_THRESHOLD_"] = str(a.malloc_mmap_threshold)
+    r = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise SystemExit(f"enhance at {side}x{side} failed:\n{r.stderr[-3000:]}")
     res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -75,6 +78,8 @@ def main() -> None:
                         "gray pixel model (boomerang.testing.tiny), windows of --tile-size: the same image-sized "
                         "buffers, far less model time, so larger images run in minutes")
     p.add_argument("--tile-size", type=int, default=None, help="enhance --tile-size (fully convolutional models; default: enhance's own)")
+    p.add_argument("--malloc-mmap-threshold", type=int, default=None, metavar="BYTES",
+                   help="set glibc's MALLOC_MMAP_THRESHOLD_ for the enhance process (default: None, glibc's own)")
     p.add_argument("--name", default="enhance_memory", help="file name of the results (NAME.json in --out)")
     add_out_argument(p)
     a = p.parse_args()
