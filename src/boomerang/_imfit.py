@@ -17,6 +17,7 @@ from boomerang._image import (
     DEFAULT_MAX_PIXELS,
     ImageInputError,
     ImageSource,
+    MIN_SIDE,
     LoadedImage,
     check_background,
     hollow,
@@ -193,36 +194,73 @@ def read_for_identity(
     ``(H, W, channels)``, the values :func:`~boomerang.imageio.save_image` writes for the float
     reference of :func:`read_for_model` (``rint(x * 255)``; the same bytes, tested), and ``fitted``
     a :class:`FittedImage` of method ``identity`` whose ``pixels`` take no memory (the model never
-    sees them). Only for an 8-bit gray file (mode ``L``, no transparency, no ICC profile) already at
-    the model's size; ``None`` for anything else (the caller reads it with :func:`read_for_model`).
-    The same checks run in the same order, so a bad file raises what :func:`read_for_model` raises.
+    sees them). Only for an 8-bit gray file (mode ``L``, no transparency, no ICC profile, no EXIF
+    orientation to apply) already at the model's size; ``None`` for anything else, and for any file
+    this path cannot read: the caller reads it with :func:`read_for_model`, which says why.
+
+    A PNG is opened once: its size from the IHDR chunk, its mode and chunks before the pixels
+    are decoded (Pillow's PNG reader only).
 
     Raises:
-        ImageInputError: as :func:`read_for_model`.
+        ImageInputError: an input too large for a model without a native size
+            (:func:`check_full_size_input`), as :func:`read_for_model`.
     """
-    path = Path(path)
-    header = _peek_size(path, DEFAULT_MAX_PIXELS)
-    if header is None:
-        return None
-    w, h = header
-    if native_size is not None:
-        if (w, h) != (native_size, native_size):
-            return None
-    else:
-        check_full_size_input(path.name, w, h, native_size=None, multiple_of=multiple_of, vae_width=vae_width)
-        if w % multiple_of or h % multiple_of:
-            return None
     if channels not in (1, 3):
         return None
-    img, name, path = open_file(path, DEFAULT_MAX_PIXELS)
-    if img.mode != "L" or "transparency" in img.info or img.info.get("icc_profile") or img.size != (w, h):
+    path = Path(path)
+    try:
+        fh = open(path, "rb")
+    except OSError:
         return None
+    with fh:
+        head = fh.read(24)
+        if not (len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"):
+            fh.close()
+            return _read_for_identity_any(path, channels, native_size, multiple_of, vae_width)
+        w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if not _identity_size(path, w, h, native_size, multiple_of, vae_width):
+            return None
+        fh.seek(0)
+        try:
+            img = Image.open(fh, formats=("PNG",))
+            if (img.mode != "L" or img.size != (w, h) or not MIN_SIDE <= min(w, h) or w * h > DEFAULT_MAX_PIXELS
+                    or "transparency" in img.info or img.info.get("icc_profile") or getattr(img, "n_frames", 1) > 1):
+                return None
+            img.load()
+        except Exception:  # noqa: BLE001 - a damaged file: read_for_model reports it
+            return None
+        if "exif" in img.info or any(k.startswith("Raw profile type exif") for k in img.info):
+            return None  # an orientation may apply: read_for_model makes it upright
+    return _identity_result(img, path, channels)
+
+
+def _identity_size(path: Path, w: int, h: int, native_size, multiple_of: int, vae_width) -> bool:
+    """Whether a (w, h) file is at the model's size (raises what read_for_model raises for a full-size input)."""
+    if native_size is not None:
+        return (w, h) == (native_size, native_size)
+    check_full_size_input(path.name, w, h, native_size=None, multiple_of=multiple_of, vae_width=vae_width)
+    return not (w % multiple_of or h % multiple_of)
+
+
+def _identity_result(img: Image.Image, path: Path, channels: int) -> tuple[LoadedImage, np.ndarray, FittedImage]:
+    w, h = img.size
     u8 = np.asarray(img)[..., None]
     reference = np.repeat(u8, 3, axis=-1) if channels == 3 else np.ascontiguousarray(u8)
-    loaded = LoadedImage(pixels=hollow((h, w, 3)), size=(w, h), bit_depth=8, is_grayscale=True, name=name,
+    loaded = LoadedImage(pixels=hollow((h, w, 3)), size=(w, h), bit_depth=8, is_grayscale=True, name=path.name,
                          path=path, source_mode="L")
     fitted = FittedImage(hollow((h, w, channels)), (w, h), "identity")
     return loaded, reference, fitted
+
+
+def _read_for_identity_any(path: Path, channels: int, native_size, multiple_of: int, vae_width):
+    """:func:`read_for_identity` of a file that is not a PNG (any format Pillow reads)."""
+    header = _peek_size(path, DEFAULT_MAX_PIXELS)
+    if header is None or not _identity_size(path, *header, native_size, multiple_of, vae_width):
+        return None
+    img, name, path = open_file(path, DEFAULT_MAX_PIXELS)
+    if img.mode != "L" or "transparency" in img.info or img.info.get("icc_profile") or img.size != header:
+        return None
+    return _identity_result(img, path, channels)
 
 
 def _peek_size(path: Path, max_pixels: int | None) -> tuple[int, int] | None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,20 +40,61 @@ def _write_error(path: Path, exc: OSError) -> OutputWriteError:
     return err
 
 
+_TEMP_COUNTER = itertools.count()
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_temp(path: str) -> tuple[int, str]:
+    """A new temporary file beside ``path``: ``(fd, name)``, named ``.NAME.PID_N.tmp``.
+
+    Created with ``O_EXCL`` and mode 0o666, so the kernel applies the umask (and a
+    folder's default ACL) as for a plain ``open()``; a name left by an earlier process
+    of the same id is skipped. Raises OSError (the folder is missing or not writable).
+    """
+    folder, name = os.path.split(path)
+    stem = os.path.join(folder, f".{name}.{os.getpid()}_")
+    for _ in range(100):
+        tmp = f"{stem}{next(_TEMP_COUNTER)}.tmp"
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", stem)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same
     folder, fsync, then ``os.replace``. On any error the temporary file is
     removed and ``path`` is left as it was, so an interrupted run never leaves a
     truncated file. Used for every file the project writes (images, metadata,
-    training checkpoints).
+    training checkpoints). The file's mode is ``0o666 & ~umask``, as for a plain ``open()``.
 
     Raises:
         OutputWriteError: (an OSError) the folder does not exist or is not
             writable, the disk is full, ...: one line naming ``path`` and the cause.
     """
-    path = Path(path)
-    with atomic_open(path) as fh:
-        fh.write(data)
+    path = os.fspath(path)
+    try:
+        fd, tmp = _create_temp(path)
+    except OSError as exc:
+        raise _write_error(Path(path), exc) from exc
+    try:
+        try:
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a signal, a pipe): loop
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+            raise _write_error(Path(path), exc) from exc
+        raise
 
 
 @contextlib.contextmanager
@@ -68,17 +109,15 @@ def atomic_open(path: str | os.PathLike):
     Raises:
         OutputWriteError: the file cannot be created or written (one line naming ``path``).
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    path = os.fspath(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = _create_temp(path)
     except OSError as exc:
-        raise _write_error(path, exc) from exc
+        raise _write_error(Path(path), exc) from exc
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
             yield fh
             fh.flush()
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # before the fsync: one flush of data and mode
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
@@ -87,7 +126,7 @@ def atomic_open(path: str | os.PathLike):
         except OSError:
             pass
         if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
-            raise _write_error(path, exc) from exc
+            raise _write_error(Path(path), exc) from exc
         raise
 
 

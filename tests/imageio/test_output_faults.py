@@ -197,3 +197,27 @@ def test_fit_warning_says_colour_to_gray_on_every_path() -> None:
             "For colour images use a colour model (--model)")
         assert imageio.fit_warning(gray, fitted, 1) is None
         assert imageio.fit_warning(colour, fitted, 3) is None
+
+
+def test_atomic_write_mode_follows_umask_and_skips_a_stale_temp_name(tmp_path, monkeypatch):
+    """The file gets 0o666 & ~umask (as a plain open() would); a temporary name left by an
+    earlier process of the same id is skipped, not overwritten; nothing else is left behind."""
+    old = os.umask(0o027)
+    try:
+        stale = tmp_path / f".a.png.{os.getpid()}_{next(fileio._TEMP_COUNTER) + 1}.tmp"
+        stale.write_bytes(b"left by a killed run")
+        fileio.atomic_write_bytes(tmp_path / "a.png", b"x" * 100_000)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.png").read_bytes() == b"x" * 100_000
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o640
+    assert stale.read_bytes() == b"left by a killed run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", stale.name])
+
+
+def test_atomic_write_loops_over_short_writes(tmp_path, monkeypatch):
+    """os.write may write fewer bytes than asked: every byte still reaches the file."""
+    real = os.write
+    monkeypatch.setattr(fileio.os, "write", lambda fd, data: real(fd, bytes(data[:7])))
+    fileio.atomic_write_bytes(tmp_path / "b.bin", bytes(range(256)) * 3)
+    assert (tmp_path / "b.bin").read_bytes() == bytes(range(256)) * 3

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import contextlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,10 +31,11 @@ __all__ = ["attach_model", "model_description", "default_block_size", "read_item
 
 #: Decoded inputs kept for later blocks of the same job, at most this many bytes per process.
 INPUT_CACHE_BYTES = 1 << 30
-#: Threads that write a block's PNGs (encode, fsync, rename) while the next output is restored.
-#: One: a write overlaps the next read; more threads cost 40-70% more CPU per item on two cores
-#: (GIL hand-offs between the writers; BENCHMARKS.md section 11, round 4) and showed no gain on disk.
-WRITE_THREADS = 1
+#: Threads that write a block's PNGs (encode, fsync, rename) while the next output is restored;
+#: 0 (the default): each output is written in the block's own thread as soon as it is made. On two
+#: cores one writer thread cost 25-60% more CPU per item than none, and four 40-70% more (the GIL
+#: is handed between the threads on every encode and file call; BENCHMARKS.md section 11, round 5).
+WRITE_THREADS = 0
 #: Outputs larger than this (uint8 bytes) are written at once, not queued for the writer threads.
 BACKGROUND_WRITE_BYTES = 16 << 20
 
@@ -319,7 +321,7 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
     journal entry.
 
     Every output is written atomically (``imageio.save_image``: PNG, no metadata; by
-    :data:`WRITE_THREADS` threads, in order of submission) before the entry is returned; the
+    the block's thread, or by :data:`WRITE_THREADS` threads in order of submission) before the entry is returned; the
     caller appends the entry to the journal. Reading and sampling can be interrupted by
     ``stop``; writes cannot (a stop waits for the writes in flight).
 
@@ -343,10 +345,10 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
         if progress is not None:
             progress.finished(1)
 
-    # Writes (PNG encode, fsync) run in a writer thread while the next output is restored: both
-    # release the GIL, so a disk's fsync latency is hidden. Leaving the `with` waits for every
-    # write in flight, also when a stop or an error ends the block early: nothing half-written.
-    with ThreadPoolExecutor(WRITE_THREADS) as pool:
+    # Writes (PNG encode, fsync) run in the block's thread (WRITE_THREADS 0) or in writer threads
+    # while the next output is restored. Leaving the `with` waits for every write in flight, also
+    # when a stop or an error ends the block early: nothing half-written.
+    with ThreadPoolExecutor(WRITE_THREADS) if WRITE_THREADS else contextlib.nullcontext() as pool:
         for s in job.task.sample_outputs(job, outputs, sample_block, cache=cache, dtype=np.uint8, skipped=skipped,
                                          progress=progress,
                               stop=stop):
@@ -356,7 +358,7 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
             if folder not in made:
                 os.makedirs(folder, exist_ok=True)
                 made.add(folder)
-            if s.pixels.nbytes > BACKGROUND_WRITE_BYTES:  # a large output is written at once (memory)
+            if pool is None or s.pixels.nbytes > BACKGROUND_WRITE_BYTES:  # inline, or large: written at once
                 while pending:
                     finish_oldest()
                 imageio.save_image(s.pixels, path)
