@@ -11,7 +11,7 @@ from pathlib import Path
 
 from boomerang._image import ImageInputError
 
-__all__ = ["IMAGE_SUFFIXES", "iter_image_files", "list_image_files"]
+__all__ = ["IMAGE_SUFFIXES", "iter_image_files", "list_image_files", "walk_image_entries", "walk_image_paths"]
 
 #: File name endings that folder expansion picks up (compared lower-case).
 IMAGE_SUFFIXES: tuple[str, ...] = (
@@ -90,35 +90,60 @@ def list_image_files(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[
 
 def _walk(root: Path, recursive: bool) -> Iterator[Path]:
     """Image files under ``root`` in the order of their relative POSIX path, depth first."""
-    stack = [iter(_entries(root))]
+    for _, path in walk_image_paths(root, recursive):
+        yield path
+
+
+def walk_image_paths(root: str | os.PathLike[str], recursive: bool = True) -> Iterator[tuple[str, Path]]:
+    """``(relative POSIX path, Path)`` of the image files under the folder ``root``, as
+    :func:`walk_image_entries` (one ``Path`` per folder, joined with each file's name)."""
+    folder, folder_path = None, None
+    for rel, entry in walk_image_entries(root, recursive):
+        parent = os.path.dirname(entry.path)
+        if parent != folder:
+            folder, folder_path = parent, Path(parent)
+        yield rel, folder_path / entry.name
+
+
+def walk_image_entries(root: str | os.PathLike[str], recursive: bool = True) -> Iterator[tuple[str, os.DirEntry]]:
+    """``(relative POSIX path, os.DirEntry)`` of the image files under the folder ``root``, in the
+    order and with the rules of :func:`iter_image_files` (which yields ``Path(entry.path)``): for
+    callers that list millions of files and need strings (and ``entry.stat()``), not ``Path`` objects."""
+    stack = [(iter(_entries(os.fspath(root))), "")]
     while stack:
-        for path, is_dir in stack[-1]:
+        it, prefix = stack[-1]
+        for key, entry, is_dir in it:
             if not is_dir:
-                yield path
+                yield prefix + key, entry
             elif recursive:
-                stack.append(iter(_entries(path)))
+                stack.append((iter(_entries(entry.path)), prefix + key))
                 break
         else:
             stack.pop()
 
 
-def _entries(folder: Path) -> list[tuple[Path, bool]]:
-    """``(path, is_folder)`` for the visible sub-folders and image files of one folder, sorted so that a
-    depth-first walk gives the order of relative paths (a folder ``d`` sorts as ``d/``)."""
+def _key(found: tuple[str, os.DirEntry, bool]) -> str:
+    return found[0]
+
+
+def _entries(folder: str) -> list[tuple[str, os.DirEntry, bool]]:
+    """``(sort key, entry, is_folder)`` for the visible sub-folders and image files of one folder, sorted
+    so that a depth-first walk gives the order of relative paths (a folder ``d`` has the key ``d/``)."""
     found = []
     try:
         with os.scandir(folder) as it:
             for e in it:
-                if e.name.startswith("."):
+                name = e.name
+                if name.startswith("."):
                     continue
                 try:
                     if e.is_dir(follow_symlinks=False):
-                        found.append((e.name + "/", e.name, True))
-                    elif Path(e.name).suffix.lower() in IMAGE_SUFFIXES and e.is_file():
-                        found.append((e.name, e.name, False))
+                        found.append((name + "/", e, True))
+                    elif os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and e.is_file():
+                        found.append((name, e, False))
                 except OSError:
                     continue
     except OSError:
         return []
-    found.sort()
-    return [(folder / name, is_dir) for _, name, is_dir in found]
+    found.sort(key=_key)
+    return found

@@ -115,3 +115,32 @@ def test_planning_memory_does_not_grow_with_the_items(tmp_path, tiny_pixel_dir, 
     per_item = (large - small) / 1400
     print(f"planning peak: {small / 1e3:.0f} kB at 200 items, {large / 1e3:.0f} kB at 1600 ({per_item:.0f} B per item)")
     assert per_item < 100  # a list of items and outputs took about 2,500 B per item
+
+
+def test_the_survey_digests_equal_the_items_fingerprint_in_both_layouts(tmp_path):
+    """survey_folder writes each item's fingerprint line by hand (no items made): the same sha256 as
+    items_digest of the listed items, with quotes, unicode, spaces and upper-case suffixes in names,
+    and the same order as the lister (a folder `d` sorts as `d/`)."""
+    from boomerang.imageio import iter_image_files
+    from boomerang.tasks.layout import items_digest, survey_folder
+
+    src = tmp_path / "in"
+    names = ['cls "a"/x.png', "clsé/b c.PNG", "cls/zz.jpg", "d/1.png", "d.png/2.png", "d-/3.png", "e/.hidden.png"]
+    for i, name in enumerate(names):
+        p = src / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 3 + i), i, np.uint8)).save(p, format="PNG")
+    (src / "d" / "notes.txt").write_text("not an image")
+    count, at_root, plain, classes = survey_folder(src)
+    listed = [f.relative_to(src).as_posix() for f in iter_image_files(src, unique=False)]
+    assert count == 6 == len(listed) and at_root is None
+    assert listed == sorted(listed, key=lambda r: [p + "/" for p in r.split("/")[:-1]] + [r.split("/")[-1]])
+    assert plain == items_digest(ListedItems(src, "folder")) and classes == items_digest(ListedItems(src, "classes"))
+    assert plain != classes
+    assert [it.relpath for it in ListedItems(src, "folder")] == listed
+    from boomerang.tasks.layout import item_line
+
+    for kind in ("folder", "classes"):  # item_line's hand-written text is json.dumps's
+        for it in ListedItems(src, kind):
+            want = json.dumps([it.relpath, it.path.stat().st_size, it.columns], sort_keys=True, default=str)
+            assert item_line(it) == want

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -105,10 +106,14 @@ def index_items(items, folder, root) -> IndexedItems:
     root = Path(root)
     h, n, offset = hashlib.sha256(), 0, 0
     folder = Path(folder)
+    prefix = os.path.join(str(root), "")
     with atomic_open(folder / ITEMS_FILE) as fh, atomic_open(folder / INDEX_FILE) as idx:
         for it in items:
             h.update(item_line(it).encode() + b"\n")
-            path = None if it.path is None else Path(it.path).relative_to(root).as_posix()
+            path = None if it.path is None else str(it.path)
+            if path is not None:  # relative to root (a string operation when it lies under root as given)
+                rel = path[len(prefix):] if path.startswith(prefix) else Path(path).relative_to(root).as_posix()
+                path = rel.replace(os.sep, "/") if os.sep != "/" else rel
             line = (json.dumps([it.relpath, path, it.label, it.caption, it.columns, it.shard, it.member, it.size, it.offset],
                                ensure_ascii=False, default=str) + "\n").encode()
             idx.write(_OFFSET.pack(offset))

@@ -93,10 +93,15 @@ class Layout:
 def item_line(item: Item) -> str:
     """The fingerprint line of one item (its relative path, size and carried columns)."""
     try:
-        size = item.path.stat().st_size if item.member is None else item.size
-    except (OSError, AttributeError):
+        size = os.stat(item.path).st_size if item.member is None else item.size
+    except (OSError, TypeError):
         size = -1
-    return json.dumps([item.relpath, size, item.columns], sort_keys=True, default=str)
+    columns = item.columns
+    if not columns:  # the folder layout (and `classes` below): the same text json.dumps writes
+        return f"[{json.dumps(item.relpath)}, {json.dumps(size)}, {{}}]"
+    if len(columns) == 1 and isinstance(columns.get("label"), str):
+        return f"[{json.dumps(item.relpath)}, {json.dumps(size)}, {{\"label\": {json.dumps(columns['label'])}}}]"
+    return json.dumps([item.relpath, size, columns], sort_keys=True, default=str)
 
 
 def items_digest(items) -> str:
@@ -148,13 +153,9 @@ class ListedItems(StreamedItems):
 
     def files(self):
         """``(relative POSIX path, path)`` of every image file, in order (no item built)."""
-        from boomerang.imageio import iter_image_files
+        from boomerang.imageio import walk_image_paths
 
-        prefix = str(self.root) + os.sep
-        for f in iter_image_files(self.root, unique=False):
-            s = str(f)
-            rel = s[len(prefix):] if s.startswith(prefix) else f.relative_to(self.root).as_posix()
-            yield (rel.replace(os.sep, "/") if os.sep != "/" else rel), f
+        yield from walk_image_paths(self.root)
 
     def __iter__(self):
         for i, (rel, f) in enumerate(self.files()):
@@ -168,21 +169,25 @@ class ListedItems(StreamedItems):
 
 def survey_folder(root):
     """One streaming pass over a folder: ``(count, first file at the root or None, digest as
-    ``folder``, digest as ``classes``)`` -- what ``layout.scan`` needs to choose and fingerprint."""
-    listed = ListedItems.__new__(ListedItems)
-    listed.root, listed.kind = Path(root), "folder"
+    ``folder``, digest as ``classes``)`` -- what ``layout.scan`` needs to choose and fingerprint.
+    The digests hash :func:`item_line` of each item as it would be in either layout (written here
+    without making the items: the same bytes)."""
+    from boomerang.imageio import walk_image_entries
+
     n, at_root, plain, classes = 0, None, hashlib.sha256(), hashlib.sha256()
-    for rel, f in listed.files():
+    dumps = json.dumps
+    for rel, entry in walk_image_entries(root):
         n += 1
         try:
-            size = f.stat().st_size
+            size = entry.stat().st_size
         except OSError:
             size = -1
         label = rel.split("/", 1)[0] if "/" in rel else None
         if label is None and at_root is None:
             at_root = rel
-        plain.update(json.dumps([rel, size, {}], sort_keys=True).encode() + b"\n")
-        classes.update(json.dumps([rel, size, {"label": label}], sort_keys=True).encode() + b"\n")
+        head = f"[{dumps(rel)}, {size}, "
+        plain.update(f"{head}{{}}]\n".encode())
+        classes.update(f"{head}{{\"label\": {dumps(label)}}}]\n".encode())
     return n, at_root, plain.hexdigest(), classes.hexdigest()
 
 
