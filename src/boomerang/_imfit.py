@@ -4,6 +4,7 @@ small models with bounded memory, and the size limit of models that run at the i
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,7 +208,7 @@ def read_for_identity(
     """
     if channels not in (1, 3):
         return None
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     try:
         fh = open(path, "rb")
     except OSError:
@@ -229,8 +230,9 @@ def read_for_identity(
             img.load()
         except Exception:  # noqa: BLE001 - a damaged file: read_for_model reports it
             return None
-        if "exif" in img.info or any(k.startswith("Raw profile type exif") for k in img.info):
-            return None  # an orientation may apply: read_for_model makes it upright
+        for key in img.info:  # an orientation may apply (eXIf chunk, or EXIF in a text chunk): read_for_model makes it upright
+            if key == "exif" or key.startswith("Raw profile type exif"):
+                return None
     return _identity_result(img, path, channels)
 
 
@@ -244,12 +246,18 @@ def _identity_size(path: Path, w: int, h: int, native_size, multiple_of: int, va
 
 def _identity_result(img: Image.Image, path: Path, channels: int) -> tuple[LoadedImage, np.ndarray, FittedImage]:
     w, h = img.size
-    u8 = np.asarray(img)[..., None]
-    reference = np.repeat(u8, 3, axis=-1) if channels == 3 else np.ascontiguousarray(u8)
-    loaded = LoadedImage(pixels=hollow((h, w, 3)), size=(w, h), bit_depth=8, is_grayscale=True, name=path.name,
+    u8 = np.asarray(img)[..., None]  # a fresh C-contiguous copy of the decoded bytes
+    reference = np.repeat(u8, 3, axis=-1) if channels == 3 else u8
+    loaded = LoadedImage(pixels=_hollow((h, w, 3)), size=(w, h), bit_depth=8, is_grayscale=True, name=path.name,
                          path=path, source_mode="L")
-    fitted = FittedImage(hollow((h, w, channels)), (w, h), "identity")
+    fitted = FittedImage(_hollow((h, w, channels)), (w, h), "identity")
     return loaded, reference, fitted
+
+
+@functools.lru_cache(maxsize=64)
+def _hollow(shape: tuple[int, int, int]) -> np.ndarray:
+    """:func:`hollow` arrays shared by every image of one size (read-only, they take no memory)."""
+    return hollow(shape)
 
 
 def _read_for_identity_any(path: Path, channels: int, native_size, multiple_of: int, vae_width):

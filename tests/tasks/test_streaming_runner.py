@@ -144,3 +144,26 @@ def test_the_survey_digests_equal_the_items_fingerprint_in_both_layouts(tmp_path
         for it in ListedItems(src, kind):
             want = json.dumps([it.relpath, it.path.stat().st_size, it.columns], sort_keys=True, default=str)
             assert item_line(it) == want
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_two_inputs_that_would_share_an_output_name_are_refused_before_anything_is_written(
+        tmp_path, tiny_pixel_dir, monkeypatch, collide):
+    """a.png and a.jpg both become a.png: one error naming both, nothing written. With every name
+    hashing alike (collide), distinct names still pass and equal ones are still caught."""
+    from boomerang.errors import SettingError
+    from boomerang.settings import SampleSettings
+    from boomerang.tasks import runner
+    from boomerang.tasks.runner import plan_job
+
+    if collide:
+        monkeypatch.setattr(runner, "_name_hash", lambda name: 7)
+    src = _pngs(tmp_path / "in", 6, per_folder=3)
+    settings = SampleSettings(level=0.0, num_samples=1, model=str(tiny_pixel_dir))
+    job = plan_job(Task(), settings, NoOptions(), JobSettings(inputs=str(src), out=str(tmp_path / "ok"), progress=False))
+    assert len(job.outputs) == 6
+    Image.fromarray(np.zeros((6, 5), np.uint8)).save(src / "d001" / "00004.jpg")
+    with pytest.raises(SettingError, match=r"two outputs would be named d001/00004\.png \(d001/00004\.jpg and "
+                                           r"d001/00004\.png\); rename one of the inputs"):
+        plan_job(Task(), settings, NoOptions(), JobSettings(inputs=str(src), out=str(tmp_path / "out"), progress=False))
+    assert not (tmp_path / "out").exists()

@@ -107,17 +107,16 @@ def plan_job(task: Task, settings: SampleSettings, options, job_settings: JobSet
     return job
 
 
-def _check_unique_names(outputs) -> None:
-    """Refuse two outputs of the same name, holding 8 bytes per output (a hash of each name;
-    the names themselves are looked up again only when two hashes agree)."""
-    import hashlib
+_name_hash = hash  # (a test makes every name collide)
 
+
+def _check_unique_names(outputs) -> None:
+    """Refuse two outputs of the same name, holding 8 bytes per output (Python's 64-bit hash of each
+    name; the names themselves are looked up again only when two hashes agree)."""
     import numpy as np
 
-    def h(name: str) -> int:
-        return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-
-    hashes = np.fromiter((h(o.name) for o in outputs), dtype=np.uint64, count=len(outputs))
+    h = _name_hash
+    hashes = np.fromiter((h(o.name) for o in outputs), dtype=np.int64, count=len(outputs))
     hashes.sort()
     same = set(hashes[1:][hashes[1:] == hashes[:-1]].tolist())
     if not same:
