@@ -246,7 +246,7 @@ def _identity_size(path: Path, w: int, h: int, native_size, multiple_of: int, va
 
 def _identity_result(img: Image.Image, path: Path, channels: int) -> tuple[LoadedImage, np.ndarray, FittedImage]:
     w, h = img.size
-    u8 = np.asarray(img)[..., None]  # a fresh C-contiguous copy of the decoded bytes
+    u8 = np.frombuffer(img.tobytes(), np.uint8).reshape(h, w, 1)  # the decoded bytes (read-only)
     reference = np.repeat(u8, 3, axis=-1) if channels == 3 else u8
     loaded = LoadedImage(pixels=_hollow((h, w, 3)), size=(w, h), bit_depth=8, is_grayscale=True, name=path.name,
                          path=path, source_mode="L")

@@ -104,8 +104,9 @@ def _write_quantized(q: np.ndarray, path, grayscale: bool | None) -> None:
         q = q[..., :1]
 
     if q.shape[-1] == 1:
-        if bit_depth == 8:
-            data = _encode_with_pillow(Image.fromarray(np.ascontiguousarray(q[..., 0])))
+        if bit_depth == 8:  # an L image over the array's bytes (no copy when they are contiguous)
+            data = _encode_with_pillow(Image.frombuffer("L", (q.shape[1], q.shape[0]), np.ascontiguousarray(q),
+                                                        "raw", "L", 0, 1))
         else:
             img = Image.frombytes("I;16", (q.shape[1], q.shape[0]), np.ascontiguousarray(q[..., 0]).astype("<u2").tobytes())
             data = _encode_with_pillow(img)

@@ -144,6 +144,17 @@ def test_the_survey_digests_equal_the_items_fingerprint_in_both_layouts(tmp_path
         for it in ListedItems(src, kind):
             want = json.dumps([it.relpath, it.path.stat().st_size, it.columns], sort_keys=True, default=str)
             assert item_line(it) == want
+    from boomerang.tasks.items import index_items
+
+    for kind in ("folder", "classes"):  # the index's hand-written lines are json.dumps's; read back equal
+        job = tmp_path / kind
+        job.mkdir()
+        indexed = index_items(ListedItems(src, kind), job, src)
+        items = list(ListedItems(src, kind))
+        lines = (job / "items.jsonl").read_text(encoding="utf-8").splitlines()
+        assert lines == [json.dumps([it.relpath, it.relpath, it.label, None, it.columns, None, None, None, None],
+                                    ensure_ascii=False) for it in items]
+        assert [indexed[i] for i in range(len(items))] == items == list(indexed.range(0, 99))
 
 
 @pytest.mark.parametrize("collide", [False, True])

@@ -39,12 +39,13 @@ class IndexedItems:
     def __init__(self, folder, count: int, digest: str, root):
         self.folder, self._len, self._digest, self.root = Path(folder), int(count), str(digest), Path(root)
         self._fh = self._idx = None
+        self._folder, self._folder_path = None, None
 
     def __getstate__(self):  # pickled for Ray actors: paths only, files reopened there
-        return {k: v for k, v in self.__dict__.items() if k not in ("_fh", "_idx")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fh", "_idx", "_folder", "_folder_path")}
 
     def __setstate__(self, state):
-        self.__dict__.update(state, _fh=None, _idx=None)
+        self.__dict__.update(state, _fh=None, _idx=None, _folder=None, _folder_path=None)
 
     def _open(self):
         if self._fh is None:
@@ -80,8 +81,12 @@ class IndexedItems:
 
     def _item(self, i: int, line: bytes) -> Item:
         rel, path, label, caption, columns, shard, member, size, offset = json.loads(line)
-        return Item(i, rel, None if path is None else self.root / path, label, caption, columns,
-                    shard=shard, member=member, size=size, offset=offset)
+        if path is not None:  # one Path per folder, joined with each file's name
+            folder, _, name = path.rpartition("/")
+            if folder != self._folder:
+                self._folder, self._folder_path = folder, self.root / folder if folder else self.root
+            path = self._folder_path / name
+        return Item(i, rel, path, label, caption, columns, shard=shard, member=member, size=size, offset=offset)
 
     def digest(self) -> str:
         return self._digest
@@ -114,8 +119,15 @@ def index_items(items, folder, root) -> IndexedItems:
             if path is not None:  # relative to root (a string operation when it lies under root as given)
                 rel = path[len(prefix):] if path.startswith(prefix) else Path(path).relative_to(root).as_posix()
                 path = rel.replace(os.sep, "/") if os.sep != "/" else rel
-            line = (json.dumps([it.relpath, path, it.label, it.caption, it.columns, it.shard, it.member, it.size, it.offset],
-                               ensure_ascii=False, default=str) + "\n").encode()
+            if path == it.relpath and it.caption is None and it.shard is None and it.member is None and (
+                    not it.columns or (it.columns == {"label": it.label} and isinstance(it.label, str))):
+                # a folder's file (layout folder or classes): the text json.dumps writes, made directly
+                r, lab = json.dumps(path, ensure_ascii=False), json.dumps(it.label, ensure_ascii=False)
+                cols = f'{{"label": {lab}}}' if it.columns else "{}"
+                line = f"[{r}, {r}, {lab}, null, {cols}, null, null, {json.dumps(it.size)}, {json.dumps(it.offset)}]\n".encode()
+            else:
+                line = (json.dumps([it.relpath, path, it.label, it.caption, it.columns, it.shard, it.member, it.size,
+                                    it.offset], ensure_ascii=False, default=str) + "\n").encode()
             idx.write(_OFFSET.pack(offset))
             fh.write(line)
             offset += len(line)
