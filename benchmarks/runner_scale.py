@@ -9,8 +9,8 @@ peak RSS, ``ru_maxrss``, is its own):
 
 * ``bare``: one process, one loop: list the files (``imageio.iter_image_files``), read
   each with Pillow (``Image.open`` + ``load``), encode it as PNG and write it as
-  durably as the runner does (temporary file in the destination folder, write, flush,
-  fsync, rename);
+  durably as the runner does, with the same system calls (a new temporary file in the
+  destination folder opened with ``O_EXCL``, write, fsync, close, rename);
 * ``local``: the dataset job (``boomerang.tasks.Task``: ``plan_job``, model load,
   ``execute_job``) at level 0 on the bundled pixel model (the identity: no model call),
   local engine, blocks of 64, one torch thread: scan, fingerprint, item index, read,
@@ -26,7 +26,8 @@ model, as a job at scale would); ``--model -`` leaves it out, and the job then c
 decoding every input first (``boomerang.default_model``, about 100 us of CPU per file). Targets (issue 22):
 local peak RSS growth <= 50 MB from 10k to 200k items; local items/s >= 0.8x bare.
 With ``--repeats R`` the arms run interleaved R times; the summary takes each arm's best
-items/s and highest peak. ``--tmp /dev/shm`` puts inputs and outputs on tmpfs, where fsync
+items/s and highest peak, and the median over the repeats of the ratio of items per CPU second of
+each repeat's runner and bare runs (the steadier figure on a shared machine). ``--tmp /dev/shm`` puts inputs and outputs on tmpfs, where fsync
 costs nothing and the comparison is of CPU work alone. Writes runner_scale.json into --out
 (default benchmarks/out/). ``--plan-only`` times planning alone (``plan_job``), wall and CPU.
 """
@@ -103,11 +104,15 @@ def child_bare(src: Path, out: Path) -> dict:
             im.load()
             buf = io.BytesIO()
             im.save(buf, "PNG")
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
+        # the runner's durable write (fileio.atomic_write_bytes), in its cheapest plain form: a new
+        # temporary file beside the target (O_EXCL, mode 0o666 less the umask), write, fsync, rename
+        tmp = os.path.join(dst.parent, f".{dst.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, buf.getvalue())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, dst)
         n += 1
     return {"items": n, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
@@ -247,6 +252,15 @@ def main() -> None:
             if bare and arm != "bare":
                 summary[f"{arm}_vs_bare_throughput_{n}"] = r["items_per_s"] / bare["items_per_s"]
                 summary[f"{arm}_vs_bare_cpu_throughput_{n}"] = r["items_per_cpu_s"] / bare["items_per_cpu_s"]
+    for n in sorted({r["n"] for r in runs}):  # the steadier figure: the median of each repeat's ratio
+        for arm in a.engines:
+            pairs = [(b, r) for b in runs for r in runs if b["n"] == r["n"] == n and b["arm"] == "bare"
+                     and r["arm"] == arm and b["repeat"] == r["repeat"]]
+            if pairs:
+                ratios = sorted(r["items_per_cpu_s"] / b["items_per_cpu_s"] for b, r in pairs)
+                mid = len(ratios) // 2
+                summary[f"{arm}_vs_bare_cpu_throughput_{n}_median_of_repeats"] = (
+                    ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2)
     for k, v in summary.items():
         print(f"{k}: {v:.3f}")
     save_json(a.name, {"machine": machine(), "tmp": a.tmp, "model": a.model, "write_threads": a.write_threads, "runs": runs, "summary": summary}, a.out)
