@@ -363,3 +363,28 @@ def test_a_truncated_member_gets_the_reason_a_truncated_file_gets(tmp_path, tiny
     assert rc == 3, err
     reasons = {s["file"]: s["reason"] for s in json.loads((out / "report.json").read_text())["skipped_files"]}
     assert list(reasons) == ["g1.png"] and "truncated or incomplete" in reasons["g1.png"], reasons
+
+
+def test_a_tar_cut_between_members_is_reported_not_silently_shorter(tmp_path, tiny_pixel_dir, capsys):
+    """tarfile stops without an error at a cut between two members: the samples before the cut are
+    made, and the shard is listed in the report as cut short (the samples after it are missing)."""
+    import tarfile
+
+    src = write_webdataset(tmp_path / "in", {"a.tar": ["g0", "g1", "g2"], "b.tar": ["h0"]})
+    with tarfile.open(src / "a.tar") as tar:
+        g1_end = max(m.offset_data + -(-m.size // 512) * 512 for m in tar.getmembers() if m.name.startswith("g1."))
+    (src / "a.tar").write_bytes((src / "a.tar").read_bytes()[:g1_end])  # whole members g0, g1; g2 gone
+    out = tmp_path / "out"
+    rc, err = run_cli(["augment", src, "--out", out, *_common(tiny_pixel_dir, "--samples-per-image", "1")], capsys)
+    assert rc == 3, err
+    report = json.loads((out / "report.json").read_text())
+    reasons = [s["reason"] for s in report["skipped_files"]]
+    assert len(reasons) == 1 and "a.tar: ends without the tar end-of-archive blocks" in reasons[0], reasons
+    made = sorted(p.name for p in out.glob("level*/*.tar"))
+    assert made == ["a.tar", "b.tar"], made
+    with tarfile.open(next(out.glob("level*/a.tar"))) as tar:
+        assert sorted({m.name.split(".")[0] for m in tar.getmembers()}) == ["g0_s000", "g1_s000"]
+    # a whole shard is not reported
+    rc, err = run_cli(["augment", write_webdataset(tmp_path / "whole", {"c.tar": ["k0"]}), "--out", tmp_path / "o2",
+                       *_common(tiny_pixel_dir, "--samples-per-image", "1")], capsys)
+    assert rc == 0 and not json.loads((tmp_path / "o2" / "report.json").read_text())["skipped_files"], err

@@ -168,6 +168,20 @@ def _tar_items(path: Path, shard: str):
             group[ext] = m
         if key is not None:
             yield from _sample(tar, path, shard, key, group)
+        end = tar.offset  # where the members end: a whole tar has its end-of-archive blocks (zeros) after it
+    if not _ends_whole(path, end):
+        # cut between two members: tarfile stops there without an error; the samples after it are
+        # gone, so the shard is reported (one skipped entry) instead of silently shorter
+        raise SettingError(f"{shard}: ends without the tar end-of-archive blocks after byte {end}: the shard is "
+                           "cut short and the samples after the last one read are missing. Copy the shard again")
+
+
+def _ends_whole(path: Path, end: int) -> bool:
+    """Whether ``path`` holds at least the two 512-byte zero blocks of a tar's end after byte ``end``."""
+    with open(path, "rb") as fh:
+        fh.seek(end)
+        tail = fh.read(1024)
+    return len(tail) == 1024 and not any(tail)
 
 
 def _sample(tar, path, shard, key, group):
