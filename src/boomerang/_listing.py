@@ -99,9 +99,9 @@ def walk_image_paths(root: str | os.PathLike[str], recursive: bool = True) -> It
     :func:`walk_image_entries` (one ``Path`` per folder, joined with each file's name)."""
     folder, folder_path = None, None
     for rel, entry in walk_image_entries(root, recursive):
-        parent = os.path.dirname(entry.path)
+        parent = rel.rpartition("/")[0]
         if parent != folder:
-            folder, folder_path = parent, Path(parent)
+            folder, folder_path = parent, Path(os.path.dirname(entry.path))
         yield rel, folder_path / entry.name
 
 

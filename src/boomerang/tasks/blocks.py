@@ -25,7 +25,7 @@ from boomerang.tasks import job_plan
 from boomerang.tasks.base import Task
 from boomerang.tasks.job import DecodedInput, Job, OutputFile
 
-__all__ = ["attach_model", "model_description", "default_block_size", "read_item", "InputCache",
+__all__ = ["attach_model", "model_description", "default_block_size", "read_item", "identity_fit", "InputCache",
            "INPUT_CACHE_BYTES", "BlockSample", "sample_block", "write_block", "blocks_of", "block_count",
            "block_outputs", "block_length"]
 
@@ -87,12 +87,22 @@ def default_block_size(job: Job) -> int:
     return auto_batch_size(len(job.outputs), job.settings.device, job.model, shape)
 
 
-def read_item(job: Job, item, identity_u8: bool = False) -> DecodedInput:
+def identity_fit(job: Job):
+    """The job's ``inputs.FitArgs`` when its 8-bit outputs may be read as uint8 (no task read hooks and
+    every output is its input: :func:`identity_only`), else ``None``; worked out once per block."""
+    from boomerang.inputs import fit_args_for
+
+    plain = type(job.task).transform is Task.transform and type(job.task).fit is Task.fit
+    return fit_args_for(job.settings, job.model) if plain and identity_only(job) else None
+
+
+def read_item(job: Job, item, identity_u8: bool = False, *, fast_fit=False) -> DecodedInput:
     """Read, transform and fit (task hooks) one item: the one read of the sampling pass.
 
     ``identity_u8``: the caller writes 8-bit outputs; when every output of the job is the input
     itself (:func:`identity_only`), an 8-bit gray file at the model's size is read without the float
     round trip (``imageio.read_for_identity``: uint8 reference, the bytes written are the same).
+    ``fast_fit``: :func:`identity_fit` of the job when the caller has it (default: worked out here).
 
     Raises:
         boomerang.imageio.ImageInputError: a file that cannot be read (or is too large for the model).
@@ -108,10 +118,11 @@ def read_item(job: Job, item, identity_u8: bool = False) -> DecodedInput:
         source = item.path if item.path is not None else item.source
     plain = type(job.task).transform is Task.transform and type(job.task).fit is Task.fit
     fast = None
-    if plain and identity_u8 and item.member is None and isinstance(source, (str, Path)) and identity_only(job):
-        fit = fit_args_for(job.settings, job.model)
-        fast = imageio.read_for_identity(source, channels=fit.channels, native_size=fit.native_size,
-                                         multiple_of=fit.multiple, vae_width=fit.vae_width)
+    if identity_u8 and item.member is None and isinstance(source, (str, Path)):
+        fit = identity_fit(job) if fast_fit is False else fast_fit
+        if fit is not None:
+            fast = imageio.read_for_identity(source, channels=fit.channels, native_size=fit.native_size,
+                                             multiple_of=fit.multiple, vae_width=fit.vae_width)
     if fast is not None:
         loaded, reference, fitted = fast
     elif plain:  # no task hooks: large files are decoded at a reduced size, with bounded memory
@@ -153,6 +164,7 @@ class InputCache:
     def __init__(self, job: Job, max_bytes: int = INPUT_CACHE_BYTES):
         self.job, self.max_bytes, self.bytes = job, int(max_bytes), 0
         self.kept: dict[int, Any] = {}
+        self._fast_fit = False  # identity_fit(job), once the model is attached and an item is read
 
     def _last(self, index: int) -> int:
         """The index of item ``index``'s last output (closed form for an OutputList)."""
@@ -178,8 +190,10 @@ class InputCache:
             if isinstance(got, str):
                 raise ImageInputError(got)
             return got
+        if identity_u8 and self._fast_fit is False:
+            self._fast_fit = identity_fit(self.job)
         try:
-            decoded = read_item(self.job, item, identity_u8)
+            decoded = read_item(self.job, item, identity_u8, fast_fit=self._fast_fit)
         except ImageInputError as exc:
             self.kept[item.index] = str(exc)
             raise
@@ -354,10 +368,10 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
                               stop=stop):
             name = staged_name(s.output.name) if staged else s.output.name
             path = os.path.join(out, name)
-            folder = os.path.dirname(path)
-            if folder not in made:
-                os.makedirs(folder, exist_ok=True)
-                made.add(folder)
+            sub = name.rpartition("/")[0]  # names are relative, '/'-separated
+            if sub not in made:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                made.add(sub)
             if pool is None or s.pixels.nbytes > BACKGROUND_WRITE_BYTES:  # inline, or large: written at once
                 while pending:
                     finish_oldest()

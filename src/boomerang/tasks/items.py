@@ -30,6 +30,7 @@ from boomerang.tasks.layout import Item, item_line
 __all__ = ["IndexedItems", "index_items", "ITEMS_FILE", "INDEX_FILE"]
 
 ITEMS_FILE, INDEX_FILE = "items.jsonl", "items.idx"
+_quote = json.encoder.encode_basestring  # a str as json.dumps(ensure_ascii=False) writes it
 _OFFSET = struct.Struct("<q")
 
 
@@ -119,12 +120,14 @@ def index_items(items, folder, root) -> IndexedItems:
             if path is not None:  # relative to root (a string operation when it lies under root as given)
                 rel = path[len(prefix):] if path.startswith(prefix) else Path(path).relative_to(root).as_posix()
                 path = rel.replace(os.sep, "/") if os.sep != "/" else rel
-            if path == it.relpath and it.caption is None and it.shard is None and it.member is None and (
-                    not it.columns or (it.columns == {"label": it.label} and isinstance(it.label, str))):
+            if (path == it.relpath and it.caption is None and it.shard is None and it.member is None
+                    and it.size is None and it.offset is None
+                    and (not it.columns or (type(it.label) is str and it.columns == {"label": it.label}))):
                 # a folder's file (layout folder or classes): the text json.dumps writes, made directly
-                r, lab = json.dumps(path, ensure_ascii=False), json.dumps(it.label, ensure_ascii=False)
+                r = _quote(path)
+                lab = "null" if it.label is None else _quote(it.label)
                 cols = f'{{"label": {lab}}}' if it.columns else "{}"
-                line = f"[{r}, {r}, {lab}, null, {cols}, null, null, {json.dumps(it.size)}, {json.dumps(it.offset)}]\n".encode()
+                line = f"[{r}, {r}, {lab}, null, {cols}, null, null, null, null]\n".encode()
             else:
                 line = (json.dumps([it.relpath, path, it.label, it.caption, it.columns, it.shard, it.member, it.size,
                                     it.offset], ensure_ascii=False, default=str) + "\n").encode()

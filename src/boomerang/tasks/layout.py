@@ -97,11 +97,16 @@ def item_line(item: Item) -> str:
     except (OSError, TypeError):
         size = -1
     columns = item.columns
-    if not columns:  # the folder layout (and `classes` below): the same text json.dumps writes
-        return f"[{json.dumps(item.relpath)}, {json.dumps(size)}, {{}}]"
-    if len(columns) == 1 and isinstance(columns.get("label"), str):
-        return f"[{json.dumps(item.relpath)}, {json.dumps(size)}, {{\"label\": {json.dumps(columns['label'])}}}]"
+    if type(size) is int and type(item.relpath) is str:  # the text json.dumps writes, made directly
+        if not columns:  # the folder layout
+            return f"[{_quote(item.relpath)}, {size}, {{}}]"
+        if len(columns) == 1 and type(columns.get("label")) is str:  # classes
+            return f"[{_quote(item.relpath)}, {size}, {{\"label\": {_quote(columns['label'])}}}]"
     return json.dumps([item.relpath, size, columns], sort_keys=True, default=str)
+
+
+#: A str as a JSON string, as ``json.dumps`` (ensure_ascii) writes it (the json module's C escaper).
+_quote = json.encoder.encode_basestring_ascii
 
 
 def items_digest(items) -> str:
@@ -175,7 +180,6 @@ def survey_folder(root):
     from boomerang.imageio import walk_image_entries
 
     n, at_root, plain, classes = 0, None, hashlib.sha256(), hashlib.sha256()
-    dumps = json.dumps
     for rel, entry in walk_image_entries(root):
         n += 1
         try:
@@ -185,9 +189,9 @@ def survey_folder(root):
         label = rel.split("/", 1)[0] if "/" in rel else None
         if label is None and at_root is None:
             at_root = rel
-        head = f"[{dumps(rel)}, {size}, "
+        head = f"[{_quote(rel)}, {size}, "
         plain.update(f"{head}{{}}]\n".encode())
-        classes.update(f"{head}{{\"label\": {dumps(label)}}}]\n".encode())
+        classes.update(f"{head}{{\"label\": {'null' if label is None else _quote(label)}}}]\n".encode())
     return n, at_root, plain.hexdigest(), classes.hexdigest()
 
 
