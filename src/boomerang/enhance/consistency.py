@@ -84,6 +84,15 @@ class Consistency:
         step = nearest_up(rest, size)
         return step if u is None else u + step
 
+    def band(self, region) -> "Consistency":
+        """The replacement for one :class:`~boomerang.enhance.banded.BandRegion` of enhance's bounded
+        path: the reference is then a ``BandFile`` of the image's own size (scale 1, where ILVR
+        acts pixel by pixel), of which the region's channel and rows are read."""
+        import dataclasses
+
+        ref = self.reference.read(region.r0, region.r1, slice(region.channel, region.channel + 1))
+        return dataclasses.replace(self, reference=ref)
+
     def error(self, x) -> float:
         """Mean |D(x) - reference| (model units)."""
         return float((area_down(x, self.low_size) - self.reference.to(x.device)).abs().mean())

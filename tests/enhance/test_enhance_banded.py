@@ -1,0 +1,117 @@
+"""Enhance's bounded path (issue 22): x_t in files, the step, the forward jump and ILVR band by band,
+the noise drawn slice by slice. It must give exactly the in-memory path's numbers: here with bands
+forced small (2-4 rows) on images of several bands and many windows, on 1 and 3 channels, with ILVR
+and with fresh noise at every step (ddpm, ddim eta > 0)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from boomerang.enhance import banded
+from boomerang.enhance.bands import BandFile, NoiseCursors, band_rows
+from boomerang.enhance.image import enhance_image, window_settings
+from boomerang.enhance.sampler import tiled_boomerang
+from boomerang.models import load_model
+from boomerang.planning import plan as make_plan
+
+
+@pytest.fixture(scope="module")
+def colour_model(tiny_colour_pixel_dir):
+    return load_model(tiny_colour_pixel_dir)
+
+
+def test_consecutive_draws_of_multiples_of_16_are_one_draw():
+    """The PyTorch property the path rests on (CPU normal fill, 16 values from 16 uniforms)."""
+    whole = torch.randn((1, 3, 20, 24), generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    parts = torch.cat([torch.randn(k, generator=g) for k in (16, 464, 32, 912, 16)])
+    assert torch.equal(whole.flatten(), parts)
+    g2 = torch.Generator().manual_seed(5)
+    odd = torch.cat([torch.randn(k, generator=g2) for k in (8, 1432)])  # not multiples of 16: other numbers
+    assert not torch.equal(whole.flatten(), odd)
+
+
+def test_noise_cursors_draw_the_whole_draw_slice_by_slice():
+    C, H, W = 3, 20, 24
+    want = torch.randn((1, C, H, W), generator=torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    cursors = NoiseCursors([g], C, H * W)
+    got = torch.empty_like(want)
+    rows = band_rows(W, 3)  # 4 rows: 96 values, a multiple of 16
+    for r0 in range(0, H, rows):
+        for c in range(C):
+            got[:, c:c + 1, r0:r0 + rows] = torch.randn((1, 1, min(H, r0 + rows) - r0, W),
+                                                        generator=cursors.generators(c)[0])
+    cursors.finish()
+    assert torch.equal(got, want)
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(9).get_state()) is False
+    after = torch.Generator().manual_seed(9)
+    torch.randn((1, C, H, W), generator=after)
+    assert torch.equal(g.get_state(), after.get_state())  # left where the whole draw leaves it
+
+
+def _both_paths(model, tmp_path, *, scheduler, eta=0.0, ilvr=False, batch=1, band=2, until=1.0):
+    C = model.image_channels
+    H, W = 20, 24  # several bands, many 8-pixel windows
+    x0 = torch.rand((batch, C, H, W), generator=torch.Generator().manual_seed(3)) * 2 - 1
+    tile, overlap = window_settings(model, None, None)
+    plan = make_plan(model, level=0.4, schedule="exact", scheduler=scheduler, steps=10, image_shape=(C, tile, tile))
+    assert plan.num_denoiser_evals >= 3
+    gens = lambda: [torch.Generator().manual_seed(11 + i) for i in range(batch)]  # noqa: E731
+    low = x0.clone() if ilvr else None
+    kw = dict(tile=tile, overlap=overlap, tile_batch=3, weighting="feather", eta=eta, consistency_until=until)
+    g_mem = gens()
+    want = tiled_boomerang(model, x0.clone(), plan, g_mem, consistency_low=low, **kw)
+    g_band = gens()
+    with BandFile(tmp_path / "x0.f32", x0.shape) as f0, BandFile(tmp_path / "low.f32", x0.shape) as fl:
+        f0.write(0, x0)
+        fl.write(0, x0)
+        out = tiled_boomerang(model, f0, plan, g_band, consistency_low=fl if ilvr else None, band=band, **kw)
+        got = out.read(0, H)
+        out.close()
+    return want, got, g_mem, g_band
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("scheduler,eta,ilvr,until", [
+    ("ddpm", 0.0, True, 0.6),   # fresh noise at every step, ILVR's eps', then unconditioned steps
+    ("ddpm", 0.0, True, 1.0),   # ILVR to the end (its final projections)
+    ("ddpm", 0.0, False, 1.0),
+    ("ddim", 0.7, False, 1.0),  # eta > 0: fresh noise
+    ("ddim", 0.0, True, 0.6),
+    ("euler", 0.0, True, 0.6),  # sigma space; the scheduler counts its steps
+])
+def test_banded_tiled_boomerang_equals_the_in_memory_path(tiny_pixel_model, colour_model, tmp_path, channels,
+                                                          scheduler, eta, ilvr, until):
+    model = tiny_pixel_model if channels == 1 else colour_model
+    want, got, g_mem, g_band = _both_paths(model, tmp_path, scheduler=scheduler, eta=eta, ilvr=ilvr, batch=2,
+                                           until=until)
+    assert got.dtype == want.dtype and got.numpy().tobytes() == want.numpy().tobytes()
+    for a, b in zip(g_mem, g_band):  # and the generators end where they did
+        assert torch.equal(a.get_state(), b.get_state())
+
+
+def test_a_changed_noise_order_is_caught(tiny_pixel_model, colour_model, tmp_path, monkeypatch):
+    """The comparison above is sensitive to the order of the draw: drawing each band's channels
+    one after the other (band-major, not the whole draw's channel-major order) changes the output."""
+    want, got, _, _ = _both_paths(colour_model, tmp_path, scheduler="ddpm", ilvr=True, until=0.6)
+    assert torch.equal(want, got)
+    monkeypatch.setattr(NoiseCursors, "generators", lambda self, c: self.cursors[0])
+    want, got, _, _ = _both_paths(colour_model, tmp_path, scheduler="ddpm", ilvr=True, until=0.6)
+    assert not torch.equal(want, got)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_enhance_images_bounded_path_same_bytes(tiny_pixel_model, colour_model, monkeypatch, channels):
+    model = tiny_pixel_model if channels == 1 else colour_model
+    img = np.random.default_rng(7).uniform(0, 1, (20, 24, channels)).astype(np.float32)
+    kw = dict(scale=1, level=0.4, steps=10, consistency=True)
+    monkeypatch.setattr(banded, "BANDED_MIN_PIXELS", 10 ** 9)
+    mem = enhance_image(model, img, generator=torch.Generator().manual_seed(2), **kw)
+    monkeypatch.setattr(banded, "BANDED_MIN_PIXELS", 0)
+    monkeypatch.setattr(banded, "BAND_ROWS", 2)
+    bounded = enhance_image(model, img, generator=torch.Generator().manual_seed(2), **kw)
+    assert bounded.pixels.tobytes() == mem.pixels.tobytes()
+    assert np.asarray(bounded.upsampled).tobytes() == mem.upsampled.tobytes()
