@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from boomerang.enhance import banded
+from boomerang.enhance import bounded as bounded_module
 from boomerang.enhance.bands import BandFile, NoiseCursors, band_rows
 from boomerang.enhance.image import enhance_image, window_settings
 from boomerang.enhance.sampler import tiled_boomerang
@@ -103,15 +104,52 @@ def test_a_changed_noise_order_is_caught(tiny_pixel_model, colour_model, tmp_pat
     assert not torch.equal(want, got)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_enhance_images_bounded_path_same_bytes(tiny_pixel_model, colour_model, monkeypatch, channels):
+def _count_bounded(monkeypatch) -> list:
+    calls = []
+    real = bounded_module.enhance_bounded
+    monkeypatch.setattr(bounded_module, "enhance_bounded", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("channels,scale,consistency", [(1, 1, True), (3, 1, True), (3, 2, False)])
+def test_enhance_images_bounded_path_same_bytes(tiny_pixel_model, colour_model, monkeypatch, channels, scale,
+                                                consistency):
     model = tiny_pixel_model if channels == 1 else colour_model
-    img = np.random.default_rng(7).uniform(0, 1, (20, 24, channels)).astype(np.float32)
-    kw = dict(scale=1, level=0.4, steps=10, consistency=True)
+    img = np.random.default_rng(7).uniform(0, 1, (20 // scale, 24 // scale, channels)).astype(np.float32)
+    kw = dict(scale=scale, level=0.4, steps=10, consistency=consistency, consistency_until=0.6)
+    calls = _count_bounded(monkeypatch)
     monkeypatch.setattr(banded, "BANDED_MIN_PIXELS", 10 ** 9)
     mem = enhance_image(model, img, generator=torch.Generator().manual_seed(2), **kw)
+    assert not calls
     monkeypatch.setattr(banded, "BANDED_MIN_PIXELS", 0)
     monkeypatch.setattr(banded, "BAND_ROWS", 2)
     bounded = enhance_image(model, img, generator=torch.Generator().manual_seed(2), **kw)
+    assert calls  # the bounded path ran
     assert bounded.pixels.tobytes() == mem.pixels.tobytes()
     assert np.asarray(bounded.upsampled).tobytes() == mem.upsampled.tobytes()
+
+
+@pytest.mark.parametrize("scheduler", ["ddpm", "ddim"])
+def test_enhance_command_bounded_path_same_png_bytes(tiny_pixel_dir, tiny_colour_pixel_dir, tmp_path, monkeypatch,
+                                                     capsys, scheduler):
+    from PIL import Image
+
+    from _helpers import run_cli
+
+    for name, model, mode, shape in (("gray", tiny_pixel_dir, "L", (20, 24)),
+                                     ("rgb", tiny_colour_pixel_dir, "RGB", (20, 24, 3))):
+        src = tmp_path / f"{name}.png"
+        Image.fromarray(np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8), mode).save(src)
+        outs = {}
+        calls = _count_bounded(monkeypatch)
+        for path, threshold in (("memory", 10 ** 9), ("bounded", 0)):
+            monkeypatch.setattr(banded, "BANDED_MIN_PIXELS", threshold)
+            monkeypatch.setattr(banded, "BAND_ROWS", 4)
+            out = tmp_path / f"{name}-{path}"
+            rc, err = run_cli(["enhance", src, "--out", out, "--model", model, "--scale", "1", "--level", "0.4",
+                               "--steps", "10", "--scheduler", scheduler, "--eta", "0.5", "--consistency-until",
+                               "0.6", "--seed", "3"], capsys)
+            assert rc == 0, err
+            outs[path] = (out / f"{name}.png").read_bytes()
+            assert len(calls) == (path == "bounded")
+        assert outs["bounded"] == outs["memory"]

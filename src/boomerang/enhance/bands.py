@@ -145,15 +145,16 @@ class BandFile:
                     raise OSError(f"{self.path}: short read ({got} of {view.nbytes} bytes)")
         return torch.from_numpy(out)
 
-    def write(self, r0: int, rows, channels: slice | None = None) -> None:
-        """Store ``rows`` [B, C (or the ``channels`` slice), n, W] (tensor or array) at rows [r0, r0 + n)."""
+    def write(self, r0: int, rows, channels: slice | None = None, item: int | None = None) -> None:
+        """Store ``rows`` [B, C, n, W] (tensor or array; C: the ``channels`` slice of C, B: 1 for one
+        ``item``) at rows [r0, r0 + n)."""
         B, C, H, W = self.shape
         arr = rows.detach().to("cpu").numpy() if hasattr(rows, "detach") else np.asarray(rows)
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         cs = range(C)[channels] if channels is not None else range(C)
-        for b in range(B):
+        for j, b in enumerate(range(B) if item is None else [item]):
             for k, c in enumerate(cs):
-                data = memoryview(arr[b, k]).cast("B")
+                data = memoryview(arr[j, k]).cast("B")
                 if os.pwritev(self.fd, [data], self._offset(b, c, r0)) != data.nbytes:
                     raise OSError(f"{self.path}: short write")
 

@@ -193,6 +193,19 @@ def enhance_images(
     elif plan.schedule != "exact" or abs(plan.level - args.level) > 1e-12 or plan.scheduler != scheduler:
         raise ValueError(f"plan must be an exact-schedule plan for level {args.level} and scheduler {scheduler}, got {plan}")
 
+    from boomerang.enhance.bounded import enhance_bounded, use_bounded
+    from boomerang.enhance.tiling import make_layout
+
+    if plan.timestep is not None and use_bounded(model, plan.scheduler, in_size=(h, w), out_size=(ho, wo), tile=tile,
+                                                 consistency=consistency, colour_fix=colour_fix):
+        # a large image: the same steps with x0, x_t and the upsampling in files, band by band
+        n_windows = len(make_layout(ho, wo, tile, overlap))
+        done = enhance_bounded(model, images, out_size=(ho, wo), upsampler=args.upsampler, plan=plan,
+                               generators=generators, tile=tile, overlap=overlap, tile_batch=args.tile_batch,
+                               weighting=weighting, eta=eta, consistency=consistency,
+                               consistency_until=args.consistency_until, progress=progress)
+        return [Enhanced(p, u, plan, n_windows, n_windows * plan.num_denoiser_evals) for p, u in done]
+
     # 1. Naive upsampling to the exact output size.
     up = [upsample(im, ho, wo, args.upsampler) for im in images]
 
@@ -234,7 +247,6 @@ def enhance_images(
     if colour_fix and plan.timestep is not None:
         ref = x0.to(samples)
         samples = _colour_fix(samples, ref, sigma=args.scale).clamp(-1.0, 1.0)
-    from boomerang.enhance.tiling import make_layout
 
     n_windows = len(make_layout(samples.shape[-2] // model.space_factor,
                                 samples.shape[-1] // model.space_factor, tile, overlap))
