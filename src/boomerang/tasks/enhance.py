@@ -225,6 +225,8 @@ class EnhanceTask(Task):
         x = to_model_channels(loaded.pixels, int(job.model.image_channels))
         _check_output_pixels(loaded.name, x.shape[0], x.shape[1], job.options.scale, ImageInputError)
         h, w = output_size(x.shape[0], x.shape[1], job.options.scale)
+        if (h, w) == x.shape[:2] and x.size and 0.0 <= float(x.min()) and float(x.max()) <= 1.0:
+            return x, _UnresizedInput(x)  # scale 1: the upsampling is the input itself (a copy, clipped): no copy
         return upsample(x, h, w, job.options.upsampler), _UnresizedInput(x)
 
     def sample_batch(self, job: Job, x0, generators, plan, prompts, progress=None):
@@ -249,7 +251,7 @@ class EnhanceTask(Task):
             )
             for i, r in zip(idx, res):
                 out[i] = r.pixels
-        return np.stack(out), None
+        return (np.stack(out) if len(out) > 1 else out[0][None]), None  # one image: no image-sized copy
 
     def plan_shape(self, job: Job, image_shape):
         """A size-dependent model (FLUX) is planned for one window of the upsampled image: the
