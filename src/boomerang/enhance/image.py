@@ -47,7 +47,9 @@ class Enhanced:
     Attributes:
         pixels: float32 (H', W', C) in [0, 1]; (H', W') = round(scale x (H, W)),
             C = the model's channels.
-        upsampled: float32 (H', W', C): the naive Pillow upsampling (the baseline).
+        upsampled: float32 (H', W', C): the naive Pillow upsampling (the baseline); on the bounded
+            path of large images (:mod:`.bounded`) a read-only ``numpy.memmap`` view of a
+            deleted temporary file (the same values; pages are read only when used).
         plan: the :class:`boomerang.levels.NoisePlan` used.
         num_windows: windows per reverse step.
         num_denoiser_evals: window evaluations per image (windows x steps).
