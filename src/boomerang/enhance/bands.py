@@ -120,6 +120,7 @@ class BandFile:
     caller's temporary folder)."""
 
     def __init__(self, path, shape: tuple[int, int, int, int]):
+        self.fd = -1
         self.path, self.shape = str(path), tuple(int(v) for v in shape)
         b, c, h, w = self.shape
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -162,6 +163,9 @@ class BandFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def __del__(self):  # an error or a stop mid-way: the descriptor is not left open
+        self.close()
 
     def __enter__(self):
         return self
