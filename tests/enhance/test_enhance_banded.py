@@ -136,12 +136,15 @@ def test_enhance_command_bounded_path_same_png_bytes(tiny_pixel_dir, tiny_colour
 
     from _helpers import run_cli
 
+    calls, made = _count_bounded(monkeypatch), []
+    real_tmp = bounded_module.tempfile.TemporaryDirectory
+    monkeypatch.setattr(bounded_module.tempfile, "TemporaryDirectory",
+                        lambda *a, **k: made.append(k.get("dir")) or real_tmp(*a, **k))
     for name, model, mode, shape in (("gray", tiny_pixel_dir, "L", (20, 24)),
                                      ("rgb", tiny_colour_pixel_dir, "RGB", (20, 24, 3))):
         src = tmp_path / f"{name}.png"
         Image.fromarray(np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8), mode).save(src)
         outs = {}
-        calls = _count_bounded(monkeypatch)
         for path, threshold in (("memory", 10 ** 9), ("bounded", 0)):
             monkeypatch.setattr(banded, "BANDED_MIN_PIXELS", threshold)
             monkeypatch.setattr(banded, "BAND_ROWS", 4)
@@ -152,4 +155,8 @@ def test_enhance_command_bounded_path_same_png_bytes(tiny_pixel_dir, tiny_colour
             assert rc == 0, err
             outs[path] = (out / f"{name}.png").read_bytes()
             assert len(calls) == (path == "bounded")
+            assert made == ([out / ".job"] if path == "bounded" else [])  # on the output's disk, private
+            assert not list((out / ".job").glob("enhance-bands-*"))  # and gone
+            calls.clear()
+            made.clear()
         assert outs["bounded"] == outs["memory"]

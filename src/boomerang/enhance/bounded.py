@@ -59,12 +59,13 @@ def _upsampled_rows(im: np.ndarray, out_size, method: str, rows: int):
 
 def enhance_bounded(model, images, *, out_size, upsampler: str, plan, generators, tile: int, overlap: int,
                     tile_batch: int, weighting: str, eta: float, consistency: bool, consistency_until: float,
-                    progress=None):
+                    progress=None, work_dir=None):
     """Steps 1-3 of ``enhance_images`` on the bounded path (its checks already made).
 
     Args:
         images: B float32 arrays (h, w, C) in the model's channels.
         out_size: (H, W) of the outputs.
+        work_dir: the folder to make the private temporary folder in (default ``TMPDIR``).
         the rest: as ``enhance_images`` / ``tiled_boomerang``.
 
     Returns:
@@ -81,7 +82,7 @@ def enhance_bounded(model, images, *, out_size, upsampler: str, plan, generators
     B, C = len(images), int(model.image_channels)
     H, W = out_size
     rows = banded.BAND_ROWS
-    with tempfile.TemporaryDirectory(prefix="boomerang-enhance-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="enhance-bands-", dir=work_dir) as tmp:
         x0 = BandFile(Path(tmp) / "x0.f32", (B, C, H, W))
         up = BandFile(Path(tmp) / "upsampled.f32", (B, C, H, W))
         low = BandFile(Path(tmp) / "reference.f32", (B, C, H, W)) if consistency else None

@@ -123,6 +123,7 @@ def enhance_images(
     guidance_scale: float = 7.5,
     progress: Callable[[int, int], None] | None = None,
     plan: levels.NoisePlan | None = None,
+    work_dir=None,
 ) -> list[Enhanced]:
     """Enhance a batch of same-size images by ``scale`` (one generator each).
 
@@ -158,6 +159,9 @@ def enhance_images(
             default ``core.plan(model, level=level, scheduler=scheduler, steps=steps)``,
             the plan ``boomerang sample`` runs. Its level and scheduler must equal
             ``level`` and ``scheduler``.
+        work_dir: where the bounded path of large images (:mod:`.bounded`) makes its private
+            temporary folder (deleted before returning); default the system's (``TMPDIR``).
+            The command passes the job folder ``OUT/.job`` (the output's disk).
 
     Returns:
         one :class:`Enhanced` per image, in order.
@@ -205,7 +209,7 @@ def enhance_images(
         done = enhance_bounded(model, images, out_size=(ho, wo), upsampler=args.upsampler, plan=plan,
                                generators=generators, tile=tile, overlap=overlap, tile_batch=args.tile_batch,
                                weighting=weighting, eta=eta, consistency=consistency,
-                               consistency_until=args.consistency_until, progress=progress)
+                               consistency_until=args.consistency_until, progress=progress, work_dir=work_dir)
         return [Enhanced(p, u, plan, n_windows, n_windows * plan.num_denoiser_evals) for p, u in done]
 
     # 1. Naive upsampling to the exact output size.

@@ -235,7 +235,11 @@ class EnhanceTask(Task):
 
         from boomerang.enhance.image import enhance_images
 
+        from boomerang.tasks.journal import JOB_DIR
+
         o, s = dataclasses.asdict(job.options), job.settings
+        work = Path(job.out) / JOB_DIR if getattr(job, "out", None) is not None else None  # large images' x_t files
+        work = work if work is not None and work.is_dir() else None
         out = [None] * len(generators)
         groups: dict = {}
         for i in range(len(generators)):
@@ -247,7 +251,7 @@ class EnhanceTask(Task):
                 tile_size=o["tile_size"], tile_overlap=o["tile_overlap"], tile_batch=o["tile_batch"],
                 consistency=o["consistency"], consistency_until=o["consistency_until"], colour_fix=o["colour_fix"],
                 upsampler=o["upsampler"],
-                prompt=prompt or "", negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale,
+                prompt=prompt or "", negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale, work_dir=work,
             )
             for i, r in zip(idx, res):
                 out[i] = r.pixels
