@@ -111,11 +111,13 @@ def _count_bounded(monkeypatch) -> list:
     return calls
 
 
-@pytest.mark.parametrize("channels,scale,consistency", [(1, 1, True), (3, 1, True), (3, 2, False)])
+@pytest.mark.parametrize("channels,scale,consistency", [(1, 1, True), (3, 1, True), (3, 2, False), (1, 2, True),
+                                                        (3, 2, True), (1, 4, True)])
 def test_enhance_images_bounded_path_same_bytes(tiny_pixel_model, colour_model, monkeypatch, channels, scale,
                                                 consistency):
     model = tiny_pixel_model if channels == 1 else colour_model
-    img = np.random.default_rng(7).uniform(0, 1, (20 // scale, 24 // scale, channels)).astype(np.float32)
+    side = (40, 48) if scale == 4 else (20, 24)  # ILVR's halo (8 input rows) spans several bands of 2-4 rows
+    img = np.random.default_rng(7).uniform(0, 1, (side[0] // scale, side[1] // scale, channels)).astype(np.float32)
     kw = dict(scale=scale, level=0.4, steps=10, consistency=consistency, consistency_until=0.6)
     calls = _count_bounded(monkeypatch)
     monkeypatch.setattr(banded, "BANDED_MIN_PIXELS", 10 ** 9)
@@ -129,9 +131,9 @@ def test_enhance_images_bounded_path_same_bytes(tiny_pixel_model, colour_model, 
     assert np.asarray(bounded.upsampled).tobytes() == mem.upsampled.tobytes()
 
 
-@pytest.mark.parametrize("scheduler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("scheduler,scale", [("ddpm", 1), ("ddim", 1), ("ddpm", 2)])
 def test_enhance_command_bounded_path_same_png_bytes(tiny_pixel_dir, tiny_colour_pixel_dir, tmp_path, monkeypatch,
-                                                     capsys, scheduler):
+                                                     capsys, scheduler, scale):
     from PIL import Image
 
     from _helpers import run_cli
@@ -140,8 +142,8 @@ def test_enhance_command_bounded_path_same_png_bytes(tiny_pixel_dir, tiny_colour
     real_tmp = bounded_module.tempfile.TemporaryDirectory
     monkeypatch.setattr(bounded_module.tempfile, "TemporaryDirectory",
                         lambda *a, **k: made.append(k.get("dir")) or real_tmp(*a, **k))
-    for name, model, mode, shape in (("gray", tiny_pixel_dir, "L", (20, 24)),
-                                     ("rgb", tiny_colour_pixel_dir, "RGB", (20, 24, 3))):
+    for name, model, mode, shape in (("gray", tiny_pixel_dir, "L", (20 // scale, 24 // scale)),
+                                     ("rgb", tiny_colour_pixel_dir, "RGB", (20 // scale, 24 // scale, 3))):
         src = tmp_path / f"{name}.png"
         Image.fromarray(np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8), mode).save(src)
         outs = {}
@@ -149,7 +151,7 @@ def test_enhance_command_bounded_path_same_png_bytes(tiny_pixel_dir, tiny_colour
             monkeypatch.setattr(banded, "BANDED_MIN_PIXELS", threshold)
             monkeypatch.setattr(banded, "BAND_ROWS", 4)
             out = tmp_path / f"{name}-{path}"
-            rc, err = run_cli(["enhance", src, "--out", out, "--model", model, "--scale", "1", "--level", "0.4",
+            rc, err = run_cli(["enhance", src, "--out", out, "--model", model, "--scale", scale, "--level", "0.4",
                                "--steps", "10", "--scheduler", scheduler, "--eta", "0.5", "--consistency-until",
                                "0.6", "--seed", "3"], capsys)
             assert rc == 0, err
@@ -160,3 +162,15 @@ def test_enhance_command_bounded_path_same_png_bytes(tiny_pixel_dir, tiny_colour
             calls.clear()
             made.clear()
         assert outs["bounded"] == outs["memory"]
+
+
+def test_ilvr_at_scale_3_keeps_the_in_memory_path(tiny_pixel_model, monkeypatch):
+    """A scale that is not a power of two: the bicubic lift would round differently on a band."""
+    calls = _count_bounded(monkeypatch)
+    monkeypatch.setattr(banded, "BANDED_MIN_PIXELS", 0)
+    img = np.random.default_rng(7).uniform(0, 1, (8, 8, 1)).astype(np.float32)
+    enhance_image(tiny_pixel_model, img, scale=3, level=0.4, steps=10, consistency=True,
+                  generator=torch.Generator().manual_seed(2))
+    assert not calls
+    enhance_image(tiny_pixel_model, img, scale=3, level=0.4, steps=10, generator=torch.Generator().manual_seed(2))
+    assert calls  # without ILVR it is bounded

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from boomerang.enhance.bands import BandFile, NoiseCursors, aligned, band_rows
 
-__all__ = ["BANDED_SCHEDULERS", "BANDED_MIN_PIXELS", "BAND_ROWS", "can_band", "Banded", "BandRegion", "RowSource",
-           "add_noise_banded"]
+__all__ = ["BANDED_SCHEDULERS", "BANDED_MIN_PIXELS", "BAND_ROWS", "ILVR_SCALES", "can_band", "Banded", "BandRegion",
+           "StepNoise", "RowSource", "add_noise_banded"]
 
 #: Schedulers whose step is elementwise and keeps no image-sized state between steps.
 BANDED_SCHEDULERS: tuple[str, ...] = ("ddpm", "ddim", "euler")
@@ -38,16 +38,23 @@ BANDED_SCHEDULERS: tuple[str, ...] = ("ddpm", "ddim", "euler")
 BANDED_MIN_PIXELS = 1 << 20
 #: Rows of a band of the step, the forward jump and the hook (rounded by ``bands.band_rows``).
 BAND_ROWS = 256
+#: Scales at which ILVR runs band by band: 1 (pixel by pixel) and powers of two, where the
+#: bicubic lift computes the same source positions and weights on a band as on the whole image
+#: (1/s exact in binary); its taps reach 2 input rows per pass: a halo of :data:`ILVR_HALO` input rows.
+ILVR_SCALES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+#: Input (low-resolution) rows of halo around a band for ILVR at a scale above 1 (3 bicubic
+#: passes of 2 rows each: 6, plus margin).
+ILVR_HALO = 8
 
 
-def can_band(model, scheduler: str, height: int, width: int, *, consistency_same_size: bool = True) -> str | None:
+def can_band(model, scheduler: str, height: int, width: int, *, consistency_scale: float | None = None) -> str | None:
     """Why an image of height x width (model space) cannot take the bounded path, or None if it can.
 
     The path needs: a pixel model on the CPU (the model space is the image; decode is the
     identity), a scheduler in :data:`BANDED_SCHEDULERS` without dynamic thresholding (a
     per-image quantile), a model output of C or (ddpm, learned variance) 2C channels, H W a
-    multiple of 16 (the noise is drawn slice by slice), and for ILVR a reference of the
-    image's own size (scale 1: ILVR is then pixel by pixel).
+    multiple of 16 (the noise is drawn slice by slice), and for ILVR (``consistency_scale``:
+    output side / input side, exactly) a scale in :data:`ILVR_SCALES`.
     """
     import torch
 
@@ -64,20 +71,55 @@ def can_band(model, scheduler: str, height: int, width: int, *, consistency_same
         return f"{oc} prediction channels for {c} image channels"
     if not aligned(height, width):
         return "H x W is not a multiple of 16"
-    if not consistency_same_size:
-        return "ILVR at a scale other than 1"
+    if consistency_scale is not None and consistency_scale not in ILVR_SCALES:
+        return f"ILVR at scale {consistency_scale:g} (band by band: 1 or a power of two)"
     return None
 
 
 @dataclass(frozen=True)
 class BandRegion:
-    """Where a hook call of the bounded path acts: one channel of rows [r0, r1) of the image, and
-    per item the generator that draws exactly this slice of a whole-image draw."""
+    """Where a hook call of the bounded path acts: one channel of rows [r0, r1) of an image of
+    ``height`` rows (a band with its halo), and ``noise()``: the rows' slice [B, 1, r1 - r0, W]
+    of one whole-image draw per item, as ``torch.randn((1, C, H, W), generator=g)`` would give it
+    (drawn on first use, see :class:`StepNoise`)."""
 
     channel: int
     r0: int
     r1: int
-    generators: list
+    height: int
+    noise: object
+
+
+class StepNoise:
+    """One whole-image draw per item (``torch.randn((1, C, H, W), generator=g)``), made into a file
+    in ``folder`` when first asked for: each item's generator draws its channels and rows in
+    that order in chunks of whole rows (multiples of 16 values: the same numbers as the one
+    draw, and the generator ends where the one draw leaves it). Nothing is drawn unless asked."""
+
+    def __init__(self, folder, shape, generators, rows: int):
+        from pathlib import Path
+
+        self.path, self.shape, self.generators, self.rows = Path(folder) / "noise.f32", tuple(shape), generators, rows
+        self.file = None
+
+    def rows_of(self, channel: int, r0: int, r1: int):
+        """[B, 1, r1 - r0, W] of the draw."""
+        import torch
+
+        B, C, H, W = self.shape
+        if self.file is None:
+            self.file = BandFile(self.path, self.shape)
+            for b, g in enumerate(self.generators):
+                for c in range(C):
+                    for a in range(0, H, self.rows):
+                        n = min(H, a + self.rows) - a
+                        self.file.write(a, torch.randn((1, 1, n, W), generator=g), slice(c, c + 1), item=b)
+        return self.file.read(r0, r1, slice(channel, channel + 1))
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.path.unlink(missing_ok=True)
 
 
 class RowSource:
@@ -172,14 +214,20 @@ class Banded:
         folder: a private temporary folder for the second file.
         shape: [B, C, H, W] of x_t.
         generators: one per item (the steps' and the hook's fresh noise).
-        rows: rows per band (``bands.band_rows``: each band a multiple of 16 values per channel).
+        rows: rows per band (``bands.band_rows``: each band a multiple of 16 values per channel,
+            and of ``multiple``).
+        halo: rows above and below a band that the hook also sees (ILVR at a scale s > 1: its
+            lift is a bicubic resize, whose taps reach 2 input rows per pass); only the band's
+            own rows of the hook's result are kept.
+        multiple: the bands start on multiples of it (ILVR's s-row blocks).
     """
 
-    def __init__(self, folder, shape, generators, rows: int = BAND_ROWS, device="cpu"):
+    def __init__(self, folder, shape, generators, rows: int = BAND_ROWS, device="cpu", halo: int = 0,
+                 multiple: int = 1):
         from pathlib import Path
 
-        self.shape, self.generators, self.device = tuple(shape), list(generators), device
-        self.rows = band_rows(self.shape[-1], rows)
+        self.folder, self.shape, self.generators, self.device = folder, tuple(shape), list(generators), device
+        self.rows, self.halo = band_rows(self.shape[-1], rows, multiple), int(halo)
         self.spare = BandFile(Path(folder) / "x_next.f32", self.shape)
 
     def step(self, denoiser, sched, t, x_t: BandFile, kwargs: dict) -> BandFile:
@@ -194,14 +242,19 @@ class Banded:
 
     def after(self, hook, i: int, t, x_t: BandFile) -> BandFile:
         B, C, H, W = x_t.shape
-        noise = NoiseCursors(self.generators, C, H * W)
+        noise = StepNoise(self.folder, self.shape, self.generators, self.rows)
+        out = self.spare  # bands are read with their halo from x_t: results go to the other file
         for r0, r1 in _bands(H, self.rows):
-            x = x_t.read(r0, r1).to(self.device)
+            a, b = max(0, r0 - self.halo), min(H, r1 + self.halo)
+            x = x_t.read(a, b).to(self.device)
+            done = x[:, :, r0 - a:r1 - a].clone()
             for c in range(C):
-                x[:, c:c + 1] = hook(i, t, x[:, c:c + 1], BandRegion(c, r0, r1, noise.generators(c)))
-            x_t.write(r0, x)
-        noise.finish()
-        return x_t
+                region = BandRegion(c, a, b, H, lambda c=c, a=a, b=b: noise.rows_of(c, a, b).to(self.device))
+                done[:, c:c + 1] = hook(i, t, x[:, c:c + 1], region)[:, :, r0 - a:r1 - a]
+            out.write(r0, done)
+        noise.close()
+        self.spare = x_t
+        return out
 
     def close(self) -> None:
         self.spare.close()

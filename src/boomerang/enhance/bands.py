@@ -34,10 +34,10 @@ def aligned(height: int, width: int) -> bool:
     return (int(height) * int(width)) % 16 == 0
 
 
-def band_rows(width: int, want: int) -> int:
+def band_rows(width: int, want: int, multiple: int = 1) -> int:
     """The rows per band: ``want`` rounded up to a multiple of 16 / gcd(W, 16), so that each
-    band holds a multiple of 16 values per channel."""
-    step = 16 // math.gcd(int(width), 16)
+    band holds a multiple of 16 values per channel, and of ``multiple`` (ILVR's scale)."""
+    step = math.lcm(16 // math.gcd(int(width), 16), int(multiple))
     return max(step, -(-int(want) // step) * step)
 
 

@@ -21,7 +21,7 @@ __all__ = ["use_bounded", "enhance_bounded"]
 def use_bounded(model, scheduler: str, *, in_size, out_size, tile: int, consistency: bool, colour_fix: bool) -> bool:
     """Whether enhancing images of ``in_size`` (h, w) to ``out_size`` (H, W) takes the bounded path:
     H W >= ``banded.BANDED_MIN_PIXELS``, ``banded.can_band`` allows it (pixel model on the CPU,
-    an elementwise scheduler, H W a multiple of 16, ILVR only at scale 1), the model takes the
+    an elementwise scheduler, H W a multiple of 16, ILVR at scale 1 or a power of two), the model takes the
     output's size as it is (no resize: at least one native window, or sides that are multiples
     of the model's ``size_multiple``), and no colour fix (a Gaussian blur of the whole image)."""
     from boomerang.enhance import banded
@@ -34,8 +34,9 @@ def use_bounded(model, scheduler: str, *, in_size, out_size, tile: int, consiste
     else:
         m = int(model.size_multiple or 1)
         fits = H % m == 0 and W % m == 0
-    same = (not consistency) or tuple(out_size) == tuple(in_size)
-    return fits and banded.can_band(model, scheduler, H, W, consistency_same_size=same) is None
+    h, w = in_size
+    scale = (H // h if H % h == 0 and W % w == 0 and H // h == W // w else H / h) if consistency else None
+    return fits and banded.can_band(model, scheduler, H, W, consistency_scale=scale) is None
 
 
 def _upsampled_rows(im: np.ndarray, out_size, method: str, rows: int):
@@ -85,14 +86,15 @@ def enhance_bounded(model, images, *, out_size, upsampler: str, plan, generators
     with tempfile.TemporaryDirectory(prefix="enhance-bands-", dir=work_dir) as tmp:
         x0 = BandFile(Path(tmp) / "x0.f32", (B, C, H, W))
         up = BandFile(Path(tmp) / "upsampled.f32", (B, C, H, W))
-        low = BandFile(Path(tmp) / "reference.f32", (B, C, H, W)) if consistency else None
+        h = images[0].shape[0]
+        low = BandFile(Path(tmp) / "reference.f32", (B, C, h, images[0].shape[1])) if consistency else None
         for i, im in enumerate(images):
             for cs, r0, r1, u in _upsampled_rows(im, (H, W), upsampler, rows):
                 band = torch.from_numpy(np.ascontiguousarray(u)).permute(2, 0, 1)[None]
                 up.write(r0, band, cs, item=i)
                 x0.write(r0, band.clone().mul_(2.0).sub_(1.0), cs, item=i)  # x0 = up * 2 - 1, in [-1, 1]
-            if low is not None:  # ILVR's reference: the input itself in [-1, 1] (scale 1: the image's size)
-                for r0 in range(0, H, rows):
+            if low is not None:  # ILVR's reference: the input itself in [-1, 1], at its own size
+                for r0 in range(0, h, rows):
                     ref = torch.from_numpy(np.ascontiguousarray(im[r0:r0 + rows])).permute(2, 0, 1)[None].float()
                     low.write(r0, ref * 2.0 - 1.0, item=i)
         out = tiled_boomerang(model, x0, plan, generators, tile=tile, overlap=overlap, tile_batch=tile_batch,

@@ -191,8 +191,6 @@ def _ilvr_hook(model, plan, sched, generators, z0, consistency_low, consistency_
     conditioned = math.ceil(until * n_steps - 1e-9)  # ILVR after steps i < conditioned
     if consistency_low is not None and conditioned > 0:
         if isinstance(consistency_low, BandFile):  # bounded path: read by region
-            if consistency_low.shape != z0.shape:
-                raise ValueError("the bounded path takes ILVR at scale 1 only (a reference of the image's size)")
             ref = consistency_low
         else:
             ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
@@ -200,7 +198,7 @@ def _ilvr_hook(model, plan, sched, generators, z0, consistency_low, consistency_
         ilvr = Consistency(ref, iterations=consistency_iterations, bounds=(-1.0, 1.0) if model.pixel_space else None)
 
         def at(region):  # the whole image's ILVR, or one band's (its reference rows, its slice of the noise)
-            return (ilvr, generators) if region is None else (ilvr.band(region), region.generators)
+            return (ilvr, generators, None) if region is None else (ilvr.band(region), None, region.noise)
         if is_flow_scheduler(sched):  # x_t = (1 - sigma) x0 + sigma eps: after step i, x is at the (i+1)-th sigma
             visited = [float(v) for v in sched.sigmas.double()[plan.begin_index:]]
             # distinct sigmas in order (Heun lists each after the first twice: predictor and corrector)
@@ -210,8 +208,8 @@ def _ilvr_hook(model, plan, sched, generators, z0, consistency_low, consistency_
                 if i >= conditioned:
                     return x
                 sigma = landing[i] if t is not None else 0.0
-                here, gens = at(region)
-                return here.apply(x, None, gens, flow_sigma=sigma)
+                here, gens, noise = at(region)
+                return here.apply(x, None, gens, flow_sigma=sigma, noise=noise)
         else:
             alphas_cumprod = sched.alphas_cumprod.double()
             sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
@@ -220,8 +218,8 @@ def _ilvr_hook(model, plan, sched, generators, z0, consistency_low, consistency_
                 if i >= conditioned:
                     return x
                 alpha_bar = float(alphas_cumprod[t]) if t is not None else 1.0
-                here, gens = at(region)
-                return here.apply(x, alpha_bar, gens, sigma_space=sigma_space)
+                here, gens, noise = at(region)
+                return here.apply(x, alpha_bar, gens, sigma_space=sigma_space, noise=noise)
     return hook
 
 
@@ -231,9 +229,14 @@ def _banded(model, x0, plan, sched, generators, *, tile, overlap, tile_batch, we
     (a pixel model: z0 is x0), x_t in files beside it, everything band by band; the same numbers."""
     from pathlib import Path
 
-    from boomerang.enhance.banded import Banded, add_noise_banded, can_band
+    from boomerang.enhance.banded import ILVR_HALO, Banded, add_noise_banded, can_band
 
-    why = can_band(model, plan.scheduler, x0.shape[-2], x0.shape[-1])
+    H, W = x0.shape[-2:]
+    s = 1  # ILVR's scale: the reference is the input, s times smaller (1 or a power of two)
+    if consistency_low is not None:
+        h, w = consistency_low.shape[-2:]
+        s = H // h if (H % h == 0 and W % w == 0 and H // h == W // w) else H / h
+    why = can_band(model, plan.scheduler, H, W, consistency_scale=s if consistency_low is not None else None)
     if why is not None:
         raise ValueError(f"this image cannot take enhance's bounded path: {why}")
     if order is not None:
@@ -246,7 +249,7 @@ def _banded(model, x0, plan, sched, generators, *, tile, overlap, tile_batch, we
     cond, uncond = model.encode_prompt(prompt, negative_prompt, guidance_scale)
     denoiser = windowed_denoiser(model, layout, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
                                  tile_batch=tile_batch, weighting=weighting)
-    execution = Banded(folder, x0.shape, generators, band, device)
+    execution = Banded(folder, x0.shape, generators, band, device, halo=ILVR_HALO * s if s > 1 else 0, multiple=s)
     x = reverse_process(denoiser, x, plan, sched, generators, eta=eta, hook=hook, progress=progress,
                         execution=execution)
     for r0 in range(0, x.shape[-2], execution.rows):  # decode (pixel models: the identity), clamp, in place
