@@ -198,7 +198,7 @@ def _ilvr_hook(model, plan, sched, generators, z0, consistency_low, consistency_
         ilvr = Consistency(ref, iterations=consistency_iterations, bounds=(-1.0, 1.0) if model.pixel_space else None)
 
         def at(region):  # the whole image's ILVR, or one band's (its reference rows, its slice of the noise)
-            return (ilvr, generators, None) if region is None else (ilvr.band(region), None, region.noise)
+            return (ilvr, generators, {}) if region is None else (ilvr.band(region), None, {"noise": region.noise})
         if is_flow_scheduler(sched):  # x_t = (1 - sigma) x0 + sigma eps: after step i, x is at the (i+1)-th sigma
             visited = [float(v) for v in sched.sigmas.double()[plan.begin_index:]]
             # distinct sigmas in order (Heun lists each after the first twice: predictor and corrector)
@@ -208,8 +208,8 @@ def _ilvr_hook(model, plan, sched, generators, z0, consistency_low, consistency_
                 if i >= conditioned:
                     return x
                 sigma = landing[i] if t is not None else 0.0
-                here, gens, noise = at(region)
-                return here.apply(x, None, gens, flow_sigma=sigma, noise=noise)
+                here, gens, kw = at(region)
+                return here.apply(x, None, gens, flow_sigma=sigma, **kw)
         else:
             alphas_cumprod = sched.alphas_cumprod.double()
             sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
@@ -218,8 +218,8 @@ def _ilvr_hook(model, plan, sched, generators, z0, consistency_low, consistency_
                 if i >= conditioned:
                     return x
                 alpha_bar = float(alphas_cumprod[t]) if t is not None else 1.0
-                here, gens, noise = at(region)
-                return here.apply(x, alpha_bar, gens, sigma_space=sigma_space, noise=noise)
+                here, gens, kw = at(region)
+                return here.apply(x, alpha_bar, gens, sigma_space=sigma_space, **kw)
     return hook
 
 
