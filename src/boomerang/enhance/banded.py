@@ -11,12 +11,15 @@ execution instead of :class:`~boomerang.reverse.WholeImage`:
   blended model output over band by band as its rows become final;
 * the scheduler's step is applied to each band of final rows, one channel at a time, into a
   second file (x_{t-1}); the two files swap at every step;
-* the forward jump (:func:`add_noise_banded`) and the per-step hook (ILVR) run per band too.
+* the forward jump (:func:`add_noise_banded`) and the per-step hook (ILVR) run per band too;
+  ILVR at a scale s > 1 (a power of two) sees each band with :data:`ILVR_HALO` input rows of
+  halo above and below and writes its band's rows into the other file.
 
 Every output byte is the one of the in-memory path: the steps taken here are elementwise
 (ddpm, ddim, euler: :data:`BANDED_SCHEDULERS`), and the fresh noise of the whole image (the
-forward eps, ddpm's and ddim eta > 0's step noise, ILVR's eps') is drawn slice by slice in the
-whole draw's order (:class:`~boomerang.enhance.bands.NoiseCursors`). A scheduler that keeps
+forward eps, ddpm's and ddim eta > 0's step noise) is drawn slice by slice in the whole draw's
+order (:class:`~boomerang.enhance.bands.NoiseCursors`); ILVR's eps', which a band's halo reads
+beyond the band, is drawn whole into a file on first use (:class:`StepNoise`). A scheduler that keeps
 image-sized history (dpm++, unipc, deis, heun, lms ...) stays on the in-memory path
 (:func:`can_band`). ``tests/enhance/test_enhance_banded.py`` compares both paths byte for byte.
 """
