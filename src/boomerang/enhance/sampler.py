@@ -233,6 +233,8 @@ def _banded(model, x0, plan, sched, generators, *, tile, overlap, tile_batch, we
 
     H, W = x0.shape[-2:]
     s = 1  # ILVR's scale: the reference is the input, s times smaller (1 or a power of two)
+    if consistency_low is not None and not isinstance(consistency_low, BandFile):
+        raise ValueError("on the bounded path consistency_low is a BandFile of the input, like x0")
     if consistency_low is not None:
         h, w = consistency_low.shape[-2:]
         s = H // h if (H % h == 0 and W % w == 0 and H // h == W // w) else H / h
