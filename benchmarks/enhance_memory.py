@@ -1,11 +1,12 @@
 """Peak memory of ``enhance --scale 1`` against the image's size, and its projection to 48 MP.
 
     .venv/bin/python benchmarks/enhance_memory.py [--sides 256 512 1024] [--level 0.1] [--steps 10]
-        [--model ddpm-mnist5k | tiny] [--tile-size S] [--name NAME] [--out DIR]
+        [--model ddpm-mnist5k | tiny] [--tile-size S] [--scale 1] [--consistency] [--name NAME] [--out DIR]
 
 For each side S, writes one S x S gray PNG (a smooth ramp plus noise) and runs, in a
 fresh process, ``boomerang enhance IN --out OUT --scale 1 --level L --steps N --model M
---threads 1`` (the CLI's ``main`` in that process); the process reports its peak RSS
+--threads 1`` (the CLI's ``main`` in that process; ``--scale S --consistency``: S x S larger
+outputs with ILVR, the sizes and pixels then the output's); the process reports its peak RSS
 (``VmHWM``) and wall seconds. With the bundled 28x28 digit model, a window is 28 pixels
 and every denoiser evaluation runs the model on every window of the image, so the time
 grows with the area as well. A least-squares line ``peak = a + b * pixels`` over the
@@ -50,8 +51,10 @@ def run(side: int, a, tmp: Path) -> dict:
     src = tmp / f"in{side}.png"
     make_image(src, side)
     out = tmp / f"out{side}"
-    argv = ["enhance", str(src), "--out", str(out), "--scale", "1", "--level", str(a.level), "--steps", str(a.steps),
-            "--model", a.model_dir, "--threads", "1", "--seed", "0"]
+    argv = ["enhance", str(src), "--out", str(out), "--scale", str(a.scale), "--level", str(a.level),
+            "--steps", str(a.steps), "--model", a.model_dir, "--threads", "1", "--seed", "0"]
+    if a.consistency:
+        argv += ["--consistency"]
     if a.tile_size:
         argv += ["--tile-size", str(a.tile_size)]
     t = time.perf_counter()
@@ -64,7 +67,7 @@ def run(side: int, a, tmp: Path) -> dict:
     res = json.loads(r.stdout.strip().splitlines()[-1])
     if res["rc"] != 0:
         raise SystemExit(f"enhance at {side}x{side} exited {res['rc']}:\n{r.stderr[-3000:]}")
-    return {"side": side, "pixels": side * side, "wall_seconds": time.perf_counter() - t,
+    return {"side": side, "pixels": (side * a.scale) ** 2, "wall_seconds": time.perf_counter() - t,
             "load_average": os.getloadavg()[0], **res}
 
 
@@ -72,6 +75,8 @@ def main() -> None:
     p = make_parser(__doc__, first_paragraph=True)
     p.add_argument("--sides", type=int, nargs="+", default=[256, 512, 1024], help="image sides in pixels")
     p.add_argument("--level", type=float, default=0.1, help="noise level")
+    p.add_argument("--scale", type=int, default=1, help="enhance --scale (an integer; pixels are the output's)")
+    p.add_argument("--consistency", action="store_true", help="enhance --consistency (ILVR)")
     p.add_argument("--steps", type=int, default=10, help="step budget of a full chain (level 0.1: 1 step)")
     p.add_argument("--model", default="ddpm-mnist5k",
                    help="model (default: the bundled 28x28 digit model); 'tiny': a tiny random fully convolutional "
@@ -93,7 +98,7 @@ def main() -> None:
         for side in a.sides:
             res = run(side, a, Path(tmp))
             runs.append(res)
-            print(f"{side:>6} x {side:<6} ({res['pixels'] / 1e6:6.2f} MP): peak RSS {res['peak_rss_mb']:8.1f} MB  "
+            print(f"{side * a.scale:>6} x {side * a.scale:<6} ({res['pixels'] / 1e6:6.2f} MP): peak RSS {res['peak_rss_mb']:8.1f} MB  "
                   f"{res['seconds']:7.1f} s  (load {res['load_average']:.1f})", flush=True)
     summary = {}
     if len(runs) >= 2:

@@ -58,8 +58,10 @@ def to_model_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
     if channels == 3:
         return np.repeat(x, 3, axis=-1)
     w = np.asarray(LUMA_WEIGHTS, dtype=np.float32)
-    y = (x * w).sum(axis=-1, keepdims=True)
-    return np.clip(y, 0.0, 1.0).astype(np.float32)
+    y = np.empty((*x.shape[:2], 1), np.float32)
+    for r in range(0, x.shape[0], 256):  # in strips of rows: the same float32 operations, no image-sized temporaries
+        np.clip((x[r:r + 256] * w).sum(axis=-1, keepdims=True), 0.0, 1.0, out=y[r:r + 256])
+    return y
 
 
 @dataclass

@@ -69,6 +69,9 @@ def from_pil(img: Image.Image, name: str, path: Path | None, bg: np.ndarray) -> 
     elif mode == "F":
         bit_depth = 32
         colour = _float_to_unit(np.asarray(img, dtype=np.float32), name)
+    elif mode == "L" and not has_alpha:
+        colour = np.asarray(img, dtype=np.float32)  # a fresh float32 array: scaled in place (as "LA" below, less memory)
+        colour /= 255.0
     elif mode in ("1", "L", "LA"):
         la = np.asarray(img.convert("LA"), dtype=np.float32) / 255.0
         colour, alpha = la[..., 0], la[..., 1]

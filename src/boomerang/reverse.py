@@ -33,8 +33,8 @@ from boomerang.schedulers import (
     works_in_sigma_space,
 )
 
-__all__ = ["Denoiser", "StepHook", "scheduler_for", "per_item_generators", "per_item_noise", "add_noise",
-           "reverse_process"]
+__all__ = ["Denoiser", "StepHook", "WholeImage", "scheduler_for", "per_item_generators", "per_item_noise",
+           "add_noise", "reverse_process"]
 
 #: ``denoiser(x_in, t) -> out``: x_in [B, c, h, w] (the scheduler's scaled input), t a 0-d timestep
 #: tensor; out [B, c', h, w] in the scheduler's parameterisation (the model's prediction_type: eps, v or x0).
@@ -135,6 +135,25 @@ def add_noise(sched, plan: NoisePlan, z0: torch.Tensor, eps: torch.Tensor, devic
     return sched.add_noise(z0, eps, t)
 
 
+class WholeImage:
+    """How :func:`reverse_process` holds x_t and applies a step: the ordinary way, x_t one tensor
+    [B, c, h, w] and each step on all of it at once. Another execution (enhance's bounded path,
+    :class:`boomerang.enhance.banded.Banded`: x_t in a file, the step band by band) has the
+    same two methods and gives the same numbers."""
+
+    def step(self, denoiser: Denoiser, sched, t, x_t, kwargs: dict):
+        """One reverse step x_t -> x_{t-1}: ``step(denoiser(scale_model_input(x_t, t), t), t, x_t)``."""
+        x_in = sched.scale_model_input(x_t, t) if hasattr(sched, "scale_model_input") else x_t  # (flow: none)
+        out = denoiser(x_in, t)
+        x_t = sched.step(out, t, x_t, **kwargs).prev_sample
+        del x_in, out  # image-sized: not held through the hook and the next denoiser call
+        return x_t
+
+    def after(self, hook: StepHook, i: int, t: "int | None", x_t):
+        """The hook after completed step i: ``hook(i, t, x_t)``."""
+        return hook(i, t, x_t)
+
+
 def reverse_process(
     denoiser: Denoiser,
     x_t: torch.Tensor,
@@ -145,6 +164,7 @@ def reverse_process(
     eta: float = 0.0,
     hook: StepHook | None = None,
     progress: Callable[[int, int], None] | None = None,
+    execution=None,
 ) -> torch.Tensor:
     """Run the reverse process of ``plan`` from x_t down to x0 (Luzi et al., Fig. 1 / Alg. 1, steps 3-4).
 
@@ -175,21 +195,23 @@ def reverse_process(
             the predictor's intermediate x is the solver's own state and is not passed.
         progress: optional ``progress(done, total)`` after each denoiser call (total =
             ``len(plan.timesteps)``).
+        execution: how x_t is held and each step applied (default :class:`WholeImage`, the one
+            tensor); enhance's bounded path passes :class:`boomerang.enhance.banded.Banded`,
+            whose x_t is a file and whose steps and hooks go band by band, with the same numbers.
 
     Returns:
-        x0 [B, c, h, w] in the model's space (not clamped, not decoded).
+        x0 [B, c, h, w] in the model's space (not clamped, not decoded); what ``execution``
+        holds it in.
     """
     kwargs = step_kwargs(plan.scheduler, eta=eta, generators=generators)
     timesteps = sched.timesteps[plan.begin_index:]
     n = len(timesteps)
     done = 0  # completed reverse steps
+    execution = WholeImage() if execution is None else execution
     for j, t in enumerate(timesteps):
-        x_in = sched.scale_model_input(x_t, t) if hasattr(sched, "scale_model_input") else x_t  # (flow: none)
-        out = denoiser(x_in, t)
-        x_t = sched.step(out, t, x_t, **kwargs).prev_sample
-        del x_in, out  # image-sized: not held through the hook and the next denoiser call
+        x_t = execution.step(denoiser, sched, t, x_t, kwargs)
         if hook is not None and (j + 1 == n or getattr(sched, "state_in_first_order", True)):
-            x_t = hook(done, int(timesteps[j + 1]) if j + 1 < n else None, x_t)
+            x_t = execution.after(hook, done, int(timesteps[j + 1]) if j + 1 < n else None, x_t)
             done += 1
         if progress is not None:
             progress(j + 1, n)

@@ -84,12 +84,25 @@ class Consistency:
         step = nearest_up(rest, size)
         return step if u is None else u + step
 
+    def band(self, region) -> "Consistency":
+        """The replacement for one :class:`~boomerang.enhance.banded.BandRegion` of enhance's bounded
+        path (rows [r0, r1) of one channel, a band with its halo): the reference is then a
+        ``BandFile`` at the input's size (an integer scale s = height / its height), of which the
+        region's channel and low-resolution rows [r0 / s, r1 / s) are read."""
+        import dataclasses
+
+        s = region.height // self.reference.shape[-2]
+        if region.r0 % s or region.r1 % s:
+            raise ValueError(f"a band of rows [{region.r0}, {region.r1}) does not fall on {s}-row blocks")
+        ref = self.reference.read(region.r0 // s, region.r1 // s, slice(region.channel, region.channel + 1))
+        return dataclasses.replace(self, reference=ref)
+
     def error(self, x) -> float:
         """Mean |D(x) - reference| (model units)."""
         return float((area_down(x, self.low_size) - self.reference.to(x.device)).abs().mean())
 
     def apply(self, x, alpha_bar: float | None, generators, *, sigma_space: bool = False,
-              flow_sigma: float | None = None):
+              flow_sigma: float | None = None, noise=None):
         """One ILVR replacement of the low frequencies of x (at the step whose alpha_bar is given).
 
         Args:
@@ -101,6 +114,8 @@ class Consistency:
             flow_sigma: a flow-matching model (``alpha_bar`` is then ignored): x is
                 x_t = (1 - sigma) x0 + sigma eps, and the low frequencies become those of
                 (1 - sigma) reference + sigma eps' (0.0 for the final x0).
+            noise: enhance's bounded path: ``noise()`` gives eps' for x's rows (cut from the
+                whole image's draw) instead of drawing it from ``generators``.
 
         Returns:
             [B, C, H, W] tensor with area_down(result) == the noised reference
@@ -112,11 +127,16 @@ class Consistency:
         size = tuple(x.shape[-2:])
         if flow_sigma is not None:
             alpha_bar = 1.0 if flow_sigma <= 0 else 0.0  # below only "is there noise left" is read of it
+        def draw():
+            if noise is not None:
+                return noise()
+            return torch.cat([torch.randn((1, *x.shape[1:]), generator=g, dtype=torch.float32) for g in generators])
+
         if flow_sigma is not None and flow_sigma > 0:
-            eps = torch.cat([torch.randn((1, *x.shape[1:]), generator=g, dtype=torch.float32) for g in generators])
+            eps = draw()
             target = (1 - flow_sigma) * ref + flow_sigma * area_down(eps.to(x.device), self.low_size)
         elif alpha_bar < 1.0:
-            eps = torch.cat([torch.randn((1, *x.shape[1:]), generator=g, dtype=torch.float32) for g in generators])
+            eps = draw()
             eps_low = area_down(eps.to(x.device), self.low_size)
             if sigma_space:
                 target = ref + ((1 - alpha_bar) / alpha_bar) ** 0.5 * eps_low

@@ -47,7 +47,9 @@ class Enhanced:
     Attributes:
         pixels: float32 (H', W', C) in [0, 1]; (H', W') = round(scale x (H, W)),
             C = the model's channels.
-        upsampled: float32 (H', W', C): the naive Pillow upsampling (the baseline).
+        upsampled: float32 (H', W', C): the naive Pillow upsampling (the baseline); on the bounded
+            path of large images (:mod:`.bounded`) a read-only ``numpy.memmap`` view of a
+            deleted temporary file (the same values; pages are read only when used).
         plan: the :class:`boomerang.levels.NoisePlan` used.
         num_windows: windows per reverse step.
         num_denoiser_evals: window evaluations per image (windows x steps).
@@ -121,6 +123,7 @@ def enhance_images(
     guidance_scale: float = 7.5,
     progress: Callable[[int, int], None] | None = None,
     plan: levels.NoisePlan | None = None,
+    work_dir=None,
 ) -> list[Enhanced]:
     """Enhance a batch of same-size images by ``scale`` (one generator each).
 
@@ -156,6 +159,9 @@ def enhance_images(
             default ``core.plan(model, level=level, scheduler=scheduler, steps=steps)``,
             the plan ``boomerang sample`` runs. Its level and scheduler must equal
             ``level`` and ``scheduler``.
+        work_dir: where the bounded path of large images (:mod:`.bounded`) makes its private
+            temporary folder (deleted before returning); default the system's (``TMPDIR``).
+            The command passes the job folder ``OUT/.job`` (the output's disk).
 
     Returns:
         one :class:`Enhanced` per image, in order.
@@ -192,6 +198,19 @@ def enhance_images(
         plan = make_plan(model, level=args.level, schedule="exact", scheduler=scheduler, steps=steps, image_shape=window)
     elif plan.schedule != "exact" or abs(plan.level - args.level) > 1e-12 or plan.scheduler != scheduler:
         raise ValueError(f"plan must be an exact-schedule plan for level {args.level} and scheduler {scheduler}, got {plan}")
+
+    from boomerang.enhance.bounded import enhance_bounded, use_bounded
+    from boomerang.enhance.tiling import make_layout
+
+    if plan.timestep is not None and use_bounded(model, plan.scheduler, in_size=(h, w), out_size=(ho, wo), tile=tile,
+                                                 consistency=consistency, colour_fix=colour_fix):
+        # a large image: the same steps with x0, x_t and the upsampling in files, band by band
+        n_windows = len(make_layout(ho, wo, tile, overlap))
+        done = enhance_bounded(model, images, out_size=(ho, wo), upsampler=args.upsampler, plan=plan,
+                               generators=generators, tile=tile, overlap=overlap, tile_batch=args.tile_batch,
+                               weighting=weighting, eta=eta, consistency=consistency,
+                               consistency_until=args.consistency_until, progress=progress, work_dir=work_dir)
+        return [Enhanced(p, u, plan, n_windows, n_windows * plan.num_denoiser_evals) for p, u in done]
 
     # 1. Naive upsampling to the exact output size.
     up = [upsample(im, ho, wo, args.upsampler) for im in images]
@@ -234,7 +253,6 @@ def enhance_images(
     if colour_fix and plan.timestep is not None:
         ref = x0.to(samples)
         samples = _colour_fix(samples, ref, sigma=args.scale).clamp(-1.0, 1.0)
-    from boomerang.enhance.tiling import make_layout
 
     n_windows = len(make_layout(samples.shape[-2] // model.space_factor,
                                 samples.shape[-1] // model.space_factor, tile, overlap))

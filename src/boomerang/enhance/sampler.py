@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from boomerang.enhance.bands import BandFile
+from boomerang.enhance.banded import BAND_ROWS
 from boomerang.enhance.consistency import Consistency
 from boomerang.enhance.resample import area_down
 from boomerang.enhance.tiling import blend_windows, make_layout, windowed_denoiser
@@ -84,6 +86,7 @@ def tiled_boomerang(
     vae_tile: int | None = None,
     order: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    band: int | None = None,
 ) -> torch.Tensor:
     """Boomerang local samples of images of any size, denoised in blended windows.
 
@@ -91,7 +94,10 @@ def tiled_boomerang(
         model: a :class:`boomerang.models.DiffusionModel` (or any object with the
             same ``pixel_space``, ``space_factor``, ``prediction_channels``, ``predict``, ``encode``, ``decode``, ``encode_prompt``,
             ``scheduler_config``, ``device`` members).
-        x0: [B, C, H, W] float images in [-1, 1] (latent models: H, W multiples of f).
+        x0: [B, C, H, W] float images in [-1, 1] (latent models: H, W multiples of f); or, for
+            the bounded path (:mod:`.banded`; ``banded.can_band`` must allow it), a
+            ``bands.BandFile`` holding them, in a private temporary folder that then also holds
+            x_t's two files.
         plan: an exact-schedule :class:`boomerang.levels.NoisePlan` from
             :func:`boomerang.core.plan` (which names the scheduler and has checked
             the start); ``plan.timestep is None`` returns x0 (pixel models) or
@@ -116,9 +122,11 @@ def tiled_boomerang(
             default 8 x ``tile``).
         order: window order fed to the model (tests only; see ``blend_windows``).
         progress: ``progress(done, total)`` after each denoiser evaluation.
+        band: the bounded path's rows per band (default ``banded.BAND_ROWS``; tests make it small).
 
     Returns:
-        float32 CPU tensor [B, C, H, W], clamped to [-1, 1].
+        float32 CPU tensor [B, C, H, W], clamped to [-1, 1]; on the bounded path a ``BandFile``
+        in x0's folder holding it (the same numbers).
 
     Raises:
         ValueError: a plan that is not ``exact`` or names no scheduler (one from
@@ -140,6 +148,12 @@ def tiled_boomerang(
 
     # 1. The plan's scheduler on the plan's grid (t first, then the descending timesteps, then x0).
     sched = scheduler_for(plan, model.scheduler_config, device=model.device)
+    if isinstance(x0, BandFile):  # the bounded path: the same steps, band by band (pixel models: z0 is x0)
+        return _banded(model, x0, plan, sched, generators, tile=tile, overlap=overlap, tile_batch=tile_batch,
+                       weighting=weighting, eta=eta, consistency_low=consistency_low,
+                       consistency_iterations=consistency_iterations, consistency_until=consistency_until,
+                       order=order, progress=progress, band=band or BAND_ROWS, prompt=prompt,
+                       negative_prompt=negative_prompt, guidance_scale=guidance_scale)
 
     # 2. Encode x0 into the model's space (latent models: windowed VAE).
     z0 = encode_tiled(model, x0, vae_tile, vae_overlap)
@@ -149,35 +163,7 @@ def tiled_boomerang(
     x = add_noise(sched, plan, z0, eps, z0.device)
     del eps  # image-sized: not needed after the forward jump
 
-    hook = None
-    until = float(consistency_until)
-    if not 0.0 <= until <= 1.0:
-        raise ValueError(f"consistency_until must be in [0, 1], got {consistency_until!r}")
-    n_steps = len(dict.fromkeys(int(t) for t in plan.timesteps))  # completed reverse steps (heun: predictor+corrector = 1)
-    conditioned = math.ceil(until * n_steps - 1e-9)  # ILVR after steps i < conditioned
-    if consistency_low is not None and conditioned > 0:
-        ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
-        ilvr = Consistency(ref.to(z0.device, torch.float32), iterations=consistency_iterations,
-                           bounds=(-1.0, 1.0) if model.pixel_space else None)
-        if is_flow_scheduler(sched):  # x_t = (1 - sigma) x0 + sigma eps: after step i, x is at the (i+1)-th sigma
-            visited = [float(v) for v in sched.sigmas.double()[plan.begin_index:]]
-            # distinct sigmas in order (Heun lists each after the first twice: predictor and corrector)
-            landing = [v for k, v in enumerate(visited) if k == 0 or v != visited[k - 1]][1:]
-
-            def hook(i, t, x):
-                if i >= conditioned:
-                    return x
-                sigma = landing[i] if t is not None else 0.0
-                return ilvr.apply(x, None, generators, flow_sigma=sigma)
-        else:
-            alphas_cumprod = sched.alphas_cumprod.double()
-            sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
-
-            def hook(i, t, x):  # ILVR at the timestep x now sits at (None: x0, alpha_bar = 1)
-                if i >= conditioned:
-                    return x
-                alpha_bar = float(alphas_cumprod[t]) if t is not None else 1.0
-                return ilvr.apply(x, alpha_bar, generators, sigma_space=sigma_space)
+    hook = _ilvr_hook(model, plan, sched, generators, z0, consistency_low, consistency_iterations, consistency_until)
 
     # 4. Partial reverse process; each denoiser evaluation sees windows, each step the whole image.
     layout = make_layout(z0.shape[-2], z0.shape[-1], tile, overlap)
@@ -190,4 +176,86 @@ def tiled_boomerang(
     # 5. Decode (latent models: windowed VAE) back to images in [-1, 1].
     # x is not used again: clamp the decode in place (pixel models decode to x itself)
     return decode_tiled(model, x, tile, overlap).clamp_(-1.0, 1.0)
+
+
+def _ilvr_hook(model, plan, sched, generators, z0, consistency_low, consistency_iterations, consistency_until):
+    """ILVR as the reverse loop's hook ``hook(i, t, x, region=None)`` (None: off). On the bounded
+    path z0 and ``consistency_low`` are ``BandFile`` s and each call acts on one ``BandRegion``."""
+    import torch
+
+    hook = None
+    until = float(consistency_until)
+    if not 0.0 <= until <= 1.0:
+        raise ValueError(f"consistency_until must be in [0, 1], got {consistency_until!r}")
+    n_steps = len(dict.fromkeys(int(t) for t in plan.timesteps))  # completed reverse steps (heun: predictor+corrector = 1)
+    conditioned = math.ceil(until * n_steps - 1e-9)  # ILVR after steps i < conditioned
+    if consistency_low is not None and conditioned > 0:
+        if isinstance(consistency_low, BandFile):  # bounded path: read by region
+            ref = consistency_low
+        else:
+            ref = consistency_low if isinstance(consistency_low, torch.Tensor) else area_down(z0, tuple(consistency_low))
+            ref = ref.to(z0.device, torch.float32)
+        ilvr = Consistency(ref, iterations=consistency_iterations, bounds=(-1.0, 1.0) if model.pixel_space else None)
+
+        def at(region):  # the whole image's ILVR, or one band's (its reference rows, its slice of the noise)
+            return (ilvr, generators, {}) if region is None else (ilvr.band(region), None, {"noise": region.noise})
+        if is_flow_scheduler(sched):  # x_t = (1 - sigma) x0 + sigma eps: after step i, x is at the (i+1)-th sigma
+            visited = [float(v) for v in sched.sigmas.double()[plan.begin_index:]]
+            # distinct sigmas in order (Heun lists each after the first twice: predictor and corrector)
+            landing = [v for k, v in enumerate(visited) if k == 0 or v != visited[k - 1]][1:]
+
+            def hook(i, t, x, region=None):
+                if i >= conditioned:
+                    return x
+                sigma = landing[i] if t is not None else 0.0
+                here, gens, kw = at(region)
+                return here.apply(x, None, gens, flow_sigma=sigma, **kw)
+        else:
+            alphas_cumprod = sched.alphas_cumprod.double()
+            sigma_space = works_in_sigma_space(sched)  # Euler, Heun, LMS: x_t / sqrt(alpha_bar_t)
+
+            def hook(i, t, x, region=None):  # ILVR at the timestep x now sits at (None: x0, alpha_bar = 1)
+                if i >= conditioned:
+                    return x
+                alpha_bar = float(alphas_cumprod[t]) if t is not None else 1.0
+                here, gens, kw = at(region)
+                return here.apply(x, alpha_bar, gens, sigma_space=sigma_space, **kw)
+    return hook
+
+
+def _banded(model, x0, plan, sched, generators, *, tile, overlap, tile_batch, weighting, eta, consistency_low,
+            consistency_iterations, consistency_until, order, progress, band, prompt, negative_prompt, guidance_scale):
+    """Steps 3-5 of :func:`tiled_boomerang` on the bounded path (:mod:`.banded`): x0 a ``BandFile``
+    (a pixel model: z0 is x0), x_t in files beside it, everything band by band; the same numbers."""
+    from pathlib import Path
+
+    from boomerang.enhance.banded import ILVR_HALO, Banded, add_noise_banded, can_band
+
+    H, W = x0.shape[-2:]
+    s = 1  # ILVR's scale: the reference is the input, s times smaller (1 or a power of two)
+    if consistency_low is not None and not isinstance(consistency_low, BandFile):
+        raise ValueError("on the bounded path consistency_low is a BandFile of the input, like x0")
+    if consistency_low is not None:
+        h, w = consistency_low.shape[-2:]
+        s = H // h if (H % h == 0 and W % w == 0 and H // h == W // w) else H / h
+    why = can_band(model, plan.scheduler, H, W, consistency_scale=s if consistency_low is not None else None)
+    if why is not None:
+        raise ValueError(f"this image cannot take enhance's bounded path: {why}")
+    if order is not None:
+        raise ValueError("the bounded path takes the windows in the canonical order only")
+    folder = Path(x0.path).parent
+    device = model.device
+    x = add_noise_banded(sched, plan, x0, BandFile(folder / "x_t.f32", x0.shape), generators, band, device)
+    hook = _ilvr_hook(model, plan, sched, generators, x0, consistency_low, consistency_iterations, consistency_until)
+    layout = make_layout(x0.shape[-2], x0.shape[-1], tile, overlap)
+    cond, uncond = model.encode_prompt(prompt, negative_prompt, guidance_scale)
+    denoiser = windowed_denoiser(model, layout, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                                 tile_batch=tile_batch, weighting=weighting)
+    execution = Banded(folder, x0.shape, generators, band, device, halo=ILVR_HALO * s if s > 1 else 0, multiple=s)
+    x = reverse_process(denoiser, x, plan, sched, generators, eta=eta, hook=hook, progress=progress,
+                        execution=execution)
+    for r0 in range(0, x.shape[-2], execution.rows):  # decode (pixel models: the identity), clamp, in place
+        x.write(r0, model.decode(x.read(r0, min(x.shape[-2], r0 + execution.rows)).to(device)).clamp_(-1.0, 1.0))
+    execution.close()  # the spare file; x (the other) is the caller's
+    return x
 

@@ -123,6 +123,7 @@ def blend_windows(
     weighting: str = "uniform",
     order: Sequence[int] | None = None,
     positions: bool = False,
+    sink: Callable | None = None,
 ):
     """Run ``fn`` on every window of ``x`` and blend the outputs (MultiDiffusion).
 
@@ -130,7 +131,10 @@ def blend_windows(
         fn: maps a batch of windows [n, C, h, w] to outputs [n, C', h r, w r]
             (r = ``ratio``: 1 for a denoiser, 8 for a VAE decoder, 1/8 for a
             VAE encoder). It must treat the n windows independently.
-        x: [B, C, H, W] tensor; ``layout`` must be for H x W.
+        x: [B, C, H, W] tensor, or a source of rows (an object with ``shape``, ``device`` and
+            ``crop(r, q, h, w)`` returning x[..., r:r+h, q:q+w]; windows are cropped in the
+            canonical order, their tops never decreasing: :class:`~boomerang.enhance.banded.RowSource`);
+            ``layout`` must be for H x W.
         layout: the windows (:func:`make_layout`).
         tile_batch: windows per ``fn`` call (each call sees up to
             ``tile_batch`` x B items); bounds memory, does not change the result
@@ -144,9 +148,12 @@ def blend_windows(
         positions: call ``fn(windows, places)`` with ``places`` the (top, left, h, w) of each
             window of the batch (window-major, each repeated for the B items), for models that
             number their tokens by position (FLUX).
+        sink: canonical order only: ``sink(r0, r1, rows)`` receives each band of finished rows
+            (float32 [B, C', r1 - r0, W r], top to bottom, the same values as the whole result's
+            rows) instead of an image-sized result being kept (the bounded path of enhance).
 
     Returns:
-        float32 tensor [B, C', H r, W r] on ``x``'s device.
+        float32 tensor [B, C', H r, W r] on ``x``'s device; None with ``sink``.
     """
     import torch
 
@@ -158,10 +165,13 @@ def blend_windows(
     idx = list(range(len(layout))) if order is None else [int(i) for i in order]
     if sorted(idx) != list(range(len(layout))):
         raise ValueError("order must be a permutation of the window indices")
-    band = _Band(b, oc, H, W, layout, ratio, x.device) if order is None else _Whole(b, oc, H, W, x.device)
+    if sink is not None and order is not None:
+        raise ValueError("a sink takes the windows in the canonical order only")
+    band = _Band(b, oc, H, W, layout, ratio, x.device, sink) if order is None else _Whole(b, oc, H, W, x.device)
+    crop = x.crop if hasattr(x, "crop") else (lambda r, q, h, w: x[..., r:r + h, q:q + w])
     for k in range(0, len(idx), max(1, int(tile_batch))):
         chunk = [layout.windows[i] for i in idx[k:k + tile_batch]]
-        crops = torch.cat([x[..., r:r + h, q:q + w] for r, q, h, w in chunk])  # [n B, C, h, w], window-major
+        crops = torch.cat([crop(r, q, h, w) for r, q, h, w in chunk])  # [n B, C, h, w], window-major
         outs = fn(crops, chunk) if positions else fn(crops)
         del crops  # the batch's input windows are not needed while its outputs are blended
         for j, (r, q, h, w) in enumerate(chunk):
@@ -200,23 +210,32 @@ class _Band:
     rows above the current windows' top are final, so they are divided and stored as float32 and
     their float64 sums dropped. The same additions in the same order as :class:`_Whole` (the
     same float64 sums, so the same float32 result), with float64 memory of one window row
-    instead of the whole image."""
+    instead of the whole image. With a ``sink`` the final rows go to ``sink(r0, r1, rows)``
+    instead of an image-sized float32 result."""
 
-    def __init__(self, b, oc, H, W, layout, ratio, device):
+    def __init__(self, b, oc, H, W, layout, ratio, device, sink=None):
         import torch
 
         self.bh = max(round(h * ratio) for _, _, h, _ in layout.windows)
-        self.out = torch.empty(b, oc, H, W, dtype=torch.float32, device=device)
+        self.sink = sink
+        self.out = torch.empty(b, oc, H, W, dtype=torch.float32, device=device) if sink is None else None
         self.acc = torch.zeros(b, oc, self.bh, W, dtype=torch.float64, device=device)
         self.norm = torch.zeros(self.bh, W, dtype=torch.float64, device=device)
         self.lo, self.H = 0, H
 
     def _flush(self, upto: int) -> None:
+        import torch
+
         n = upto - self.lo
         if n <= 0:
             return
         assert n <= self.bh and bool((self.norm[:n] > 0).all()), "every pixel is covered by a window"
-        self.out[..., self.lo:upto, :] = self.acc[..., :n, :].div(self.norm[:n]).to(self.out.dtype)
+        rows = self.acc[..., :n, :].div(self.norm[:n]).to(torch.float32)
+        if self.sink is None:
+            self.out[..., self.lo:upto, :] = rows
+        else:
+            self.sink(self.lo, upto, rows)
+        del rows
         keep = self.bh - n
         if keep > 0:
             self.acc[..., :keep, :] = self.acc[..., n:, :].clone()
@@ -251,9 +270,10 @@ def windowed_denoiser(
 ):
     """The model's denoiser on blended windows (MultiDiffusion), as a ``reverse_process`` denoiser.
 
-    Returns ``denoiser(x_in, t)``: x_in [B, c, H, W] in the model's space (``layout`` is for
-    H x W), t a 0-d timestep tensor; the model's (guided) prediction on every window of
-    ``layout`` blended by :func:`blend_windows`, [B, prediction_channels, H, W] float32. It is
+    Returns ``denoiser(x_in, t, sink=None)``: x_in [B, c, H, W] in the model's space (``layout``
+    is for H x W; or a source of rows, see :func:`blend_windows`), t a 0-d timestep tensor; the
+    model's (guided) prediction on every window of ``layout`` blended by :func:`blend_windows`,
+    [B, prediction_channels, H, W] float32 (with ``sink``: handed to it band by band). It is
     the denoiser of both windowed callers of the one reverse loop (:mod:`boomerang.reverse`):
     ``enhance`` (:func:`boomerang.enhance.sampler.tiled_boomerang`) and ``sample`` of images
     above the windowing limit (:func:`boomerang.core.boomerang_sample` with ``windows``).
@@ -274,13 +294,15 @@ def windowed_denoiser(
                                         region=Region(r, q, layout.height, layout.width))
                           for j, (r, q, _, _) in enumerate(chunk)])
 
-    def denoiser(x_in, t):
+    def denoiser(x_in, t, sink=None):
         if positions:
             return blend_windows(lambda w, chunk: placed(w, chunk, t), x_in, layout, tile_batch=tile_batch,
-                                 out_channels=out_channels, weighting=weighting, order=order, positions=True)
+                                 out_channels=out_channels, weighting=weighting, order=order, positions=True,
+                                 sink=sink)
         return blend_windows(
             lambda w: model.predict(w, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale),
             x_in, layout, tile_batch=tile_batch, out_channels=out_channels, weighting=weighting, order=order,
+            sink=sink,
         )
 
     return denoiser

@@ -290,7 +290,8 @@ def sample_block(job: Job, outputs: list[OutputFile], *, cache: InputCache | Non
         if core.returns_input_pixels(job.model, plan):  # level 0 on a pixel model: the input itself, bit-exact
             made.update({o.index: (None, None) for o in group})
             continue
-        x0 = np.stack([reads[o.item.index].fitted.pixels for o in group])
+        x0 = (np.stack([reads[o.item.index].fitted.pixels for o in group]) if len(group) > 1  # one item: no copy
+              else reads[group[0].item.index].fitted.pixels[None])
         gens = [_generator(job.task.seed(job, o.item, o.sample)) for o in group]
         prompts = None
         if bool(getattr(job.model, "takes_prompt", False)):
@@ -364,8 +365,7 @@ def write_block(job: Job, block: int, outputs: list[OutputFile], *, cache: Input
     # when a stop or an error ends the block early: nothing half-written.
     with ThreadPoolExecutor(WRITE_THREADS) if WRITE_THREADS else contextlib.nullcontext() as pool:
         for s in job.task.sample_outputs(job, outputs, sample_block, cache=cache, dtype=np.uint8, skipped=skipped,
-                                         progress=progress,
-                              stop=stop):
+                                         progress=progress, stop=stop):
             name = staged_name(s.output.name) if staged else s.output.name
             path = os.path.join(out, name)
             sub = name.rpartition("/")[0]  # names are relative, '/'-separated

@@ -225,6 +225,8 @@ class EnhanceTask(Task):
         x = to_model_channels(loaded.pixels, int(job.model.image_channels))
         _check_output_pixels(loaded.name, x.shape[0], x.shape[1], job.options.scale, ImageInputError)
         h, w = output_size(x.shape[0], x.shape[1], job.options.scale)
+        if (h, w) == x.shape[:2] and x.size and 0.0 <= float(x.min()) and float(x.max()) <= 1.0:
+            return x, _UnresizedInput(x)  # scale 1: the upsampling is the input itself (a copy, clipped): no copy
         return upsample(x, h, w, job.options.upsampler), _UnresizedInput(x)
 
     def sample_batch(self, job: Job, x0, generators, plan, prompts, progress=None):
@@ -233,7 +235,11 @@ class EnhanceTask(Task):
 
         from boomerang.enhance.image import enhance_images
 
+        from boomerang.tasks.journal import JOB_DIR
+
         o, s = dataclasses.asdict(job.options), job.settings
+        work = Path(job.out) / JOB_DIR if getattr(job, "out", None) is not None else None  # large images' x_t files
+        work = work if work is not None and work.is_dir() else None
         out = [None] * len(generators)
         groups: dict = {}
         for i in range(len(generators)):
@@ -245,11 +251,11 @@ class EnhanceTask(Task):
                 tile_size=o["tile_size"], tile_overlap=o["tile_overlap"], tile_batch=o["tile_batch"],
                 consistency=o["consistency"], consistency_until=o["consistency_until"], colour_fix=o["colour_fix"],
                 upsampler=o["upsampler"],
-                prompt=prompt or "", negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale,
+                prompt=prompt or "", negative_prompt=s.negative_prompt, guidance_scale=s.guidance_scale, work_dir=work,
             )
             for i, r in zip(idx, res):
                 out[i] = r.pixels
-        return np.stack(out), None
+        return (np.stack(out) if len(out) > 1 else out[0][None]), None  # one image: no image-sized copy
 
     def plan_shape(self, job: Job, image_shape):
         """A size-dependent model (FLUX) is planned for one window of the upsampled image: the
