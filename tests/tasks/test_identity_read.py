@@ -87,7 +87,7 @@ def _job_files(src: Path, out: Path, model: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("model", ["tiny_pixel_dir", "tiny_colour_pixel_dir"])
 def test_a_level0_job_writes_the_same_bytes_with_and_without_the_uint8_read(tmp_path, monkeypatch, request, model):
-    from boomerang.tasks import blocks
+    from boomerang.tasks import block_inputs
 
     model_dir = request.getfixturevalue(model)
     rng = np.random.default_rng(1)
@@ -109,7 +109,7 @@ def test_a_level0_job_writes_the_same_bytes_with_and_without_the_uint8_read(tmp_
     monkeypatch.setattr(imageio, "read_for_identity", lambda *a, **k: calls.append(a) or real(*a, **k))
     fast = _job_files(src, tmp_path / "fast", model_dir)
     assert len(calls) >= 5
-    monkeypatch.setattr(blocks, "identity_only", lambda job: False)
+    monkeypatch.setattr(block_inputs, "identity_only", lambda job: False)
     slow = _job_files(src, tmp_path / "slow", model_dir)
     assert fast.keys() == slow.keys() and len([k for k in fast if k.endswith(".png")]) == 10
     assert fast == slow
