@@ -157,8 +157,8 @@ def test_enhance_command_bounded_path_same_png_bytes(tiny_pixel_dir, tiny_colour
             assert rc == 0, err
             outs[path] = (out / f"{name}.png").read_bytes()
             assert len(calls) == (path == "bounded")
-            assert made == ([out / ".job"] if path == "bounded" else [])  # on the output's disk, private
-            assert not list((out / ".job").glob("enhance-bands-*"))  # and gone
+            assert made == ([out / ".job" / "scratch"] if path == "bounded" else [])  # on the output's disk, private
+            assert not list((out / ".job").rglob("enhance-bands-*"))  # and gone
             calls.clear()
             made.clear()
         assert outs["bounded"] == outs["memory"]

@@ -178,3 +178,20 @@ def test_two_inputs_that_would_share_an_output_name_are_refused_before_anything_
                                            r"d001/00004\.png\); rename one of the inputs"):
         plan_job(Task(), settings, NoOptions(), JobSettings(inputs=str(src), out=str(tmp_path / "out"), progress=False))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_killed_runs_scratch_files_are_removed_when_the_job_starts_again(tmp_path):
+    """OUT/.job/scratch holds work files of blocks in flight (enhance's x_t files): stale when the job
+    starts again (a kill leaves them), so start() empties it; the journal and job.json are kept."""
+    from boomerang.tasks.journal import JobFolder
+
+    folder = JobFolder(tmp_path / "out")
+    folder.start({"a": 1})
+    (folder.scratch / "enhance-bands-x").mkdir(parents=True)
+    (folder.scratch / "enhance-bands-x" / "x_t.f32").write_bytes(b"\0" * 64)
+    folder.append({"block": 0, "written": [], "records": [], "skipped": []})
+    journal = folder.start({"a": 1})  # the rerun
+    assert not folder.scratch.exists() and 0 in journal and folder.job_path.is_file()
+    folder.scratch.mkdir()
+    folder.clear()  # --restart removes it with the job folder
+    assert not folder.dir.exists()

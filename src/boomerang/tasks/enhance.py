@@ -238,8 +238,12 @@ class EnhanceTask(Task):
         from boomerang.tasks.journal import JOB_DIR
 
         o, s = dataclasses.asdict(job.options), job.settings
-        work = Path(job.out) / JOB_DIR if getattr(job, "out", None) is not None else None  # large images' x_t files
-        work = work if work is not None and work.is_dir() else None
+        work = None  # large images' x_t files: OUT/.job/scratch (emptied when the job starts again)
+        if getattr(job, "out", None) is not None and (Path(job.out) / JOB_DIR).is_dir():
+            from boomerang.tasks.journal import JobFolder
+
+            work = JobFolder(job.out).scratch
+            work.mkdir(exist_ok=True)
         out = [None] * len(generators)
         groups: dict = {}
         for i in range(len(generators)):

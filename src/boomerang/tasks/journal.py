@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 from boomerang.errors import SettingError
@@ -127,7 +128,14 @@ class JobFolder:
             atomic_write_bytes(self.outputs_path, (json.dumps(sorted(set(other_outputs)), indent=1) + "\n").encode())
             atomic_write_bytes(self.job_path, (json.dumps(definition, indent=2, sort_keys=True) + "\n").encode())
         remove_temp_files(self.out)
+        shutil.rmtree(self.scratch, ignore_errors=True)  # a killed run's work files (no block is running now)
         return self.read_journal()
+
+    @property
+    def scratch(self) -> Path:
+        """``OUT/.job/scratch``: work files of blocks in flight (enhance's large-image x_t files), on the
+        output's disk; emptied when the job starts or starts again (a killed run's are stale then)."""
+        return self.dir / "scratch"
 
     def read_journal(self) -> "Journal":
         """Finished blocks (:class:`Journal`, read streaming: 8 bytes per block held); a truncated
@@ -158,6 +166,7 @@ class JobFolder:
         except (OSError, ValueError, TypeError):
             names = []  # a job from before outputs.json, or a damaged file: its samples still go
         _remove_files(self.out, names)
+        shutil.rmtree(self.scratch, ignore_errors=True)
         for name in ("job.json", "journal.jsonl", "outputs.json", "report.json", "items.jsonl", "items.idx",
                      "shards.json"):
             try:
