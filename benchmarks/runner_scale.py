@@ -1,6 +1,6 @@
 """Runner at scale: the driver's peak memory and items/s for 10k .. 200k inputs, against a bare Pillow loop.
 
-    .venv/bin/python benchmarks/runner_scale.py [--sizes 10000 50000 200000] [--engines local ray] [--repeats R]
+    .venv/bin/python benchmarks/runner_scale.py [--sizes 10000 50000 200000] [--engines local ray] [--ray-in-flight N ...] [--repeats R]
         [--model ID | -] [--plan-only] [--tmp DIR] [--name NAME] [--out DIR]
 
 For each size N, writes N small PNGs (28x28 gray, 16 distinct images, 1,000 per
@@ -15,7 +15,12 @@ peak RSS, ``ru_maxrss``, is its own):
   ``execute_job``) at level 0 on the bundled pixel model (the identity: no model call),
   local engine, blocks of 64, one torch thread: scan, fingerprint, item index, read,
   atomic PNG writes, journal, metadata.jsonl, report;
-* ``ray`` (``--engines ... ray``): the same job with ``--engine ray --workers 1``.
+* ``ray`` (``--engines ... ray``): the same job with ``--engine ray --workers 1``. Its
+  seconds are split at the first journal entry: ``ray_start_s`` (from ``execute_job``'s start:
+  Ray's start, the actor's start, its imports and model load, the first block) and
+  ``ray_blocks_per_s`` / ``ray_ms_per_block`` over the blocks after the first (the steady rate).
+  ``--ray-in-flight N [N ...]`` runs one ray arm per value (``ray@N``), with
+  ``ray_engine.TASKS_IN_FLIGHT_PER_ACTOR`` set to N (2: Ray Data's default).
 
 Reported per run: wall seconds (the imports, of diffusers' schedulers among them, and the
 model load are fixed start-up costs, timed apart and left out of items/s),
@@ -123,6 +128,23 @@ def child_bare(src: Path, out: Path) -> dict:
 def child_job(src: Path, out: Path, engine: str, model: str | None, write_threads: int = 0) -> dict:
     import torch
 
+    engine, _, in_flight = engine.partition("@")
+    arrivals: list[float] = []  # ray: when each block's journal entry reached the driver
+    if engine == "ray":
+        from boomerang.tasks import ray_engine
+
+        if in_flight:
+            ray_engine.TASKS_IN_FLIGHT_PER_ACTOR = int(in_flight)
+        run_blocks = ray_engine.run_blocks
+
+        def timed_run_blocks(job, todo, finished, *args, **kwargs):
+            def timed(entry):
+                finished(entry)
+                arrivals.append(time.perf_counter())
+            return run_blocks(job, todo, timed, *args, **kwargs)
+
+        ray_engine.run_blocks = timed_run_blocks
+
     from boomerang.settings import SampleSettings
     from boomerang.tasks import Task
     from boomerang.tasks.blocks import attach_model
@@ -148,7 +170,13 @@ def child_job(src: Path, out: Path, engine: str, model: str | None, write_thread
     job.threads, job.block_size = 1, 64
     rc = execute_job(job)
     t3, c3 = time.perf_counter(), time.process_time()
-    return {"items": len(job.items), "rc": rc, "seconds": (t1 - t0) + (t3 - t2), "load_seconds": t2 - t1,
+    split = {}
+    if len(arrivals) >= 2:
+        n = len(arrivals) - 1  # blocks after the first (every block but the last is full)
+        split = {"ray_start_s": arrivals[0] - t2, "ray_blocks": len(arrivals),
+                 "ray_ms_per_block": 1e3 * (arrivals[-1] - arrivals[0]) / n,
+                 "ray_blocks_per_s": n / (arrivals[-1] - arrivals[0]), "ray_end_s": t3 - arrivals[-1]}
+    return {**split, "items": len(job.items), "rc": rc, "seconds": (t1 - t0) + (t3 - t2), "load_seconds": t2 - t1,
             "cpu_seconds": (c1 - c0) + (c3 - c2), "plan_seconds": t1 - t0, "plan_cpu_seconds": c1 - c0,
             "model": model or "(default: chosen from the inputs)",
             "rss_start_mb": rss0 / 1024, "peak_rss_mb": _peak_kb() / 1024}
@@ -201,6 +229,8 @@ def main() -> None:
     p = make_parser(__doc__, first_paragraph=True)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000], help="input counts")
     p.add_argument("--engines", nargs="+", default=["local"], choices=("local", "ray"), help="job engines")
+    p.add_argument("--ray-in-flight", type=int, nargs="+", default=None,
+                   help="one ray arm per value, with ray_engine.TASKS_IN_FLIGHT_PER_ACTOR set to it (2: Ray Data's default)")
     p.add_argument("--plan-only", action="store_true",
                    help="time planning alone (plan_job: wall and CPU seconds per size), no bare loop, no execution")
     p.add_argument("--repeats", type=int, default=1, help="interleaved runs of each arm (best items/s reported)")
@@ -213,6 +243,8 @@ def main() -> None:
     p.add_argument("--name", default="runner_scale", help="file name of the results (NAME.json in --out)")
     add_out_argument(p)
     a = p.parse_args()
+    if a.ray_in_flight and "ray" in a.engines:
+        a.engines = [e for e in a.engines if e != "ray"] + [f"ray@{k}" for k in a.ray_in_flight]
     runs = []
     for n in a.sizes:
         tmp = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=a.tmp))
@@ -229,7 +261,9 @@ def main() -> None:
                       + (f"plan {res['plan_seconds']:.1f}s (cpu {res['plan_cpu_seconds']:.1f}s)  " if "plan_seconds" in res else "")
                       + f"load {os.getloadavg()[0]:.1f}  "
                       f"rss start {res['rss_start_mb']:6.1f} MB  peak {res['peak_rss_mb']:6.1f} MB"
-                      + (f"  (model load {res['load_seconds']:.1f}s apart)" if arm not in ("bare", "plan") else ""),
+                      + (f"  (model load {res['load_seconds']:.1f}s apart)" if arm not in ("bare", "plan") else "")
+                      + (f"  ray: start {res['ray_start_s']:.1f}s, then {res['ray_ms_per_block']:.1f} ms/block "
+                         f"({res['ray_blocks']} blocks), end {res['ray_end_s']:.1f}s" if "ray_start_s" in res else ""),
                       flush=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -261,6 +295,13 @@ def main() -> None:
                 mid = len(ratios) // 2
                 summary[f"{arm}_vs_bare_cpu_throughput_{n}_median_of_repeats"] = (
                     ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2)
+    for n in sorted({r["n"] for r in runs}):  # the ray engine's start-up and steady rate, medians of repeats
+        for arm in a.engines:
+            split = [r for r in runs if r["n"] == n and r["arm"] == arm and "ray_start_s" in r]
+            for key in ("ray_start_s", "ray_ms_per_block") if split else ():
+                vals = sorted(r[key] for r in split)
+                mid = len(vals) // 2
+                summary[f"{arm}_{key[4:]}_{n}_median"] = vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
     for k, v in summary.items():
         print(f"{k}: {v:.3f}")
     save_json(a.name, {"machine": machine(), "tmp": a.tmp, "model": a.model, "write_threads": a.write_threads, "runs": runs, "summary": summary}, a.out)
