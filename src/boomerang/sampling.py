@@ -54,7 +54,7 @@ def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "
 
 
 def sample_batch(model, x0, generators, plan, settings: SampleSettings,
-                 progress: Callable[[int, int], None] | None = None, prompts=None):
+                 progress: Callable[[int, int], None] | None = None, prompts=None, work_dir=None):
     """Execute one plan on one batch.
 
     Args:
@@ -69,6 +69,8 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
         progress: ``progress(done, total)`` after each reverse step of each prompt group.
         prompts: optional per-item prompts (text models); items are then sampled
             in groups of equal prompt, each item with its own generator.
+        work_dir: where windowed large photos on the bounded path keep their work files
+            (``core.boomerang_sample``'s ``work_dir``; default ``TMPDIR``).
 
     Returns:
         (samples, output): float32 numpy [B, H, W, C] in [0, 1] at the model's size,
@@ -100,7 +102,7 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
         out = core.boomerang_sample(
             model, xt[idx], plan, [generators[i] for i in idx], eta=settings.eta, prompt=prompt,
             negative_prompt=settings.negative_prompt, guidance_scale=settings.guidance_scale, progress=step,
-            windows=windows, tile_batch=SAMPLE_TILE_BATCH,
+            windows=windows, tile_batch=SAMPLE_TILE_BATCH, work_dir=work_dir,
         )
         result[idx] = ((out.samples.detach().float().cpu().clamp(-1, 1) + 1.0) / 2.0).numpy()
     if not np.all(np.isfinite(result)):
