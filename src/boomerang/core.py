@@ -113,6 +113,7 @@ def boomerang_sample(
     progress: Callable[[int, int], None] | None = None,
     windows: tuple[int, int] | None = None,
     tile_batch: int = 1,
+    work_dir=None,
     **plan_args,
 ) -> BoomerangOutput:
     """Boomerang local samples of a batch of images (paper Sec. 3, Fig. 1): execute a plan.
@@ -144,6 +145,10 @@ def boomerang_sample(
             window is sampled exactly as with ``None``. Memory then grows with the window, not the
             image. ``None`` (default): the model sees the whole image.
         tile_batch: windows per model call when ``windows`` is set (memory bound; never changes a sample).
+        work_dir: where a windowed sample that takes the bounded path
+            (:func:`boomerang.bounded_sample.bounded_reason` is None: a pixel model on the CPU, ddpm / ddim /
+            euler, at least ``enhance.banded.BANDED_MIN_PIXELS`` pixels) keeps x0 and x_t in files, in a private
+            temporary folder (default ``TMPDIR``); the same sample, with memory bounded by the windows and bands.
 
     Returns:
         :class:`BoomerangOutput` (samples float32 CPU [B, C, H, W] in [-1, 1]).
@@ -167,6 +172,18 @@ def boomerang_sample(
             model.decode(model.encode(x0)).clamp(-1.0, 1.0)
         return BoomerangOutput(samples, plan, 1.0, plan.scheduler, dict(sched.config), 0)
 
+    cond, uncond = model.encode_prompt(prompt, negative_prompt, guidance_scale)
+    denoiser, layout = _windowed(model, x0, windows, tile_batch, cond, uncond, guidance_scale)
+    used = (int(windows[0]), int(windows[1])) if layout is not None else None
+    if layout is not None:
+        from boomerang.bounded_sample import bounded_reason, sample_bounded
+
+        if bounded_reason(model, plan, layout.height, layout.width) is None:  # x0, x_t in files, band by band
+            samples = sample_bounded(model, x0, plan, sched, generators, denoiser, eta=eta, progress=progress,
+                                     work_dir=work_dir)
+            return BoomerangOutput(samples, plan, plan.alpha_bar, plan.scheduler, dict(sched.config),
+                                   plan.num_denoiser_evals, used)
+
     # 1. Encode x0 into the model's space (img2img on a latent model: a VAE posterior sample per item).
     # 2. Forward jump to the noise timestep (from_noise: x_T ~ N(0, I) times init_noise_sigma).
     if plan.schedule == "global":
@@ -178,26 +195,31 @@ def boomerang_sample(
         x = add_noise(sched, plan, z0, eps, device)
 
     # 3. Partial reverse process over the plan's timesteps, down to x0, with the model's (guided) denoiser.
-    cond, uncond = model.encode_prompt(prompt, negative_prompt, guidance_scale)
-
-    def denoiser(x_in, t):
-        return model.predict(x_in, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale)
-
-    if windows is not None:
-        from boomerang.enhance.tiling import make_layout, windowed_denoiser
-
-        layout = make_layout(x.shape[-2], x.shape[-1], int(windows[0]), int(windows[1]))
-        if len(layout) > 1:  # one window: the whole image, the plain denoiser (the same numbers)
-            denoiser = windowed_denoiser(model, layout, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
-                                         tile_batch=tile_batch)
-
     x = reverse_process(denoiser, x, plan, sched, generators, eta=eta, progress=progress)
 
     # 4. Decode back to images in [-1, 1].
     samples = model.decode(x).clamp(-1.0, 1.0)
-    used = (int(windows[0]), int(windows[1])) if windows is not None and len(layout) > 1 else None
     return BoomerangOutput(samples, plan, plan.alpha_bar, plan.scheduler, dict(sched.config), plan.num_denoiser_evals,
                            used)
+
+
+def _windowed(model, x0, windows, tile_batch, cond, uncond, guidance_scale):
+    """(denoiser, layout): the model's (guided) denoiser, or with ``windows`` over more than one window
+    of the model-space image the windowed denoiser (MultiDiffusion) and its layout (else None)."""
+
+    def denoiser(x_in, t):
+        return model.predict(x_in, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale)
+
+    if windows is None:
+        return denoiser, None
+    from boomerang.enhance.tiling import make_layout, windowed_denoiser
+
+    h, w = model.model_shape(tuple(x0.shape[1:]))[-2:]
+    layout = make_layout(h, w, int(windows[0]), int(windows[1]))
+    if len(layout) == 1:  # one window: the whole image, the plain denoiser (the same numbers)
+        return denoiser, None
+    return windowed_denoiser(model, layout, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                             tile_batch=tile_batch), layout
 
 
 # ----------------------------------------------------------------------------- input checks

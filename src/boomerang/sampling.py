@@ -12,6 +12,7 @@ random is used, so batch size and batch order never change a sample.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -54,7 +55,7 @@ def load(model: str | Path | None = None, *, device: str = "cpu", dtype: str = "
 
 
 def sample_batch(model, x0, generators, plan, settings: SampleSettings,
-                 progress: Callable[[int, int], None] | None = None, prompts=None):
+                 progress: Callable[[int, int], None] | None = None, prompts=None, work_dir=None):
     """Execute one plan on one batch.
 
     Args:
@@ -69,10 +70,13 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
         progress: ``progress(done, total)`` after each reverse step of each prompt group.
         prompts: optional per-item prompts (text models); items are then sampled
             in groups of equal prompt, each item with its own generator.
+        work_dir: where windowed large photos on the bounded path keep their work files
+            (``core.boomerang_sample``'s ``work_dir``; default ``TMPDIR``).
 
     Returns:
         (samples, output): float32 numpy [B, H, W, C] in [0, 1] at the model's size,
-        and the :class:`boomerang.core.BoomerangOutput` (of the last group).
+        and the :class:`boomerang.core.BoomerangOutput` (of the last group) with ``samples`` None
+        (they are the returned array).
 
     Raises:
         NonFiniteOutputError: the model produced NaN or infinite values (nothing is returned for them).
@@ -84,11 +88,14 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
     from boomerang.windowing import SAMPLE_TILE_BATCH, sample_windows
 
     windows = sample_windows(model, x0.shape[1], x0.shape[2])  # large photos: a pixel model in windows
-    xt = torch.from_numpy(np.ascontiguousarray(x0.transpose(0, 3, 1, 2), dtype=np.float32)) * 2.0 - 1.0
+    # x0 * 2 - 1 in [-1, 1], in a copy of our own made in place (large photos: no image-sized temporaries)
+    xt = torch.from_numpy(np.array(x0.transpose(0, 3, 1, 2), dtype=np.float32, order="C")).mul_(2.0).sub_(1.0)
+    shape = (len(generators), x0.shape[3], x0.shape[1], x0.shape[2])
+    del x0
     groups = {}
     for i in range(len(generators)):
         groups.setdefault(settings.prompt if prompts is None else prompts[i], []).append(i)
-    result = np.empty((len(generators), x0.shape[3], x0.shape[1], x0.shape[2]), np.float32)
+    result = np.empty(shape, np.float32) if len(groups) > 1 else None
     out = None
     for prompt, idx in groups.items():
         step = None
@@ -97,12 +104,23 @@ def sample_batch(model, x0, generators, plan, settings: SampleSettings,
 
             def step(done, total, _before=done_before, _share=share):
                 progress(_before * total + _share * done, len(generators) * total)
+        part = xt[idx] if result is not None else xt  # one group: the whole batch, no copy
+        if result is None:
+            xt = None  # held by ``part`` only, freed once sampled
         out = core.boomerang_sample(
-            model, xt[idx], plan, [generators[i] for i in idx], eta=settings.eta, prompt=prompt,
+            model, part, plan, [generators[i] for i in idx], eta=settings.eta, prompt=prompt,
             negative_prompt=settings.negative_prompt, guidance_scale=settings.guidance_scale, progress=step,
-            windows=windows, tile_batch=SAMPLE_TILE_BATCH,
+            windows=windows, tile_batch=SAMPLE_TILE_BATCH, work_dir=work_dir,
         )
-        result[idx] = ((out.samples.detach().float().cpu().clamp(-1, 1) + 1.0) / 2.0).numpy()
+        del part
+        # to [0, 1] in place: the output's samples (a fresh tensor) become the result, not copied
+        pixels = out.samples.detach().float().cpu().clamp_(-1, 1).add_(1.0).div_(2.0).numpy()
+        out = dataclasses.replace(out, samples=None)
+        if result is None:
+            result = pixels
+        else:
+            result[idx] = pixels
+        del pixels
     if not np.all(np.isfinite(result)):
         from boomerang.models import NonFiniteOutputError, nonfinite_message
 

@@ -10,7 +10,9 @@ reverse step (MultiDiffusion, the windowed denoiser of ``enhance``:
 forward jump, the scheduler's steps and all noise act on the whole image. Peak memory is then
 the windows' activations (:data:`SAMPLE_TILE_BATCH` windows of ``SAMPLE_TILE`` squared pixels)
 plus a few whole-image float tensors (about :data:`WINDOWED_BYTES_PER_PIXEL` bytes per pixel,
-measured), which bounds the image a pixel model takes at all:
+measured); on the CPU with ddpm, ddim or euler x0 and x_t live in files instead and are stepped
+band by band (:mod:`boomerang.bounded_sample`, the same sample; 47 bytes per RGB pixel measured,
+docs/input.md). Time bounds the image a pixel model takes at all:
 :data:`boomerang.imageio.FULL_SIZE_MAX_PIXELS` (16 MP, the same limit as latent models, worded
 for each kind by :func:`boomerang.imageio.check_full_size_input`).
 
@@ -36,11 +38,12 @@ SAMPLE_OVERLAP: int = 128
 SAMPLE_TILE_BATCH: int = 1
 #: Measured peak activation bytes per pixel of one ``ddpm-photos`` call on the whole image (CPU, float32).
 PIXEL_BYTES_PER_PIXEL: int = 2200
-#: Measured bytes per image pixel of a windowed ``sample`` command beyond the windows themselves
-#: (the decoded file, the reference, the whole-image float tensors x0, x_t, the noise, the blending
-#: sums, the scheduler's output, the metrics): a 4000 x 4000 PNG through ``boomerang sample`` with a
-#: tiny fully convolutional model peaked at 3.19 GB against 0.69 GB for 512 x 512, i.e. 156 bytes
-#: per pixel (``docs/input.md``).
+#: Measured bytes per image pixel of a windowed ``sample`` command on the in-memory path beyond the
+#: windows themselves (the decoded file, the reference, the whole-image float tensors x0, x_t, the
+#: noise, the blending sums, the scheduler's output): 156.8-158.9 bytes per RGB pixel through
+#: ``boomerang sample`` with a tiny fully convolutional model at 2048 and 4000 sides
+#: (``benchmarks/enhance_memory.py --command sample``, ``docs/input.md``). The bounded path
+#: (:mod:`boomerang.bounded_sample`) needs far less; this figure sizes the refusal message.
 WINDOWED_BYTES_PER_PIXEL: int = 160
 
 

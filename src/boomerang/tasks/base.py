@@ -157,11 +157,16 @@ class Task:
 
         Returns:
             (samples float32 numpy [B, H, W, C] in [0, 1], ``core.BoomerangOutput`` or None).
-            Default: ``boomerang.sampling.sample_batch`` (``core.boomerang_sample`` of the plan).
+            Default: ``boomerang.sampling.sample_batch`` (``core.boomerang_sample`` of the plan); a
+            resumable (dataset) job's large photos on the bounded path keep their work files in
+            ``OUT/.job/scratch`` (:func:`boomerang.tasks.journal.job_scratch`), others in ``TMPDIR``.
         """
         from boomerang.sampling import sample_batch
+        from boomerang.tasks.journal import job_scratch
 
-        return sample_batch(job.model, x0, generators, plan, job.settings, prompts=prompts, progress=progress)
+        work = job_scratch(job) if self.resumable else None
+        return sample_batch(job.model, x0, generators, plan, job.settings, prompts=prompts, progress=progress,
+                            work_dir=work)
 
     def sample_outputs(self, job: Job, outputs: list[OutputFile], sampler, **kwargs):
         """The samples of one block, as :func:`boomerang.tasks.blocks.write_block` writes them: yields

@@ -235,15 +235,10 @@ class EnhanceTask(Task):
 
         from boomerang.enhance.image import enhance_images
 
-        from boomerang.tasks.journal import JOB_DIR
+        from boomerang.tasks.journal import job_scratch
 
         o, s = dataclasses.asdict(job.options), job.settings
-        work = None  # large images' x_t files: OUT/.job/scratch (emptied when the job starts again)
-        if getattr(job, "out", None) is not None and (Path(job.out) / JOB_DIR).is_dir():
-            from boomerang.tasks.journal import JobFolder
-
-            work = JobFolder(job.out).scratch
-            work.mkdir(exist_ok=True)
+        work = job_scratch(job)  # large images' x_t files: OUT/.job/scratch (emptied when the job starts again)
         out = [None] * len(generators)
         groups: dict = {}
         for i in range(len(generators)):

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from boomerang.errors import SettingError
 
-__all__ = ["JOB_DIR", "JobFolder", "Journal", "JournalRecords", "UnfinishedRun", "remove_temp_files"]
+__all__ = ["JOB_DIR", "JobFolder", "Journal", "JournalRecords", "UnfinishedRun", "remove_temp_files",
+           "job_scratch"]
 
 JOB_DIR = ".job"
 #: What boomerang.imageio.atomic_write_bytes leaves behind when killed: ``.<name>.<random>.tmp``.
@@ -49,6 +50,18 @@ def remove_temp_files(folder: Path) -> int:
             except OSError:
                 pass
     return n
+
+
+def job_scratch(job) -> Path | None:
+    """``OUT/.job/scratch`` of a job whose output folder has a job folder (made if missing), else None:
+    where a block's large-image work files go (the bounded paths of ``enhance`` and ``sample``), on the
+    output's disk, private, emptied when the job starts again (:attr:`JobFolder.scratch`)."""
+    out = getattr(job, "out", None)
+    if out is None or not (Path(out) / JOB_DIR).is_dir():
+        return None
+    work = JobFolder(out).scratch
+    work.mkdir(exist_ok=True)
+    return work
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
