@@ -99,14 +99,16 @@ def check_full_size_input(name: str, width: int, height: int, *, native_size: in
     shrink = (max_pixels / (w * h)) ** 0.5
     sw, sh = (max(f, int(v * shrink) // f * f) for v in (width, height))
     if pixel_space:
-        from boomerang.windowing import SAMPLE_TILE, WINDOWED_BYTES_PER_PIXEL
+        from boomerang.windowing import SAMPLE_OVERLAP, SAMPLE_TILE, WINDOWED_BYTES_PER_PIXEL
 
+        stride = SAMPLE_TILE - SAMPLE_OVERLAP
+        windows = (1 + -(-max(0, w - SAMPLE_TILE) // stride)) * (1 + -(-max(0, h - SAMPLE_TILE) // stride))
         raise ImageInputError(
             f"{name}: {width}x{height} ({width * height / 1e6:.1f} MP) is too large for this model, which works on "
-            f"the image's own pixels: it denoises windows of {SAMPLE_TILE}x{SAMPLE_TILE}, but the whole image, its "
-            f"noise and the blending sums stay in memory (about {WINDOWED_BYTES_PER_PIXEL * w * h / 1e9:.1f} GB) and "
-            f"every reverse step runs the model over all of it. It takes at most {max_pixels / 1e6:.0f} MP: resize "
-            f"the image first (e.g. to {sw}x{sh}) or crop it."
+            f"the image's own pixels: it denoises windows of {SAMPLE_TILE}x{SAMPLE_TILE}, and every reverse step runs "
+            f"the model over all {windows} of them (with schedulers that keep whole-image state, or on a GPU, the "
+            f"whole image also stays in memory: about {WINDOWED_BYTES_PER_PIXEL * w * h / 1e9:.1f} GB). It takes at "
+            f"most {max_pixels / 1e6:.0f} MP: resize the image first (e.g. to {sw}x{sh}) or crop it."
         )
     latents = (w // f) * (h // f)
     raise ImageInputError(

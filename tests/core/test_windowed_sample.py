@@ -120,6 +120,7 @@ def test_refusal_worded_per_model_kind():
     msg = str(pixel.value)
     assert "VAE" not in msg and "attention" not in msg
     assert "windows of 512x512" in msg and "at most 16 MP" in msg and "resize" in msg
+    assert "over all 336 of them" in msg  # 21 x 16 windows of 512 with 128 overlap over 8000x6000
     with pytest.raises(imageio.ImageInputError) as latent:
         imageio.check_full_size_input("big.png", 8000, 6000, native_size=None, multiple_of=8, vae_width=128)
     assert "VAE alone would need" in str(latent.value) and "self-attention" in str(latent.value)
