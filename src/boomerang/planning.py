@@ -238,6 +238,8 @@ def plan(
         if not grid:
             if lvl > 0 and schedule == "img2img":  # never a silent copy of the input (the case table)
                 raise SettingError(_too_small_message(lvl, steps))
+            if lvl > 0 and schedule == "reference":  # nor with the notebook's rule (anonymise would release inputs)
+                raise SettingError(_reference_too_small_message(sched, full, lvl, timestep, T, scheduler, steps))
             t_noise = None
     if t_noise is None:  # the identity: nothing added, nothing denoised
         return NoisePlan(lvl, None, (), T, schedule, scheduler, steps, 0, 1.0)
@@ -364,6 +366,23 @@ def _too_small_message(level: float, steps: int) -> str:
     return (f"`level` {level:g} with `schedule` img2img denoises nothing (int(`steps` x `level`) = "
             f"int({steps} x {level:g}) = 0 kept steps): the input would come back unchanged; use `level` >= "
             f"{smallest:.3f} at {steps} steps, more `steps`, or `schedule` exact (which always takes at least one step)")
+
+
+def _reference_too_small_message(sched, full: list[int], level: float, timestep, T: int, scheduler: str,
+                                 steps: int) -> str:
+    """The refusal for a positive reference level whose noise step lies below every step of the grid
+    (nothing to denoise), naming the smallest level (3 decimals) that denoises with this grid."""
+    smallest = None
+    for k in range(1, 1001):
+        kept = [i for i, t in enumerate(full) if t <= reference_timestep(k / 1000, None, T)]
+        if kept and full[entry_index(sched, kept):]:
+            smallest = k / 1000
+            break
+    what = f"`timestep` {timestep}" if timestep is not None else f"`level` {level:g}"
+    hint = f"use `level` >= {smallest:.3f} at {steps} steps, " if smallest is not None else ""
+    return (f"{what} with `schedule` reference and `scheduler` {scheduler} at {steps} steps denoises nothing (no step "
+            f"of its grid lies at or below the noise step {reference_timestep(level, timestep, T)}): the input would "
+            f"come back unchanged; {hint}more `steps`, or `schedule` exact (which always takes at least one step)")
 
 
 def returns_input_pixels(model, plan: NoisePlan) -> bool:

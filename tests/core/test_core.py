@@ -225,12 +225,27 @@ def test_reference_schedule_skips_grid_steps_above_the_noise_timestep(tiny_pixel
         assert out.alpha_bar == pytest.approx(float(sched.alphas_cumprod[300]))
 
 
-def test_reference_with_no_grid_step_below_is_the_identity(tiny_pixel_model):
-    # dpmsolver++ 'leading' grid with 15 steps has no timestep <= 5
-    x = image(1)
-    out = boomerang_sample(tiny_pixel_model, x, generators=gens([0]), level=0.005, steps=15, schedule="reference",
-                           scheduler="dpmsolver++")
-    assert out.num_denoiser_evals == 0 and torch.equal(out.samples, x)
+def test_reference_with_no_grid_step_below_is_refused_not_a_silent_copy(tiny_pixel_model):
+    # dpmsolver++ 'leading' grid with 15 steps has no timestep <= 5: nothing would be denoised, and the
+    # input would come back as a "sample" (a new-user trial found anonymise releasing the originals)
+    from boomerang.errors import SettingError
+
+    with pytest.raises(SettingError, match=r"level 0.005 with schedule reference and scheduler dpmsolver\+\+ "
+                                           r"at 15 steps denoises nothing .* use level >= 0\.\d+ at 15 steps"):
+        boomerang_sample(tiny_pixel_model, image(1), generators=gens([0]), level=0.005, steps=15,
+                         schedule="reference", scheduler="dpmsolver++")
+    msg = None
+    try:
+        boomerang_sample(tiny_pixel_model, image(1), generators=gens([0]), level=0.3, steps=2,
+                         schedule="reference", scheduler="dpmsolver")
+    except SettingError as exc:
+        msg = str(exc)
+    assert msg is not None  # level 0.3 at 2 steps: the 2-step grid has no step <= 300 either
+    if msg is not None:  # the smallest level it names does denoise
+        smallest = float(msg.split("use level >= ")[1].split()[0])
+        out = boomerang_sample(tiny_pixel_model, image(1), generators=gens([0]), level=smallest, steps=2,
+                               schedule="reference", scheduler="dpmsolver")
+        assert out.num_denoiser_evals >= 1
 
 
 def test_tiny_level_with_a_coarse_grid_takes_at_least_one_step(tiny_pixel_model):
