@@ -255,3 +255,16 @@ def test_unwritable_link_file_is_refused_before_any_work(digits_dir, tmp_path, w
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "--link-file" in err and "cannot be written" in err, err
     assert not out.exists() and not link.exists()
+
+
+def test_level_0_is_warned_about(tmp_path, digits_dir, tiny_pixel_dir, capsys):
+    """Level 0 releases the inputs themselves (found by a new-user trial: exit 0, no word, originals
+    released): the job says so on stderr, alone or beside other levels (an audit's control is made at 0)."""
+    for levels in ("0", "0,0.3"):
+        rc = main(["anonymise", str(digits_dir), "--level", levels, "--out", str(tmp_path / levels), "--model",
+                   str(tiny_pixel_dir), "--steps", "2", "--no-progress", "--threads", "1"])
+        err = capsys.readouterr().err
+        assert rc == 0 and err.count("level 0 releases the inputs unchanged") == 1, err
+    rc = main(["anonymise", str(digits_dir), "--level", "0.3", "--out", str(tmp_path / "o3"), "--model",
+               str(tiny_pixel_dir), "--steps", "2", "--no-progress", "--threads", "1"])
+    assert rc == 0 and "releases the inputs unchanged" not in capsys.readouterr().err
