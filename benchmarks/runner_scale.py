@@ -230,7 +230,8 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000], help="input counts")
     p.add_argument("--engines", nargs="+", default=["local"], choices=("local", "ray"), help="job engines")
     p.add_argument("--ray-in-flight", type=int, nargs="+", default=None,
-                   help="one ray arm per value, with ray_engine.TASKS_IN_FLIGHT_PER_ACTOR set to it (2: Ray Data's default)")
+                   help="one ray arm per value, with ray_engine.TASKS_IN_FLIGHT_PER_ACTOR set to it (2: Ray Data's default; "
+                        "default: none, the engine's own value)")
     p.add_argument("--plan-only", action="store_true",
                    help="time planning alone (plan_job: wall and CPU seconds per size), no bare loop, no execution")
     p.add_argument("--repeats", type=int, default=1, help="interleaved runs of each arm (best items/s reported)")

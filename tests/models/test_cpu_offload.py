@@ -12,11 +12,12 @@ from boomerang.core import boomerang_sample
 from _helpers import DIGIT, DIGITS, generators, run_cli
 
 FAMILIES = [("tiny_pixel_dir", ["unet"]),
-            ("tiny_sd_dir", ["vae", "text_encoder", "unet", "vae"]),
-            ("tiny_sdxl_dir", ["vae", "text_encoder", "text_encoder_2", "unet", "vae"]),
+            # the prompt is embedded before the forward jump (the bounded path's order), then the VAE encodes
+            ("tiny_sd_dir", ["text_encoder", "vae", "unet", "vae"]),
+            ("tiny_sdxl_dir", ["text_encoder", "text_encoder_2", "vae", "unet", "vae"]),
             # SD3 embeds the (empty) negative prompt with every encoder again: each one moves twice
-            ("tiny_sd3_dir", ["vae"] + ["text_encoder", "text_encoder_2", "text_encoder_3"] * 2 + ["transformer", "vae"]),
-            ("tiny_flux_dir", ["vae", "text_encoder", "text_encoder_2", "transformer", "vae"])]
+            ("tiny_sd3_dir", ["text_encoder", "text_encoder_2", "text_encoder_3"] * 2 + ["vae", "transformer", "vae"]),
+            ("tiny_flux_dir", ["text_encoder", "text_encoder_2", "vae", "transformer", "vae"])]
 
 
 @pytest.mark.parametrize("fixture,moves", FAMILIES)

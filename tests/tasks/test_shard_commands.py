@@ -373,13 +373,18 @@ def test_a_tar_cut_between_members_is_reported_not_silently_shorter(tmp_path, ti
     src = write_webdataset(tmp_path / "in", {"a.tar": ["g0", "g1", "g2"], "b.tar": ["h0"]})
     with tarfile.open(src / "a.tar") as tar:
         g1_end = max(m.offset_data + -(-m.size // 512) * 512 for m in tar.getmembers() if m.name.startswith("g1."))
-    (src / "a.tar").write_bytes((src / "a.tar").read_bytes()[:g1_end])  # whole members g0, g1; g2 gone
+        g2_png_end = next(m.offset_data + -(-m.size // 512) * 512 for m in tar.getmembers() if m.name == "g2.png")
+    # whole members g0, g1, then g2's image without its .cls/.txt/.json: g2 may be incomplete, so it is
+    # left out with the rest (found by a new-user trial: released without its label)
+    (src / "a.tar").write_bytes((src / "a.tar").read_bytes()[:g2_png_end])
+    assert g2_png_end > g1_end
     out = tmp_path / "out"
     rc, err = run_cli(["augment", src, "--out", out, *_common(tiny_pixel_dir, "--samples-per-image", "1")], capsys)
     assert rc == 3, err
     report = json.loads((out / "report.json").read_text())
     reasons = [s["reason"] for s in report["skipped_files"]]
     assert len(reasons) == 1 and "a.tar: ends without the tar end-of-archive blocks" in reasons[0], reasons
+    assert "samples from g2 on are missing or incomplete" in reasons[0], reasons
     made = sorted(p.name for p in out.glob("level*/*.tar"))
     assert made == ["a.tar", "b.tar"], made
     with tarfile.open(next(out.glob("level*/a.tar"))) as tar:

@@ -166,14 +166,17 @@ def _tar_items(path: Path, shard: str):
                 group = {}
             key = k
             group[ext] = m
-        if key is not None:
-            yield from _sample(tar, path, shard, key, group)
         end = tar.offset  # where the members end: a whole tar has its end-of-archive blocks (zeros) after it
-    if not _ends_whole(path, end):
-        # cut between two members: tarfile stops there without an error; the samples after it are
-        # gone, so the shard is reported (one skipped entry) instead of silently shorter
-        raise SettingError(f"{shard}: ends without the tar end-of-archive blocks after byte {end}: the shard is "
-                           "cut short and the samples after the last one read are missing. Copy the shard again")
+        if _ends_whole(path, end):
+            if key is not None:
+                yield from _sample(tar, path, shard, key, group)
+            return
+    # Cut between two members: tarfile stops there without an error. The samples after the cut are
+    # gone, and the last one read may have lost some of its files (its .cls or .json): it is left
+    # out too, and the shard is reported (one skipped entry) instead of silently shorter.
+    last = f" from {key} on" if key is not None else ""
+    raise SettingError(f"{shard}: ends without the tar end-of-archive blocks after byte {end}: the shard is cut "
+                       f"short; its samples{last} are missing or incomplete and left out. Copy the shard again")
 
 
 def _ends_whole(path: Path, end: int) -> bool:
