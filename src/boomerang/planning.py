@@ -152,8 +152,9 @@ def plan(
             * ``'reference'``: the authors' notebook: noise at
               t_ref = min(int(T level), T-1), the usual grid set_timesteps(steps)
               with every timestep above t_ref skipped (the first denoised
-              timestep is generally *below* t_ref). No grid entry <= t_ref: the
-              identity. When the kept part of a pndm (PLMS) grid starts with its
+              timestep is generally *below* t_ref). No grid entry <= t_ref at a
+              positive level: refused with a SettingError naming the smallest level
+              that denoises (never a silent copy). When the kept part of a pndm (PLMS) grid starts with its
               repeated warm-up timestep, the first copy is skipped.
         from_noise: ordinary global sampling on the scheduler's own grid
             set_timesteps(steps) (schedule ``global``); level must be None or 1
