@@ -62,6 +62,26 @@ def _create_temp(path: str) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temporary file name", stem)
 
 
+@contextlib.contextmanager
+def _temporary(path: str):
+    """``(fd, name)`` of a new temporary file beside ``path`` (:func:`_create_temp`); on any error in the
+    block the file is removed, and an OSError becomes one :class:`OutputWriteError` line naming ``path``."""
+    try:
+        fd, tmp = _create_temp(path)
+    except OSError as exc:
+        raise _write_error(Path(path), exc) from exc
+    try:
+        yield fd, tmp
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+            raise _write_error(Path(path), exc) from exc
+        raise
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same
     folder, fsync, then ``os.replace``. On any error the temporary file is
@@ -74,11 +94,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             writable, the disk is full, ...: one line naming ``path`` and the cause.
     """
     path = os.fspath(path)
-    try:
-        fd, tmp = _create_temp(path)
-    except OSError as exc:
-        raise _write_error(Path(path), exc) from exc
-    try:
+    with _temporary(path) as (fd, tmp):
         try:
             view = memoryview(data)
             while view:  # os.write may write less than asked (a signal, a pipe): loop
@@ -87,14 +103,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
-            raise _write_error(Path(path), exc) from exc
-        raise
 
 
 @contextlib.contextmanager
@@ -110,24 +118,12 @@ def atomic_open(path: str | os.PathLike):
         OutputWriteError: the file cannot be created or written (one line naming ``path``).
     """
     path = os.fspath(path)
-    try:
-        fd, tmp = _create_temp(path)
-    except OSError as exc:
-        raise _write_error(Path(path), exc) from exc
-    try:
+    with _temporary(path) as (fd, tmp):
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
-            raise _write_error(Path(path), exc) from exc
-        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
