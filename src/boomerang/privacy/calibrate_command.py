@@ -32,7 +32,7 @@ def add_calibrate_privacy_parser(subparsers) -> argparse.ArgumentParser:
             "Release --sources images of IN_DIR with the anonymise task at probed levels (max level, min level, "
             "then --bisections halvings) and attack each release with every image of IN_DIR (and "
             "--reference-pool) as candidates; recommend the smallest level whose top-1 re-identification meets "
-            "--target-top1 with its Wilson 95%% upper bound. Use the sampling flags anonymise will run with. "
+            "--target-top1 with its Wilson 95% upper bound. Use the sampling flags anonymise will run with. "
             "One attacker, one feature space: not a proof of privacy (docs/privacy.md)."
         ),
         epilog="Exit status: 0 a level recommended; 4 none meets the target; 2 bad input; 1 unexpected failure.",
