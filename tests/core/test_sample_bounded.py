@@ -101,14 +101,19 @@ def _photo(path, channels, seed):
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).save(path)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("scheduler", ["ddpm", "ddim"])
-def test_sample_command_bounded_path_same_png_bytes(conv_models, tmp_path, monkeypatch, capsys, channels, scheduler):
-    path, _ = conv_models[channels]
+def _small_windows(monkeypatch) -> None:
+    """Windows of 16 (overlap 4) above 20x20 pixels and bands of 4 rows: many windows and bands on a tiny photo."""
     monkeypatch.setattr(windowing, "WINDOW_ABOVE_PIXELS", 20 * 20)
     monkeypatch.setattr(windowing, "SAMPLE_TILE", 16)
     monkeypatch.setattr(windowing, "SAMPLE_OVERLAP", 4)
     monkeypatch.setattr(banded, "BAND_ROWS", 4)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("scheduler", ["ddpm", "ddim"])
+def test_sample_command_bounded_path_same_png_bytes(conv_models, tmp_path, monkeypatch, capsys, channels, scheduler):
+    path, _ = conv_models[channels]
+    _small_windows(monkeypatch)
     calls, made = _spy(monkeypatch)
     src = tmp_path / "photo.png"
     _photo(src, channels, channels)
@@ -128,10 +133,7 @@ def test_sample_command_bounded_path_same_png_bytes(conv_models, tmp_path, monke
 
 def test_dataset_command_bounded_work_files_in_job_scratch(conv_models, tmp_path, monkeypatch, capsys):
     path, _ = conv_models[3]
-    monkeypatch.setattr(windowing, "WINDOW_ABOVE_PIXELS", 20 * 20)
-    monkeypatch.setattr(windowing, "SAMPLE_TILE", 16)
-    monkeypatch.setattr(windowing, "SAMPLE_OVERLAP", 4)
-    monkeypatch.setattr(banded, "BAND_ROWS", 4)
+    _small_windows(monkeypatch)
     calls, made = _spy(monkeypatch)
     src = tmp_path / "data"
     src.mkdir()
